@@ -1,0 +1,454 @@
+"""Rule → one set-based SQL statement (DuckDB dialect; sqlglot transpiles it).
+
+Every detection compiles to the same pipeline of CTEs:
+
+    src   the source rows, lookups joined, ``where`` applied
+    ...   the kind's own steps (group, lag, band join, month join …)
+    hits  one row per hit
+    →     the emit SELECT: contract fields, amount_at_risk, evidence columns
+
+User text only enters through ``fraudscreen.expressions`` (parsed, checked against
+the scope of that place in the pipeline, parameters bound as literal nodes) and
+is regenerated from its syntax tree. The finished statement is parsed once more
+and every table it names must be a rule source or one of its own CTEs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import sqlglot
+from sqlglot import exp
+
+from fraudscreen import expressions as ex
+from fraudscreen import sources
+from fraudscreen.rule import (
+    Aggregate, Correlate, Filter, PeriodChange, Query, Rule, Sequence, Window,
+)
+
+RUN_PARAMS = {"window_start", "window_end", "filter_window"}
+OUTPUT_FIELDS = ("settlement_id", "person_id", "institution_id", "item_code",
+                 "period_start", "period_end")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass
+class CompiledRule:
+    rule: Rule
+    params: dict[str, Any]
+    sql: str
+    needs: set[str]
+    evidence: list[str]
+    skip_sql: str | None = None
+    hit_columns: list[str] = field(default_factory=list)
+
+    def sql_for(self, dialect: str = "duckdb", pretty: bool = True) -> str:
+        return transpile(self.sql, dialect, pretty)
+
+
+def transpile(sql: str, dialect: str, pretty: bool = True) -> str:
+    if dialect == "duckdb":
+        return sqlglot.transpile(sql, read="duckdb", write="duckdb", pretty=pretty)[0]
+    return sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=pretty,
+                             unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
+
+
+def _q(name: str) -> str:
+    """A quoted identifier for a name the compiler already checked."""
+    return exp.to_identifier(name, quoted=True).sql("duckdb")
+
+
+def _cols(names: list[str] | tuple[str, ...], alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + _q(n) for n in names)
+
+
+def _join_on(left: str, right: str, names: list[str] | tuple[str, ...]) -> str:
+    return " AND ".join(f"{left}.{_q(n)} = {right}.{_q(n)}" for n in names) or "TRUE"
+
+
+def resolve_params(rule: Rule, overrides: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """Declared defaults, then overrides, each coerced to its declared type."""
+    values: dict[str, Any] = {}
+    for name in overrides:
+        if name not in rule.params:
+            known = set(rule.params)
+            raise rule.error(f"unknown parameter {name!r}{ex._suggest(name, known)}", "params")
+    for name, param in rule.params.items():
+        raw = overrides.get(name, param.default)
+        try:
+            values[name] = param.coerce(raw)
+        except ValueError as err:
+            raise rule.error(f"parameter {name}: {err}", "params", name) from None
+    values.update(run)
+    return values
+
+
+def default_run_params() -> dict[str, Any]:
+    """Run parameters for compiling without data (``compile``, docs)."""
+    return {"window_start": dt.date(2000, 1, 1), "window_end": dt.date(2099, 12, 31),
+            "filter_window": False}
+
+
+class _Compiler:
+    def __init__(self, rule: Rule, values: dict[str, Any]):
+        self.rule = rule
+        self.values = values
+        self.params = set(values)
+        self.catalog = sources.columns()
+        self.needs: set[str] = set()
+        self.ctes: list[tuple[str, str]] = []
+
+    # -- expressions -----------------------------------------------------------------
+
+    def expr(self, text: str, path: tuple, columns: dict[str, set[str]],
+             aggregates: bool = False,
+             rewrite: Callable[[exp.Expression], exp.Expression] | None = None) -> str:
+        scope = ex.Scope(columns=columns, tables={k: set(v) for k, v in self.catalog.items()},
+                         params=self.params, aggregates=aggregates)
+        try:
+            tree = ex.check(ex.parse(text), scope)
+            tree = ex.bind(tree, self.values)
+        except ex.ExpressionError as err:
+            raise self.rule.error(f"{'.'.join(map(str, path))}: {err}", *path) from None
+        for table in tree.find_all(exp.Table):
+            self.needs.update(sources.BY_NAME[table.name].needs)
+        if rewrite:
+            tree = tree.transform(rewrite)
+        return tree.sql("duckdb")
+
+    def source(self, name: str, path: tuple) -> set[str]:
+        if name not in self.catalog:
+            raise self.rule.error(
+                f"unknown source {name!r}{ex._suggest(name, set(self.catalog))}"
+                f" (sources: {', '.join(sorted(self.catalog))})", *path)
+        self.needs.update(sources.BY_NAME[name].needs)
+        return set(self.catalog[name])
+
+    def names(self, names: list[str], available: set[str], path: tuple) -> None:
+        for i, n in enumerate(names):
+            if n not in available:
+                raise self.rule.error(f"unknown column {n!r}{ex._suggest(n, available)}",
+                                      *path, i)
+
+    # -- stages ----------------------------------------------------------------------
+
+    def src(self, det) -> set[str]:
+        """CTE ``src``: source rows with lookups joined and ``where`` applied."""
+        base = ("detect",)
+        cols = self.source(det.source, base + ("source",))
+        joins, picked = [], []
+        for name, lk in det.lookups.items():
+            path = base + ("lookups", name)
+            if name in cols:
+                raise self.rule.error(f"lookup {name!r} hides a source column", *path)
+            lk_cols = self.source(lk.source, path + ("source",))
+            self.names(lk.on, cols & lk_cols, path + ("on",))
+            value = self.expr(lk.value, path + ("value",), {"": lk_cols}, aggregates=True)
+            where = (f" WHERE {self.expr(lk.where, path + ('where',), {'': lk_cols})}"
+                     if lk.where else "")
+            alias = _q(f"lk_{name}")
+            joins.append(
+                f" LEFT JOIN (SELECT {_cols(lk.on)}, {value} AS {_q(name)}"
+                f" FROM {_q(lk.source)}{where} GROUP BY {_cols(lk.on)}) AS {alias}"
+                f" ON {_join_on('s', alias, lk.on)}")
+            picked.append(f", {alias}.{_q(name)}")
+        cols = cols | set(det.lookups)
+        inner = f"SELECT s.*{''.join(picked)} FROM {_q(det.source)} AS s{''.join(joins)}"
+        where = (f" WHERE {self.expr(det.where, base + ('where',), {'': cols})}"
+                 if det.where else "")
+        self.ctes.append(("src", f"SELECT * FROM ({inner}) AS j{where}"))
+        return cols
+
+    def filter(self, det: Filter, cols: set[str]) -> set[str]:
+        self.ctes.append(("hits", "SELECT * FROM src"))
+        return cols
+
+    def aggregate(self, det: Aggregate, cols: set[str]) -> set[str]:
+        p = ("detect",)
+        self.names(det.group_by, cols, p + ("group_by",))
+        measures = [f"{self.expr(m, p + ('measures', n), {'': cols}, aggregates=True)} AS {_q(n)}"
+                    for n, m in det.measures.items()]
+        self.ctes.append(("agg", f"SELECT {_cols(det.group_by)}, {', '.join(measures)}"
+                                 f" FROM src GROUP BY {_cols(det.group_by)}"))
+        out = set(det.group_by) | set(det.measures)
+        having = self.expr(det.having, p + ("having",), {"": out})
+        judged = "TRUE"
+        if det.skip:
+            skip = self.expr(det.skip.when, p + ("skip", "when"), {"": out})
+            judged = f"NOT coalesce({skip}, FALSE)"
+            self.skip_condition = skip
+        self.ctes.append(("hits", f"SELECT * FROM agg WHERE {judged} AND ({having})"))
+        return out
+
+    def sequence(self, det: Sequence, cols: set[str]) -> set[str]:
+        p = ("detect",)
+        self.names(det.partition_by, cols, p + ("partition_by",))
+        self.names(det.order_by, cols, p + ("order_by",))
+        over = f"OVER (PARTITION BY {_cols(det.partition_by)} ORDER BY {_cols(det.order_by)})"
+        lagged = sorted(({"settlement_id"} & cols) | self._prev_columns(det) & cols)
+        lags = "".join(f", LAG({_q(c)}) {over} AS {_q('prev__' + c)}" for c in lagged)
+        self.ctes.append(("seq", f"SELECT src.*, LAG(TRUE) {over} AS __has_prev{lags}"
+                                 f" FROM src"))
+        self.rewrite = _requalify({"prev": "prev__"})
+        match = self.expr(det.match, p + ("match",), {"": cols, "prev": cols},
+                          rewrite=self.rewrite)
+        related = ("[prev__settlement_id]" if "settlement_id" in cols
+                   else "CAST([] AS VARCHAR[])")
+        self.ctes.append(("hits", f"SELECT *, {related} AS related_settlement_ids FROM seq"
+                                  f" WHERE __has_prev AND ({match})"))
+        self.extra_scope = {"prev": cols}
+        return cols | {"prev__" + c for c in cols} | {"related_settlement_ids"}
+
+    def _prev_columns(self, det: Sequence) -> set[str]:
+        """Columns read as ``prev.x`` anywhere in the rule: only those are lagged."""
+        e = self.rule.emit
+        texts = [det.match, e.amount_at_risk, *e.evidence.values(),
+                 *(getattr(e, f) for f in (*OUTPUT_FIELDS, "related_settlement_ids"))]
+        used: set[str] = set()
+        for text in filter(None, texts):
+            try:
+                used |= ex.columns_used(ex.parse(text), "prev")
+            except ex.ExpressionError:
+                pass  # reported where the expression is compiled
+        return used
+
+    def correlate(self, det: Correlate, cols: set[str]) -> set[str]:
+        p = ("detect",)
+        key = list(sources.BY_NAME[det.source].key)
+        if not key:
+            raise self.rule.error(f"source {det.source!r} has no key to correlate from", *p)
+        other = det.with_
+        o_cols = self.source(other.source, p + ("with", "source"))
+        self.names(other.on, cols & o_cols, p + ("with", "on"))
+        o_where = (f" WHERE {self.expr(other.where, p + ('with', 'where'), {'': o_cols})}"
+                   if other.where else "")
+        self.ctes.append(("oth", f"SELECT * FROM {_q(other.source)}{o_where}"))
+        scope = {"": cols, "this": cols, "other": o_cols}
+        rw = _requalify({"this": "t.", "other": "o.", "": "t."})
+        match = self.expr(det.match, p + ("match",), scope, rewrite=rw)
+        measures = "".join(
+            f", {self.expr(m, p + ('measures', n), scope, aggregates=True, rewrite=rw)}"
+            f" AS {_q(n)}" for n, m in det.measures.items())
+        self.ctes.append((
+            "m",
+            f"SELECT {_cols(key, 't')}, list_sort(list(DISTINCT o.settlement_id))"
+            f" AS related_settlement_ids{measures}"
+            f" FROM src AS t JOIN oth AS o ON {_join_on('t', 'o', other.on)} AND ({match})"
+            f" GROUP BY {_cols(key, 't')}"))
+        picked = "".join(f", m.{_q(n)}" for n in det.measures)
+        self.ctes.append(("hits", f"SELECT src.*, m.related_settlement_ids{picked}"
+                                  f" FROM src JOIN m ON {_join_on('src', 'm', key)}"))
+        return cols | set(det.measures) | {"related_settlement_ids"}
+
+    def window(self, det: Window, cols: set[str]) -> set[str]:
+        p = ("detect",)
+        self.names(det.partition_by, cols, p + ("partition_by",))
+        self.names([det.time], cols, p + ("time",))
+        key = list(sources.BY_NAME[det.source].key)
+        t, width = self._span(det)
+        part = det.partition_by
+        order = ", ".join(["__t"] + [_q(k) for k in key])
+        self.ctes.append(("ev", f"SELECT src.*, {t} AS __t FROM src"))
+        having = self.expr(det.having, p + ("having",), {"": cols}, aggregates=True,
+                           rewrite=_requalify({"": "e."}))
+        self.ctes.append((
+            "starts",
+            f"SELECT {_cols(part, 's')}, s.__t AS __start FROM ev AS s JOIN ev AS e"
+            f" ON {_join_on('s', 'e', part)} AND e.__t BETWEEN s.__t AND s.__t + {width}"
+            f" GROUP BY {_cols(part, 's')}, s.__t HAVING {having}"))
+        self.ctes.append((
+            "members",
+            f"SELECT ev.* FROM ev WHERE EXISTS (SELECT 1 FROM starts AS st WHERE"
+            f" {_join_on('st', 'ev', part)} AND ev.__t BETWEEN st.__start"
+            f" AND st.__start + {width})"))
+        by_part = f"PARTITION BY {_cols(part)} ORDER BY {order}"
+        self.ctes.append((
+            "runs",
+            f"SELECT g.*, sum(CASE WHEN g.__gap > {width} THEN 1 ELSE 0 END) OVER ({by_part}"
+            f" ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __run FROM"
+            f" (SELECT members.*, __t - LAG(__t) OVER ({by_part}) AS __gap FROM members) AS g"))
+        self.ctes.append((
+            "seqd",
+            f"SELECT runs.*, row_number() OVER (PARTITION BY {_cols(part)}, __run ORDER BY"
+            f" {order}) AS member_seq, count(*) OVER (PARTITION BY {_cols(part)}, __run)"
+            f" AS member_count FROM runs"))
+        anchor = "1" if det.anchor == "first" else "member_count"  # seqd's own column
+        scope = {"": cols | {"member_seq", "member_count"}}
+        measures = "".join(
+            f", {self.expr(m, p + ('measures', n), scope, aggregates=True)} AS {_q(n)}"
+            for n, m in det.measures.items())
+        self.ctes.append((
+            "agg",
+            f"SELECT {_cols(part)}, __run, list_sort(list(settlement_id) FILTER (WHERE"
+            f" member_seq <> {anchor})) AS related_settlement_ids,"
+            f" min({_q(det.time)}) AS first_time, max({_q(det.time)}) AS last_time{measures}"
+            f" FROM seqd GROUP BY {_cols(part)}, __run"))
+        picked = "".join(f", agg.{_q(n)}" for n in det.measures)
+        self.ctes.append((
+            "hits",
+            f"SELECT seqd.*, agg.related_settlement_ids, agg.first_time, agg.last_time{picked}"
+            f" FROM seqd JOIN agg ON {_join_on('seqd', 'agg', part)}"
+            f" AND seqd.__run = agg.__run WHERE seqd.member_seq = {anchor}"))
+        return cols | set(det.measures) | {"member_seq", "member_count",
+                                           "related_settlement_ids", "first_time", "last_time"}
+
+    def _span(self, det: Window) -> tuple[str, int]:
+        """The numeric time axis and the inclusive width of the span on it."""
+        given = {k: v for k, v in det.span.model_dump().items() if v is not None}
+        if len(given) != 1:
+            raise self.rule.error("span takes exactly one of minutes, hours, days",
+                                  "detect", "span")
+        unit, raw = next(iter(given.items()))
+        if isinstance(raw, str) and raw.startswith(":"):
+            if raw[1:] not in self.values:
+                raise self.rule.error(f"unknown parameter {raw}", "detect", "span", unit)
+            raw = self.values[raw[1:]]
+        n = int(raw)
+        if n < 1:
+            raise self.rule.error("span must be at least 1", "detect", "span", unit)
+        time = _q(det.time)
+        if unit == "days":
+            return f"date_diff('day', DATE '1970-01-01', CAST({time} AS DATE))", n - 1
+        seconds = n * (60 if unit == "minutes" else 3600)
+        return f"epoch(CAST({time} AS TIMESTAMP))", seconds
+
+    def period_change(self, det: PeriodChange, cols: set[str]) -> set[str]:
+        p = ("detect",)
+        self.names(det.group_by, cols, p + ("group_by",))
+        self.names([det.time], cols, p + ("time",))
+        value = self.expr(det.value, p + ("value",), {"": cols}, aggregates=True)
+        month = f"CAST(date_trunc('month', {_q(det.time)}) AS DATE)"
+        self.ctes.append(("per", f"SELECT {_cols(det.group_by)}, {month} AS period_start,"
+                                 f" {value} AS value FROM src"
+                                 f" GROUP BY {_cols(det.group_by)}, {month}"))
+        self.ctes.append((
+            "pc",
+            "SELECT c.*, coalesce(p.value, 0) AS previous_value,"
+            " c.value - coalesce(p.value, 0) AS increase,"
+            " CAST(c.period_start - INTERVAL 1 MONTH AS DATE) AS previous_start,"
+            " CAST(c.period_start + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE) AS period_end"
+            f" FROM per AS c LEFT JOIN per AS p ON {_join_on('c', 'p', det.group_by)}"
+            " AND p.period_start = CAST(c.period_start - INTERVAL 1 MONTH AS DATE)"))
+        out = set(det.group_by) | {"period_start", "period_end", "value", "previous_value",
+                                   "increase", "previous_start"}
+        having = self.expr(det.having, p + ("having",), {"": out})
+        self.ctes.append((
+            "hits",
+            "SELECT * FROM pc WHERE previous_start >="
+            f" CAST(date_trunc('month', {ex.literal(self.values['window_start']).sql('duckdb')})"
+            f" AS DATE) AND ({having})"))
+        return out
+
+    def query(self, det: Query) -> set[str]:
+        scope = ex.Scope(columns={}, tables={k: set(v) for k, v in self.catalog.items()},
+                         params=self.params, aggregates=True)
+        try:
+            tree = ex.parse(det.sql)
+            if not isinstance(tree, exp.Select):
+                raise ex.ExpressionError("the query kind takes one SELECT statement")
+            tree = ex.bind(ex.check(tree, scope), self.values)
+        except ex.ExpressionError as err:
+            raise self.rule.error(f"detect.sql: {err}", "detect", "sql") from None
+        for table in tree.find_all(exp.Table):
+            self.needs.update(sources.BY_NAME[table.name].needs)
+        sql = tree.sql("duckdb")
+        self.ctes.append(("hits", sql))
+        return set(sources.describe(sql))
+
+    # -- emit ------------------------------------------------------------------------
+
+    def emit(self, hit_cols: set[str]) -> tuple[str, list[str]]:
+        e = self.rule.emit
+        scope = {"": hit_cols, **getattr(self, "extra_scope", {})}
+        rw = getattr(self, "rewrite", None)
+
+        def field(name: str, cast: str) -> str:
+            text = getattr(e, name)
+            if text is None:
+                return f"CAST({_q(name) if name in hit_cols else 'NULL'} AS {cast})"
+            return f"CAST({self.expr(text, ('emit', name), scope, rewrite=rw)} AS {cast})"
+
+        selects = [f"{field(n, 'DATE' if n.startswith('period') else 'VARCHAR')} AS {_q(n)}"
+                   for n in OUTPUT_FIELDS]
+        related = field("related_settlement_ids", "VARCHAR[]")
+        if e.related_settlement_ids is None and "related_settlement_ids" not in hit_cols:
+            related = "CAST([] AS VARCHAR[])"
+        selects.append(f"coalesce({related}, CAST([] AS VARCHAR[])) AS related_settlement_ids")
+        amount = self.expr(e.amount_at_risk, ("emit", "amount_at_risk"), scope, rewrite=rw)
+        selects.append(f"CAST(round(greatest(CAST({amount} AS DECIMAL(18,4)), 0), 2)"
+                       f" AS DECIMAL(16,2)) AS amount_at_risk")
+        for name, text in e.evidence.items():
+            ev = self.expr(text, ("emit", "evidence", name), scope, rewrite=rw)
+            selects.append(f"{ev} AS {_q('ev__' + name)}")
+        known = set(OUTPUT_FIELDS) | set(e.evidence) | {"amount_at_risk"}
+        for name in _PLACEHOLDER.findall(e.message):
+            if name not in known:
+                raise self.rule.error(
+                    f"message placeholder {{{name}}} is neither an output field nor evidence"
+                    f"{ex._suggest(name, known)}", "emit", "message")
+        for i, name in enumerate(e.key):
+            if name not in known:
+                raise self.rule.error(f"key {name!r} is neither an output field nor evidence"
+                                      f"{ex._suggest(name, known)}", "emit", "key", i)
+        return ", ".join(selects), list(e.evidence)
+
+    def build(self) -> CompiledRule:
+        det = self.rule.detect
+        if isinstance(det, Query):
+            hit_cols = self.query(det)
+        else:
+            cols = self.src(det)
+            kind = {Filter: self.filter, Aggregate: self.aggregate, Sequence: self.sequence,
+                    Correlate: self.correlate, Window: self.window,
+                    PeriodChange: self.period_change}[type(det)]
+            hit_cols = kind(det, cols)
+        select, evidence = self.emit(hit_cols)
+        sql = _with(self.ctes, f"SELECT {select} FROM hits")
+        _assert_reads_sources(sql, {n for n, _ in self.ctes})
+        skip_sql = None
+        if getattr(self, "skip_condition", None):
+            ctes = [c for c in self.ctes if c[0] != "hits"]
+            skip_sql = _with(ctes, f"SELECT count(*) FROM agg WHERE {self.skip_condition}")
+        return CompiledRule(self.rule, self.values, sql, self.needs, evidence, skip_sql,
+                            sorted(hit_cols))
+
+
+def _with(ctes: list[tuple[str, str]], final: str) -> str:
+    return "WITH " + ", ".join(f"{n} AS ({body})" for n, body in ctes) + " " + final
+
+
+def _requalify(mapping: dict[str, str]) -> Callable[[exp.Expression], exp.Expression]:
+    """Rewrite columns by qualifier: ``prev.x`` → ``prev__x``, ``other.x`` → ``o.x`` …
+
+    Unqualified columns inside a subquery belong to the subquery and are left alone.
+    """
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if not isinstance(node, exp.Column) or node.table not in mapping:
+            return node
+        if node.table == "" and node.find_ancestor(exp.Select) is not None:
+            return node
+        target = mapping[node.table]
+        if target.endswith("."):
+            return exp.column(node.name, table=target[:-1], quoted=True)
+        return exp.column(target + node.name, quoted=True)
+
+    return rewrite
+
+
+def _assert_reads_sources(sql: str, ctes: set[str]) -> None:
+    """Defence in depth: the finished statement reads only sources and its CTEs."""
+    allowed = set(sources.BY_NAME) | ctes
+    for table in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Table):
+        if table.name not in allowed or table.args.get("db"):
+            raise AssertionError(f"compiled SQL reads {table.sql('duckdb')!r}")
+
+
+def compile_rule(rule: Rule, overrides: dict[str, Any] | None = None,
+                 run: dict[str, Any] | None = None) -> CompiledRule:
+    values = resolve_params(rule, overrides or {}, run or default_run_params())
+    return _Compiler(rule, values).build()

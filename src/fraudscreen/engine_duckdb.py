@@ -1,0 +1,105 @@
+"""The default engine: one embedded DuckDB connection per run.
+
+Ingested tables are registered as Arrow (no copy through Python rows), absent
+optional tables as empty contract-typed tables, shipped reference data where the
+data brings none; the shared sources are created once; then every compiled rule
+runs as one statement. DuckDB gets a memory limit and a spill directory so a large
+input spills to disk instead of failing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import sqlglot
+
+from fraudscreen import expressions as ex
+from fraudscreen.contract import INPUT_TABLES
+from fraudscreen.reference import default_item_pairs, shipped_watchlist
+
+
+def connect(memory_limit: str = "2GB", temp_dir: Path | None = None,
+            threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"memory_limit": memory_limit,
+                                 "preserve_insertion_order": False})
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = '{_path_literal(temp_dir)}'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
+def _path_literal(path: Path) -> str:
+    return str(path.resolve()).replace("'", "''")
+
+
+def _empty_sql(name: str) -> str:
+    cols = ", ".join(f'"{c.name}" {c.type.sql}' for c in INPUT_TABLES[name].columns)
+    return f'CREATE OR REPLACE TABLE "input_{name}" ({cols})'
+
+
+def register_empty(con: duckdb.DuckDBPyConnection) -> None:
+    """Every input table, empty: enough to create the sources and describe them."""
+    for name in INPUT_TABLES:
+        con.execute(_empty_sql(name))
+
+
+def register_inputs(con: duckdb.DuckDBPyConnection, tables: dict[str, pl.DataFrame],
+                    watchlists: list[Path] | None = None) -> dict[str, str]:
+    """Register the run's tables; returns where each came from (for run.json)."""
+    origin: dict[str, str] = {}
+    for name in INPUT_TABLES:
+        frame = tables.get(name)
+        if name == "item_pairs" and frame is None:
+            frame, origin[name] = default_item_pairs(), "rules/reference/item_pairs.csv"
+        elif name == "watchlist":
+            shipped = shipped_watchlist(watchlists)
+            frame = shipped if frame is None else pl.concat([shipped, frame], how="vertical")
+            origin[name] = "drug_watchlists" + (" + data" if name in tables else "")
+        if frame is None:
+            con.execute(_empty_sql(name))
+            origin[name] = "absent"
+            continue
+        origin.setdefault(name, "data")
+        con.register(f"input_{name}", frame.to_arrow())
+    return origin
+
+
+def create_sources(con: duckdb.DuckDBPyConnection, window: dict[str, Any] | None) -> None:
+    """Create the shared sources as views, with the run window bound."""
+    from fraudscreen.sources import SOURCES
+
+    values = window or {"window_start": dt.date(2000, 1, 1),
+                        "window_end": dt.date(2099, 12, 31), "filter_window": False}
+    for source in SOURCES:
+        body = source.sql or f'SELECT * FROM "input_{source.name}"'
+        tree = ex.bind(sqlglot.parse_one(body, read="duckdb"), values)
+        con.execute(f'CREATE OR REPLACE VIEW "{source.name}" AS {tree.sql("duckdb")}')
+
+
+class DuckDBEngine:
+    """The engine interface ``fraudscreen.screen`` drives (Spark has the same)."""
+
+    dialect = "duckdb"
+
+    def __init__(self, memory_limit: str = "2GB", temp_dir: Path | None = None,
+                 threads: int | None = None):
+        self.con = connect(memory_limit, temp_dir, threads)
+
+    def register(self, tables: dict[str, pl.DataFrame],
+                 watchlists: list[Path] | None = None) -> dict[str, str]:
+        return register_inputs(self.con, tables, watchlists)
+
+    def create_sources(self, window: dict[str, Any]) -> None:
+        create_sources(self.con, window)
+
+    def query(self, sql: str) -> pl.DataFrame:
+        return pl.from_arrow(self.con.sql(sql).to_arrow_table())
+
+    def close(self) -> None:
+        self.con.close()

@@ -1,0 +1,208 @@
+"""Rule expressions are data from users: parse, check, bind — never paste.
+
+Every expression in a rule file is parsed with sqlglot (DuckDB dialect) and walked
+node by node. Only allow-listed node types and functions pass; every column must
+resolve in the scope the rule gives it; every ``:param`` must be a declared
+parameter. Parameters are bound by replacing the placeholder with a typed literal
+node, so a value can never change the shape of the query. Nothing here can name a
+file, a table function, a setting or the environment: those nodes are not on the
+list, and tables in subqueries must be rule sources.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+DIALECT = "duckdb"
+
+
+class ExpressionError(ValueError):
+    """A rule expression that may not run; the message says why and what to write."""
+
+
+# Structural nodes: operators, literals, CASE, CAST, subquery scaffolding.
+_ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
+    exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Placeholder,
+    exp.Paren, exp.And, exp.Or, exp.Not, exp.Xor,
+    exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is, exp.In, exp.Between,
+    exp.Like, exp.ILike, exp.NullSafeEQ, exp.NullSafeNEQ,
+    exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, exp.IntDiv,
+    exp.Case, exp.If, exp.Cast, exp.TryCast, exp.DataType, exp.DataTypeParam, exp.Interval,
+    exp.Var, exp.Tuple, exp.Array, exp.Distinct, exp.Filter, exp.Where,
+    exp.Exists, exp.Select, exp.From, exp.Table, exp.TableAlias, exp.Subquery, exp.Join,
+    exp.Alias, exp.Star, exp.DPipe,
+)
+
+# Functions a rule may call: pure, deterministic, and available on every engine we target.
+_ALLOWED_FUNCTIONS: tuple[type[exp.Expression], ...] = (
+    exp.Sum, exp.Count, exp.Min, exp.Max, exp.Avg, exp.ArgMin, exp.ArgMax, exp.CountIf,
+    exp.Abs, exp.Round, exp.Floor, exp.Ceil, exp.Coalesce, exp.Greatest, exp.Least,
+    exp.Nullif, exp.Substring, exp.Upper, exp.Lower, exp.Length, exp.Trim, exp.Concat,
+    exp.StartsWith, exp.DateDiff, exp.DateTrunc, exp.Extract, exp.Year, exp.Month, exp.Day,
+    exp.Left, exp.Right, exp.StrPosition, exp.ArraySize, exp.ToChar,
+)
+
+_AGGREGATES: tuple[type[exp.Expression], ...] = (
+    exp.Sum, exp.Count, exp.Min, exp.Max, exp.Avg, exp.ArgMin, exp.ArgMax, exp.CountIf,
+)
+
+ParamValue = int | float | Decimal | str | bool | dt.date | list
+
+
+@dataclass
+class Scope:
+    """What an expression may refer to.
+
+    ``columns`` maps a qualifier ('' for unqualified) to the names it offers;
+    ``tables`` maps source names a subquery may read to their columns.
+    """
+
+    columns: dict[str, set[str]]
+    tables: dict[str, set[str]] = field(default_factory=dict)
+    params: set[str] = field(default_factory=set)
+    aggregates: bool = False
+
+
+def parse(text: str) -> exp.Expression:
+    """Parse one expression; a syntax error becomes an ExpressionError."""
+    try:
+        tree = sqlglot.parse_one(str(text), read=DIALECT)
+    except ParseError as err:
+        first = err.errors[0] if err.errors else {}
+        where = f" near column {first.get('col')}" if first.get("col") else ""
+        raise ExpressionError(
+            f"cannot parse {text!r}{where}: {first.get('description', err)}"
+        ) from None
+    if tree is None:
+        raise ExpressionError("empty expression")
+    return tree
+
+
+def _suggest(name: str, options: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check(tree: exp.Expression, scope: Scope) -> exp.Expression:
+    """Refuse anything outside the allow-list or the scope; returns the tree."""
+    for node in tree.walk():
+        if isinstance(node, _ALLOWED_FUNCTIONS):
+            if isinstance(node, _AGGREGATES) and not scope.aggregates and not _inside_subquery(node):
+                raise ExpressionError(
+                    f"aggregate {node.sql(DIALECT)!r} is not allowed here (only in measures/having)"
+                )
+            continue
+        if isinstance(node, exp.Func) and not isinstance(node, _ALLOWED_NODES):
+            name = node.sql_name() if not isinstance(node, exp.Anonymous) else node.name
+            raise ExpressionError(
+                f"function {name.lower()}() is not allowed in rule expressions "
+                f"(allowed: {', '.join(sorted(_function_names()))})"
+            )
+        if not isinstance(node, _ALLOWED_NODES):
+            raise ExpressionError(
+                f"{type(node).__name__} ({node.sql(DIALECT)!r}) is not allowed in rule expressions"
+            )
+        if isinstance(node, exp.Placeholder) and node.name not in scope.params:
+            raise ExpressionError(
+                f"unknown parameter :{node.name}{_suggest(node.name, scope.params)}"
+            )
+        if isinstance(node, exp.Table):
+            _check_table(node, scope)
+    _check_columns(tree, scope)
+    return tree
+
+
+def _inside_subquery(node: exp.Expression) -> bool:
+    return node.find_ancestor(exp.Select) is not None
+
+
+def _function_names() -> set[str]:
+    return {f.sql_names()[0].lower() if f.sql_names() else f.__name__.lower()
+            for f in _ALLOWED_FUNCTIONS}
+
+
+def _check_table(node: exp.Table, scope: Scope) -> None:
+    if node.args.get("db") or node.args.get("catalog") or not isinstance(node.this, exp.Identifier):
+        raise ExpressionError(f"table reference {node.sql(DIALECT)!r} is not allowed")
+    if node.name not in scope.tables:
+        raise ExpressionError(
+            f"unknown source {node.name!r} in subquery{_suggest(node.name, set(scope.tables))}"
+            f" (sources: {', '.join(sorted(scope.tables))})"
+        )
+
+
+def _check_columns(tree: exp.Expression, scope: Scope) -> None:
+    for column in tree.find_all(exp.Column):
+        if isinstance(column.this, exp.Star):
+            continue
+        visible = dict(scope.columns)
+        select = column.find_ancestor(exp.Select)
+        while select is not None:  # subquery aliases shadow nothing but add names
+            for table in select.find_all(exp.Table):
+                cols = scope.tables.get(table.name, set())
+                visible[table.alias_or_name] = cols
+                visible[""] = visible.get("", set()) | cols
+            select = select.find_ancestor(exp.Select)
+        qualifier = column.table
+        if qualifier not in visible:
+            raise ExpressionError(
+                f"unknown qualifier {qualifier!r} in {column.sql(DIALECT)!r}"
+                f"{_suggest(qualifier, set(visible) - {''})}"
+            )
+        names = visible[qualifier]
+        if column.name not in names:
+            raise ExpressionError(
+                f"unknown column {column.sql(DIALECT)!r}{_suggest(column.name, names)}"
+            )
+
+
+def literal(value: ParamValue) -> exp.Expression:
+    """A typed SQL literal node for a parameter value (the binding step)."""
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int):
+        return exp.Literal.number(value)
+    if isinstance(value, (float, Decimal)):
+        return exp.cast(exp.Literal.string(str(Decimal(str(value)))), exp.DataType.build("DECIMAL(18,4)"))
+    if isinstance(value, dt.date):
+        return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("DATE"))
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    raise ExpressionError(f"parameter value {value!r} cannot be bound here")
+
+
+def bind(tree: exp.Expression, values: dict[str, ParamValue]) -> exp.Expression:
+    """Replace every ``:name`` with its value; a list fills an ``IN (:name)``."""
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.In):
+            items = node.expressions
+            if len(items) == 1 and isinstance(items[0], exp.Placeholder):
+                value = values[items[0].name]
+                seq = value if isinstance(value, list) else [value]
+                if not seq:
+                    return exp.false() if not node.args.get("not") else exp.true()
+                node.set("expressions", [literal(v) for v in seq])
+            return node
+        if isinstance(node, exp.Placeholder):
+            value = values[node.name]
+            if isinstance(value, list):
+                raise ExpressionError(
+                    f"list parameter :{node.name} can only be used as IN (:{node.name})"
+                )
+            return literal(value)
+        return node
+
+    return tree.copy().transform(replace)
+
+
+def columns_used(tree: exp.Expression, qualifier: str = "") -> set[str]:
+    """Names of the columns an expression reads with a given qualifier."""
+    return {c.name for c in tree.find_all(exp.Column) if c.table == qualifier}

@@ -1,0 +1,56 @@
+"""Reference data the project ships: watch lists and exclusive item pairs.
+
+A data folder may bring its own ``item_pairs`` (it replaces the default) and
+``watchlist`` (added to the active shipped lists).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from fraudscreen.contract import INPUT_TABLES
+from fraudscreen.resources import shipped
+
+
+def _typed(rows: list[dict], table: str) -> pl.DataFrame:
+    schema = {c.name: c.type.polars for c in INPUT_TABLES[table].columns}
+    return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(
+        schema=schema)
+
+
+def default_item_pairs() -> pl.DataFrame:
+    path = shipped("rules") / "reference" / "item_pairs.csv"
+    frame = pl.read_csv(path, infer_schema=False, encoding="utf8")
+    return frame.select(INPUT_TABLES["item_pairs"].column_names)
+
+
+def watchlist_files(extra: list[Path] | None = None) -> list[Path]:
+    """The shipped lists, then any the run names (files or folders of YAML)."""
+    files = sorted(shipped("drug_watchlists").glob("*.yaml"))
+    for path in extra or []:
+        files += sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+    return files
+
+
+def load_watchlist(path: Path) -> list[dict]:
+    """Rows (list_name, item_code, generic_name) of one list; none when inactive."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not doc.get("active", True):
+        return []
+    rows = []
+    for entry in doc.get("entries", []):
+        for code in entry.get("item_codes", []) or []:
+            rows.append({"list_name": doc["list_name"], "item_code": str(code),
+                         "generic_name": None})
+        for name in entry.get("generic_names", []) or []:
+            rows.append({"list_name": doc["list_name"], "item_code": None,
+                         "generic_name": str(name)})
+    return rows
+
+
+def shipped_watchlist(extra: list[Path] | None = None) -> pl.DataFrame:
+    rows = [row for path in watchlist_files(extra) for row in load_watchlist(path)]
+    return _typed(rows, "watchlist").unique(maintain_order=True)

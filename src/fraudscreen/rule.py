@@ -1,0 +1,325 @@
+"""The rule file format: what an analyst writes in YAML.
+
+A rule is metadata (id, family, Chinese title, references …), typed parameters,
+one *detection* of a small set of kinds, what it *emits* per suspicion, and inline
+*tests*. The models are pydantic so the JSON Schema editors use comes for free
+(`docs/rule.schema.json`). Loading keeps every node's line and column, so an error
+in a rule names ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+Expr = str  # a SQL expression in DuckDB syntax, validated by fraudscreen.expressions
+
+
+class RuleError(ValueError):
+    """A rule that cannot be loaded or compiled; carries where it is."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None,
+                 col: int | None = None):
+        self.file, self.line, self.col = file, line, col
+        where = ":".join(str(p) for p in (file, line, col) if p is not None)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Param(_Model):
+    """A typed, documented rule parameter; analysts override it per run or site."""
+
+    type: Literal["int", "decimal", "string", "date", "bool", "list"]
+    default: Any
+    description: str = ""
+
+    def coerce(self, value: Any) -> Any:
+        """The value as the declared type, or ValueError saying what was expected."""
+        try:
+            if self.type == "int":
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                return int(str(value))
+            if self.type == "decimal":
+                return Decimal(str(value))
+            if self.type == "bool":
+                if isinstance(value, bool):
+                    return value
+                return {"true": True, "false": False}[str(value).lower()]
+            if self.type == "date":
+                return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+            if self.type == "list":
+                items = value if isinstance(value, list) else str(value).split(",")
+                return [str(v).strip() for v in items]
+            return str(value)
+        except (ValueError, KeyError, InvalidOperation, TypeError):
+            raise ValueError(f"expected {self.type}, got {value!r}") from None
+
+
+class Lookup(_Model):
+    """A value looked up per source row: ``value`` aggregated over ``source`` rows
+    whose ``on`` columns equal the row's. Left-joined: no match gives NULL."""
+
+    source: str
+    on: list[str]
+    where: Expr | None = None
+    value: Expr
+
+
+class _Detection(_Model):
+    source: str
+    where: Expr | None = None
+    lookups: dict[str, Lookup] = Field(default_factory=dict)
+
+
+class Filter(_Detection):
+    """Every source row that passes ``where`` is a hit."""
+
+    kind: Literal["filter"]
+
+
+class Skip(_Model):
+    """Groups not judged (e.g. no stock data): left out and counted in run.json."""
+
+    when: Expr
+    reason: str
+
+
+class Aggregate(_Detection):
+    """Group rows; a group whose ``having`` holds is a hit."""
+
+    kind: Literal["aggregate"]
+    group_by: list[str]
+    measures: dict[str, Expr]
+    having: Expr
+    skip: Skip | None = None
+
+
+class Sequence(_Detection):
+    """Each row against the nearest earlier row of its partition (``prev.col``)."""
+
+    kind: Literal["sequence"]
+    partition_by: list[str]
+    order_by: list[str]
+    match: Expr
+
+
+class Other(_Model):
+    source: str
+    on: list[str]
+    where: Expr | None = None
+
+
+class Correlate(_Detection):
+    """Each row with the rows of another source that match it (``other.col``)."""
+
+    kind: Literal["correlate"]
+    with_: Other = Field(alias="with")
+    match: Expr
+    measures: dict[str, Expr] = Field(default_factory=dict)
+
+
+class Span(_Model):
+    minutes: int | str | None = None
+    hours: int | str | None = None
+    days: int | str | None = None
+
+
+class Window(_Detection):
+    """Runs of events within a sliding span per partition whose ``having`` holds.
+
+    "Within N minutes/hours" means last − first ≤ N; "within N days" means all
+    events in one N-day calendar span (last date − first date ≤ N − 1). Windows that
+    overlap are merged into one run; the hit is its first or last event.
+    """
+
+    kind: Literal["window"]
+    partition_by: list[str]
+    time: str
+    span: Span
+    having: Expr
+    anchor: Literal["first", "last"]
+    measures: dict[str, Expr] = Field(default_factory=dict)
+
+
+class PeriodChange(_Detection):
+    """A measure per group and calendar month against the previous month."""
+
+    kind: Literal["period_change"]
+    group_by: list[str]
+    time: str
+    period: Literal["month"] = "month"
+    value: Expr
+    having: Expr
+
+
+class Query(_Model):
+    """Escape hatch: one read-only SELECT over rule sources, validated like the rest."""
+
+    kind: Literal["query"]
+    sql: str
+
+
+Detection = Annotated[
+    Union[Filter, Aggregate, Sequence, Correlate, Window, PeriodChange, Query],
+    Field(discriminator="kind"),
+]
+
+
+class Emit(_Model):
+    """How a hit becomes a suspicion. Unset fields default to the hit's column of
+    the same name when it has one."""
+
+    settlement_id: Expr | None = None
+    person_id: Expr | None = None
+    institution_id: Expr | None = None
+    item_code: Expr | None = None
+    related_settlement_ids: Expr | None = None
+    period_start: Expr | None = None
+    period_end: Expr | None = None
+    amount_at_risk: Expr
+    evidence: dict[str, Expr] = Field(default_factory=dict)
+    message: str
+    key: list[str] = Field(default_factory=lambda: ["settlement_id"])
+
+
+class Expected(_Model):
+    """An expected suspicion in a rule test; only the fields given are compared."""
+
+    settlement_id: str | None = None
+    person_id: str | None = None
+    institution_id: str | None = None
+    item_code: str | None = None
+    related_settlement_ids: list[str] | None = None
+    period_start: dt.date | None = None
+    amount_at_risk: Decimal | None = None
+
+
+class RuleTest(_Model):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    given: dict[str, list[dict[str, Any]]]
+    expect: list[Expected]
+
+
+class Rule(_Model):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+    version: str
+    family: str
+    title: str
+    description: str
+    severity: Literal["low", "medium", "high"]
+    status: Literal["experimental", "stable", "deprecated"] = "experimental"
+    references: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    amount_basis: str = ""
+    params: dict[str, Param] = Field(default_factory=dict)
+    detect: Detection
+    emit: Emit
+    tests: list[RuleTest] = Field(default_factory=list)
+
+    # Where the rule came from; set by the loader, not written by analysts.
+    path: str | None = Field(default=None, exclude=True)
+    positions: dict[tuple, tuple[int, int]] = Field(default_factory=dict, exclude=True)
+    content_hash: str = Field(default="", exclude=True)
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        if not v.replace("_", "").isalnum():
+            raise ValueError("family must be a snake_case name")
+        return v
+
+    def position(self, *path: Any) -> tuple[int | None, int | None]:
+        """Line and column of the deepest node on ``path`` that exists."""
+        for n in range(len(path), -1, -1):
+            if tuple(path[:n]) in self.positions:
+                return self.positions[tuple(path[:n])]
+        return None, None
+
+    def error(self, message: str, *path: Any) -> RuleError:
+        line, col = self.position(*path)
+        return RuleError(f"rule {self.id}: {message}", self.path, line, col)
+
+
+class YamlLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. (YAML 1.1 reads ``on:`` as True.)"""
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=YamlLoader)
+
+
+def _positions(node: yaml.Node, path: tuple = ()) -> dict[tuple, tuple[int, int]]:
+    """Map every YAML path to its 1-based (line, column)."""
+    out = {path: (node.start_mark.line + 1, node.start_mark.column + 1)}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out.update(_positions(value, path + (key.value,)))
+            out[path + (key.value,)] = (key.start_mark.line + 1, key.start_mark.column + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            out.update(_positions(value, path + (i,)))
+    return out
+
+
+def _alias_path(loc: tuple) -> tuple:
+    """Pydantic error locations name union members; YAML paths do not."""
+    return tuple(p for p in loc if not (isinstance(p, str) and p in {
+        "filter", "aggregate", "sequence", "correlate", "window", "period_change", "query",
+    })) if loc else loc
+
+
+def load_rule(path: Path) -> Rule:
+    """Read one rule file; any problem is a RuleError naming file, line and column."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=YamlLoader)
+        data = read_yaml(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise RuleError(
+            f"not valid YAML: {getattr(err, 'problem', err)}",
+            str(path),
+            mark.line + 1 if mark else None,
+            mark.column + 1 if mark else None,
+        ) from None
+    if not isinstance(data, dict):
+        raise RuleError("a rule file must be a YAML mapping", str(path), 1, 1)
+    positions = _positions(node)
+    try:
+        rule = Rule.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = _alias_path(first["loc"])
+        line, col = None, None
+        for n in range(len(loc), -1, -1):
+            if tuple(loc[:n]) in positions:
+                line, col = positions[tuple(loc[:n])]
+                break
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        raise RuleError(f"{field}: {first['msg']}", str(path), line, col) from None
+    rule.path = str(path)
+    rule.positions = positions
+    rule.content_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return rule

@@ -1,0 +1,85 @@
+"""A RuleSet: the built-in rules plus the analyst's, selected and parameterised.
+
+Per-run parameter overrides come from ``--param RULE_ID.NAME=VALUE`` and from a
+site params YAML (``{RULE_ID: {NAME: VALUE}}``); the command line wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fraudscreen.resources import shipped
+from fraudscreen.rule import Rule, RuleError, load_rule, read_yaml
+
+
+def rule_files(path: Path) -> list[Path]:
+    """Rule files under a folder (reference data excluded), or the file itself."""
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise RuleError(f"no such rule file or folder: {path}")
+    return sorted(p for p in path.rglob("*.yaml") if "reference" not in p.parts)
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule]
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, extra: list[Path] | None = None, builtin: bool = True) -> "RuleSet":
+        paths = (rule_files(shipped("rules")) if builtin else [])
+        for p in extra or []:
+            paths += rule_files(p)
+        rules: list[Rule] = []
+        seen: dict[str, Rule] = {}
+        for path in paths:
+            rule = load_rule(path)
+            if rule.id in seen:
+                raise rule.error(f"duplicate rule id (also in {seen[rule.id].path})", "id")
+            seen[rule.id] = rule
+            rules.append(rule)
+        return cls(sorted(rules, key=lambda r: r.id))
+
+    def select(self, only: list[str] | None) -> "RuleSet":
+        """Keep rules whose id or family is named; unknown names are an error."""
+        if not only:
+            return self
+        known = {r.id for r in self.rules} | {r.family for r in self.rules}
+        unknown = [o for o in only if o not in known]
+        if unknown:
+            raise RuleError(f"--only names no rule or family: {', '.join(unknown)}"
+                            f" (families: {', '.join(sorted({r.family for r in self.rules}))})")
+        return RuleSet([r for r in self.rules if r.id in only or r.family in only],
+                       self.overrides)
+
+    def get(self, rule_id: str) -> Rule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        import difflib
+
+        close = difflib.get_close_matches(rule_id, [r.id for r in self.rules], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise RuleError(f"no rule {rule_id!r}{hint}")
+
+    def with_params(self, cli: list[str], site_file: Path | None) -> "RuleSet":
+        """Attach overrides from a site params YAML and ``RULE_ID.NAME=VALUE`` pairs."""
+        overrides: dict[str, dict[str, Any]] = {}
+        if site_file:
+            doc = read_yaml(site_file.read_text(encoding="utf-8")) or {}
+            if not isinstance(doc, dict):
+                raise RuleError("params file must map RULE_ID to {NAME: VALUE}", str(site_file))
+            for rule_id, values in doc.items():
+                overrides.setdefault(rule_id, {}).update(values or {})
+        for item in cli:
+            target, sep, value = item.partition("=")
+            rule_id, dot, name = target.rpartition(".")
+            if not sep or not dot:
+                raise RuleError(f"--param {item!r}: write RULE_ID.NAME=VALUE")
+            overrides.setdefault(rule_id, {})[name] = read_yaml(value)
+        for rule_id in overrides:
+            self.get(rule_id)
+        return RuleSet(self.rules, overrides)

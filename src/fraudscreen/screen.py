@@ -1,0 +1,117 @@
+"""Screening: every selected rule over one set of tables, on one engine.
+
+This is what ``run``, ``rules test`` and the benchmarks share: register the
+tables, create the shared sources once, fix the analysis window, then compile and
+run each rule, skipping a rule whose tables are absent and recording, never
+raising, a rule that fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import polars as pl
+
+from fraudscreen import suspicion
+from fraudscreen.compiler import compile_rule, transpile
+from fraudscreen.rule import Rule, RuleError
+from fraudscreen.ruleset import RuleSet
+
+
+@dataclass
+class RuleOutcome:
+    rule: Rule
+    status: str  # ran | skipped | failed
+    reason: str = ""
+    hits: int = 0
+    amount: str = "0.00"
+    seconds: float = 0.0
+    skipped_groups: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Screening:
+    suspicions: pl.DataFrame
+    outcomes: list[RuleOutcome]
+    window: tuple[dt.date | None, dt.date | None]
+    origins: dict[str, str]
+
+
+def make_engine(name: str, **options):
+    if name == "duckdb":
+        from fraudscreen.engine_duckdb import DuckDBEngine
+
+        return DuckDBEngine(**options)
+    if name == "spark":
+        from fraudscreen.engine_spark import SparkEngine
+
+        return SparkEngine(**options)
+    raise ValueError(f"unknown engine {name!r} (duckdb, spark)")
+
+
+def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
+           window_from: dt.date | None = None, window_to: dt.date | None = None,
+           watchlists: list[Path] | None = None,
+           on_rule: Callable[[RuleOutcome], None] | None = None) -> Screening:
+    origins = engine.register(tables, watchlists)
+    open_window = {"window_start": dt.date(1900, 1, 1), "window_end": dt.date(2999, 12, 31),
+                   "filter_window": False}
+    engine.create_sources(open_window)
+    first, last = engine.query(
+        "SELECT min(charge_date) AS a, max(charge_date) AS b FROM fee_lines").row(0)
+    start, end = window_from or first, window_to or last
+    run_params = {"window_start": start or dt.date(1900, 1, 1),
+                  "window_end": end or dt.date(2999, 12, 31),
+                  "filter_window": bool(window_from or window_to)}
+    if run_params["filter_window"]:
+        engine.create_sources(run_params)
+
+    present = {name for name, origin in origins.items() if origin != "absent"}
+    frames, outcomes = [], []
+    for rule in ruleset.rules:
+        outcome = _run_rule(rule, ruleset.overrides.get(rule.id, {}), run_params, present,
+                            engine)
+        if isinstance(outcome, tuple):
+            outcome, frame = outcome
+            frames.append(frame)
+        outcomes.append(outcome)
+        if on_rule:
+            on_rule(outcome)
+    found = (pl.concat(frames) if frames
+             else pl.DataFrame(schema=suspicion.SCHEMA))
+    return Screening(suspicion.order(found), outcomes, (start, end), origins)
+
+
+def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str], engine):
+    began = time.perf_counter()
+    try:
+        compiled = compile_rule(rule, overrides, run_params)
+    except RuleError as err:
+        return RuleOutcome(rule, "failed", str(err))
+    params = {k: v for k, v in compiled.params.items() if k in rule.params}
+    missing = sorted(compiled.needs - present)
+    if missing:
+        return RuleOutcome(rule, "skipped", f"needs table {', '.join(missing)} (absent)",
+                           params=params)
+    try:
+        raw = engine.query(compiled.sql_for(engine.dialect, pretty=False))
+        frame = suspicion.finalize(rule, compiled.evidence, raw)
+        skipped = (int(engine.query(transpile(compiled.skip_sql, engine.dialect,
+                                              pretty=False)).item())
+                   if compiled.skip_sql else None)
+    except Exception as err:  # a rule's failure is recorded; the run goes on
+        return RuleOutcome(rule, "failed", f"{type(err).__name__}: {err}", params=params,
+                           seconds=time.perf_counter() - began)
+    amount = sum(frame["amount_at_risk"].to_list(), start=0)
+    outcome = RuleOutcome(rule, "ran", hits=frame.height, amount=f"{amount:.2f}",
+                          seconds=time.perf_counter() - began, skipped_groups=skipped,
+                          params=params)
+    if skipped:
+        outcome.reason = f"{skipped} group(s) not judged: {rule.detect.skip.reason}"
+    return outcome, frame
+

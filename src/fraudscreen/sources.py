@@ -1,0 +1,228 @@
+"""The relations a rule may read: the contract's tables, cleaned, and shared prep.
+
+Rules never see raw input. ``settlements`` and ``fee_lines`` here are the
+*effective* ones: a reversal row (冲销) and the settlement it names are gone, so no
+rule can flag them. The derived views (stays, stay days, item days, purchases per
+settlement item, watch-listed lines) are the intermediates several rules share;
+they are defined once here, created once per run, and their columns are what the
+rule validator checks names against.
+
+Views are written in DuckDB SQL over ``input_<table>`` relations and transpiled by
+sqlglot for other engines. ``:window_start`` / ``:window_end`` are the analysis
+window; rows outside it are dropped only when the run names one (``--from/--to``,
+``:filter_window``), so a default run loses nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from fraudscreen.contract import INPUT_TABLES
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    key: tuple[str, ...]
+    needs: tuple[str, ...]  # input tables that must be present for a rule to use it
+    sql: str | None = None  # None: the input table as it is
+    doc: str = ""
+
+
+def _table(name: str, doc: str) -> Source:
+    t = INPUT_TABLES[name]
+    return Source(name, t.key, (name,), None, doc)
+
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        "settlements",
+        ("settlement_id",),
+        ("settlements",),
+        """
+        SELECT s.*,
+               CAST(s.admit_time AS DATE) AS admit_date,
+               CAST(s.discharge_time AS DATE) AS discharge_date,
+               substr(s.diagnosis_code, 1, 3) AS diagnosis_category,
+               substr(s.visit_region, 1, 4) AS visit_area,
+               substr(s.insured_region, 1, 4) AS insured_area,
+               substr(s.insured_region, 1, 4) <> substr(s.visit_region, 1, 4) AS off_site
+        FROM input_settlements AS s
+        WHERE s.reversed_settlement_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM input_settlements AS r
+                          WHERE r.reversed_settlement_id = s.settlement_id)
+          AND (NOT :filter_window
+               OR CAST(s.admit_time AS DATE) BETWEEN :window_start AND :window_end)
+        """,
+        "Effective settlements (reversals removed) in the analysis window, with "
+        "admit/discharge dates, diagnosis_category (ICD-10 3-character), pooling "
+        "areas and off_site.",
+    ),
+    Source(
+        "fee_lines",
+        ("line_id",),
+        ("settlements", "fee_lines"),
+        """
+        SELECT f.*, CAST(f.charge_time AS DATE) AS charge_date,
+               s.person_id, s.institution_id, s.medical_type, s.admit_time, s.admit_date,
+               s.discharge_time, s.discharge_date, s.off_site
+        FROM input_fee_lines AS f
+        JOIN settlements AS s ON s.settlement_id = f.settlement_id
+        WHERE NOT :filter_window
+           OR CAST(f.charge_time AS DATE) BETWEEN :window_start AND :window_end
+        """,
+        "Fee lines of effective settlements, with charge_date and their settlement's "
+        "person, institution, medical type and dates.",
+    ),
+    Source(
+        "stays",
+        ("settlement_id",),
+        ("settlements",),
+        """
+        SELECT s.*,
+               date_diff('day', s.admit_date, s.discharge_date) AS los,
+               greatest(date_diff('day', s.admit_date, s.discharge_date), 1) AS bed_days
+        FROM settlements AS s
+        WHERE s.medical_type = '21' AND s.discharge_time IS NOT NULL
+        """,
+        "Inpatient stays (medical_type 21) with los = discharge date − admit date and "
+        "bed_days counted 算入不算出 (a same-day stay counts 1).",
+    ),
+    Source(
+        "stay_days",
+        ("settlement_id", "day"),
+        ("settlements", "fee_lines"),
+        """
+        WITH days AS (
+            SELECT s.settlement_id, s.person_id, s.institution_id, s.los,
+                   CAST(d.day AS DATE) AS day
+            FROM stays AS s,
+                 unnest(generate_series(CAST(s.admit_date AS TIMESTAMP),
+                                        CAST(s.discharge_date AS TIMESTAMP) - INTERVAL 1 DAY,
+                                        INTERVAL 1 DAY)) AS d(day)
+        ), fees AS (
+            SELECT f.settlement_id, f.charge_date AS day, count(*) AS line_count,
+                   sum(f.amount) AS amount,
+                   count(*) FILTER (WHERE f.fee_category NOT IN ('01', '02', '07'))
+                       AS care_lines
+            FROM fee_lines AS f
+            WHERE f.medical_type = '21'
+            GROUP BY f.settlement_id, f.charge_date
+        )
+        SELECT days.*, coalesce(fees.line_count, 0) AS line_count,
+               coalesce(fees.amount, 0) AS amount,
+               coalesce(fees.care_lines, 0) = 0 AS basic_only
+        FROM days LEFT JOIN fees
+          ON fees.settlement_id = days.settlement_id AND fees.day = days.day
+        """,
+        "One row per day of a stay, admit date inclusive to discharge date exclusive, "
+        "with the day's line_count and amount; basic_only is true when the day has no "
+        "lines or only 01 床位费 / 02 诊察费 / 07 护理费 lines.",
+    ),
+    Source(
+        "item_days",
+        ("settlement_id", "item_code", "charge_date"),
+        ("settlements", "fee_lines"),
+        """
+        SELECT f.settlement_id, f.item_code, f.charge_date,
+               any_value(f.person_id) AS person_id,
+               any_value(f.institution_id) AS institution_id,
+               sum(f.quantity) AS quantity, sum(f.amount) AS amount,
+               count(*) AS line_count
+        FROM fee_lines AS f
+        GROUP BY f.settlement_id, f.item_code, f.charge_date
+        """,
+        "One row per settlement, item and charge date: quantity, amount, line_count.",
+    ),
+    Source(
+        "settlement_items",
+        ("settlement_id", "item_code"),
+        ("settlements", "fee_lines"),
+        """
+        SELECT f.settlement_id, f.item_code,
+               any_value(f.person_id) AS person_id,
+               any_value(f.institution_id) AS institution_id,
+               any_value(f.medical_type) AS medical_type,
+               any_value(f.admit_time) AS admit_time,
+               any_value(f.admit_date) AS admit_date,
+               sum(f.quantity) AS quantity, sum(f.amount) AS amount,
+               count(*) AS line_count
+        FROM fee_lines AS f
+        GROUP BY f.settlement_id, f.item_code
+        """,
+        "One row per settlement and item (two lines of one item in one settlement are "
+        "one purchase), with the settlement's person, institution, type and time.",
+    ),
+    Source(
+        "watched_fee_lines",
+        ("line_id",),
+        ("settlements", "fee_lines"),
+        """
+        WITH billed AS (
+            SELECT DISTINCT item_code, item_name FROM fee_lines
+        ), hits AS (
+            SELECT DISTINCT b.item_code, b.item_name
+            FROM billed AS b
+            LEFT JOIN input_catalog AS c ON c.item_code = b.item_code
+            JOIN input_watchlist AS w ON
+                 (w.item_code IS NOT NULL AND NOT ends_with(w.item_code, '*')
+                  AND b.item_code = w.item_code)
+              OR (ends_with(w.item_code, '*')
+                  AND starts_with(b.item_code, rtrim(w.item_code, '*')))
+              OR (w.generic_name IS NOT NULL
+                  AND (c.generic_name = w.generic_name
+                       OR contains(b.item_name, w.generic_name)))
+        )
+        SELECT f.* FROM fee_lines AS f
+        JOIN hits AS h ON h.item_code = f.item_code AND h.item_name = f.item_name
+        """,
+        "Fee lines of items on an active watch list: by code, code prefix ending '*', "
+        "or generic name (catalog.generic_name equal, or item_name containing it).",
+    ),
+    _table("persons", "Insured persons (参保人员)."),
+    _table("institutions", "Designated institutions (定点医药机构)."),
+    _table("catalog", "The insurance catalogue (医保目录)."),
+    _table("purchases", "Stock purchases (进货记录)."),
+    Source(
+        "item_pairs",
+        (),
+        (),
+        "SELECT * FROM input_item_pairs",
+        "Mutually exclusive item pairs: the data's table, else the project's "
+        "rules/reference/item_pairs.csv.",
+    ),
+    Source(
+        "watchlist",
+        (),
+        (),
+        "SELECT * FROM input_watchlist",
+        "Active watch-list entries: the shipped lists plus the data's table.",
+    ),
+)
+
+BY_NAME: dict[str, Source] = {s.name: s for s in SOURCES}
+
+
+@cache
+def _empty_connection():
+    """DuckDB over empty contract tables: answers 'which columns would this have?'."""
+    import duckdb
+
+    from fraudscreen.engine_duckdb import create_sources, register_empty
+
+    con = duckdb.connect()
+    register_empty(con)
+    create_sources(con, window=None)
+    return con
+
+
+def describe(sql: str) -> tuple[str, ...]:
+    """Output column names of a query over the sources."""
+    return tuple(r[0] for r in _empty_connection().execute(f"DESCRIBE {sql}").fetchall())
+
+
+@cache
+def columns() -> dict[str, tuple[str, ...]]:
+    """Columns of every source."""
+    return {s.name: describe(f'SELECT * FROM "{s.name}"') for s in SOURCES}
