@@ -7,6 +7,7 @@ input or rules). Tracebacks are for bugs only.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -109,6 +110,228 @@ def sample(
     from fraudscreen.sample import generate
 
     generate(out, scale=scale, seed=seed, truth_dir=truth)
+
+
+RulesOpt = Annotated[
+    list[Path],
+    typer.Option("--rules", help="Extra rule files or folders (added to the built-in rules)."),
+]
+
+
+def _fail(err: Exception, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(code)
+
+
+def _date(value: Optional[str], flag: str) -> Optional[dt.date]:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"{flag} {value!r}: write a date as YYYY-MM-DD") from None
+
+
+@app.command()
+def run(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced whole on success).")],
+    rules: RulesOpt = [],
+    only: Annotated[
+        list[str], typer.Option("--only", help="Run only these families or rule ids.")
+    ] = [],
+    param: Annotated[
+        list[str], typer.Option("--param", help="Override a parameter: RULE_ID.NAME=VALUE.")
+    ] = [],
+    params_file: Annotated[
+        Optional[Path], typer.Option("--params", help="Site params YAML: {RULE_ID: {NAME: VALUE}}.")
+    ] = None,
+    date_from: Annotated[
+        Optional[str], typer.Option("--from", help="Analysis window start (YYYY-MM-DD).")
+    ] = None,
+    date_to: Annotated[
+        Optional[str], typer.Option("--to", help="Analysis window end (YYYY-MM-DD).")
+    ] = None,
+    watchlist: Annotated[
+        list[Path], typer.Option("--watchlist", help="Extra watch-list YAML files or folders.")
+    ] = [],
+    engine: Annotated[str, typer.Option("--engine", help="duckdb (default) or spark.")] = "duckdb",
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="DuckDB memory limit; beyond it, spill to disk.")
+    ] = "2GB",
+    threads: Annotated[Optional[int], typer.Option("--threads", help="DuckDB threads.")] = None,
+    profile: Annotated[
+        str, typer.Option("--profile", help="full | investigator | public (pseudonymised).")
+    ] = "full",
+    encoding: EncodingOpt = None,
+    column_map: ColumnMapOpt = None,
+    strict: StrictOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print only errors.")] = False,
+) -> None:
+    """Screen a data folder with every built-in rule (plus --rules) and write the leads.
+
+    Writes OUT/suspicions.parquet and .csv, leads.csv, leads.xlsx, report.html,
+    quarantine.csv and run.json. Exit 0 when the run completed (found or not),
+    1 when a rule failed (or --strict and rows were quarantined), 2 on unusable
+    input or rules.
+    """
+    from fraudscreen.ingest import IngestError
+    from fraudscreen.progress import Progress
+    from fraudscreen.rule import RuleError
+    from fraudscreen.runner import RunOptions, load_rules
+    from fraudscreen.runner import run as run_screen
+
+    opts = RunOptions(
+        data=data, out=out, rules=rules, only=only, params=param, params_file=params_file,
+        window_from=_date(date_from, "--from"), window_to=_date(date_to, "--to"),
+        encoding=encoding, column_map=column_map, strict=strict, engine=engine,
+        memory_limit=memory_limit, threads=threads, watchlists=watchlist, profile=profile)
+    try:
+        ruleset = load_rules(opts)
+        with Progress(quiet=quiet, total=len(ruleset.rules)) as progress:
+            result = run_screen(opts, ruleset, on_rule=progress.rule_done)
+            progress.summary(result)
+    except (IngestError, RuleError, ValueError) as err:
+        raise _fail(err) from None
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("compile")
+def compile_(
+    rule_id: Annotated[str, typer.Argument(help="Rule id, e.g. split_hospitalisation.readmission")],
+    dialect: Annotated[
+        str, typer.Option("--dialect", help="duckdb, spark, trino, postgres, …")
+    ] = "duckdb",
+    rules: RulesOpt = [],
+    param: Annotated[list[str], typer.Option("--param", help="RULE_ID.NAME=VALUE")] = [],
+) -> None:
+    """Print the SQL a rule compiles to (parameters bound; window left open)."""
+    from fraudscreen.compiler import compile_rule
+    from fraudscreen.rule import RuleError
+    from fraudscreen.ruleset import RuleSet
+
+    try:
+        ruleset = RuleSet.load(rules).with_params(param, None)
+        rule = ruleset.get(rule_id)
+        typer.echo(compile_rule(rule, ruleset.overrides.get(rule_id, {})).sql_for(dialect))
+    except RuleError as err:
+        raise _fail(err) from None
+    except Exception as err:  # sqlglot: a construct this dialect cannot express
+        raise _fail(f"rule {rule_id} cannot be written for {dialect}: {err}", 1) from None
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Argument(help="An existing `run` output folder.")],
+    profile: Annotated[str, typer.Option("--profile", help="full | investigator | public")] = "full",
+) -> None:
+    """Regenerate leads.csv, leads.xlsx and report.html from a run's output folder."""
+    from fraudscreen.report import report_folder
+
+    try:
+        report_folder(out_dir, profile)
+    except (OSError, ValueError) as err:
+        raise _fail(err) from None
+
+
+rules_app = typer.Typer(help="List, show, lint, test and document rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+def _ruleset(rules: list[Path], builtin: bool = True):
+    from fraudscreen.rule import RuleError
+    from fraudscreen.ruleset import RuleSet
+
+    try:
+        return RuleSet.load(rules, builtin=builtin)
+    except RuleError as err:
+        raise _fail(err) from None
+
+
+@rules_app.command("list")
+def rules_list(rules: RulesOpt = []) -> None:
+    """One line per rule: id, family, severity, status, title."""
+    for r in _ruleset(rules).rules:
+        typer.echo(f"{r.id:45} {r.family:24} {r.severity:7} {r.status:12} {r.title}")
+
+
+@rules_app.command("show")
+def rules_show(rule_id: str, rules: RulesOpt = []) -> None:
+    """A rule's documentation page (what, why, legal basis, params, example)."""
+    from fraudscreen.rule import RuleError
+    from fraudscreen.rule_docs import page
+
+    try:
+        typer.echo(page(_ruleset(rules).get(rule_id)))
+    except RuleError as err:
+        raise _fail(err) from None
+
+
+@rules_app.command("lint")
+def rules_lint(
+    rules: RulesOpt = [],
+    builtin: Annotated[bool, typer.Option(help="Include the built-in rules.")] = True,
+) -> None:
+    """Problems with codes and severities; exit 1 when any is an error."""
+    from fraudscreen.lint import lint
+
+    findings = [f for r in _ruleset(rules, builtin).rules for f in lint(r)]
+    for f in findings:
+        typer.echo(str(f))
+    errors = sum(f.severity == "error" for f in findings)
+    typer.echo(f"{len(findings)} finding(s), {errors} error(s)")
+    raise typer.Exit(1 if errors else 0)
+
+
+@rules_app.command("test")
+def rules_test(
+    rule_ids: Annotated[Optional[list[str]], typer.Argument(help="Rules to test (default all).")] = None,
+    rules: RulesOpt = [],
+    engine: Annotated[str, typer.Option("--engine", help="duckdb or spark")] = "duckdb",
+) -> None:
+    """Run every rule's inline tests; show expected vs actual for failures."""
+    from fraudscreen.testing import run_test
+
+    ruleset = _ruleset(rules)
+    selected = [r for r in ruleset.rules if not rule_ids or r.id in rule_ids]
+    passed = failed = 0
+    for rule in selected:
+        for test in rule.tests:
+            result = run_test(rule, test, engine)
+            mark = "PASS" if result.passed else "FAIL"
+            typer.echo(f"{mark} {rule.id} :: {test.name}")
+            for line in result.diff:
+                typer.echo(f"     {line}")
+            passed += result.passed
+            failed += not result.passed
+    typer.echo(f"{passed} passed, {failed} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
+@rules_app.command("docs")
+def rules_docs(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the pages.")] = Path("docs/rules"),
+    rules: RulesOpt = [],
+) -> None:
+    """Regenerate docs/rules/ (one page per rule and an index) from the rule files."""
+    from fraudscreen.rule_docs import write
+
+    changed = write(_ruleset(rules).rules, out)
+    typer.echo(f"{len(changed)} page(s) updated in {out}")
+
+
+@rules_app.command("schema")
+def rules_schema(
+    out: Annotated[Path, typer.Option("--out")] = Path("docs/rule.schema.json"),
+) -> None:
+    """Write the JSON Schema of rule files (for editor completion)."""
+    import json
+
+    from fraudscreen.rule import Rule
+
+    schema = Rule.model_json_schema(by_alias=True)
+    out.write_text(json.dumps(schema, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

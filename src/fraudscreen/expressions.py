@@ -129,6 +129,10 @@ def _function_names() -> set[str]:
 
 
 def _check_table(node: exp.Table, scope: Scope) -> None:
+    if isinstance(node.this, exp.Func):
+        name = node.this.name if isinstance(node.this, exp.Anonymous) else node.this.sql_name()
+        raise ExpressionError(f"table function {name.lower()}() is not allowed: "
+                              "a rule reads only rule sources, never files")
     if node.args.get("db") or node.args.get("catalog") or not isinstance(node.this, exp.Identifier):
         raise ExpressionError(f"table reference {node.sql(DIALECT)!r} is not allowed")
     if node.name not in scope.tables:

@@ -1,0 +1,70 @@
+"""``fraudscreen rules lint``: problems a rule can have that still let it load.
+
+Each check has a code and a severity, like a linter's registry, so a site's CI can
+gate on errors and read warnings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from fraudscreen.compiler import compile_rule
+from fraudscreen.contract import FAMILIES
+from fraudscreen.rule import Rule, RuleError
+
+_PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: str  # error | warning | info
+    rule_id: str
+    message: str
+    where: str = ""
+
+    def __str__(self) -> str:
+        at = f"{self.where}: " if self.where else ""
+        return f"{at}{self.code} [{self.severity}] {self.rule_id}: {self.message}"
+
+
+CHECKS = {
+    "FS001": ("warning", "no references: name the legal basis and the 专项整治 plan"),
+    "FS002": ("error", "tests must include a case with a hit and a case with no hit"),
+    "FS003": ("warning", "parameter declared but never used"),
+    "FS004": ("error", "rule does not compile"),
+    "FS005": ("info", "family is not one of the built-in families; document it"),
+    "FS006": ("warning", "amount_basis missing: say how amount_at_risk is computed"),
+}
+
+
+def _finding(code: str, rule: Rule, detail: str = "", *path) -> Finding:
+    severity, text = CHECKS[code]
+    line, col = rule.position(*path)
+    where = ":".join(str(p) for p in (rule.path, line, col) if p is not None)
+    return Finding(code, severity, rule.id, f"{text}{': ' + detail if detail else ''}", where)
+
+
+def lint(rule: Rule) -> list[Finding]:
+    found: list[Finding] = []
+    if not rule.references:
+        found.append(_finding("FS001", rule, "", "references"))
+    hits = any(t.expect for t in rule.tests)
+    quiet = any(not t.expect for t in rule.tests)
+    if not (hits and quiet):
+        found.append(_finding("FS002", rule, "", "tests"))
+    text = rule.model_dump_json(include={"detect", "emit"}, by_alias=True)
+    used = set(_PARAM.findall(text))
+    for name in rule.params:
+        if name not in used:
+            found.append(_finding("FS003", rule, name, "params", name))
+    try:
+        compile_rule(rule)
+    except RuleError as err:
+        found.append(_finding("FS004", rule, str(err)))
+    if rule.family not in FAMILIES:
+        found.append(_finding("FS005", rule, rule.family, "family"))
+    if not rule.amount_basis:
+        found.append(_finding("FS006", rule))
+    return found

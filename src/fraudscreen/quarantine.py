@@ -1,0 +1,179 @@
+"""Which input rows are quarantined, and why.
+
+Every value is read as its contract type here. A cell that cannot be read, an empty
+required cell, a row that breaks a contract rule or repeats a key sends its row to
+quarantine with one entry per offending cell and the cell's original text, so that
+``rows read = rows kept + rows quarantined`` always holds and nothing vanishes.
+
+All work is column-wise Polars; the only Python loops run over columns and checks.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from fraudscreen.contract import ColumnType, Table
+
+PART, LINE = "__part", "__line"  # which input file (index into Ingestion.files), which line
+ENTRY_SCHEMA = {
+    PART: pl.UInt32,
+    LINE: pl.Int64,
+    "column": pl.String,
+    "value": pl.String,
+    "reason": pl.String,
+}
+
+MISSING = "missing value"
+EMPTY_ROW = "empty row"
+DUPLICATE_KEY = "duplicate key"
+BAD_VALUE = {
+    ColumnType.TIMESTAMP: "bad timestamp",
+    ColumnType.DATE: "bad date",
+    ColumnType.MONEY: "bad decimal",
+    ColumnType.QUANTITY: "bad decimal",
+}
+
+# Contract rules one row can break: table -> (column reported, reason, condition).
+ROW_RULES: dict[str, tuple[tuple[str, str, pl.Expr], ...]] = {
+    "settlements": (
+        ("discharge_time", "discharge before admission",
+         pl.col("discharge_time") < pl.col("admit_time")),
+    ),
+}
+
+# The first format is tried on every value, the rest only on values it rejects.
+TIMESTAMP_FORMATS = (
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y/%m/%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M",
+    "%Y%m%d%H%M%S",
+    "%Y-%m-%d",
+    "%Y/%m/%d",
+    "%Y%m%d",
+)
+DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d")
+FORMATS = {ColumnType.TIMESTAMP: TIMESTAMP_FORMATS, ColumnType.DATE: DATE_FORMATS}
+# Digit-only formats need every digit: chrono would read '2024010203040' as 03:04:00.
+_DIGITS_ONLY = {"%Y%m%d%H%M%S": 14, "%Y%m%d": 8}
+_DECIMAL_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
+
+
+def check_part(raw: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Type one input file's rows; return its clean rows and its quarantine entries.
+
+    ``raw`` holds the table's columns in contract order, each either text or already
+    of its contract type, plus PART and LINE. The clean rows keep PART and LINE so
+    that duplicate keys across files can still be located.
+    """
+    values, absent = [], []
+    for c in table.columns:
+        text = pl.col(c.name)
+        if raw.schema[c.name] == pl.String:
+            text = _blank_to_null(text)
+            values.append(_read(text, c.type).alias(c.name))
+        else:
+            values.append(text)
+        absent.append(text.is_null().alias(_absent(c.name)))
+    frame = raw.select(*values, *absent, PART, LINE)  # one select: columns run in parallel
+    for c in table.columns:
+        if c.type in FORMATS and raw.schema[c.name] == pl.String:
+            frame = frame.with_columns(_retry_formats(frame, raw, c.name, c.type.polars, FORMATS[c.type]))
+
+    empty = frame.select(pl.all_horizontal(_absent(c.name) for c in table.columns)).to_series()
+    findings: list[tuple[str | None, str, pl.Series]] = [(None, EMPTY_ROW, empty)]
+    for c in table.columns:
+        absent = frame[_absent(c.name)]
+        if not c.nullable:
+            findings.append((c.name, MISSING, absent & ~empty))
+        if c.type in BAD_VALUE:
+            findings.append((c.name, BAD_VALUE[c.type], frame[c.name].is_null() & ~absent))
+    for column, reason, condition in ROW_RULES.get(table.name, ()):
+        findings.append((column, reason, frame.select(condition.fill_null(False)).to_series()))
+
+    bad_row = pl.DataFrame([mask.alias(str(i)) for i, (_, _, mask) in enumerate(findings)])
+    bad_row = bad_row.select(pl.any_horizontal(pl.all())).to_series()
+    entries = [
+        raw.select(PART, LINE, value=pl.col(column).cast(pl.String) if column else pl.lit(None, pl.String))
+        .filter(mask)
+        .select(PART, LINE, column=pl.lit(column, pl.String), value="value", reason=pl.lit(reason))
+        for column, reason, mask in findings
+        if mask.any()
+    ]
+    clean = frame.filter(~bad_row).select(*table.column_names, PART, LINE)
+    return clean, _entries(entries)
+
+
+def split_duplicate_keys(clean: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the first row of each key (in file and line order); quarantine the others.
+
+    Runs over a whole table's clean rows, so a key repeated across parts is caught too.
+    """
+    if not table.key:
+        return clean, _entries([])
+    repeat = clean.select(~pl.struct(table.key).is_first_distinct()).to_series()
+    entries = clean.filter(repeat).select(
+        PART,
+        LINE,
+        column=pl.lit(",".join(table.key)),
+        value=pl.concat_str(table.key, separator=","),
+        reason=pl.lit(DUPLICATE_KEY),
+    )
+    return clean.filter(~repeat), _entries([entries])
+
+
+def _entries(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(frames) if frames else pl.DataFrame(schema=ENTRY_SCHEMA)
+
+
+def _absent(name: str) -> str:
+    return f"{name} is absent"
+
+
+def _blank_to_null(text: pl.Expr) -> pl.Expr:
+    stripped = text.str.strip_chars()
+    return pl.when(stripped.str.len_bytes() > 0).then(stripped)
+
+
+def _read(text: pl.Expr, ctype: ColumnType) -> pl.Expr:
+    """Text as its contract type; null where it cannot be read (or, for a date or time,
+    is not in the first format: see _retry_formats)."""
+    if ctype in FORMATS:
+        return _strptime(text, ctype.polars, FORMATS[ctype][0])
+    if ctype in (ColumnType.MONEY, ColumnType.QUANTITY):
+        return _decimal(text, ctype.polars)
+    return text
+
+
+def _decimal(text: pl.Expr, dtype: pl.Decimal) -> pl.Expr:
+    """Exact decimal, rounded half away from zero to the contract scale.
+
+    Polars' own string cast rounds half to even, so the text is first cut one digit
+    past the scale (exact), cast there, and rounded by the one digit that decides.
+    """
+    dot = text.str.find(".", literal=True)
+    cut = pl.when(dot.is_null()).then(text).otherwise(text.str.head(dot + dtype.scale + 2))
+    wide = pl.when(text.str.contains(_DECIMAL_TEXT)).then(cut).cast(
+        pl.Decimal(38, dtype.scale + 1), strict=False
+    )
+    return wide.round(dtype.scale, mode="half_away_from_zero").cast(dtype, strict=False)
+
+
+def _retry_formats(
+    frame: pl.DataFrame, raw: pl.DataFrame, name: str, dtype: pl.DataType, formats: tuple[str, ...]
+) -> pl.Series:
+    """The column with values the first format rejected parsed by the other formats."""
+    parsed = frame[name]
+    rejected = parsed.is_null() & ~frame[_absent(name)]
+    if not rejected.any():
+        return parsed
+    text = _blank_to_null(pl.col(name))
+    retry = raw.filter(rejected).select(pl.coalesce(_strptime(text, dtype, f) for f in formats[1:]))
+    return parsed.scatter(rejected.arg_true(), retry.to_series())
+
+
+def _strptime(text: pl.Expr, dtype: pl.DataType, fmt: str) -> pl.Expr:
+    parsed = text.str.strptime(dtype, fmt, strict=False, exact=True)
+    width = _DIGITS_ONLY.get(fmt)
+    return parsed if width is None else pl.when(text.str.contains(rf"^\d{{{width}}}$")).then(parsed)

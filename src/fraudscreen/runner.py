@@ -1,0 +1,138 @@
+"""``fraudscreen run``: ingest, screen, write — and say what happened.
+
+The manifest (``run.json``) records everything needed to trust or reproduce a run:
+tool version, rules with versions and content hashes, parameters, input files with
+row counts and checksums, quarantine counts, rules skipped and why, timings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from fraudscreen import __version__
+from fraudscreen.ingest import Ingestion, load_folder
+from fraudscreen.output import staged, write_csv, write_json, write_suspicions
+from fraudscreen.ruleset import RuleSet
+from fraudscreen.screen import RuleOutcome, Screening, make_engine, screen
+
+
+@dataclass
+class RunOptions:
+    data: Path
+    out: Path
+    rules: list[Path] = field(default_factory=list)
+    only: list[str] = field(default_factory=list)
+    params: list[str] = field(default_factory=list)
+    params_file: Path | None = None
+    window_from: dt.date | None = None
+    window_to: dt.date | None = None
+    encoding: str | None = None
+    column_map: Path | None = None
+    strict: bool = False
+    engine: str = "duckdb"
+    memory_limit: str = "2GB"
+    threads: int | None = None
+    watchlists: list[Path] = field(default_factory=list)
+    profile: str = "full"
+
+
+@dataclass
+class RunResult:
+    screening: Screening
+    ingestion: Ingestion
+    manifest: dict
+    exit_code: int
+
+
+def load_rules(opts: RunOptions) -> RuleSet:
+    return (RuleSet.load(opts.rules).select(opts.only)
+            .with_params(opts.params, opts.params_file))
+
+
+def quarantine_counts(quarantine: pl.DataFrame) -> list[dict]:
+    if quarantine.is_empty():
+        return []
+    rows = (quarantine.group_by(["table", "reason"])
+            .agg(pl.col("line").n_unique().alias("rows"), pl.len().alias("cells"))
+            .sort(["table", "reason"]))
+    return rows.to_dicts()
+
+
+def _outcome_doc(o: RuleOutcome) -> dict:
+    r = o.rule
+    return {"id": r.id, "version": r.version, "family": r.family, "severity": r.severity,
+            "status": o.status, "reason": o.reason, "hits": o.hits,
+            "amount_at_risk": o.amount, "seconds": round(o.seconds, 3),
+            "skipped_groups": o.skipped_groups, "params": o.params,
+            "path": r.path, "content_hash": r.content_hash}
+
+
+def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
+             timings: dict[str, float]) -> dict:
+    return {
+        "tool": "fraudscreen",
+        "version": __version__,
+        "engine": opts.engine,
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "data": str(opts.data),
+        "window": {"start": screening.window[0], "end": screening.window[1],
+                   "given": bool(opts.window_from or opts.window_to)},
+        "inputs": [
+            {"table": f.table, "path": f.path, "rows": f.rows, "sha256": f.sha256}
+            for f in ingestion.files
+        ],
+        "rows_read": ingestion.rows_read,
+        "rows_kept": {name: frame.height for name, frame in ingestion.tables.items()},
+        "missing_optional_tables": ingestion.missing_optional,
+        "reference_data": screening.origins,
+        "quarantine": quarantine_counts(ingestion.quarantine),
+        "rules": [_outcome_doc(o) for o in screening.outcomes],
+        "suspicions": screening.suspicions.height,
+        "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def run(opts: RunOptions, ruleset: RuleSet, on_rule=None) -> RunResult:
+    """The whole run; raises IngestError/RuleError for unusable input or rules."""
+    began = time.perf_counter()
+    ingestion = load_folder(opts.data, encoding=opts.encoding, column_map=opts.column_map)
+    ingested = time.perf_counter()
+    with staged(opts.out) as folder:
+        engine = make_engine(opts.engine, **_engine_options(opts, folder))
+        try:
+            screening = screen(ingestion.tables, ruleset, engine, opts.window_from,
+                               opts.window_to, opts.watchlists, on_rule)
+        finally:
+            engine.close()
+        screened = time.perf_counter()
+        write_suspicions(screening.suspicions, folder)
+        write_csv(ingestion.quarantine, folder / "quarantine.csv")
+        doc = manifest(opts, ingestion, screening, {
+            "ingest": ingested - began, "rules": screened - ingested})
+        from fraudscreen.report import write_reports
+
+        write_reports(folder, screening.suspicions, doc, opts.profile)
+        doc["timings_seconds"]["total"] = round(time.perf_counter() - began, 3)
+        write_json(doc, folder / "run.json")
+        _drop_spill(folder)
+    failed = any(o.status == "failed" for o in screening.outcomes)
+    strict_fail = opts.strict and ingestion.quarantine.height > 0
+    return RunResult(screening, ingestion, doc, 1 if failed or strict_fail else 0)
+
+
+def _engine_options(opts: RunOptions, folder: Path) -> dict:
+    if opts.engine == "duckdb":
+        return {"memory_limit": opts.memory_limit, "temp_dir": folder / ".spill",
+                "threads": opts.threads}
+    return {}
+
+
+def _drop_spill(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder / ".spill", ignore_errors=True)

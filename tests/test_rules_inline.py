@@ -1,0 +1,43 @@
+"""Every built-in rule's own inline cases (hit and no-hit at each boundary) pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from fraudscreen.lint import lint
+from fraudscreen.ruleset import RuleSet
+from fraudscreen.testing import run_test
+
+RULES = RuleSet.load().rules
+CASES = [(r, t) for r in RULES for t in r.tests]
+
+
+@pytest.mark.parametrize("rule, case", CASES, ids=[f"{r.id}::{t.name}" for r, t in CASES])
+def test_inline_case(rule, case):
+    result = run_test(rule, case)
+    assert result.passed, "\n".join(result.diff)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.id for r in RULES])
+def test_rule_is_lint_clean(rule):
+    assert [str(f) for f in lint(rule)] == []
+
+
+def test_every_sub_rule_of_the_spec_is_built_in():
+    assert {r.id for r in RULES} >= {
+        "split_hospitalisation.readmission", "bed_holding.idle_stay",
+        "bed_holding.elsewhere_during_stay", "duplicate_charge.repeated_line",
+        "duplicate_charge.bed_days_beyond_stay", "duplicate_charge.daily_cap",
+        "duplicate_charge.exclusive_items", "duplicate_charge.over_price_cap",
+        "item_substitution.billed_more_than_bought", "item_substitution.wrong_gender",
+        "key_item_growth.monthly_growth", "pharmacy_card_skimming.offsite_burst",
+        "pharmacy_card_skimming.hoarding", "pharmacy_card_skimming.impossible_travel",
+    }
+
+
+def test_a_failing_expectation_is_reported_with_a_diff():
+    rule = next(r for r in RULES if r.id == "split_hospitalisation.readmission")
+    case = rule.tests[0].model_copy(update={"params": {"max_gap_days": 14}})
+    result = run_test(rule, case)
+    assert not result.passed
+    assert any(line.startswith("- expected") for line in result.diff)

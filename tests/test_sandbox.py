@@ -1,0 +1,190 @@
+"""Rule expressions are user input: what the compiler refuses, and how it says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fraudscreen.cli import app
+from fraudscreen.compiler import compile_rule
+from fraudscreen.rule import RuleError, load_rule
+
+BASE = """\
+id: test.sandbox
+version: "1"
+family: duplicate_charge
+title: t
+description: d
+severity: low
+params:
+  limit: {{type: int, default: 3}}
+detect:
+  kind: filter
+  source: fee_lines
+  where: {where}
+emit:
+  amount_at_risk: amount
+  message: "{{settlement_id}}"
+"""
+
+
+def rule_file(tmp_path: Path, where: str) -> Path:
+    path = tmp_path / "rule.yaml"
+    path.write_text(BASE.format(where=where), encoding="utf-8")
+    return path
+
+
+def compile_where(tmp_path: Path, where: str):
+    return compile_rule(load_rule(rule_file(tmp_path, where)))
+
+
+@pytest.mark.parametrize(
+    "where, says",
+    [
+        ("\"amount > (SELECT count(*) FROM read_csv('/etc/passwd'))\"", "read_csv"),
+        ("\"getenv('HOME') = 'x'\"", "getenv"),
+        ("\"amount > (SELECT count(*) FROM '/etc/passwd')\"", "unknown source"),
+        ("\"amount > (SELECT count(*) FROM input_fee_lines)\"", "unknown source"),
+        ("\"amount > (SELECT count(*) FROM main.fee_lines)\"", "not allowed"),
+        ("\"current_date > charge_date\"", "not allowed"),
+        ("\"random() > 0.5\"", "not allowed"),
+        ("\"amount > (SELECT count(*) FROM glob('*'))\"", "not allowed"),
+        ("\"item_code = current_setting('home_directory')\"", "not allowed"),
+        ("\"sum(amount) > 1\"", "aggregate"),
+    ],
+)
+def test_forbidden_expressions_are_refused(tmp_path, where, says):
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert says in str(err.value)
+    assert str(tmp_path / "rule.yaml") in str(err.value)
+
+
+def test_statements_are_not_expressions(tmp_path):
+    for text in ["ATTACH 'x.db' AS x", "COPY fee_lines TO 'x.csv'", "SET threads = 1",
+                 "INSTALL httpfs", "CREATE TABLE x AS SELECT 1"]:
+        with pytest.raises(RuleError) as err:
+            compile_where(tmp_path, f'"{text}"')
+        assert "not allowed" in str(err.value) or "cannot parse" in str(err.value), text
+
+
+def test_query_kind_refuses_writes_and_files(tmp_path):
+    body = BASE.replace("kind: filter\n  source: fee_lines\n  where: {where}\n",
+                        "kind: query\n  sql: \"{where}\"\n")
+    for sql, says in [("COPY fee_lines TO 'x.csv'", "SELECT"),
+                      ("SELECT * FROM read_parquet('x.parquet')", "read_parquet"),
+                      ("SELECT * FROM fee_lines, input_settlements", "unknown source")]:
+        path = tmp_path / "q.yaml"
+        path.write_text(body.format(where=sql), encoding="utf-8")
+        with pytest.raises(RuleError) as err:
+            compile_rule(load_rule(path))
+        assert says in str(err.value), sql
+
+
+def test_query_kind_reads_sources(tmp_path):
+    body = BASE.replace("kind: filter\n  source: fee_lines\n  where: {where}\n",
+                        "kind: query\n  sql: \"{where}\"\n")
+    path = tmp_path / "q.yaml"
+    path.write_text(body.format(
+        where="SELECT settlement_id, amount FROM fee_lines WHERE quantity > :limit"),
+        encoding="utf-8")
+    compiled = compile_rule(load_rule(path))
+    assert "quantity > 3" in compiled.sql
+
+
+def test_misspelt_column_suggests_the_nearest_and_names_the_line(tmp_path):
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, "unit_prise > 10")
+    msg = str(err.value)
+    assert "unit_prise" in msg and "did you mean 'unit_price'" in msg
+    assert f"{tmp_path / 'rule.yaml'}:12:" in msg  # the `where:` line
+
+
+def test_unknown_parameter_suggests_the_declared_one(tmp_path):
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, "quantity > :limt")
+    assert "did you mean 'limit'" in str(err.value)
+
+
+def test_parameters_are_bound_as_literals_not_pasted(tmp_path):
+    path = rule_file(tmp_path, "item_code = :code")
+    path.write_text(path.read_text().replace(
+        "limit: {type: int, default: 3}", "code: {type: string, default: \"x' OR 1=1 --\"}"))
+    sql = compile_rule(load_rule(path)).sql
+    assert "item_code = 'x'' OR 1=1 --'" in sql
+
+
+def test_bad_parameter_value_is_a_clear_error(tmp_path):
+    path = rule_file(tmp_path, "quantity > :limit")
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(path), {"limit": "many"})
+    assert "parameter limit: expected int" in str(err.value)
+
+
+def test_yaml_errors_name_file_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("id: a.b\nversion: [1\n", encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        load_rule(path)
+    assert str(path) in str(err.value) and ":3:" in str(err.value)
+
+
+def test_schema_errors_name_the_field_and_line(tmp_path):
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text().replace("severity: low", "severity: extreme"))
+    with pytest.raises(RuleError) as err:
+        load_rule(path)
+    assert "severity" in str(err.value) and f"{path}:6:" in str(err.value)
+
+
+def test_unknown_kind_is_refused(tmp_path):
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text().replace("kind: filter", "kind: magic"))
+    with pytest.raises(RuleError) as err:
+        load_rule(path)
+    assert "detect" in str(err.value)
+
+
+def test_cli_reports_rule_errors_without_traceback(tmp_path):
+    path = rule_file(tmp_path, "getenv('HOME') = 'x'")
+    result = CliRunner().invoke(app, ["compile", "test.sandbox", "--rules", str(path)])
+    assert result.exit_code == 2
+    assert "getenv" in result.output and "Traceback" not in result.output
+
+
+def test_duplicate_rule_ids_are_refused(tmp_path):
+    a = rule_file(tmp_path, "amount > 1")
+    b = tmp_path / "copy.yaml"
+    b.write_text(a.read_text())
+    result = CliRunner().invoke(app, ["rules", "list", "--rules", str(tmp_path)])
+    assert result.exit_code == 2 and "duplicate rule id" in result.output
+
+
+def test_all_builtin_rules_compile_for_duckdb_and_spark():
+    from fraudscreen.ruleset import RuleSet
+
+    for rule in RuleSet.load().rules:
+        compiled = compile_rule(rule)
+        assert compiled.sql_for("spark")
+        assert "input_" not in compiled.sql
+
+
+@pytest.mark.parametrize("text", [
+    "amount > 1 AND item_code LIKE 'X%'",
+    "coalesce(doctor_id, '') <> '' OR date_diff('day', admit_date, charge_date) > :limit",
+    "CASE WHEN fee_category IN ('01', '02') THEN amount ELSE 0 END > 5",
+])
+def test_ordinary_expressions_pass(tmp_path, text):
+    compiled = compile_where(tmp_path, f'"{text}"')
+    assert "fee_lines" in compiled.sql
+
+
+def test_message_placeholders_must_exist(tmp_path):
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text().replace('"{settlement_id}"', '"{setlement_id}"'))
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(path))
+    assert "did you mean 'settlement_id'" in str(err.value)
+
