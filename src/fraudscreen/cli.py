@@ -77,7 +77,7 @@ def validate(
     so Excel shows Chinese). Exit 0 when the data could be read, 1 under --strict
     when any row was quarantined, 2 when the input is unusable.
     """
-    from fraudscreen.ingest import IngestError, load_folder, write_quarantine, print_summary
+    from fraudscreen.ingest import IngestError, load_folder, print_summary, write_quarantine
 
     try:
         ingestion = load_folder(data, encoding=encoding, column_map=column_map)
@@ -86,11 +86,9 @@ def validate(
         raise typer.Exit(2) from None
     write_quarantine(ingestion, out)
     print_summary(ingestion)
-    if strict and ingestion.quarantine.height:
-        typer.echo(
-            f"--strict: {ingestion.quarantine.height} row(s) quarantined; see {out / 'quarantine.csv'}",
-            err=True,
-        )
+    rows = sum(ingestion.rows_read.values()) - sum(t.height for t in ingestion.tables.values())
+    if strict and rows:
+        typer.echo(f"--strict: {rows} row(s) quarantined; see {out / 'quarantine.csv'}", err=True)
         raise typer.Exit(1)
 
 

@@ -271,3 +271,24 @@ SEVERITIES = ("low", "medium", "high")
 def pooling_area(region: str) -> str:
     """Two regions share a pooling area (统筹区) when their first 4 digits agree."""
     return region[:4]
+
+
+def markdown() -> str:
+    """The contract as the docs page ``docs/data-contract.md`` (generated, not edited)."""
+    out = ["# Data contract", "",
+           "Generated from `src/fraudscreen/contract.py` by `fraudscreen rules docs`. "
+           "The spec is `shared/spec/data-contract.md`; this page is what the code declares.",
+           ""]
+    for table in (*INPUT_TABLES.values(), SUSPICIONS):
+        need = "required" if table.required else "optional"
+        if table is SUSPICIONS:
+            need = "output"
+        out += [f"## {table.name} ({table.zh}) — {need}", "",
+                "| column | 中文 | type | nullable | national field | meaning |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| `{c.name}` | {c.zh} | {c.type.value} | {'yes' if c.nullable else ''} | "
+                f"{c.national or ''} | {c.meaning} |" for c in table.columns]
+        if table.key:
+            out += ["", f"Key: {', '.join(table.key)}."]
+        out.append("")
+    return "\n".join(out)

@@ -143,7 +143,7 @@ def print_summary(ingestion: Ingestion, console=None) -> None:
             f"{read:,}",
             f"{frame.height:,}",
             f"{read - frame.height:,}",
-            ", ".join(f"{r['reason']}: {r['rows']:,}" for r in reasons.iter_rows(named=True)),
+            "\n".join(f"{r['reason']}: {r['rows']:,}" for r in reasons.iter_rows(named=True)),
         )
     console.print(grid)
     if ingestion.missing_optional:

@@ -67,19 +67,17 @@ def check_part(raw: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFr
     of its contract type, plus PART and LINE. The clean rows keep PART and LINE so
     that duplicate keys across files can still be located.
     """
-    values, absent = [], []
-    for c in table.columns:
-        text = pl.col(c.name)
-        if raw.schema[c.name] == pl.String:
-            text = _blank_to_null(text)
-            values.append(_read(text, c.type).alias(c.name))
-        else:
-            values.append(text)
-        absent.append(text.is_null().alias(_absent(c.name)))
-    frame = raw.select(*values, *absent, PART, LINE)  # one select: columns run in parallel
-    for c in table.columns:
-        if c.type in FORMATS and raw.schema[c.name] == pl.String:
-            frame = frame.with_columns(_retry_formats(frame, raw, c.name, c.type.polars, FORMATS[c.type]))
+    from_text = [c for c in table.columns if raw.schema[c.name] == pl.String]
+    texts = raw.with_columns(_blank_to_null(pl.col(c.name)) for c in from_text)
+    frame = texts.select(  # one select: Polars reads the columns in parallel
+        *(_read(pl.col(c.name), c.type) if c in from_text else c.name for c in table.columns),
+        *(pl.col(c.name).is_null().alias(_absent(c.name)) for c in table.columns),
+        PART,
+        LINE,
+    )
+    for c in from_text:
+        if c.type in FORMATS:
+            frame = frame.with_columns(_retry_formats(frame, texts, c.name, FORMATS[c.type], c.type))
 
     empty = frame.select(pl.all_horizontal(_absent(c.name) for c in table.columns)).to_series()
     findings: list[tuple[str | None, str, pl.Series]] = [(None, EMPTY_ROW, empty)]
@@ -133,12 +131,12 @@ def _absent(name: str) -> str:
 
 def _blank_to_null(text: pl.Expr) -> pl.Expr:
     stripped = text.str.strip_chars()
-    return pl.when(stripped.str.len_bytes() > 0).then(stripped)
+    return pl.when(stripped.str.len_bytes() > 0).then(stripped).alias(text.meta.output_name())
 
 
 def _read(text: pl.Expr, ctype: ColumnType) -> pl.Expr:
-    """Text as its contract type; null where it cannot be read (or, for a date or time,
-    is not in the first format: see _retry_formats)."""
+    """Stripped text as its contract type; null where it cannot be read (or, for a date
+    or time, is not in the first format: see _retry_formats)."""
     if ctype in FORMATS:
         return _strptime(text, ctype.polars, FORMATS[ctype][0])
     if ctype in (ColumnType.MONEY, ColumnType.QUANTITY):
@@ -161,15 +159,17 @@ def _decimal(text: pl.Expr, dtype: pl.Decimal) -> pl.Expr:
 
 
 def _retry_formats(
-    frame: pl.DataFrame, raw: pl.DataFrame, name: str, dtype: pl.DataType, formats: tuple[str, ...]
+    frame: pl.DataFrame, texts: pl.DataFrame, name: str, formats: tuple[str, ...],
+    ctype: ColumnType,
 ) -> pl.Series:
-    """The column with values the first format rejected parsed by the other formats."""
+    """The column, with the values its first format rejected parsed by the other formats."""
     parsed = frame[name]
     rejected = parsed.is_null() & ~frame[_absent(name)]
     if not rejected.any():
         return parsed
-    text = _blank_to_null(pl.col(name))
-    retry = raw.filter(rejected).select(pl.coalesce(_strptime(text, dtype, f) for f in formats[1:]))
+    retry = texts.filter(rejected).select(
+        pl.coalesce(_strptime(pl.col(name), ctype.polars, f) for f in formats[1:])
+    )
     return parsed.scatter(rejected.arg_true(), retry.to_series())
 
 

@@ -104,12 +104,15 @@ def render(rules: list[Rule]) -> dict[str, str]:
 
 
 def write(rules: list[Rule], folder: Path) -> list[str]:
-    """Write the pages; returns the names that changed."""
+    """Write the rule pages, and the contract page beside them; returns what changed."""
+    from fraudscreen.contract import markdown
+
     folder.mkdir(parents=True, exist_ok=True)
+    pages = {folder / name: text for name, text in render(rules).items()}
+    pages[folder.parent / "data-contract.md"] = markdown()
     changed = []
-    for name, text in render(rules).items():
-        path = folder / name
+    for path, text in pages.items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
-            changed.append(name)
+            changed.append(path.name)
     return changed

@@ -21,6 +21,8 @@ from fraudscreen.contract import SUSPICIONS
 
 SCHEMA = {c.name: c.type.polars for c in SUSPICIONS.columns}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# YAML folds a long message's line breaks into spaces; Chinese text wants none.
+_FOLD = re.compile(r"\s+(?=[\u3000-\u9fff\uff00-\uffef])|(?<=[\u3000-\u9fff\uff00-\uffef])\s+")
 
 
 def text(value: Any) -> str:
@@ -31,8 +33,9 @@ def text(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S" if value.second else "%Y-%m-%d %H:%M")
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value.normalize() if value == value.to_integral() else value, "f")
+    if isinstance(value, Decimal):  # exact; money-like: at least 2 places, no padding beyond
+        places = max(2, -value.normalize().as_tuple().exponent)
+        return format(value.quantize(Decimal(1).scaleb(-places)), "f")
     if isinstance(value, bool):
         return "是" if value else "否"
     if isinstance(value, (list, tuple)):
@@ -58,6 +61,7 @@ def _evidence(value: Any) -> Any:
 
 def finalize(rule, evidence_names: list[str], raw: pl.DataFrame) -> pl.DataFrame:
     """Contract-shaped suspicions for one rule's raw hits."""
+    template = _FOLD.sub("", rule.emit.message.strip())
     rows = []
     for hit in raw.iter_rows(named=True):
         evidence = {n: hit[f"ev__{n}"] for n in evidence_names}
@@ -77,7 +81,7 @@ def finalize(rule, evidence_names: list[str], raw: pl.DataFrame) -> pl.DataFrame
             "period_start": hit["period_start"],
             "period_end": hit["period_end"],
             "amount_at_risk": hit["amount_at_risk"],
-            "message": _PLACEHOLDER.sub(lambda m: text(figures[m.group(1)]), rule.emit.message),
+            "message": _PLACEHOLDER.sub(lambda m: text(figures[m.group(1)]), template),
             "evidence": json.dumps({k: _evidence(v) for k, v in evidence.items()},
                                    ensure_ascii=False, separators=(",", ":")),
         })

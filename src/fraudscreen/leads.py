@@ -1,0 +1,161 @@
+"""Suspicions rolled up into ranked leads, and the other summaries the report shows.
+
+All of it is Polars expressions over the suspicions table; money stays Decimal.
+
+Ranking (per lead type): amount at risk, high first; then the highest severity
+(high > medium > low); then the number of suspicions, most first; then the id.
+Inside a lead, its suspicions (ids, top messages) are in the same order:
+amount at risk, severity, suspicion id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from fraudscreen.contract import FAMILIES, SEVERITIES
+
+SEVERITY_RANK = {s: i + 1 for i, s in enumerate(SEVERITIES)}  # low 1, medium 2, high 3
+SEVERITY_ZH = {"low": "低", "medium": "中", "high": "高"}
+LEAD_TYPES = {"institution": "institution_id", "person": "person_id"}
+TOP_MESSAGES = 3
+MONEY = pl.Decimal(38, 2)
+
+
+@dataclass(frozen=True)
+class LeadColumn:
+    name: str   # CSV header
+    zh: str     # xlsx / HTML header
+    kind: str   # text | int | money | list
+
+
+def families(suspicions: pl.DataFrame) -> dict[str, str]:
+    """Every contract family (in contract order), then any other family present."""
+    extra = sorted(set(suspicions.get_column("family").unique().drop_nulls()) - set(FAMILIES))
+    return {**FAMILIES, **{f: f for f in extra}}
+
+
+def lead_columns(fams: dict[str, str], lead_type: str | None = None) -> list[LeadColumn]:
+    """The lead table's columns; ``lead_type`` names the id column in Chinese."""
+    id_zh = {"institution": "定点医药机构编号", "person": "人员编号"}.get(lead_type, "线索对象编号")
+    cols = [] if lead_type else [LeadColumn("lead_type", "线索类型", "text")]
+    cols += [
+        LeadColumn("rank", "排名", "int"),
+        LeadColumn("lead_id", id_zh, "text"),
+        LeadColumn("suspicions", "疑点数", "int"),
+        LeadColumn("persons", "涉及人员数", "int"),
+        LeadColumn("institutions", "涉及机构数", "int"),
+        LeadColumn("family_count", "类别数", "int"),
+        LeadColumn("families", "规则类别", "list"),
+        LeadColumn("rule_count", "规则数", "int"),
+        LeadColumn("rules", "命中规则", "list"),
+        LeadColumn("amount_at_risk", "涉嫌金额合计", "money"),
+    ]
+    cols += [LeadColumn(f"amount_{f}", f"{zh}金额", "money") for f, zh in fams.items()]
+    cols += [
+        LeadColumn("max_severity", "最高严重程度", "text"),
+        LeadColumn("top_messages", "主要疑点描述", "list"),
+        LeadColumn("suspicion_ids", "疑点编号", "list"),
+    ]
+    return cols
+
+
+def _severity_rank() -> pl.Expr:
+    return pl.col("severity").replace_strict(SEVERITY_RANK, default=0, return_dtype=pl.Int8)
+
+
+def month_expr() -> pl.Expr:
+    """The month a suspicion belongs to: its period start, else the first date in its
+    evidence (admission, charge or purchase date)."""
+    first_date = (pl.col("evidence").str.extract(r'"(\d{4}-\d{2}-\d{2})', 1)
+                  .str.to_date("%Y-%m-%d", strict=False))
+    return pl.coalesce(pl.col("period_start"), first_date).dt.truncate("1mo")
+
+
+def ordered(suspicions: pl.DataFrame) -> pl.DataFrame:
+    """Suspicions in lead order: amount at risk, severity, id; with helper columns."""
+    fams = families(suspicions)
+    return (suspicions
+            .with_columns(_sev=_severity_rank(),
+                          family_zh=pl.col("family").replace_strict(fams, default=None),
+                          month=month_expr())
+            .sort(["amount_at_risk", "_sev", "suspicion_id"],
+                  descending=[True, True, False], nulls_last=True))
+
+
+def rollup(suspicions: pl.DataFrame, lead_type: str) -> pl.DataFrame:
+    """One row per institution (or person) with at least one suspicion, ranked."""
+    key = LEAD_TYPES[lead_type]
+    fams = families(suspicions)
+    order = list(fams)
+    in_lead = ["amount_at_risk", "_sev", "suspicion_id"]
+    desc = [True, True, False]
+    base = ordered(suspicions).filter(pl.col(key).is_not_null()).with_columns(
+        _ford=pl.col("family").replace_strict({f: i for i, f in enumerate(order)},
+                                              return_dtype=pl.Int32))
+    agg = base.group_by(key).agg(
+        pl.len().cast(pl.Int64).alias("suspicions"),
+        pl.col("person_id").drop_nulls().n_unique().cast(pl.Int64).alias("persons"),
+        pl.col("institution_id").drop_nulls().n_unique().cast(pl.Int64).alias("institutions"),
+        pl.col("family_zh").sort_by("_ford").unique(maintain_order=True).alias("families"),
+        pl.col("rule_id").unique().sort().alias("rules"),
+        pl.col("amount_at_risk").sum().cast(MONEY).alias("amount_at_risk"),
+        *[pl.col("amount_at_risk").filter(pl.col("family") == f).sum().cast(MONEY)
+          .alias(f"amount_{f}") for f in order],
+        pl.col("_sev").max().alias("_max_sev"),
+        pl.col("message").sort_by(in_lead, descending=desc).head(TOP_MESSAGES)
+        .alias("top_messages"),
+        pl.col("suspicion_id").sort_by(in_lead, descending=desc).alias("suspicion_ids"),
+    )
+    ranked = (agg.rename({key: "lead_id"})
+              .sort(["amount_at_risk", "_max_sev", "suspicions", "lead_id"],
+                    descending=[True, True, True, False])
+              .with_columns(
+                  rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+                  family_count=pl.col("families").list.len().cast(pl.Int64),
+                  rule_count=pl.col("rules").list.len().cast(pl.Int64),
+                  max_severity=pl.col("_max_sev").replace_strict(
+                      {v: k for k, v in SEVERITY_RANK.items()}, default=None,
+                      return_dtype=pl.String)))
+    return ranked.select(c.name for c in lead_columns(fams, lead_type))
+
+
+def leads(suspicions: pl.DataFrame) -> pl.DataFrame:
+    """Institution leads, then person leads, each ranked from 1."""
+    fams = families(suspicions)
+    parts = [rollup(suspicions, t).select(pl.lit(t).alias("lead_type"), pl.all())
+             for t in LEAD_TYPES]
+    return pl.concat(parts).select(c.name for c in lead_columns(fams))
+
+
+def csv_frame(lead_table: pl.DataFrame) -> pl.DataFrame:
+    """leads.csv: families joined by 、, messages by ' | ', other lists by ';'."""
+    return lead_table.with_columns(
+        pl.col("families").list.join("、"),
+        pl.col("rules").list.join(";"),
+        pl.col("top_messages").list.join(" | "),
+        pl.col("suspicion_ids").list.join(";"),
+    )
+
+
+def by_family(suspicions: pl.DataFrame) -> pl.DataFrame:
+    """Suspicions and amount at risk per family, every family listed (contract order)."""
+    fams = families(suspicions)
+    totals = suspicions.group_by("family").agg(
+        pl.len().cast(pl.Int64).alias("suspicions"),
+        pl.col("amount_at_risk").sum().cast(MONEY).alias("amount_at_risk"))
+    names = pl.DataFrame({"family": list(fams), "family_zh": list(fams.values())})
+    return (names.join(totals, on="family", how="left", maintain_order="left")
+            .with_columns(pl.col("suspicions").fill_null(0),
+                          pl.col("amount_at_risk").fill_null(0).cast(MONEY)))
+
+
+def by_month(suspicions: pl.DataFrame) -> pl.DataFrame:
+    """Suspicions and amount at risk per month (``YYYY-MM``; 未知 when no date), in order."""
+    return (suspicions.with_columns(month=month_expr())
+            .group_by("month")
+            .agg(pl.len().cast(pl.Int64).alias("suspicions"),
+                 pl.col("amount_at_risk").sum().cast(MONEY).alias("amount_at_risk"))
+            .sort("month", nulls_last=True)
+            .with_columns(pl.col("month").dt.strftime("%Y-%m").fill_null("未知")))

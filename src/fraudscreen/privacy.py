@@ -1,0 +1,146 @@
+"""Privacy profiles: what the lead lists and the report may show about people.
+
+=============  ==============================================================
+profile        keeps
+=============  ==============================================================
+full           everything, as screened
+investigator   person ids and messages; evidence fields that name a birth date
+               or an age are dropped (the shipped rules have none)
+public         institution, settlement and item ids, amounts, messages; every
+               person id (column, message text, evidence) is replaced by a
+               pseudonym ``P`` + 16 hex of HMAC-SHA256(site secret, id); evidence
+               fields that name a person's name, birth date, age, certificate
+               number, phone or address are dropped
+=============  ==============================================================
+
+A dropped evidence field's value is also masked (``＊＊``) wherever it appears as
+a whole word in that suspicion's message. The pseudonym is keyed: the same id and
+the same site secret always give the same pseudonym, so leads stay linkable across
+runs of one site, while nobody without the secret can test a guessed id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+
+import polars as pl
+
+PROFILES = ("full", "investigator", "public")
+SECRET_ENV = "FRAUDSCREEN_SITE_SECRET"
+MASK = "＊＊"
+
+# A "word" for id replacement: ids are matched only as whole runs of these
+# characters, so P1 is never replaced inside P10 or inside an institution id.
+_WORD = r"[0-9A-Za-z_\-]"
+_PIECES = rf"{_WORD}+|[^0-9A-Za-z_\-]+"
+_WHOLE_WORD = re.compile(rf"^{_WORD}+$")
+
+_BIRTH = r"birth|brdy|(^|_)age($|_)|^ages?$|出生|年龄"
+_NAME = r"^name$|^(psn|person|patient|insured|member)_?name$|姓名"
+_IDENTITY = r"certno|cert_no|id_?card|id_?no$|id_?number|身份证|证件号|phone|mobile|tel$|addr|住址|电话"
+DROPPED_KEYS: dict[str, re.Pattern | None] = {
+    "full": None,
+    "investigator": re.compile(_BIRTH, re.I),
+    "public": re.compile("|".join((_BIRTH, _NAME, _IDENTITY)), re.I),
+}
+
+
+def check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+
+
+def site_secret(secret: str | None = None) -> str:
+    """The pseudonymisation key: the argument, else ``$FRAUDSCREEN_SITE_SECRET``."""
+    secret = secret if secret is not None else os.environ.get(SECRET_ENV)
+    if not secret:
+        raise ValueError(
+            f"profile 'public' pseudonymises person ids with a site secret: set {SECRET_ENV} "
+            "(a long random string kept by the site; the same secret gives the same "
+            "pseudonyms in every run)")
+    return secret
+
+
+def pseudonym(person_id: str, secret: str) -> str:
+    digest = hmac.new(secret.encode("utf-8"), person_id.encode("utf-8"), hashlib.sha256)
+    return "P" + digest.hexdigest()[:16]
+
+
+def apply_profile(suspicions: pl.DataFrame, profile: str,
+                  secret: str | None = None) -> pl.DataFrame:
+    """The suspicions as ``profile`` may show them (same schema, same rows, same order)."""
+    check_profile(profile)
+    if profile == "full" or suspicions.is_empty():
+        if profile == "public":
+            site_secret(secret)  # a public run without a secret is an error, data or not
+        return suspicions
+    frame = _drop_evidence_fields(suspicions, DROPPED_KEYS[profile])
+    if profile == "public":
+        frame = _pseudonymise(frame, site_secret(secret))
+    return frame
+
+
+def _pseudonymise(frame: pl.DataFrame, secret: str) -> pl.DataFrame:
+    # One HMAC per distinct person, never per suspicion.
+    ids = frame.get_column("person_id").drop_nulls().unique().sort().to_list()
+    mapping = {pid: pseudonym(pid, secret) for pid in ids}
+    words = {k: v for k, v in mapping.items() if _WHOLE_WORD.match(k)}
+    others = sorted((k for k in mapping if k not in words), key=len, reverse=True)
+
+    def in_text(col: str) -> pl.Expr:
+        expr = (pl.col(col).str.extract_all(_PIECES)
+                .list.eval(pl.element().replace(words)).list.join(""))
+        if others:  # ids with unusual characters: literal, longest first
+            expr = expr.str.replace_many(others, [mapping[k] for k in others])
+        return pl.when(pl.col(col).is_null()).then(None).otherwise(expr)
+
+    return frame.with_columns(
+        pl.col("person_id").replace(mapping),
+        in_text("message").alias("message"),
+        in_text("evidence").alias("evidence"),
+    )
+
+
+def _drop_evidence_fields(frame: pl.DataFrame, pattern: re.Pattern | None) -> pl.DataFrame:
+    if pattern is None:
+        return frame
+    # Only rows whose evidence has a matching key are parsed (usually none).
+    keys = frame.get_column("evidence").str.extract_all(r'"((?:[^"\\]|\\.)*)"\s*:')
+    hit = keys.list.eval(pl.element().str.contains("(?i)" + pattern.pattern)).list.any()
+    if not hit.fill_null(False).any():
+        return frame
+    scrubbed = frame.filter(hit.fill_null(False)).select(
+        "suspicion_id",
+        pl.struct("message", "evidence").map_elements(
+            lambda row: _scrub(row["message"], row["evidence"], pattern),
+            return_dtype=pl.Struct({"message": pl.String, "evidence": pl.String}),
+        ).alias("_s"),
+    ).unnest("_s")
+    return frame.update(scrubbed, on="suspicion_id")
+
+
+def _scrub(message: str, evidence: str, pattern: re.Pattern) -> dict:
+    doc = json.loads(evidence)
+    if not isinstance(doc, dict):
+        return {"message": message, "evidence": evidence}
+    dropped = [v for k, v in doc.items() if pattern.search(k)]
+    kept = {k: v for k, v in doc.items() if not pattern.search(k)}
+    for value in dropped:
+        for text in _texts(value):
+            message = re.sub(rf"(?<![0-9A-Za-z_\-]){re.escape(text)}(?![0-9A-Za-z_\-])",
+                             MASK, message)
+    return {"message": message,
+            "evidence": json.dumps(kept, ensure_ascii=False, separators=(",", ":"))}
+
+
+def _texts(value) -> list[str]:
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    if value is None or isinstance(value, bool):
+        return []
+    text = str(value)
+    return [text] if text else []
