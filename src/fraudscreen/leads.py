@@ -153,9 +153,19 @@ def by_family(suspicions: pl.DataFrame) -> pl.DataFrame:
 
 def by_month(suspicions: pl.DataFrame) -> pl.DataFrame:
     """Suspicions and amount at risk per month (``YYYY-MM``; 未知 when no date), in order."""
-    return (suspicions.with_columns(month=month_expr())
-            .group_by("month")
-            .agg(pl.len().cast(pl.Int64).alias("suspicions"),
-                 pl.col("amount_at_risk").sum().cast(MONEY).alias("amount_at_risk"))
-            .sort("month", nulls_last=True)
-            .with_columns(pl.col("month").dt.strftime("%Y-%m").fill_null("未知")))
+    counted = (suspicions.with_columns(month=month_expr())
+               .group_by("month")
+               .agg(pl.len().cast(pl.Int64).alias("suspicions"),
+                    pl.col("amount_at_risk").sum().cast(MONEY).alias("amount_at_risk")))
+    dated = counted.get_column("month").drop_nulls()
+    if dated.len():  # every month from the first to the last, quiet months as 0
+        span = pl.DataFrame({"month": pl.date_range(dated.min(), dated.max(), "1mo",
+                                                    eager=True)})
+        counted = pl.concat([
+            span.join(counted, on="month", how="left").with_columns(
+                pl.col("suspicions").fill_null(0),
+                pl.col("amount_at_risk").fill_null(0).cast(MONEY)),
+            counted.filter(pl.col("month").is_null()),
+        ])
+    return counted.select(pl.col("month").dt.strftime("%Y-%m").fill_null("未知"),
+                          "suspicions", "amount_at_risk")

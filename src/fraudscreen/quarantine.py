@@ -10,6 +10,9 @@ All work is column-wise Polars; the only Python loops run over columns and check
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 import polars as pl
 
 from fraudscreen.contract import ColumnType, Table
@@ -77,7 +80,7 @@ def check_part(raw: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFr
     )
     for c in from_text:
         if c.type in FORMATS:
-            frame = frame.with_columns(_retry_formats(frame, texts, c.name, FORMATS[c.type], c.type))
+            frame = frame.with_columns(_retry_formats(frame, texts, c.name, c.type))
 
     empty = frame.select(pl.all_horizontal(_absent(c.name) for c in table.columns)).to_series()
     findings: list[tuple[str | None, str, pl.Series]] = [(None, EMPTY_ROW, empty)]
@@ -90,17 +93,9 @@ def check_part(raw: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFr
     for column, reason, condition in ROW_RULES.get(table.name, ()):
         findings.append((column, reason, frame.select(condition.fill_null(False)).to_series()))
 
-    bad_row = pl.DataFrame([mask.alias(str(i)) for i, (_, _, mask) in enumerate(findings)])
-    bad_row = bad_row.select(pl.any_horizontal(pl.all())).to_series()
-    entries = [
-        raw.select(PART, LINE, value=pl.col(column).cast(pl.String) if column else pl.lit(None, pl.String))
-        .filter(mask)
-        .select(PART, LINE, column=pl.lit(column, pl.String), value="value", reason=pl.lit(reason))
-        for column, reason, mask in findings
-        if mask.any()
-    ]
-    clean = frame.filter(~bad_row).select(*table.column_names, PART, LINE)
-    return clean, _entries(entries)
+    bad_row = reduce(operator.or_, (mask for _, _, mask in findings))
+    entries = [_entry(raw, *finding) for finding in findings if finding[2].any()]
+    return frame.filter(~bad_row).select(*table.column_names, PART, LINE), _entries(entries)
 
 
 def split_duplicate_keys(clean: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -119,6 +114,14 @@ def split_duplicate_keys(clean: pl.DataFrame, table: Table) -> tuple[pl.DataFram
         reason=pl.lit(DUPLICATE_KEY),
     )
     return clean.filter(~repeat), _entries([entries])
+
+
+def _entry(raw: pl.DataFrame, column: str | None, reason: str, mask: pl.Series) -> pl.DataFrame:
+    """Quarantine entries for the masked rows, with the cell's original text."""
+    value = pl.col(column).cast(pl.String) if column else pl.lit(None, pl.String)
+    return raw.select(PART, LINE, value.alias("value")).filter(mask).select(
+        PART, LINE, column=pl.lit(column, pl.String), value="value", reason=pl.lit(reason)
+    )
 
 
 def _entries(frames: list[pl.DataFrame]) -> pl.DataFrame:
@@ -159,8 +162,7 @@ def _decimal(text: pl.Expr, dtype: pl.Decimal) -> pl.Expr:
 
 
 def _retry_formats(
-    frame: pl.DataFrame, texts: pl.DataFrame, name: str, formats: tuple[str, ...],
-    ctype: ColumnType,
+    frame: pl.DataFrame, texts: pl.DataFrame, name: str, ctype: ColumnType
 ) -> pl.Series:
     """The column, with the values its first format rejected parsed by the other formats."""
     parsed = frame[name]
@@ -168,7 +170,7 @@ def _retry_formats(
     if not rejected.any():
         return parsed
     retry = texts.filter(rejected).select(
-        pl.coalesce(_strptime(pl.col(name), ctype.polars, f) for f in formats[1:])
+        pl.coalesce(_strptime(pl.col(name), ctype.polars, f) for f in FORMATS[ctype][1:])
     )
     return parsed.scatter(rejected.arg_true(), retry.to_series())
 

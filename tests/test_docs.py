@@ -1,0 +1,41 @@
+"""Generated docs stay in step with the code: regenerate with `fraudscreen rules docs`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fraudscreen.contract import markdown
+from fraudscreen.rule import Rule
+from fraudscreen.rule_docs import render
+from fraudscreen.ruleset import RuleSet
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_rule_pages_are_current():
+    stale = [name for name, text in render(RuleSet.load().rules).items()
+             if not (DOCS / "rules" / name).exists()
+             or (DOCS / "rules" / name).read_text(encoding="utf-8") != text]
+    assert stale == [], f"stale docs/rules pages {stale}: run `fraudscreen rules docs`"
+
+
+def test_contract_page_is_current():
+    assert (DOCS / "data-contract.md").read_text(encoding="utf-8") == markdown(), (
+        "docs/data-contract.md is stale: run `fraudscreen rules docs`")
+
+
+def test_rule_schema_is_current():
+    committed = json.loads((DOCS / "rule.schema.json").read_text(encoding="utf-8"))
+    assert committed == Rule.model_json_schema(by_alias=True), (
+        "docs/rule.schema.json is stale: run `fraudscreen rules schema`")
+
+
+def test_every_rule_page_names_its_legal_basis_and_an_example():
+    pages = render(RuleSet.load().rules)
+    for name, text in pages.items():
+        if name == "README.md":
+            continue
+        basis = text.split("## Legal basis and sources")[1].split("##")[0]
+        assert basis.strip().startswith("- "), name
+        assert "## Example hit" in text, name
