@@ -191,6 +191,8 @@ def run(
             progress.summary(result)
     except (IngestError, RuleError, ValueError) as err:
         raise _fail(err) from None
+    except OSError as err:  # e.g. disk full: the previous output folder is left as it was
+        raise _fail(f"could not write {out}: {err}", 1) from None
     raise typer.Exit(result.exit_code)
 
 

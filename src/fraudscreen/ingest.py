@@ -14,14 +14,13 @@ import codecs
 import difflib
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 import yaml
 
-from fraudscreen.contract import INPUT_TABLES, Table
+from fraudscreen.contract import INPUT_TABLES, Column, Table
 from fraudscreen.quarantine import LINE, PART, check_part, split_duplicate_keys
 
 SUFFIXES = (".csv", ".parquet")
@@ -81,7 +80,8 @@ def load_folder(
         clean: list[pl.DataFrame] = []
         for path in parts:
             raw, info = _read_part(path, data_dir, table, codec, renames, notes)
-            good, bad = check_part(raw.with_columns(pl.lit(len(files), pl.UInt32).alias(PART)), table)
+            raw = raw.with_columns(pl.lit(len(files), pl.UInt32).alias(PART))
+            good, bad = check_part(raw, table)
             files.append(info)
             clean.append(good)
             found.append(bad)
@@ -95,7 +95,9 @@ def load_folder(
         files=files,
         rows_read=rows_read,
         quarantine=_quarantine_table(found, files),
-        missing_optional=[n for n, t in INPUT_TABLES.items() if not t.required and n not in entries],
+        missing_optional=[
+            n for n, t in INPUT_TABLES.items() if not t.required and n not in entries
+        ],
         notes=notes,
     )
 
@@ -108,14 +110,12 @@ def write_quarantine(ingestion: Ingestion, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "quarantine.csv"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".quarantine.", suffix=".tmp")
-    os.close(fd)
+    tmp = out_dir / f".quarantine.csv.{os.getpid()}.tmp"
     try:
         ingestion.quarantine.write_csv(tmp, include_bom=True)
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -133,7 +133,8 @@ def print_summary(ingestion: Ingestion, console=None) -> None:
     )
     grid = RichTable(title="Input tables")
     for heading in ("table", "files", "rows read", "rows kept", "quarantined", "by reason"):
-        grid.add_column(heading, justify="right" if heading.startswith(("rows", "quar")) else "left")
+        numeric = heading in ("rows read", "rows kept", "quarantined")
+        grid.add_column(heading, justify="right" if numeric else "left")
     for name, frame in ingestion.tables.items():
         read = ingestion.rows_read[name]
         reasons = counts.filter(pl.col("table") == name)
@@ -163,21 +164,24 @@ def _codec(encoding: str | None) -> str | None:
 
 
 def _load_column_map(path: Path) -> dict[str, str]:
-    """The site's ``column_map: {源列名: contract_name}``; every target must be a contract column."""
+    """The site's ``column_map: {源列名: contract_name}``; each target a contract column."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise IngestError(f"column map {path}: cannot read it: {err}") from None
     mapping = doc.get("column_map") if isinstance(doc, dict) else None
     if not isinstance(mapping, dict):
-        raise IngestError(f"column map {path}: expected a mapping 'column_map: {{源列名: contract_name}}'")
+        raise IngestError(
+            f"column map {path}: expected a mapping 'column_map: {{源列名: contract_name}}'"
+        )
     known = sorted({c.name for t in INPUT_TABLES.values() for c in t.columns})
     for source, target in mapping.items():
         if target not in known:
             guess = difflib.get_close_matches(str(target), known, n=1)
             hint = f"; did you mean {guess[0]!r}?" if guess else ""
             raise IngestError(
-                f"column map {path}: {source!r} maps to {target!r}, which is no contract column{hint}"
+                f"column map {path}: {source!r} maps to {target!r}, "
+                f"which is no contract column{hint}"
             )
     return {str(source).strip(): target for source, target in mapping.items()}
 
@@ -255,7 +259,9 @@ def _read_csv(
     headers = _match_headers(frame.columns, table, renames, path, shown, notes)
     line = pl.int_range(2, frame.height + 2, dtype=pl.Int64)
     if line_breaks > frame.height + 1:  # some quoted values span lines: count them in
-        inner = pl.sum_horizontal(pl.col(c).str.count_matches("\n", literal=True) for c in frame.columns)
+        inner = pl.sum_horizontal(
+            pl.col(c).str.count_matches("\n", literal=True) for c in frame.columns
+        )
         line = line + inner.cum_sum() - inner
     return frame.select(*_renamed(headers), line.alias(LINE)), digest
 
@@ -267,9 +273,12 @@ def _decode(path: Path, codec: str | None) -> str:
         return data.decode(codec or "gb18030")
     except UnicodeDecodeError as err:
         if codec:
-            raise IngestError(f"{path}: cannot be read as {codec}: {err.reason} at byte {err.start}") from None
+            raise IngestError(
+                f"{path}: cannot be read as {codec}: {err.reason} at byte {err.start}"
+            ) from None
         raise IngestError(
-            f"{path}: neither UTF-8 nor GB18030 (byte {err.start}); name the encoding with --encoding"
+            f"{path}: neither UTF-8 nor GB18030 (byte {err.start}); "
+            "name the encoding with --encoding"
         ) from None
 
 
@@ -278,25 +287,28 @@ def _read_parquet(
 ) -> pl.DataFrame:
     """The table's columns only: typed ones cast to the contract, the rest as text to check."""
     try:
-        headers = _match_headers(list(pl.read_parquet_schema(path)), table, renames, path, shown, notes)
+        schema = pl.read_parquet_schema(path)
+        headers = _match_headers(list(schema), table, renames, path, shown, notes)
         frame = pl.read_parquet(path, columns=list(headers.values())).select(_renamed(headers))
+        targets = {name: table.column(name).type.polars for name in headers}
+        return frame.with_columns(
+            *(_parquet_cast(name, dtype, targets[name])
+              for name, dtype in frame.schema.items() if dtype not in (pl.String, targets[name])),
+            pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(LINE),
+        )
     except (pl.exceptions.PolarsError, OSError) as err:
         raise IngestError(f"{path}: cannot read as Parquet: {str(err).splitlines()[0]}") from None
-    casts = []
-    for name, source in frame.schema.items():
-        target = table.column(name).type.polars
-        if source == target or source == pl.String:
-            continue
-        column = pl.col(name)
-        if source.is_temporal() and target.is_temporal():
-            if getattr(source, "time_zone", None):
-                column = column.dt.replace_time_zone(None)  # keep the local wall-clock time
-            casts.append(column.cast(target, strict=False))
-        else:
-            casts.append(column.cast(pl.String))  # as text: decimals rounded exactly, all checked
-    return frame.with_columns(casts).with_columns(
-        pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(LINE)
-    )
+
+
+def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """Dates and times convert directly; anything else goes through text, where decimals
+    are rounded exactly and every value is checked like a CSV cell."""
+    column = pl.col(name)
+    if not (source.is_temporal() and target.is_temporal()):
+        return column.cast(pl.String)
+    if getattr(source, "time_zone", None):
+        column = column.dt.replace_time_zone(None)  # keep the local wall-clock time
+    return column.cast(target)
 
 
 def _renamed(headers: dict[str, str]) -> list[pl.Expr]:
@@ -339,7 +351,7 @@ def _match_headers(
     return matched
 
 
-def _did_you_mean(column, headers: list[str]) -> str:
+def _did_you_mean(column: Column, headers: list[str]) -> str:
     for alias in (column.name, column.zh, column.national):
         close = difflib.get_close_matches(alias, headers, n=1, cutoff=0.6) if alias else []
         if close:
@@ -385,6 +397,7 @@ def _quarantine_table(found: list[pl.DataFrame], files: list[InputFile]) -> pl.D
     return (
         pl.concat(found)
         .join(origin, on=PART, how="left")
-        .select(*QUARANTINE_COLUMNS[:2], pl.col(LINE).alias("line"), *QUARANTINE_COLUMNS[3:])
+        .rename({LINE: "line"})
+        .select(QUARANTINE_COLUMNS)
         .sort("table", "file", "line", "column", nulls_last=False)
     )

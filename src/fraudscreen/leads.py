@@ -21,6 +21,12 @@ SEVERITY_ZH = {"low": "低", "medium": "中", "high": "高"}
 LEAD_TYPES = {"institution": "institution_id", "person": "person_id"}
 TOP_MESSAGES = 3
 MONEY = pl.Decimal(38, 2)
+LIST_SEPARATORS = {"families": "、", "top_messages": " | "}
+
+
+def separator(column: str) -> str:
+    """How a list column is joined in CSV and Excel cells (default ``;``)."""
+    return LIST_SEPARATORS.get(column, ";")
 
 
 @dataclass(frozen=True)
@@ -132,11 +138,8 @@ def leads(suspicions: pl.DataFrame) -> pl.DataFrame:
 def csv_frame(lead_table: pl.DataFrame) -> pl.DataFrame:
     """leads.csv: families joined by 、, messages by ' | ', other lists by ';'."""
     return lead_table.with_columns(
-        pl.col("families").list.join("、"),
-        pl.col("rules").list.join(";"),
-        pl.col("top_messages").list.join(" | "),
-        pl.col("suspicion_ids").list.join(";"),
-    )
+        pl.col(name).list.join(separator(name))
+        for name, dtype in lead_table.schema.items() if isinstance(dtype, pl.List))
 
 
 def by_family(suspicions: pl.DataFrame) -> pl.DataFrame:

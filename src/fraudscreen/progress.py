@@ -44,6 +44,10 @@ class Progress:
         for o in result.screening.outcomes:
             table.add_row(o.rule.id, o.status, str(o.hits), o.amount)
         self.console.print(table)
+        orphans = result.screening.integrity.get("fee_lines_without_settlement", 0)
+        if orphans:
+            self.console.print(f"[yellow]warning[/]: {orphans} fee line(s) name a settlement "
+                               "that is not in settlements; no rule can use them")
         q = result.ingestion.quarantine.height
         self.console.print(
             f"{result.screening.suspicions.height} suspicion(s); {q} quarantined cell(s); "

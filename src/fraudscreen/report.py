@@ -1,11 +1,96 @@
-"""Lead lists and the HTML report (being built: see issue 4)."""
+"""What inspectors read: leads.csv, leads.xlsx and report.html beside the suspicions.
+
+A thin orchestrator: the privacy profile (:mod:`fraudscreen.privacy`) is applied
+first, then the roll-up (:mod:`fraudscreen.leads`), the workbook
+(:mod:`fraudscreen.xlsx`) and the page (:mod:`fraudscreen.html_report`) are
+written from the same profiled suspicions. See ``docs/report.md``.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+import shutil
+import uuid
 from pathlib import Path
 
 import polars as pl
 
+from fraudscreen import html_report, leads, xlsx
+from fraudscreen.output import write_csv
+from fraudscreen.privacy import apply_profile, check_profile
+from fraudscreen.suspicion import SCHEMA
 
-def write_reports(folder: Path, suspicions: pl.DataFrame, manifest: dict, profile: str) -> None:
-    """Write leads.csv, leads.xlsx and report.html beside the suspicions."""
+REPORT_FILES = ("leads.csv", "leads.xlsx", "report.html")
+FIXED_CREATED = dt.datetime(2000, 1, 1)
+
+
+def write_reports(folder: Path, suspicions: pl.DataFrame, manifest: dict, profile: str,
+                  secret: str | None = None) -> None:
+    """Write leads.csv, leads.xlsx and report.html into ``folder``.
+
+    ``profile`` is full, investigator or public; public needs a site secret (the
+    argument, else ``$FRAUDSCREEN_SITE_SECRET``) and raises ValueError without one.
+    """
+    check_profile(profile)
+    shown = apply_profile(suspicions, profile, secret)
+    lead_table = leads.leads(shown)
+    write_csv(leads.csv_frame(lead_table), folder / "leads.csv")
+    xlsx.write_workbook(folder / "leads.xlsx", lead_table, shown, _created(manifest))
+    page = html_report.render(shown, manifest, profile)
+    (folder / "report.html").write_text(page, encoding="utf-8", newline="\n")
+
+
+def report_folder(out_dir: Path, profile: str = "full", secret: str | None = None) -> None:
+    """Regenerate the three report files of an existing run's output folder.
+
+    Reads ``suspicions.parquet`` and ``run.json``; the files are written aside and
+    moved into place only when all three are ready.
+    """
+    check_profile(profile)
+    out_dir = Path(out_dir)
+    parquet, manifest_path = out_dir / "suspicions.parquet", out_dir / "run.json"
+    for needed in (parquet, manifest_path):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} not found: is {out_dir} a fraudscreen run folder?")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    suspicions = pl.read_parquet(parquet).select(
+        pl.col(name).cast(dtype) for name, dtype in SCHEMA.items())
+    stored = manifest.get("suspicions_profile", "full")
+    if stored == "public":
+        # The run already pseudonymised suspicions.parquet: pseudonymising again would
+        # hash the pseudonyms, and the raw ids are not there to show.
+        if profile != "public":
+            raise ValueError(f"{parquet} holds pseudonymised person ids (profile public); "
+                             f"profile {profile!r} cannot be produced from it")
+        profile_applied = "full"
+    else:
+        profile_applied = profile
+    tmp = out_dir / f".report-tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        if profile_applied == profile:
+            write_reports(tmp, suspicions, manifest, profile, secret)
+        else:
+            _write_already_public(tmp, suspicions, manifest)
+        for name in REPORT_FILES:
+            os.replace(tmp / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_already_public(folder: Path, suspicions: pl.DataFrame, manifest: dict) -> None:
+    lead_table = leads.leads(suspicions)
+    write_csv(leads.csv_frame(lead_table), folder / "leads.csv")
+    xlsx.write_workbook(folder / "leads.xlsx", lead_table, suspicions, _created(manifest))
+    page = html_report.render(suspicions, manifest, "public")
+    (folder / "report.html").write_text(page, encoding="utf-8", newline="\n")
+
+
+def _created(manifest: dict) -> dt.datetime:
+    """The workbook's creation date: the run's start, so a rerun gives the same bytes."""
+    try:
+        return dt.datetime.fromisoformat(str(manifest["started"])).replace(tzinfo=None)
+    except (KeyError, ValueError):
+        return FIXED_CREATED

@@ -6,6 +6,7 @@ site params YAML (``{RULE_ID: {NAME: VALUE}}``); the command line wins.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,6 @@ class RuleSet:
         for r in self.rules:
             if r.id == rule_id:
                 return r
-        import difflib
-
         close = difflib.get_close_matches(rule_id, [r.id for r in self.rules], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise RuleError(f"no rule {rule_id!r}{hint}")
@@ -80,6 +79,15 @@ class RuleSet:
             if not sep or not dot:
                 raise RuleError(f"--param {item!r}: write RULE_ID.NAME=VALUE")
             overrides.setdefault(rule_id, {})[name] = read_yaml(value)
-        for rule_id in overrides:
-            self.get(rule_id)
+        for rule_id, values in overrides.items():
+            rule = self.get(rule_id)
+            for name, value in values.items():
+                if name not in rule.params:
+                    close = difflib.get_close_matches(name, list(rule.params), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise RuleError(f"rule {rule_id} has no parameter {name!r}{hint}")
+                try:
+                    rule.params[name].coerce(value)
+                except ValueError as err:
+                    raise RuleError(f"parameter {rule_id}.{name}: {err}") from None
         return RuleSet(self.rules, overrides)

@@ -40,6 +40,23 @@ class Screening:
     outcomes: list[RuleOutcome]
     window: tuple[dt.date | None, dt.date | None]
     origins: dict[str, str]
+    integrity: dict[str, int] = field(default_factory=dict)
+
+
+# Rows no rule can use, counted so a run never loses them silently.
+INTEGRITY_CHECKS = {
+    "fee_lines_without_settlement":
+        "SELECT count(*) AS n FROM input_fee_lines AS f WHERE NOT EXISTS "
+        "(SELECT 1 FROM input_settlements AS s WHERE s.settlement_id = f.settlement_id)",
+    "reversals_of_unknown_settlements":
+        "SELECT count(*) AS n FROM input_settlements AS r WHERE r.reversed_settlement_id "
+        "IS NOT NULL AND NOT EXISTS (SELECT 1 FROM input_settlements AS s "
+        "WHERE s.settlement_id = r.reversed_settlement_id)",
+    "removed_by_reversal":
+        "SELECT count(*) AS n FROM input_settlements AS s WHERE s.reversed_settlement_id "
+        "IS NOT NULL OR EXISTS (SELECT 1 FROM input_settlements AS r "
+        "WHERE r.reversed_settlement_id = s.settlement_id)",
+}
 
 
 def make_engine(name: str, **options):
@@ -71,6 +88,7 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
     if run_params["filter_window"]:
         engine.create_sources(run_params)
 
+    integrity = {name: int(engine.query(sql).item()) for name, sql in INTEGRITY_CHECKS.items()}
     present = {name for name, origin in origins.items() if origin != "absent"}
     frames, outcomes = [], []
     for rule in ruleset.rules:
@@ -84,7 +102,7 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
             on_rule(outcome)
     found = (pl.concat(frames) if frames
              else pl.DataFrame(schema=suspicion.SCHEMA))
-    return Screening(suspicion.order(found), outcomes, (start, end), origins)
+    return Screening(suspicion.order(found), outcomes, (start, end), origins, integrity)
 
 
 def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str], engine):

@@ -19,7 +19,8 @@ import polars as pl
 import xlsxwriter
 
 from fraudscreen.contract import SUSPICIONS
-from fraudscreen.leads import SEVERITY_ZH, LeadColumn, families, lead_columns, ordered
+from fraudscreen.leads import (SEVERITY_ZH, LeadColumn, families, lead_columns, ordered,
+                               separator)
 
 MONEY_FORMAT = '"¥"#,##0.00'
 DATE_FORMAT = "yyyy-mm-dd"
@@ -88,7 +89,7 @@ def _sheet(wb, fmt: _Formats, name: str, columns: list[LeadColumn],
     data = frame.select(c.name for c in columns)
     for i, row in enumerate(data.head(room).iter_rows(), start=1):
         for j, (c, value) in enumerate(zip(columns, row)):
-            shown = _write(ws, fmt, i, j, c.kind, value)
+            shown = _write(ws, fmt, i, j, c.name, c.kind, value)
             widths[j] = max(widths[j], min(display_width(shown) + 2,
                                            MAX_WIDTH.get(c.kind, 60)))
     last = min(data.height, room)
@@ -101,7 +102,7 @@ def _sheet(wb, fmt: _Formats, name: str, columns: list[LeadColumn],
         ws.set_column(j, j, w)
 
 
-def _write(ws, fmt: _Formats, i: int, j: int, kind: str, value: Any) -> str:
+def _write(ws, fmt: _Formats, i: int, j: int, name: str, kind: str, value: Any) -> str:
     """Write one cell; return the text it shows (for the column width)."""
     if value is None:
         return ""
@@ -116,9 +117,7 @@ def _write(ws, fmt: _Formats, i: int, j: int, kind: str, value: Any) -> str:
         ws.write_datetime(i, j, dt.datetime.combine(value, dt.time()), fmt.date)
         return "0000-00-00"
     if kind == "list":
-        sep = " | " if any(len(v) > 40 for v in value) else (
-            "、" if all(display_width(v) > len(v) for v in value) else ";")
-        value = sep.join(value)
+        value = separator(name).join(value)
     text = str(value)
     if len(text) > MAX_CELL:
         tail = "…（过长，完整内容见 leads.csv）"

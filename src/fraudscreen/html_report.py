@@ -1,0 +1,239 @@
+"""report.html: one self-contained page an inspector opens offline.
+
+Everything is inline — CSS, and charts as SVG drawn here — so the file needs no
+network, no CDN and no script. The page holds the run summary (from the
+manifest), amount at risk by family, the top institutions and persons, the
+monthly trend, and a table per family with every suspicion's message.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Sequence
+
+import polars as pl
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
+
+from fraudscreen.leads import SEVERITY_ZH, by_family, by_month, families, ordered, rollup
+from fraudscreen.xlsx import display_width
+
+TOP = 20
+WIDTH = 800
+FONT = '"Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif'
+PALETTE = ("#2f6db5", "#d9822b", "#3a9a5b", "#c0392b", "#8e5fb5", "#16a5a5",
+           "#7f8c8d", "#b8860b")
+STATUS_ZH = {"ran": "已运行", "skipped": "已跳过", "failed": "失败"}
+PROFILE_ZH = {"full": "完整（full）", "investigator": "调查（investigator）",
+              "public": "公开脱敏（public）"}
+TIMING_ZH = {"ingest": "读取数据", "rules": "运行规则", "total": "合计"}
+
+
+def yuan(amount: Any) -> str:
+    return f"¥{Decimal(amount or 0):,.2f}"
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: Decimal | int
+    shown: str
+    color: str = PALETTE[0]
+
+
+def _text(x: float, y: float, body: str, anchor: str = "start", size: int = 13,
+          fill: str = "#222", extra: str = "") -> str:
+    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" '
+            f'fill="{fill}"{extra}>{escape(body)}</text>')
+
+
+def _clip(label: str, width: int) -> str:
+    """Shorten a label to ``width`` display columns."""
+    if display_width(label) <= width:
+        return label
+    out = ""
+    for ch in label:
+        if display_width(out + ch) > width - 1:
+            break
+        out += ch
+    return out + "…"
+
+
+def hbar_svg(bars: Sequence[Bar], title: str) -> Markup:
+    """A horizontal bar chart, one row per bar, value printed after the bar."""
+    row, pad = 26, 6
+    label_cols = min(36, max(display_width(b.label) for b in bars))
+    label_w = int(label_cols * 6.8) + 16
+    value_w = max(display_width(b.shown) for b in bars) * 7 + 16
+    plot_w = WIDTH - label_w - value_w
+    top = max(float(b.value) for b in bars) or 1.0
+    height = pad * 2 + row * len(bars)
+    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
+             f'height="{height}" role="img" aria-label="{escape(title)}" '
+             f'font-family=\'{FONT}\'><title>{escape(title)}</title>']
+    for i, b in enumerate(bars):
+        y = pad + i * row
+        w = plot_w * float(b.value) / top
+        w = max(w, 2.0) if b.value else 0.0
+        parts.append('<g class="bar">')
+        parts.append(_text(label_w - 8, y + 17, _clip(b.label, label_cols), "end"))
+        parts.append(f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row - 8}" '
+                     f'rx="2" fill="{b.color}"><title>{escape(b.label)}：{escape(b.shown)}'
+                     '</title></rect>')
+        parts.append(_text(label_w + w + 6, y + 17, b.shown, fill="#444"))
+        parts.append("</g>")
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _nice_step(top: float, ticks: int = 4) -> float:
+    raw = top / ticks
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * magnitude:
+            return m * magnitude
+    return 10 * magnitude
+
+
+def vbar_svg(bars: Sequence[Bar], title: str, unit: str) -> Markup:
+    """A vertical bar chart over time (one bar per month), with a y axis."""
+    height, left, right, top_pad, bottom = 280, 56, 16, 24, 56
+    plot_w, plot_h = WIDTH - left - right, height - top_pad - bottom
+    top = max(float(b.value) for b in bars) or 1.0
+    step = _nice_step(top)
+    axis_top = step * math.ceil(top / step)
+    slot = plot_w / len(bars)
+    bar_w = max(2.0, slot * 0.7)
+    every = max(1, math.ceil(len(bars) / 12))
+    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
+             f'height="{height}" role="img" aria-label="{escape(title)}" '
+             f'font-family=\'{FONT}\'><title>{escape(title)}</title>']
+    tick = 0.0
+    while tick <= axis_top + 1e-9:
+        y = top_pad + plot_h * (1 - tick / axis_top)
+        parts.append(f'<line x1="{left}" x2="{WIDTH - right}" y1="{y:.1f}" y2="{y:.1f}" '
+                     'stroke="#e3e3e3"/>')
+        label = f"{tick:g}" if tick < 1e6 else f"{tick:.3g}"
+        parts.append(_text(left - 6, y + 4, label, "end", 11, "#666"))
+        tick += step
+    parts.append(_text(left - 6, top_pad - 10, unit, "end", 11, "#666"))
+    parts.append(f'<line x1="{left}" x2="{WIDTH - right}" y1="{top_pad + plot_h}" '
+                 f'y2="{top_pad + plot_h}" stroke="#999"/>')
+    for i, b in enumerate(bars):
+        h = plot_h * float(b.value) / axis_top
+        x = left + i * slot + (slot - bar_w) / 2
+        y = top_pad + plot_h - h
+        parts.append('<g class="bar">')
+        parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                     f'fill="{b.color}"><title>{escape(b.label)}：{escape(b.shown)}</title>'
+                     '</rect>')
+        if len(bars) <= 24 and b.value:
+            parts.append(_text(x + bar_w / 2, y - 4, str(b.value), "middle", 11, "#444"))
+        if i % every == 0:
+            cx, cy = x + bar_w / 2, top_pad + plot_h + 16
+            rotate = f' transform="rotate(-35 {cx:.1f} {cy:.1f})"' if len(bars) > 8 else ""
+            parts.append(_text(cx, cy, b.label, "end" if rotate else "middle", 11, "#444",
+                               rotate))
+        parts.append("</g>")
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
+    rules = manifest.get("rules") or []
+    counts = {s: sum(1 for r in rules if r.get("status") == s) for s in STATUS_ZH}
+    window = manifest.get("window") or {}
+    quarantine = manifest.get("quarantine") or []
+    timings = manifest.get("timings_seconds") or {}
+    return {
+        "facts": [
+            ("工具版本", f"{manifest.get('tool', 'fraudscreen')} {manifest.get('version', '')}"),
+            ("开始时间", str(manifest.get("started", ""))),
+            ("数据目录", str(manifest.get("data", ""))),
+            ("计算引擎", str(manifest.get("engine", ""))),
+            ("分析期间", f"{window.get('start') or '—'} 至 {window.get('end') or '—'}"
+                        + ("（指定）" if window.get("given") else "（按数据）")),
+            ("读取行数", f"{manifest.get('rows_read', ''):,}"
+             if isinstance(manifest.get("rows_read"), int) else "—"),
+            ("隔离行数", f"{sum(int(q.get('rows', 0)) for q in quarantine):,}"),
+            ("规则", f"运行 {counts['ran']} 条，跳过 {counts['skipped']} 条，"
+                     f"失败 {counts['failed']} 条"),
+            ("用时", "，".join(f"{TIMING_ZH.get(k, k)} {v} 秒" for k, v in timings.items())
+             or "—"),
+            ("脱敏级别", PROFILE_ZH.get(profile, profile)),
+        ],
+        "inputs": manifest.get("inputs") or [],
+        "rows_kept": manifest.get("rows_kept") or {},
+        "missing": manifest.get("missing_optional_tables") or [],
+        "quarantine": quarantine,
+        "rules": [{**r, "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),
+                   "amount_shown": yuan(r.get("amount_at_risk") or 0)} for r in rules],
+        "suspicions": suspicions.height,
+        "amount": yuan(suspicions.get_column("amount_at_risk").sum()
+                       if suspicions.height else 0),
+    }
+
+
+def _lead_rows(frame: pl.DataFrame) -> list[dict]:
+    return [{**r, "amount_shown": yuan(r["amount_at_risk"]),
+             "families_shown": "、".join(r["families"]),
+             "severity_zh": SEVERITY_ZH.get(r["max_severity"], r["max_severity"])}
+            for r in frame.head(TOP).drop("suspicion_ids", "top_messages").iter_rows(
+                named=True)]
+
+
+def context(suspicions: pl.DataFrame, manifest: dict, profile: str) -> dict:
+    fams = families(suspicions)
+    color = {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(fams)}
+    fam_rows = [{**r, "amount_shown": yuan(r["amount_at_risk"])}
+                for r in by_family(suspicions).iter_rows(named=True)]
+    institutions = rollup(suspicions, "institution")
+    persons = rollup(suspicions, "person")
+    months = by_month(suspicions)
+    charts = {}
+    if suspicions.height:
+        charts["family"] = hbar_svg(
+            [Bar(r["family_zh"], r["amount_at_risk"], r["amount_shown"], color[r["family"]])
+             for r in fam_rows], "各类别涉嫌金额")
+        if institutions.height:
+            charts["institutions"] = hbar_svg(
+                [Bar(r["lead_id"], r["amount_at_risk"], yuan(r["amount_at_risk"]))
+                 for r in institutions.head(TOP).iter_rows(named=True)],
+                f"涉嫌金额前{TOP}的定点医药机构")
+        charts["months"] = vbar_svg(
+            [Bar(r["month"], r["suspicions"],
+                 f"{r['suspicions']} 条，{yuan(r['amount_at_risk'])}", PALETTE[0])
+             for r in months.iter_rows(named=True)], "疑点月度趋势", "疑点数")
+    detail = ordered(suspicions)
+    sections = []
+    for f, zh in fams.items():
+        rows = detail.filter(pl.col("family") == f)
+        sections.append({
+            "family": f, "zh": zh, "color": color[f], "count": rows.height,
+            "amount": yuan(rows.get_column("amount_at_risk").sum() if rows.height else 0),
+            "rows": [{**r, "amount_shown": yuan(r["amount_at_risk"]),
+                      "severity_zh": SEVERITY_ZH.get(r["severity"], r["severity"]),
+                      "month_shown": r["month"].strftime("%Y-%m") if r["month"] else ""}
+                     for r in rows.select("suspicion_id", "rule_id", "severity",
+                                          "institution_id", "person_id", "month",
+                                          "amount_at_risk", "message").iter_rows(named=True)],
+        })
+    return {
+        "font": FONT, "top": TOP, "profile": profile,
+        "summary": _summary(manifest, suspicions, profile),
+        "families": fam_rows, "charts": charts,
+        "institutions": _lead_rows(institutions), "institution_count": institutions.height,
+        "persons": _lead_rows(persons), "person_count": persons.height,
+        "months": [{**r, "amount_shown": yuan(r["amount_at_risk"])}
+                   for r in months.iter_rows(named=True)],
+        "sections": sections,
+    }
+
+
+def render(suspicions: pl.DataFrame, manifest: dict, profile: str) -> str:
+    env = Environment(loader=PackageLoader("fraudscreen", "templates"),
+                      autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return env.get_template("report.html.j2").render(**context(suspicions, manifest, profile))

@@ -1,0 +1,190 @@
+"""`fraudscreen run` end to end on small hand-made data folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from fraudscreen.cli import app
+from fraudscreen.testing import table
+
+STAYS = [
+    dict(settlement_id="A", person_id="P1", institution_id="H1", medical_type="21",
+         admit_time="2024-01-01 08:00:00", discharge_time="2024-01-05 10:00:00",
+         diagnosis_code="J18.900", fund_amount=3000),
+    dict(settlement_id="B", person_id="P1", institution_id="H1", medical_type="21",
+         admit_time="2024-01-10 08:00:00", discharge_time="2024-01-12 10:00:00",
+         diagnosis_code="J18.900", fund_amount=1000),
+    dict(settlement_id="C", person_id="P2", institution_id="H1", medical_type="21",
+         admit_time="2024-02-01 08:00:00", discharge_time="2024-02-03 10:00:00",
+         diagnosis_code="I10.x00", fund_amount=500),
+]
+LINES = [
+    dict(line_id="L1", settlement_id="A", item_code="X", charge_time="2024-01-01 09:00:00",
+         quantity=1, unit_price=10, amount=10),
+    dict(line_id="L2", settlement_id="B", item_code="X", charge_time="2024-01-10 09:00:00",
+         quantity=1, unit_price=10, amount=10),
+    dict(line_id="L3", settlement_id="B", item_code="X", charge_time="2024-01-10 09:00:00",
+         quantity=1, unit_price=10, amount=10),
+    dict(line_id="L4", settlement_id="C", item_code="Y", charge_time="2024-02-01 09:00:00",
+         quantity=1, unit_price=10, amount=10),
+]
+
+
+def data_folder(tmp_path: Path, settlements=STAYS, lines=LINES, name="data") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    table("settlements", settlements).write_parquet(folder / "settlements.parquet")
+    table("fee_lines", lines).write_parquet(folder / "fee_lines.parquet")
+    return folder
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, ["run", "--quiet", *args])
+
+
+def test_run_writes_every_output(tmp_path):
+    data = data_folder(tmp_path)
+    out = tmp_path / "out"
+    result = run("--data", str(data), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    for name in ("suspicions.parquet", "suspicions.csv", "quarantine.csv", "run.json"):
+        assert (out / name).exists(), name
+    found = pl.read_parquet(out / "suspicions.parquet")
+    assert set(found["rule_id"]) >= {"split_hospitalisation.readmission",
+                                     "duplicate_charge.repeated_line"}
+    readmission = found.filter(pl.col("rule_id") == "split_hospitalisation.readmission")
+    assert readmission["settlement_id"].to_list() == ["B"]
+    assert readmission["related_settlement_ids"].to_list() == [["A"]]
+    assert str(readmission["amount_at_risk"][0]) == "1000.00"
+    assert "分解住院" in readmission["message"][0] or "再次入院" in readmission["message"][0]
+    assert (out / "suspicions.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+def test_run_json_is_a_complete_manifest(tmp_path):
+    out = tmp_path / "out"
+    assert run("--data", str(data_folder(tmp_path)), "--out", str(out)).exit_code == 0
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["version"] and doc["engine"] == "duckdb"
+    assert {i["table"] for i in doc["inputs"]} == {"settlements", "fee_lines"}
+    assert all(len(i["sha256"]) == 64 and i["rows"] > 0 for i in doc["inputs"])
+    rules = {r["id"]: r for r in doc["rules"]}
+    assert len(rules) == 14
+    assert all(len(r["content_hash"]) == 64 for r in rules.values())
+    assert rules["duplicate_charge.daily_cap"]["status"] == "skipped"
+    assert "catalog" in rules["duplicate_charge.daily_cap"]["reason"]
+    assert rules["split_hospitalisation.readmission"]["params"]["max_gap_days"] == 15
+    assert rules["split_hospitalisation.readmission"]["hits"] == 1
+    assert doc["window"]["start"] == "2024-01-01" and doc["window"]["end"] == "2024-02-01"
+    assert doc["suspicions"] == sum(r["hits"] for r in rules.values())
+
+
+def test_same_input_gives_byte_identical_suspicions(tmp_path):
+    data = data_folder(tmp_path)
+    first, second = tmp_path / "o1", tmp_path / "o2"
+    assert run("--data", str(data), "--out", str(first)).exit_code == 0
+    assert run("--data", str(data), "--out", str(second)).exit_code == 0
+    for name in ("suspicions.parquet", "suspicions.csv"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_reversed_settlements_never_produce_a_lead(tmp_path):
+    reversals = [dict(s, settlement_id=f"R{s['settlement_id']}",
+                      reversed_settlement_id=s["settlement_id"],
+                      fund_amount=-s["fund_amount"]) for s in STAYS]
+    data = data_folder(tmp_path, STAYS + reversals)
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out)).exit_code == 0
+    assert pl.read_parquet(out / "suspicions.parquet").height == 0
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["integrity"]["removed_by_reversal"] == 6
+
+
+def test_only_and_param_select_and_override(tmp_path):
+    data = data_folder(tmp_path)
+    out = tmp_path / "out"
+    result = run("--data", str(data), "--out", str(out), "--only", "split_hospitalisation",
+                 "--param", "split_hospitalisation.readmission.max_gap_days=4")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert [r["id"] for r in doc["rules"]] == ["split_hospitalisation.readmission"]
+    assert doc["rules"][0]["hits"] == 0  # gap is 5 days
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--only", "split_hospitalization"], "--only names no rule or family"),
+    (["--param", "split_hospitalisation.readmission.max_gap=4"], "did you mean 'max_gap_days'"),
+    (["--param", "nonsense"], "RULE_ID.NAME=VALUE"),
+    (["--from", "2024-13-01"], "YYYY-MM-DD"),
+])
+def test_bad_options_exit_2_with_a_message(tmp_path, args, says):
+    result = run("--data", str(data_folder(tmp_path)), "--out", str(tmp_path / "o"), *args)
+    assert result.exit_code == 2
+    assert says in result.output and "Traceback" not in result.output
+
+
+def test_missing_required_table_exits_2_and_writes_nothing(tmp_path):
+    data = data_folder(tmp_path)
+    (data / "fee_lines.parquet").unlink()
+    out = tmp_path / "out"
+    result = run("--data", str(data), "--out", str(out))
+    assert result.exit_code == 2 and "fee_lines" in result.output
+    assert not out.exists()
+
+
+def test_a_failure_while_writing_leaves_the_previous_output_untouched(tmp_path, monkeypatch):
+    data = data_folder(tmp_path)
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out)).exit_code == 0
+    before = (out / "suspicions.parquet").read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("fraudscreen.report.write_reports", broken)
+    result = run("--data", str(data), "--out", str(out))
+    assert result.exit_code != 0
+    assert (out / "suspicions.parquet").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_window_restricts_the_data(tmp_path):
+    data = data_folder(tmp_path)
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--from", "2024-01-08",
+               "--to", "2024-01-31").exit_code == 0
+    found = pl.read_parquet(out / "suspicions.parquet")
+    assert "split_hospitalisation.readmission" not in set(found["rule_id"])  # A is outside
+
+
+def test_a_failing_rule_is_exit_1_and_the_others_still_run(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""\
+id: custom.overflow
+version: "1"
+family: custom
+title: t
+description: d
+severity: low
+references: [x]
+amount_basis: x
+detect:
+  kind: filter
+  source: fee_lines
+  where: CAST(item_code AS INTEGER) > 0
+emit:
+  amount_at_risk: amount
+  message: "{settlement_id}"
+  key: [settlement_id]
+""", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run("--data", str(data_folder(tmp_path)), "--out", str(out), "--rules", str(bad))
+    assert result.exit_code == 1
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    statuses = {r["id"]: r["status"] for r in doc["rules"]}
+    assert statuses["custom.overflow"] == "failed"
+    assert statuses["split_hospitalisation.readmission"] == "ran"
