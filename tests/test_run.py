@@ -188,3 +188,14 @@ emit:
     statuses = {r["id"]: r["status"] for r in doc["rules"]}
     assert statuses["custom.overflow"] == "failed"
     assert statuses["split_hospitalisation.readmission"] == "ran"
+
+
+def test_json_log_format_is_one_event_per_line(tmp_path):
+    result = CliRunner().invoke(app, ["run", "--data", str(data_folder(tmp_path)), "--out",
+                                      str(tmp_path / "o"), "--log-format", "json"])
+    assert result.exit_code == 0
+    events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "ingest_start" and kinds[-1] == "done"
+    assert kinds.count("rule") == 14
+    assert events[-1]["suspicions"] > 0

@@ -164,7 +164,10 @@ def run(
     encoding: EncodingOpt = None,
     column_map: ColumnMapOpt = None,
     strict: StrictOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Print only errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print only warnings and errors.")] = False,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text, or json: one event per line for schedulers.")
+    ] = "text",
 ) -> None:
     """Screen a data folder with every built-in rule (plus --rules) and write the leads.
 
@@ -186,8 +189,8 @@ def run(
         memory_limit=memory_limit, threads=threads, watchlists=watchlist, profile=profile)
     try:
         ruleset = load_rules(opts)
-        with Progress(quiet=quiet, total=len(ruleset.rules)) as progress:
-            result = run_screen(opts, ruleset, on_rule=progress.rule_done)
+        with Progress(quiet, len(ruleset.rules), log_format) as progress:
+            result = run_screen(opts, ruleset, progress)
             progress.summary(result)
     except (IngestError, RuleError, ValueError) as err:
         raise _fail(err) from None

@@ -1,41 +1,75 @@
-"""What a run shows on the terminal: a line per rule as it finishes, then a summary.
+"""What a run shows while it works: a line per step, then a summary table.
 
-Progress goes to stderr (stdout stays clean for pipes); ``--quiet`` prints only
-errors.
+Everything goes to stderr, so stdout stays clean for pipes. ``--quiet`` keeps only
+warnings and failures; ``--log-format json`` writes one JSON object per event for
+schedulers (cron, Airflow, DolphinScheduler) instead of text.
 """
 
 from __future__ import annotations
+
+import json
+import sys
 
 from rich.console import Console
 from rich.table import Table
 
 
 class Progress:
-    def __init__(self, quiet: bool = False, total: int = 0):
+    def __init__(self, quiet: bool = False, total: int = 0, log_format: str = "text"):
+        if log_format not in ("text", "json"):
+            raise ValueError(f"--log-format {log_format!r}: use text or json")
         self.quiet = quiet
+        self.json = log_format == "json"
         self.total = total
         self.done = 0
         self.console = Console(stderr=True, highlight=False)
 
     def __enter__(self) -> "Progress":
-        if not self.quiet:
-            self.console.print(f"[bold]fraudscreen[/] screening with {self.total} rule(s)…")
         return self
 
     def __exit__(self, *exc) -> None:
         return None
 
+    def _event(self, event: str, text: str, important: bool = False, **fields) -> None:
+        if self.json:
+            sys.stderr.write(json.dumps({"event": event, **fields}, ensure_ascii=False,
+                                        default=str) + "\n")
+        elif important or not self.quiet:
+            self.console.print(text)
+
+    def reading(self, data) -> None:
+        self._event("ingest_start", f"reading [bold]{data}[/] …", data=str(data))
+
+    def read(self, ingestion, seconds: float) -> None:
+        rows = sum(ingestion.rows_read.values())
+        bad = ingestion.quarantine.height
+        self._event("ingest_done",
+                    f"read {rows:,} row(s) in {seconds:.1f}s; {bad} quarantined cell(s); "
+                    f"screening with {self.total} rule(s)",
+                    important=bool(bad), rows=rows, quarantined_cells=bad,
+                    seconds=round(seconds, 3))
+
     def rule_done(self, outcome) -> None:
         self.done += 1
-        if self.quiet and outcome.status != "failed":
-            return
         style = {"ran": "green", "skipped": "yellow", "failed": "red"}[outcome.status]
         detail = (f"{outcome.hits} hit(s), ¥{outcome.amount}" if outcome.status == "ran"
                   else outcome.reason)
-        self.console.print(f"  [{self.done}/{self.total}] [{style}]{outcome.status:7}[/] "
-                           f"{outcome.rule.id}  {detail}  ({outcome.seconds:.2f}s)")
+        self._event("rule", f"  [{self.done}/{self.total}] [{style}]{outcome.status:7}[/] "
+                            f"{outcome.rule.id}  {detail}  ({outcome.seconds:.2f}s)",
+                    important=outcome.status == "failed", rule=outcome.rule.id,
+                    status=outcome.status, hits=outcome.hits, amount=outcome.amount,
+                    reason=outcome.reason, seconds=round(outcome.seconds, 3))
 
     def summary(self, result) -> None:
+        orphans = result.screening.integrity.get("fee_lines_without_settlement", 0)
+        if orphans:
+            self._event("warning", f"[yellow]warning[/]: {orphans} fee line(s) name a "
+                                   "settlement that is not in settlements; no rule can use them",
+                        important=True, fee_lines_without_settlement=orphans)
+        if self.json:
+            self._event("done", "", suspicions=result.screening.suspicions.height,
+                        exit_code=result.exit_code, out=result.manifest.get("out"))
+            return
         if self.quiet:
             return
         table = Table(title="疑点汇总 / suspicions by rule")
@@ -44,11 +78,6 @@ class Progress:
         for o in result.screening.outcomes:
             table.add_row(o.rule.id, o.status, str(o.hits), o.amount)
         self.console.print(table)
-        orphans = result.screening.integrity.get("fee_lines_without_settlement", 0)
-        if orphans:
-            self.console.print(f"[yellow]warning[/]: {orphans} fee line(s) name a settlement "
-                               "that is not in settlements; no rule can use them")
-        q = result.ingestion.quarantine.height
         self.console.print(
-            f"{result.screening.suspicions.height} suspicion(s); {q} quarantined cell(s); "
-            f"window {result.manifest['window']['start']} – {result.manifest['window']['end']}")
+            f"{result.screening.suspicions.height} suspicion(s); window "
+            f"{result.manifest['window']['start']} – {result.manifest['window']['end']}")

@@ -80,6 +80,7 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
         "engine": opts.engine,
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "data": str(opts.data),
+        "out": str(opts.out),
         "window": {"start": screening.window[0], "end": screening.window[1],
                    "given": bool(opts.window_from or opts.window_to)},
         "inputs": [
@@ -98,11 +99,16 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
     }
 
 
-def run(opts: RunOptions, ruleset: RuleSet, on_rule=None) -> RunResult:
+def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
     """The whole run; raises IngestError/RuleError for unusable input or rules."""
     began = time.perf_counter()
+    if progress:
+        progress.reading(opts.data)
     ingestion = load_folder(opts.data, encoding=opts.encoding, column_map=opts.column_map)
     ingested = time.perf_counter()
+    if progress:
+        progress.read(ingestion, ingested - began)
+    on_rule = progress.rule_done if progress else None
     with staged(opts.out) as folder:
         engine = make_engine(opts.engine, **_engine_options(opts, folder))
         try:
