@@ -257,9 +257,11 @@ class _Compiler:
                            rewrite=_requalify({"": "e."}))
         self.ctes.append((
             "starts",
-            f"SELECT {_cols(part, 's')}, s.__t AS __start FROM ev AS s JOIN ev AS e"
+            f"SELECT DISTINCT {_cols(part)}, __start FROM (SELECT {_cols(part, 's')},"
+            f" s.__t AS __start FROM ev AS s JOIN ev AS e"
             f" ON {_join_on('s', 'e', part)} AND e.__t BETWEEN s.__t AND s.__t + {width}"
-            f" GROUP BY {_cols(part, 's')}, s.__t HAVING {having}"))
+            f" GROUP BY {_cols(list(dict.fromkeys(part + key)), 's')}, s.__t"
+            f" HAVING {having}) AS w"))
         self.ctes.append((
             "members",
             f"SELECT ev.* FROM ev WHERE EXISTS (SELECT 1 FROM starts AS st WHERE"
