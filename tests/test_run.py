@@ -145,7 +145,7 @@ def test_a_failure_while_writing_leaves_the_previous_output_untouched(tmp_path, 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("fraudscreen.report.write_reports", broken)
+    monkeypatch.setattr("fraudscreen.runner.write_reports", broken)
     result = run("--data", str(data), "--out", str(out))
     assert result.exit_code != 0
     assert (out / "suspicions.parquet").read_bytes() == before
@@ -199,3 +199,19 @@ def test_json_log_format_is_one_event_per_line(tmp_path):
     assert kinds[0] == "ingest_start" and kinds[-1] == "done"
     assert kinds.count("rule") == 14
     assert events[-1]["suspicions"] > 0
+
+
+def test_public_profile_shares_no_raw_person_id(tmp_path, monkeypatch):
+    data = data_folder(tmp_path)
+    out = tmp_path / "out"
+    monkeypatch.delenv("FRAUDSCREEN_SITE_SECRET", raising=False)
+    result = run("--data", str(data), "--out", str(out), "--profile", "public")
+    assert result.exit_code == 2 and "secret" in result.output.lower()
+    assert not out.exists()
+    monkeypatch.setenv("FRAUDSCREEN_SITE_SECRET", "site-secret")
+    assert run("--data", str(data), "--out", str(out), "--profile", "public").exit_code == 0
+    found = pl.read_parquet(out / "suspicions.parquet")
+    assert found.height > 0 and "P1" not in set(found["person_id"].drop_nulls())
+    for name in ("suspicions.parquet", "suspicions.csv", "leads.csv", "report.html"):
+        assert b"P1," not in (out / name).read_bytes() and b'"P1"' not in (out / name).read_bytes()
+    assert json.loads((out / "run.json").read_text())["suspicions_profile"] == "public"

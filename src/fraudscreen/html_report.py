@@ -9,19 +9,24 @@ monthly trend, and a table per family with every suspicion's message.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from fraudscreen.contract import FAMILIES, INPUT_TABLES
 from fraudscreen.leads import SEVERITY_ZH, by_family, by_month, families, ordered, rollup
 from fraudscreen.xlsx import display_width
 
 TOP = 20
-WIDTH = 800
+# Per-family detail tables stop here (highest amounts first) so that a very large
+# run still gives a page a browser opens; leads.xlsx has every suspicion.
+ROWS_PER_FAMILY = 5000
+WIDTH = 960
 FONT = '"Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif'
 PALETTE = ("#2f6db5", "#d9822b", "#3a9a5b", "#c0392b", "#8e5fb5", "#16a5a5",
            "#7f8c8d", "#b8860b")
@@ -65,14 +70,14 @@ def hbar_svg(bars: Sequence[Bar], title: str) -> Markup:
     """A horizontal bar chart, one row per bar, value printed after the bar."""
     row, pad = 26, 6
     label_cols = min(36, max(display_width(b.label) for b in bars))
-    label_w = int(label_cols * 6.8) + 16
+    label_w = int(label_cols * 7.6) + 16
     value_w = max(display_width(b.shown) for b in bars) * 7 + 16
     plot_w = WIDTH - label_w - value_w
     top = max(float(b.value) for b in bars) or 1.0
     height = pad * 2 + row * len(bars)
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
+    parts = [(f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
              f'height="{height}" role="img" aria-label="{escape(title)}" '
-             f'font-family=\'{FONT}\'><title>{escape(title)}</title>']
+             f'font-family=\'{FONT}\'><title>{escape(title)}</title>')]
     for i, b in enumerate(bars):
         y = pad + i * row
         w = plot_w * float(b.value) / top
@@ -102,14 +107,14 @@ def vbar_svg(bars: Sequence[Bar], title: str, unit: str) -> Markup:
     height, left, right, top_pad, bottom = 280, 56, 16, 24, 56
     plot_w, plot_h = WIDTH - left - right, height - top_pad - bottom
     top = max(float(b.value) for b in bars) or 1.0
-    step = _nice_step(top)
+    step = max(1.0, _nice_step(top))  # counts: whole-number ticks
     axis_top = step * math.ceil(top / step)
     slot = plot_w / len(bars)
-    bar_w = max(2.0, slot * 0.7)
+    bar_w = min(48.0, max(2.0, slot * 0.7))
     every = max(1, math.ceil(len(bars) / 12))
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
+    parts = [(f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
              f'height="{height}" role="img" aria-label="{escape(title)}" '
-             f'font-family=\'{FONT}\'><title>{escape(title)}</title>']
+             f'font-family=\'{FONT}\'><title>{escape(title)}</title>')]
     tick = 0.0
     while tick <= axis_top + 1e-9:
         y = top_pad + plot_h * (1 - tick / axis_top)
@@ -147,28 +152,38 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
     window = manifest.get("window") or {}
     quarantine = manifest.get("quarantine") or []
     timings = manifest.get("timings_seconds") or {}
+    inputs = manifest.get("inputs") or []
+    read = {k: int(v) for k, v in (manifest.get("rows_read") or {}).items()}
+    kept = {k: int(v) for k, v in (manifest.get("rows_kept") or {}).items()}
+    names = list(dict.fromkeys([*read, *kept, *(f.get("table") for f in inputs)]))
+    tables = [{"table": t, "zh": INPUT_TABLES[t].zh if t in INPUT_TABLES else "",
+               "files": [str(f.get("path", "")) for f in inputs if f.get("table") == t],
+               "read": read.get(t), "kept": kept.get(t)} for t in names]
+    tool = f"{manifest.get('tool', 'fraudscreen')} {manifest.get('version', '')}".strip()
+    started = str(manifest.get("started", "")).replace("T", " ")
     return {
+        "tool": tool, "started": started, "profile_zh": PROFILE_ZH.get(profile, profile),
         "facts": [
-            ("工具版本", f"{manifest.get('tool', 'fraudscreen')} {manifest.get('version', '')}"),
-            ("开始时间", str(manifest.get("started", ""))),
+            ("工具版本", tool),
+            ("开始时间", started),
             ("数据目录", str(manifest.get("data", ""))),
             ("计算引擎", str(manifest.get("engine", ""))),
             ("分析期间", f"{window.get('start') or '—'} 至 {window.get('end') or '—'}"
                         + ("（指定）" if window.get("given") else "（按数据）")),
-            ("读取行数", f"{manifest.get('rows_read', ''):,}"
-             if isinstance(manifest.get("rows_read"), int) else "—"),
+            ("读取行数", f"{sum(read.values()):,}"),
+            ("保留行数", f"{sum(kept.values()):,}"),
             ("隔离行数", f"{sum(int(q.get('rows', 0)) for q in quarantine):,}"),
-            ("规则", f"运行 {counts['ran']} 条，跳过 {counts['skipped']} 条，"
-                     f"失败 {counts['failed']} 条"),
+            ("规则", (f"运行 {counts['ran']} 条，跳过 {counts['skipped']} 条，"
+                     f"失败 {counts['failed']} 条")),
             ("用时", "，".join(f"{TIMING_ZH.get(k, k)} {v} 秒" for k, v in timings.items())
              or "—"),
             ("脱敏级别", PROFILE_ZH.get(profile, profile)),
         ],
-        "inputs": manifest.get("inputs") or [],
-        "rows_kept": manifest.get("rows_kept") or {},
+        "tables": tables,
         "missing": manifest.get("missing_optional_tables") or [],
         "quarantine": quarantine,
-        "rules": [{**r, "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),
+        "rules": [{**r, "family_zh": FAMILIES.get(r.get("family"), r.get("family")),
+                   "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),
                    "amount_shown": yuan(r.get("amount_at_risk") or 0)} for r in rules],
         "suspicions": suspicions.height,
         "amount": yuan(suspicions.get_column("amount_at_risk").sum()
@@ -213,10 +228,11 @@ def context(suspicions: pl.DataFrame, manifest: dict, profile: str) -> dict:
         sections.append({
             "family": f, "zh": zh, "color": color[f], "count": rows.height,
             "amount": yuan(rows.get_column("amount_at_risk").sum() if rows.height else 0),
+            "hidden": max(0, rows.height - ROWS_PER_FAMILY),
             "rows": [{**r, "amount_shown": yuan(r["amount_at_risk"]),
                       "severity_zh": SEVERITY_ZH.get(r["severity"], r["severity"]),
                       "month_shown": r["month"].strftime("%Y-%m") if r["month"] else ""}
-                     for r in rows.select("suspicion_id", "rule_id", "severity",
+                     for r in rows.head(ROWS_PER_FAMILY).select("suspicion_id", "rule_id", "severity",
                                           "institution_id", "person_id", "month",
                                           "amount_at_risk", "message").iter_rows(named=True)],
         })

@@ -52,6 +52,12 @@ def lead_columns(fams: dict[str, str], lead_type: str | None = None) -> list[Lea
         LeadColumn("suspicions", "疑点数", "int"),
         LeadColumn("persons", "涉及人员数", "int"),
         LeadColumn("institutions", "涉及机构数", "int"),
+    ]
+    # An institution lead has one institution, a person lead one person: say only
+    # the other count in the per-type tables.
+    cols = [c for c in cols if (lead_type, c.name) not in (("institution", "institutions"),
+                                                            ("person", "persons"))]
+    cols += [
         LeadColumn("family_count", "类别数", "int"),
         LeadColumn("families", "规则类别", "list"),
         LeadColumn("rule_count", "规则数", "int"),
@@ -124,7 +130,7 @@ def rollup(suspicions: pl.DataFrame, lead_type: str) -> pl.DataFrame:
                   max_severity=pl.col("_max_sev").replace_strict(
                       {v: k for k, v in SEVERITY_RANK.items()}, default=None,
                       return_dtype=pl.String)))
-    return ranked.select(c.name for c in lead_columns(fams, lead_type))
+    return ranked.select(c.name for c in lead_columns(fams) if c.name != "lead_type")
 
 
 def leads(suspicions: pl.DataFrame) -> pl.DataFrame:

@@ -41,11 +41,12 @@ _WHOLE_WORD = re.compile(rf"^{_WORD}+$")
 
 _BIRTH = r"birth|brdy|(^|_)age($|_)|^ages?$|出生|年龄"
 _NAME = r"^name$|^(psn|person|patient|insured|member)_?name$|姓名"
-_IDENTITY = r"certno|cert_no|id_?card|id_?no$|id_?number|身份证|证件号|phone|mobile|tel$|addr|住址|电话"
+_IDENTITY = (r"certno|cert_no|id_?card|id_?no$|id_?number|身份证|证件号"
+             r"|phone|mobile|tel$|addr|住址|电话")
 DROPPED_KEYS: dict[str, re.Pattern | None] = {
     "full": None,
-    "investigator": re.compile(_BIRTH, re.I),
-    "public": re.compile("|".join((_BIRTH, _NAME, _IDENTITY)), re.I),
+    "investigator": re.compile(_BIRTH, re.IGNORECASE),
+    "public": re.compile(f"{_BIRTH}|{_NAME}|{_IDENTITY}", re.IGNORECASE),
 }
 
 

@@ -34,12 +34,7 @@ def write_reports(folder: Path, suspicions: pl.DataFrame, manifest: dict, profil
     argument, else ``$FRAUDSCREEN_SITE_SECRET``) and raises ValueError without one.
     """
     check_profile(profile)
-    shown = apply_profile(suspicions, profile, secret)
-    lead_table = leads.leads(shown)
-    write_csv(leads.csv_frame(lead_table), folder / "leads.csv")
-    xlsx.write_workbook(folder / "leads.xlsx", lead_table, shown, _created(manifest))
-    page = html_report.render(shown, manifest, profile)
-    (folder / "report.html").write_text(page, encoding="utf-8", newline="\n")
+    _write(folder, apply_profile(suspicions, profile, secret), manifest, profile)
 
 
 def report_folder(out_dir: Path, profile: str = "full", secret: str | None = None) -> None:
@@ -58,33 +53,30 @@ def report_folder(out_dir: Path, profile: str = "full", secret: str | None = Non
     suspicions = pl.read_parquet(parquet).select(
         pl.col(name).cast(dtype) for name, dtype in SCHEMA.items())
     stored = manifest.get("suspicions_profile", "full")
-    if stored == "public":
-        # The run already pseudonymised suspicions.parquet: pseudonymising again would
-        # hash the pseudonyms, and the raw ids are not there to show.
-        if profile != "public":
-            raise ValueError(f"{parquet} holds pseudonymised person ids (profile public); "
-                             f"profile {profile!r} cannot be produced from it")
-        profile_applied = "full"
-    else:
-        profile_applied = profile
+    # A run that already pseudonymised suspicions.parquet: pseudonymising again would
+    # hash the pseudonyms, and the raw ids are not there to show.
+    if stored == "public" and profile != "public":
+        raise ValueError(f"{parquet} holds pseudonymised person ids (profile public); "
+                         f"profile {profile!r} cannot be produced from it")
     tmp = out_dir / f".report-tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        if profile_applied == profile:
-            write_reports(tmp, suspicions, manifest, profile, secret)
+        if stored == "public":
+            _write(tmp, suspicions, manifest, profile)
         else:
-            _write_already_public(tmp, suspicions, manifest)
+            write_reports(tmp, suspicions, manifest, profile, secret)
         for name in REPORT_FILES:
             os.replace(tmp / name, out_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_already_public(folder: Path, suspicions: pl.DataFrame, manifest: dict) -> None:
-    lead_table = leads.leads(suspicions)
+def _write(folder: Path, shown: pl.DataFrame, manifest: dict, profile: str) -> None:
+    """The three files from suspicions the profile has already been applied to."""
+    lead_table = leads.leads(shown)
     write_csv(leads.csv_frame(lead_table), folder / "leads.csv")
-    xlsx.write_workbook(folder / "leads.xlsx", lead_table, suspicions, _created(manifest))
-    page = html_report.render(suspicions, manifest, "public")
+    xlsx.write_workbook(folder / "leads.xlsx", lead_table, shown, _created(manifest))
+    page = html_report.render(shown, manifest, profile)
     (folder / "report.html").write_text(page, encoding="utf-8", newline="\n")
 
 

@@ -17,6 +17,8 @@ import polars as pl
 from fraudscreen import __version__
 from fraudscreen.ingest import Ingestion, load_folder
 from fraudscreen.output import staged, write_csv, write_json, write_suspicions
+from fraudscreen.privacy import apply_profile, check_profile, site_secret
+from fraudscreen.report import write_reports
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.screen import RuleOutcome, Screening, make_engine, screen
 
@@ -78,6 +80,8 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
         "tool": "fraudscreen",
         "version": __version__,
         "engine": opts.engine,
+        "profile": opts.profile,
+        "suspicions_profile": "public" if opts.profile == "public" else "full",
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "data": str(opts.data),
         "out": str(opts.out),
@@ -102,6 +106,9 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
 def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
     """The whole run; raises IngestError/RuleError for unusable input or rules."""
     began = time.perf_counter()
+    check_profile(opts.profile)
+    if opts.profile == "public":
+        site_secret()  # fail now, not after an hour of screening
     if progress:
         progress.reading(opts.data)
     ingestion = load_folder(opts.data, encoding=opts.encoding, column_map=opts.column_map)
@@ -117,12 +124,12 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         finally:
             engine.close()
         screened = time.perf_counter()
-        write_suspicions(screening.suspicions, folder)
+        # A public run shares no raw person id, suspicions.parquet included.
+        write_suspicions(apply_profile(screening.suspicions, "public")
+                         if opts.profile == "public" else screening.suspicions, folder)
         write_csv(ingestion.quarantine, folder / "quarantine.csv")
         doc = manifest(opts, ingestion, screening, {
             "ingest": ingested - began, "rules": screened - ingested})
-        from fraudscreen.report import write_reports
-
         write_reports(folder, screening.suspicions, doc, opts.profile)
         doc["timings_seconds"]["total"] = round(time.perf_counter() - began, 3)
         write_json(doc, folder / "run.json")

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import xlsxwriter
 
 from fraudscreen.contract import SUSPICIONS
-from fraudscreen.leads import (SEVERITY_ZH, LeadColumn, families, lead_columns, ordered,
-                               separator)
+from fraudscreen.leads import SEVERITY_ZH, LeadColumn, families, lead_columns, ordered, separator
 
 MONEY_FORMAT = '"¥"#,##0.00'
 DATE_FORMAT = "yyyy-mm-dd"
@@ -53,14 +50,18 @@ def display_width(text: str) -> int:
 def write_workbook(path: Path, lead_table: pl.DataFrame, suspicions: pl.DataFrame,
                    created: dt.datetime) -> None:
     fams = families(suspicions)
-    wb = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False,
+    # constant_memory: rows go to disk as they are written (in order), so a big run
+    # does not hold every cell in memory.
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True,
+                                         "strings_to_numbers": False,
                                          "strings_to_formulas": False,
                                          "strings_to_urls": False})
     wb.set_properties({"title": "医保基金疑点线索", "subject": "fraudscreen leads",
                        "author": "fraudscreen", "created": created})
     fmt = _Formats(wb)
     for lead_type, name in SHEET_NAMES.items():
-        rows = lead_table.filter(pl.col("lead_type") == lead_type)
+        rows = lead_table.filter(pl.col("lead_type") == lead_type).with_columns(
+            pl.col("max_severity").replace_strict(SEVERITY_ZH, default=pl.col("max_severity")))
         _sheet(wb, fmt, name, lead_columns(fams, lead_type), rows)
     by_order = ordered(suspicions).with_columns(
         pl.col("severity").replace_strict(SEVERITY_ZH, default=pl.col("severity")))
@@ -82,45 +83,60 @@ class _Formats:
 def _sheet(wb, fmt: _Formats, name: str, columns: list[LeadColumn],
            frame: pl.DataFrame) -> None:
     ws = wb.add_worksheet(name)
-    widths = [display_width(c.zh) + 4 for c in columns]  # + the filter button
-    for j, c in enumerate(columns):
-        ws.write_string(0, j, c.zh, fmt.header)
     room = MAX_ROWS - 2  # header + a possible note row
-    data = frame.select(c.name for c in columns)
-    for i, row in enumerate(data.head(room).iter_rows(), start=1):
-        for j, (c, value) in enumerate(zip(columns, row)):
-            shown = _write(ws, fmt, i, j, c.name, c.kind, value)
-            widths[j] = max(widths[j], min(display_width(shown) + 2,
-                                           MAX_WIDTH.get(c.kind, 60)))
-    last = min(data.height, room)
-    if data.height > room:
-        ws.write_string(last + 1, 0, f"（另有 {data.height - room} 行未列出，"
+    cells = frame.head(room).select(_cell(c) for c in columns)
+    for j, c in enumerate(columns):
+        width = min(_width(cells.get_column(c.name), c.kind), MAX_WIDTH.get(c.kind, 60))
+        ws.set_column(j, j, max(display_width(c.zh) + 4, width + 2))  # + the filter button
+        ws.write_string(0, j, c.zh, fmt.header)
+    writers = [_writer(ws, fmt, c.kind) for c in columns]
+    for i, row in enumerate(cells.iter_rows(), start=1):
+        for j, value in enumerate(row):
+            if value is not None:
+                writers[j](i, j, value)
+    last = cells.height
+    if frame.height > room:
+        ws.write_string(last + 1, 0, f"（另有 {frame.height - room} 行未列出，"
                         "完整内容见 suspicions.csv / leads.csv）", fmt.note)
     ws.freeze_panes(1, 0)
     ws.autofilter(0, 0, max(last, 1), len(columns) - 1)
-    for j, w in enumerate(widths):
-        ws.set_column(j, j, w)
 
 
-def _write(ws, fmt: _Formats, i: int, j: int, name: str, kind: str, value: Any) -> str:
-    """Write one cell; return the text it shows (for the column width)."""
-    if value is None:
-        return ""
+def _cell(c: LeadColumn) -> pl.Expr:
+    """A column as the workbook shows it: lists joined, money as float, text capped."""
+    col = pl.col(c.name)
+    if c.kind == "money":
+        return col.cast(pl.Float64)
+    if c.kind in ("int", "date"):
+        return col
+    if c.kind == "list":
+        col = pl.when(col.list.len() > 0).then(col.list.join(separator(c.name)))
+    col = col.cast(pl.String)
+    tail = "…（过长，完整内容见 leads.csv）"
+    return (pl.when(col.str.len_chars() > MAX_CELL)
+            .then(col.str.slice(0, MAX_CELL - len(tail)) + tail)
+            .otherwise(col).alias(c.name))
+
+
+def _width(values: pl.Series, kind: str) -> int:
+    """Display columns the widest value needs (CJK counts two)."""
+    if values.is_empty() or values.null_count() == values.len():
+        return 0
     if kind == "money":
-        amount = Decimal(value)
-        ws.write_number(i, j, float(amount), fmt.money)
-        return f"¥{amount:,.2f}"
-    if kind == "int":
-        ws.write_number(i, j, int(value))
-        return str(value)
+        return len(f"¥{max(abs(values.min()), abs(values.max())):,.2f}") + 1
     if kind == "date":
-        ws.write_datetime(i, j, dt.datetime.combine(value, dt.time()), fmt.date)
-        return "0000-00-00"
-    if kind == "list":
-        value = separator(name).join(value)
-    text = str(value)
-    if len(text) > MAX_CELL:
-        tail = "…（过长，完整内容见 leads.csv）"
-        text = text[:MAX_CELL - len(tail)] + tail
-    ws.write_string(i, j, text)
-    return text
+        return 10
+    if kind == "int":
+        return len(str(values.max()))
+    # UTF-8: ASCII is 1 byte and 1 column, CJK 3 bytes and 2 columns.
+    return int(((values.str.len_bytes() + values.str.len_chars()) // 2).max())
+
+
+def _writer(ws, fmt: _Formats, kind: str):
+    if kind == "money":
+        return lambda i, j, v: ws.write_number(i, j, v, fmt.money)
+    if kind == "int":
+        return ws.write_number
+    if kind == "date":
+        return lambda i, j, v: ws.write_datetime(i, j, v, fmt.date)
+    return ws.write_string
