@@ -12,10 +12,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from fraudscreen.ingest import load_folder
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.sample import generate
 from fraudscreen.screen import make_engine, screen
-from fraudscreen.ingest import load_folder
 from fraudscreen.truth import score, table
 
 ROOT = Path(__file__).resolve().parent.parent

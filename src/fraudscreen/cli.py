@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -51,11 +51,11 @@ DataOpt = Annotated[
     typer.Option("--data", help="Data folder: NAME.parquet, NAME.csv or NAME/ parts per table."),
 ]
 EncodingOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--encoding", help="CSV encoding (utf-8, gb18030, gbk). Detected when omitted."),
 ]
 ColumnMapOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--column-map", help="YAML file: column_map: {源列名: contract_name}."),
 ]
 StrictOpt = Annotated[
@@ -100,7 +100,7 @@ def sample(
     ] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 7,
     truth: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--truth", help="Where to write the injected cases (default OUT/../truth)."),
     ] = None,
 ) -> None:
@@ -121,7 +121,7 @@ def _fail(err: Exception, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _date(value: Optional[str], flag: str) -> Optional[dt.date]:
+def _date(value: str | None, flag: str) -> dt.date | None:
     if value is None:
         return None
     try:
@@ -142,13 +142,13 @@ def run(
         list[str], typer.Option("--param", help="Override a parameter: RULE_ID.NAME=VALUE.")
     ] = [],
     params_file: Annotated[
-        Optional[Path], typer.Option("--params", help="Site params YAML: {RULE_ID: {NAME: VALUE}}.")
+        Path | None, typer.Option("--params", help="Site params YAML: {RULE_ID: {NAME: VALUE}}.")
     ] = None,
     date_from: Annotated[
-        Optional[str], typer.Option("--from", help="Analysis window start (YYYY-MM-DD).")
+        str | None, typer.Option("--from", help="Analysis window start (YYYY-MM-DD).")
     ] = None,
     date_to: Annotated[
-        Optional[str], typer.Option("--to", help="Analysis window end (YYYY-MM-DD).")
+        str | None, typer.Option("--to", help="Analysis window end (YYYY-MM-DD).")
     ] = None,
     watchlist: Annotated[
         list[Path], typer.Option("--watchlist", help="Extra watch-list YAML files or folders.")
@@ -157,7 +157,7 @@ def run(
     memory_limit: Annotated[
         str, typer.Option("--memory-limit", help="DuckDB memory limit; beyond it, spill to disk.")
     ] = "2GB",
-    threads: Annotated[Optional[int], typer.Option("--threads", help="DuckDB threads.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="DuckDB threads.")] = None,
     profile: Annotated[
         str, typer.Option("--profile", help="full | investigator | public (pseudonymised).")
     ] = "full",
@@ -226,7 +226,9 @@ def compile_(
 @app.command()
 def report(
     out_dir: Annotated[Path, typer.Argument(help="An existing `run` output folder.")],
-    profile: Annotated[str, typer.Option("--profile", help="full | investigator | public")] = "full",
+    profile: Annotated[
+        str, typer.Option("--profile", help="full | investigator | public")
+    ] = "full",
 ) -> None:
     """Regenerate leads.csv, leads.xlsx and report.html from a run's output folder."""
     from fraudscreen.report import report_folder
@@ -288,7 +290,9 @@ def rules_lint(
 
 @rules_app.command("test")
 def rules_test(
-    rule_ids: Annotated[Optional[list[str]], typer.Argument(help="Rules to test (default all).")] = None,
+    rule_ids: Annotated[
+        list[str] | None, typer.Argument(help="Rules to test (default all).")
+    ] = None,
     rules: RulesOpt = [],
     engine: Annotated[str, typer.Option("--engine", help="duckdb or spark")] = "duckdb",
 ) -> None:
@@ -335,6 +339,249 @@ def rules_schema(
     schema = Rule.model_json_schema(by_alias=True)
     out.write_text(json.dumps(schema, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"wrote {out}")
+
+
+# --- nightly mode: one store across nights (docs/nightly.md) --------------------------
+
+StoreOpt = Annotated[Path, typer.Option("--store", help="The nightly store (a DuckDB file).")]
+TodayOpt = Annotated[
+    str | None,
+    typer.Option("--today", help="Date suppressions are judged on (YYYY-MM-DD; default today)."),
+]
+
+
+def _open_store(store: Path, read_only: bool = False):
+    from fraudscreen.store import StoreError, open_store
+
+    try:
+        return open_store(store, create=False, read_only=read_only)
+    except StoreError as err:
+        raise _fail(err) from None
+
+
+def _today(value: str | None) -> dt.date:
+    return _date(value, "--today") or dt.date.today()
+
+
+@app.command()
+def nightly(
+    inbox: Annotated[Path, typer.Option("--inbox", help="Inbox: NAME/ folders of parts.")],
+    store: StoreOpt,
+    out: Annotated[Path, typer.Option("--out", help="The night's output folder.")],
+    rules: RulesOpt = [],
+    only: Annotated[
+        list[str], typer.Option("--only", help="Run only these families or rule ids.")
+    ] = [],
+    param: Annotated[
+        list[str], typer.Option("--param", help="Override a parameter: RULE_ID.NAME=VALUE.")
+    ] = [],
+    params_file: Annotated[
+        Path | None, typer.Option("--params", help="Site params YAML: {RULE_ID: {NAME: VALUE}}.")
+    ] = None,
+    watchlist: Annotated[
+        list[Path], typer.Option("--watchlist", help="Extra watch-list YAML files or folders.")
+    ] = [],
+    engine: Annotated[str, typer.Option("--engine", help="duckdb (default) or spark.")] = "duckdb",
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="DuckDB memory limit; beyond it, spill to disk.")
+    ] = "2GB",
+    threads: Annotated[int | None, typer.Option("--threads", help="DuckDB threads.")] = None,
+    profile: Annotated[
+        str, typer.Option("--profile", help="full | investigator | public (pseudonymised).")
+    ] = "full",
+    encoding: EncodingOpt = None,
+    column_map: ColumnMapOpt = None,
+    strict: StrictOpt = False,
+    today: TodayOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print only warnings and errors.")] = False,
+) -> None:
+    """Ingest the inbox's new files into the store, re-screen, report the night's news.
+
+    Files already ingested (same content checksum) are skipped. OUT gets the leads
+    not reported before (suspicions.parquet/.csv, leads.csv, leads.xlsx,
+    report.html), changes.csv (new, changed, retracted, superseded, reopened),
+    the night's quarantine.csv and run.json. Exit 0 ok, 1 a rule failed (or
+    --strict and rows were quarantined), 2 unusable input, rules or store.
+    """
+    import duckdb
+
+    from fraudscreen.ingest import IngestError
+    from fraudscreen.nightly import NightOptions, run_night
+    from fraudscreen.rule import RuleError
+    from fraudscreen.ruleset import RuleSet
+    from fraudscreen.store import StoreError
+
+    opts = NightOptions(
+        inbox=inbox, store=store, out=out, rules=rules, only=only, params=param,
+        params_file=params_file, watchlists=watchlist, encoding=encoding,
+        column_map=column_map, strict=strict, engine=engine, memory_limit=memory_limit,
+        threads=threads, profile=profile, today=_date(today, "--today"))
+    try:
+        ruleset = RuleSet.load(rules).select(only).with_params(param, params_file)
+        result = run_night(opts, ruleset)
+    except (IngestError, RuleError, StoreError, ValueError) as err:
+        raise _fail(err) from None
+    except duckdb.Error as err:  # the store file itself (disk full, corrupt file)
+        raise _fail(f"store {store}: {err}") from None
+    except OSError as err:
+        raise _fail(f"nightly run failed: {err}", 1) from None
+    doc = result.manifest
+    if not quiet:
+        typer.echo(
+            f"night {doc['night'] if doc['night'] is not None else '-'}"
+            f"{'' if result.committed else ' (nothing new)'}: "
+            f"{len(doc['inputs'])} new file(s), {doc['files_skipped']} already ingested; "
+            f"{doc['new_suspicions']} new suspicion(s), {doc['reopened_suspicions']} reopened, "
+            f"{doc['changed_suspicions']} changed, {doc['retracted_suspicions']} retracted, "
+            f"{doc['superseded_suspicions']} superseded; {doc['open_suspicions']} open "
+            f"({doc['suppressed_open_suspicions']} suppressed); wrote {out}", err=True)
+    for rule in doc["rules"]:
+        if rule["status"] == "failed":
+            typer.echo(f"rule {rule['id']} failed: {rule['reason']}", err=True)
+    raise typer.Exit(result.exit_code)
+
+
+suspicions_app = typer.Typer(help="Suspicions kept in a nightly store.", no_args_is_help=True)
+app.add_typer(suspicions_app, name="suspicions")
+
+
+@suspicions_app.command("export")
+def suspicions_export(
+    store: StoreOpt,
+    out: Annotated[Path, typer.Option("--out", help="FILE.parquet (or .csv).")],
+    all_: Annotated[
+        bool, typer.Option("--all", help="Include retracted, superseded and suppressed ones "
+                                         "(with status, reason, suppressed_by).")
+    ] = False,
+    today: TodayOpt = None,
+) -> None:
+    """Write the store's open suspicions in the contract's shape."""
+    from fraudscreen.store import export
+
+    con = _open_store(store, read_only=True)
+    try:
+        rows = export(con, out, all_, _today(today))
+    except OSError as err:
+        raise _fail(f"could not write {out}: {err}") from None
+    finally:
+        con.close()
+    typer.echo(f"wrote {rows} suspicion(s) to {out}")
+
+
+leads_app = typer.Typer(help="Investigators' results for reported leads.", no_args_is_help=True)
+app.add_typer(leads_app, name="leads")
+
+
+@leads_app.command("feedback")
+def leads_feedback(
+    csv_file: Annotated[Path, typer.Argument(help="CSV: suspicion_id or lead_id, result "
+                                                  "(属实/不属实), amount_recovered, note, reviewer.")],
+    store: StoreOpt,
+) -> None:
+    """Import 核查结果 per suspicion or lead (all rows or none)."""
+    from fraudscreen.store import FeedbackError, import_feedback
+
+    con = _open_store(store)
+    try:
+        counts = import_feedback(con, csv_file)
+    except FeedbackError as err:
+        raise _fail(err) from None
+    finally:
+        con.close()
+    typer.echo(f"imported {counts['rows']} row(s) for {counts['suspicions']} suspicion(s): "
+               f"{counts['confirmed']} 属实, {counts['dismissed']} 不属实")
+
+
+@rules_app.command("stats")
+def rules_stats(
+    store: StoreOpt,
+    format_: Annotated[str, typer.Option("--format", help="text or csv")] = "text",
+) -> None:
+    """Per rule: hits, reviewed, confirmed, precision, amount recovered (from feedback)."""
+    import sys
+
+    from fraudscreen.store import rule_stats
+
+    if format_ not in ("text", "csv"):
+        raise _fail(f"--format {format_!r}: use text or csv")
+    con = _open_store(store, read_only=True)
+    try:
+        stats = rule_stats(con)
+    finally:
+        con.close()
+    if format_ == "csv":
+        sys.stdout.write(stats.write_csv())
+        return
+    typer.echo(f"{'rule':45} {'hits':>6} {'open':>6} {'reviewed':>8} {'confirmed':>9} "
+               f"{'precision':>9} {'recovered (¥)':>14}")
+    for r in stats.iter_rows(named=True):
+        precision = "—" if r["precision"] is None else f"{r['precision']:.1%}"
+        typer.echo(f"{r['rule_id']:45} {r['hits']:>6} {r['open']:>6} {r['reviewed']:>8} "
+                   f"{r['confirmed']:>9} {precision:>9} {r['amount_recovered']:>14}")
+
+
+suppress_app = typer.Typer(help="Hold a rule's hits on one entity back from the leads.",
+                           no_args_is_help=True)
+app.add_typer(suppress_app, name="suppress")
+
+
+@suppress_app.command("add")
+def suppress_add(
+    store: StoreOpt,
+    rule: Annotated[str, typer.Option("--rule", help="Rule id, e.g. duplicate_charge.daily_cap.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (shown in `suppress list`).")],
+    owner: Annotated[str, typer.Option("--owner", help="Who answers for it.")],
+    until: Annotated[str, typer.Option("--until", help="Last day it holds (YYYY-MM-DD).")],
+    institution: Annotated[str | None, typer.Option("--institution")] = None,
+    person: Annotated[str | None, typer.Option("--person")] = None,
+    item: Annotated[str | None, typer.Option("--item", help="医保目录编码.")] = None,
+    rules: RulesOpt = [],
+    today: TodayOpt = None,
+) -> None:
+    """Suppress RULE for one institution, person or item until a date."""
+    from fraudscreen.rule import RuleError
+    from fraudscreen.store import StoreError, add_suppression
+
+    given = [(k, v) for k, v in (("institution", institution), ("person", person),
+                                 ("item", item)) if v is not None]
+    if len(given) != 1:
+        raise _fail("name exactly one of --institution, --person, --item")
+    try:
+        _ruleset(rules).get(rule)
+    except RuleError as err:
+        raise _fail(err) from None
+    day = _date(until, "--until")
+    con = _open_store(store)
+    try:
+        new_id = add_suppression(con, rule, given[0][0], given[0][1], reason, owner, day,
+                                 _today(today))
+    except StoreError as err:
+        raise _fail(err) from None
+    finally:
+        con.close()
+    typer.echo(f"suppression {new_id}: {rule} for {given[0][0]} {given[0][1]} until {day}")
+
+
+@suppress_app.command("list")
+def suppress_list(
+    store: StoreOpt,
+    all_: Annotated[bool, typer.Option("--all", help="Include expired ones.")] = False,
+    today: TodayOpt = None,
+) -> None:
+    """Suppressions in force (or all): id, rule, entity, until, owner, reason, hits held."""
+    from fraudscreen.store import list_suppressions
+
+    con = _open_store(store, read_only=True)
+    try:
+        rows = list_suppressions(con, _today(today), all_)
+    finally:
+        con.close()
+    if rows.is_empty():
+        typer.echo("no suppressions" + ("" if all_ else " in force"))
+    for r in rows.iter_rows(named=True):
+        typer.echo(f"{r['suppression_id']:>4} {r['state']:7} {r['rule_id']:40} "
+                   f"{r['entity_kind']}={r['entity_id']}  until {r['until']}  "
+                   f"holds {r['holds']}  owner {r['owner']}: {r['reason']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

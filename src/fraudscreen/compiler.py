@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -26,7 +27,14 @@ from sqlglot import exp
 from fraudscreen import expressions as ex
 from fraudscreen import sources
 from fraudscreen.rule import (
-    Aggregate, Correlate, Filter, PeriodChange, Query, Rule, Sequence, Window,
+    Aggregate,
+    Correlate,
+    Filter,
+    PeriodChange,
+    Query,
+    Rule,
+    Sequence,
+    Window,
 )
 
 RUN_PARAMS = {"window_start", "window_end", "filter_window"}
@@ -76,7 +84,7 @@ def resolve_params(rule: Rule, overrides: dict[str, Any], run: dict[str, Any]) -
     for name in overrides:
         if name not in rule.params:
             known = set(rule.params)
-            raise rule.error(f"unknown parameter {name!r}{ex._suggest(name, known)}", "params")
+            raise rule.error(f"unknown parameter {name!r}{ex.suggest(name, known)}", "params")
     for name, param in rule.params.items():
         raw = overrides.get(name, param.default)
         try:
@@ -101,6 +109,11 @@ class _Compiler:
         self.catalog = sources.columns()
         self.needs: set[str] = set()
         self.ctes: list[tuple[str, str]] = []
+        # What the kind adds for the emit stage: extra qualifiers (``prev``) and the
+        # rewrite that resolves them; and the condition of groups not judged.
+        self.extra_scope: dict[str, set[str]] = {}
+        self.rewrite: Callable[[exp.Expression], exp.Expression] | None = None
+        self.skip_condition: str | None = None
 
     # -- expressions -----------------------------------------------------------------
 
@@ -123,7 +136,7 @@ class _Compiler:
     def source(self, name: str, path: tuple) -> set[str]:
         if name not in self.catalog:
             raise self.rule.error(
-                f"unknown source {name!r}{ex._suggest(name, set(self.catalog))}"
+                f"unknown source {name!r}{ex.suggest(name, set(self.catalog))}"
                 f" (sources: {', '.join(sorted(self.catalog))})", *path)
         self.needs.update(sources.BY_NAME[name].needs)
         return set(self.catalog[name])
@@ -131,7 +144,7 @@ class _Compiler:
     def names(self, names: list[str], available: set[str], path: tuple) -> None:
         for i, n in enumerate(names):
             if n not in available:
-                raise self.rule.error(f"unknown column {n!r}{ex._suggest(n, available)}",
+                raise self.rule.error(f"unknown column {n!r}{ex.suggest(n, available)}",
                                       *path, i)
 
     # -- stages ----------------------------------------------------------------------
@@ -365,8 +378,8 @@ class _Compiler:
 
     def emit(self, hit_cols: set[str]) -> tuple[str, list[str]]:
         e = self.rule.emit
-        scope = {"": hit_cols, **getattr(self, "extra_scope", {})}
-        rw = getattr(self, "rewrite", None)
+        scope = {"": hit_cols, **self.extra_scope}
+        rw = self.rewrite
 
         def field(name: str, cast: str) -> str:
             text = getattr(e, name)
@@ -391,11 +404,11 @@ class _Compiler:
             if name not in known:
                 raise self.rule.error(
                     f"message placeholder {{{name}}} is neither an output field nor evidence"
-                    f"{ex._suggest(name, known)}", "emit", "message")
+                    f"{ex.suggest(name, known)}", "emit", "message")
         for i, name in enumerate(e.key):
             if name not in known:
                 raise self.rule.error(f"key {name!r} is neither an output field nor evidence"
-                                      f"{ex._suggest(name, known)}", "emit", "key", i)
+                                      f"{ex.suggest(name, known)}", "emit", "key", i)
         return ", ".join(selects), list(e.evidence)
 
     def build(self) -> CompiledRule:
@@ -412,7 +425,7 @@ class _Compiler:
         sql = _with(self.ctes, f"SELECT {select} FROM hits")
         _assert_reads_sources(sql, {n for n, _ in self.ctes})
         skip_sql = None
-        if getattr(self, "skip_condition", None):
+        if self.skip_condition:
             ctes = [c for c in self.ctes if c[0] != "hits"]
             skip_sql = _with(ctes, f"SELECT count(*) FROM agg WHERE {self.skip_condition}")
         return CompiledRule(self.rule, self.values, sql, self.needs, evidence, skip_sql,

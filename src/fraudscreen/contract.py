@@ -7,10 +7,10 @@ these declarations; no other module repeats a column list.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class ColumnType(str, Enum):
+class ColumnType(StrEnum):
     """Contract types; each maps to one DuckDB and one Polars type."""
 
     STRING = "string"

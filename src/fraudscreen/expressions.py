@@ -85,7 +85,7 @@ def parse(text: str) -> exp.Expression:
     return tree
 
 
-def _suggest(name: str, options: set[str]) -> str:
+def suggest(name: str, options: set[str]) -> str:
     close = difflib.get_close_matches(name, sorted(options), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -94,7 +94,8 @@ def check(tree: exp.Expression, scope: Scope) -> exp.Expression:
     """Refuse anything outside the allow-list or the scope; returns the tree."""
     for node in tree.walk():
         if isinstance(node, _ALLOWED_FUNCTIONS):
-            if isinstance(node, _AGGREGATES) and not scope.aggregates and not _inside_subquery(node):
+            in_subquery = _inside_subquery(node)
+            if isinstance(node, _AGGREGATES) and not scope.aggregates and not in_subquery:
                 raise ExpressionError(
                     f"aggregate {node.sql(DIALECT)!r} is not allowed here (only in measures/having)"
                 )
@@ -111,7 +112,7 @@ def check(tree: exp.Expression, scope: Scope) -> exp.Expression:
             )
         if isinstance(node, exp.Placeholder) and node.name not in scope.params:
             raise ExpressionError(
-                f"unknown parameter :{node.name}{_suggest(node.name, scope.params)}"
+                f"unknown parameter :{node.name}{suggest(node.name, scope.params)}"
             )
         if isinstance(node, exp.Table):
             _check_table(node, scope)
@@ -137,7 +138,7 @@ def _check_table(node: exp.Table, scope: Scope) -> None:
         raise ExpressionError(f"table reference {node.sql(DIALECT)!r} is not allowed")
     if node.name not in scope.tables:
         raise ExpressionError(
-            f"unknown source {node.name!r} in subquery{_suggest(node.name, set(scope.tables))}"
+            f"unknown source {node.name!r} in subquery{suggest(node.name, set(scope.tables))}"
             f" (sources: {', '.join(sorted(scope.tables))})"
         )
 
@@ -158,12 +159,12 @@ def _check_columns(tree: exp.Expression, scope: Scope) -> None:
         if qualifier not in visible:
             raise ExpressionError(
                 f"unknown qualifier {qualifier!r} in {column.sql(DIALECT)!r}"
-                f"{_suggest(qualifier, set(visible) - {''})}"
+                f"{suggest(qualifier, set(visible) - {''})}"
             )
         names = visible[qualifier]
         if column.name not in names:
             raise ExpressionError(
-                f"unknown column {column.sql(DIALECT)!r}{_suggest(column.name, names)}"
+                f"unknown column {column.sql(DIALECT)!r}{suggest(column.name, names)}"
             )
 
 
@@ -174,7 +175,10 @@ def literal(value: ParamValue) -> exp.Expression:
     if isinstance(value, int):
         return exp.Literal.number(value)
     if isinstance(value, (float, Decimal)):
-        return exp.cast(exp.Literal.string(str(Decimal(str(value)))), exp.DataType.build("DECIMAL(18,4)"))
+        number = Decimal(str(value))
+        scale = max(0, -number.as_tuple().exponent)
+        return exp.cast(exp.Literal.string(format(number, "f")),
+                        exp.DataType.build(f"DECIMAL({min(38, 18 + scale)},{scale})"))
     if isinstance(value, dt.date):
         return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("DATE"))
     if isinstance(value, str):

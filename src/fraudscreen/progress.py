@@ -24,7 +24,7 @@ class Progress:
         self.done = 0
         self.console = Console(stderr=True, highlight=False)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

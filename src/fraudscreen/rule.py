@@ -14,11 +14,10 @@ import hashlib
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 
 Expr = str  # a SQL expression in DuckDB syntax, validated by fraudscreen.expressions
 
@@ -172,7 +171,7 @@ class Query(_Model):
 
 
 Detection = Annotated[
-    Union[Filter, Aggregate, Sequence, Correlate, Window, PeriodChange, Query],
+    Filter | Aggregate | Sequence | Correlate | Window | PeriodChange | Query,
     Field(discriminator="kind"),
 ]
 

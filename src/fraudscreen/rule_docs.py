@@ -30,7 +30,8 @@ def _example(test: RuleTest) -> list[str]:
     lines.append("Expected suspicions:")
     lines.append("")
     for e in test.expect:
-        lines.append(f"- `{json.dumps(e.model_dump(exclude_none=True, mode='json'), ensure_ascii=False)}`")
+        fields = e.model_dump(exclude_none=True, mode="json")
+        lines.append(f"- `{json.dumps(fields, ensure_ascii=False)}`")
     return lines
 
 

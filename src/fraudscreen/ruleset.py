@@ -30,7 +30,7 @@ class RuleSet:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, extra: list[Path] | None = None, builtin: bool = True) -> "RuleSet":
+    def load(cls, extra: list[Path] | None = None, builtin: bool = True) -> RuleSet:
         paths = (rule_files(shipped("rules")) if builtin else [])
         for p in extra or []:
             paths += rule_files(p)
@@ -44,7 +44,7 @@ class RuleSet:
             rules.append(rule)
         return cls(sorted(rules, key=lambda r: r.id))
 
-    def select(self, only: list[str] | None) -> "RuleSet":
+    def select(self, only: list[str] | None) -> RuleSet:
         """Keep rules whose id or family is named; unknown names are an error."""
         if not only:
             return self
@@ -64,7 +64,7 @@ class RuleSet:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise RuleError(f"no rule {rule_id!r}{hint}")
 
-    def with_params(self, cli: list[str], site_file: Path | None) -> "RuleSet":
+    def with_params(self, cli: list[str], site_file: Path | None) -> RuleSet:
         """Attach overrides from a site params YAML and ``RULE_ID.NAME=VALUE`` pairs."""
         overrides: dict[str, dict[str, Any]] = {}
         if site_file:

@@ -59,6 +59,10 @@ def _evidence(value: Any) -> Any:
     return value
 
 
+def _render(template: str, figures: dict) -> str:
+    return _PLACEHOLDER.sub(lambda m: text(figures[m.group(1)]), template)
+
+
 def finalize(rule, evidence_names: list[str], raw: pl.DataFrame) -> pl.DataFrame:
     """Contract-shaped suspicions for one rule's raw hits."""
     template = _FOLD.sub("", rule.emit.message.strip())
@@ -81,7 +85,7 @@ def finalize(rule, evidence_names: list[str], raw: pl.DataFrame) -> pl.DataFrame
             "period_start": hit["period_start"],
             "period_end": hit["period_end"],
             "amount_at_risk": hit["amount_at_risk"],
-            "message": _PLACEHOLDER.sub(lambda m: text(figures[m.group(1)]), template),
+            "message": _render(template, figures),
             "evidence": json.dumps({k: _evidence(v) for k, v in evidence.items()},
                                    ensure_ascii=False, separators=(",", ":")),
         })
