@@ -474,8 +474,9 @@ app.add_typer(leads_app, name="leads")
 
 @leads_app.command("feedback")
 def leads_feedback(
-    csv_file: Annotated[Path, typer.Argument(help="CSV: suspicion_id or lead_id, result "
-                                                  "(属实/不属实), amount_recovered, note, reviewer.")],
+    csv_file: Annotated[Path, typer.Argument(
+        help="CSV: suspicion_id or lead_id, result (属实/不属实), amount_recovered, note, "
+             "reviewer.")],
     store: StoreOpt,
 ) -> None:
     """Import 核查结果 per suspicion or lead (all rows or none)."""

@@ -1,0 +1,454 @@
+"""Ingestion: every good row kept exactly, every bad row quarantined with its line and reason."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import tempfile
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from fraudscreen.cli import app
+from fraudscreen.contract import FEE_LINES, SETTLEMENTS, ColumnType, Table
+from fraudscreen.ingest import IngestError, load_folder, write_quarantine
+
+T0 = dt.datetime(2024, 3, 1, 8, 30, 0)
+
+
+def settlement(key: str, **values: str) -> dict[str, str]:
+    row = {
+        "settlement_id": key, "person_id": "P001", "institution_id": "H35090200001",
+        "insurance_type": "310", "medical_type": "21", "insured_region": "350902",
+        "visit_region": "350902", "admit_time": "2024-03-01 08:30:00",
+        "discharge_time": "2024-03-05 10:00:00", "settle_time": "2024-03-05 11:00:00",
+        "diagnosis_code": "J18.900", "department_code": "", "total_amount": "1200.50",
+        "fund_amount": "900.00", "reversed_settlement_id": "",
+    }
+    return row | values
+
+
+def fee_line(key: str, **values: str) -> dict[str, str]:
+    row = {
+        "line_id": key, "settlement_id": "S1", "item_code": "XJ01CAA040A001010100001",
+        "item_name": "阿莫西林胶囊", "fee_category": "09", "charge_time": "2024-03-02 09:00:00",
+        "quantity": "2", "unit_price": "12.5", "amount": "25.00", "doctor_id": "D01",
+    }
+    return row | values
+
+
+def write_csv(
+    path: Path, table: Table, rows: list[dict[str, str]], header: str = "name",
+    encoding: str = "utf-8",
+) -> Path:
+    """A CSV of ``rows`` with headers as contract names, Chinese names or national fields."""
+    names = {"name": lambda c: c.name, "zh": lambda c: c.zh,
+             "national": lambda c: c.national or c.name}[header]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([names(c) for c in table.columns])
+    writer.writerows([row[c.name] for c in table.columns] for row in rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(out.getvalue().encode(encoding))
+    return path
+
+
+def folder(tmp_path: Path, settlements: list[dict], fees: list[dict], **kw) -> Path:
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, settlements, **kw)
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, fees, **kw)
+    return tmp_path
+
+
+def validate(data: Path, out: Path, *flags: str):
+    return CliRunner().invoke(app, ["validate", "--data", str(data), "--out", str(out), *flags])
+
+
+def found(ingestion) -> set[tuple]:
+    return set(ingestion.quarantine.select("table", "line", "column", "reason").iter_rows())
+
+
+# --- the property: good rows kept exactly, bad rows quarantined, nothing else ----------
+
+TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y%m%d%H%M%S")
+BAD = {
+    ColumnType.TIMESTAMP: ("2024-13-01 00:00:00", "2024-02-30", "yesterday", "2024-01-01 25:00"),
+    ColumnType.MONEY: ("abc", "1e3", "1,234.50", "12.3.4", "¥5"),
+}
+BAD[ColumnType.QUANTITY] = BAD[ColumnType.MONEY]
+
+
+@st.composite
+def cell(draw, column, key: str):
+    """(text in the file, value expected in the table) for one good cell."""
+    if column.name in ("settlement_id", "line_id"):
+        return key, key
+    if column.nullable and draw(st.booleans()):
+        return draw(st.sampled_from(["", "  "])), None
+    if column.type is ColumnType.TIMESTAMP:
+        value = draw(st.datetimes(dt.datetime(2000, 1, 1), dt.datetime(2030, 12, 31)))
+        value = value.replace(microsecond=0)
+        return value.strftime(draw(st.sampled_from(TIME_FORMATS))), value
+    if column.type in (ColumnType.MONEY, ColumnType.QUANTITY):
+        scale = column.type.polars.scale
+        value = draw(st.decimals(-10**6, 10**6, places=scale + 2))
+        return str(value), value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+    code = draw(st.text("0123456789ABX.", min_size=1, max_size=8))
+    return draw(st.sampled_from(["{}", " {} "])).format(code), code
+
+
+@st.composite
+def table_file(draw):
+    """A table, its rows as text, the rows expected kept, and the quarantine expected."""
+    table = draw(st.sampled_from([SETTLEMENTS, FEE_LINES]))
+    (key,) = table.key
+    kinds = ["good", "bad value", "missing", "duplicate"]
+    if table is SETTLEMENTS:
+        kinds.append("discharge before admission")
+    rows, kept, quarantined = [], [], set()
+    for i, kind in enumerate(draw(st.lists(st.sampled_from(kinds), max_size=12))):
+        line = i + 2
+        pairs = {c.name: draw(cell(c, f"K{i:03d}")) for c in table.columns}
+        if table is SETTLEMENTS and pairs["discharge_time"][1] is not None:
+            stay = dt.timedelta(hours=draw(st.integers(0, 500)))
+            end = pairs["admit_time"][1] + stay
+            pairs["discharge_time"] = (end.strftime("%Y-%m-%d %H:%M:%S"), end)
+        text = {name: pair[0] for name, pair in pairs.items()}
+        if kind == "bad value":
+            column = draw(st.sampled_from([c for c in table.columns if c.type in BAD]))
+            text[column.name] = draw(st.sampled_from(BAD[column.type]))
+            quarantined.add((table.name, line, column.name, "bad " + (
+                "timestamp" if column.type is ColumnType.TIMESTAMP else "decimal")))
+        elif kind == "missing":
+            column = draw(st.sampled_from([c for c in table.columns if not c.nullable]))
+            text[column.name] = draw(st.sampled_from(["", "   "]))
+            quarantined.add((table.name, line, column.name, "missing value"))
+        elif kind == "duplicate" and kept:
+            text[key] = kept[draw(st.integers(0, len(kept) - 1))][key]
+            quarantined.add((table.name, line, key, "duplicate key"))
+        elif kind == "discharge before admission":
+            text["discharge_time"] = (pairs["admit_time"][1] - dt.timedelta(minutes=1)).isoformat()
+            quarantined.add((table.name, line, "discharge_time", kind))
+        else:
+            kept.append({name: pair[1] for name, pair in pairs.items()})
+        rows.append(text)
+    return table, rows, kept, quarantined
+
+
+@given(table_file())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_good_rows_kept_and_bad_rows_quarantined_by_line_and_reason(case):
+    table, rows, kept, quarantined = case
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        other = FEE_LINES if table is SETTLEMENTS else SETTLEMENTS
+        write_csv(data / f"{table.name}.csv", table, rows)
+        write_csv(data / f"{other.name}.csv", other, [])
+        ingestion = load_folder(data)
+    assert ingestion.tables[table.name].to_dicts() == kept
+    assert found(ingestion) == quarantined
+    assert ingestion.rows_read[table.name] == len(rows)
+    assert ingestion.quarantine["file"].unique().to_list() in ([], [f"{table.name}.csv"])
+
+
+# --- encodings and headers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", [None, "gbk", "gb18030"])
+def test_gbk_csv_with_chinese_headers(tmp_path, encoding):
+    data = folder(tmp_path, [settlement("S1", diagnosis_code="肺炎")], [fee_line("L1")],
+                  header="zh", encoding="gbk")
+    ingestion = load_folder(data, encoding=encoding)
+    assert ingestion.tables["fee_lines"]["item_name"].to_list() == ["阿莫西林胶囊"]
+    assert ingestion.tables["settlements"]["diagnosis_code"].to_list() == ["肺炎"]
+    assert ingestion.quarantine.is_empty()
+
+
+def test_utf8_with_bom_and_padded_headers(tmp_path):
+    path = write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    text = path.read_text(encoding="utf-8").replace("settlement_id,", " settlement_id ,", 1)
+    path.write_bytes("\ufeff".encode() + text.encode())
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [fee_line("L1")])
+    ingestion = load_folder(tmp_path)
+    assert ingestion.tables["settlements"]["settlement_id"].to_list() == ["S1"]
+    assert ingestion.tables["settlements"].columns == SETTLEMENTS.column_names
+
+
+def test_national_field_names_with_any_letter_case(tmp_path):
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")], header="national")
+    path = tmp_path / "fee_lines.csv"
+    text = path.read_text(encoding="utf-8").replace("bkkp_sn", "BKKP_SN")
+    path.write_text(text, encoding="utf-8")
+    ingestion = load_folder(tmp_path)
+    assert ingestion.tables["fee_lines"]["line_id"].to_list() == ["L1"]
+    assert ingestion.tables["settlements"]["total_amount"].to_list() == [Decimal("1200.50")]
+
+
+def test_column_map_renames_site_headers(tmp_path):
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    path = tmp_path / "fee_lines.csv"
+    text = path.read_text(encoding="utf-8").replace("line_id", "流水号").replace("amount", "金额")
+    path.write_text(text, encoding="utf-8")
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("column_map:\n  流水号: line_id\n  金额: amount\n", encoding="utf-8")
+    ingestion = load_folder(tmp_path, column_map=mapping)
+    fees = ingestion.tables["fee_lines"]
+    assert fees.select("line_id", "amount").row(0) == ("L1", Decimal("25.00"))
+    with pytest.raises(IngestError, match="did you mean 'amount'"):
+        mapping.write_text("column_map:\n  金额: amont\n", encoding="utf-8")
+        load_folder(tmp_path, column_map=mapping)
+
+
+def test_unknown_columns_dropped_and_absent_nullable_columns_filled(tmp_path):
+    folder(tmp_path, [settlement("S1")], [])
+    rows = "line_id,settlement_id,item_code,item_name,fee_category,charge_time,quantity,"
+    rows += "unit_price,amount,备注\nL1,S1,X,药,01,2024-01-01,1,1,1,note\n"
+    (tmp_path / "fee_lines.csv").write_text(rows, encoding="utf-8")
+    ingestion = load_folder(tmp_path)
+    assert ingestion.tables["fee_lines"].columns == FEE_LINES.column_names
+    assert ingestion.tables["fee_lines"]["doctor_id"].to_list() == [None]
+    assert any("备注" in note for note in ingestion.notes)
+    assert any("doctor_id" in note for note in ingestion.notes)
+
+
+# --- the acceptance case: a GBK export with three bad rows, through the CLI ------------
+
+
+def gbk_export(tmp_path: Path) -> Path:
+    rows = [settlement(f"S{i:03d}", medical_type="01") for i in range(1, 11)]
+    rows[2]["total_amount"] = "一百"  # line 4
+    rows[5]["admit_time"] = "2024-02-30 08:00:00"  # line 7
+    rows[8]["person_id"] = ""  # line 10
+    data = tmp_path / "data"
+    return folder(data, rows, [fee_line("L1", settlement_id="S001")], header="zh", encoding="gbk")
+
+
+def test_validate_quarantines_exactly_the_three_bad_lines(tmp_path):
+    data, out = gbk_export(tmp_path), tmp_path / "out"
+    result = validate(data, out)
+    assert result.exit_code == 0, result.output
+    raw = (out / "quarantine.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbftable,file,line,column,value,reason\n")
+    quarantine = pl.read_csv(raw, infer_schema=False)
+    assert quarantine.select("file", "line", "column", "value", "reason").rows() == [
+        ("settlements.csv", "4", "total_amount", "一百", "bad decimal"),
+        ("settlements.csv", "7", "admit_time", "2024-02-30 08:00:00", "bad timestamp"),
+        ("settlements.csv", "10", "person_id", None, "missing value"),
+    ]
+    kept = load_folder(data).tables["settlements"]
+    assert kept["settlement_id"].to_list() == [f"S{i:03d}" for i in (1, 2, 4, 5, 7, 8, 10)]
+
+    strict = validate(data, out, "--strict")
+    assert strict.exit_code == 1
+    assert "3 row(s) quarantined" in strict.output
+
+
+def test_validate_exits_2_naming_a_missing_required_table(tmp_path):
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [fee_line("L1")])
+    result = validate(tmp_path, tmp_path / "out")
+    assert result.exit_code == 2
+    assert "required table settlements" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_exits_2_naming_a_missing_required_column(tmp_path):
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")], header="zh")
+    path = tmp_path / "settlements.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace("医疗费总额", "医疗费总金额"),
+                    encoding="utf-8")
+    result = validate(tmp_path, tmp_path / "out")
+    assert result.exit_code == 2
+    assert "settlements.csv" in result.output and "total_amount" in result.output
+    assert "did you mean '医疗费总金额'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unusable_encodings_are_ingest_errors(tmp_path):
+    folder(tmp_path, [settlement("S1", diagnosis_code="肺炎")], [fee_line("L1")], encoding="gbk")
+    with pytest.raises(IngestError, match="unknown encoding"):
+        load_folder(tmp_path, encoding="klingon")
+    with pytest.raises(IngestError, match=r"settlements\.csv.*not valid UTF-8"):
+        load_folder(tmp_path, encoding="utf-8")
+
+
+# --- values --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "money", "quantity"),
+    [
+        ("0.105", "0.11", "0.1050"),
+        ("12.345", "12.35", "12.3450"),
+        ("-0.105", "-0.11", "-0.1050"),
+        ("0.0049", "0.00", "0.0049"),
+        ("0.00005", "0.00", "0.0001"),
+        ("+.5", "0.50", "0.5000"),
+        ("1234.", "1234.00", "1234.0000"),
+        ("99999999999999.994", "99999999999999.99", None),
+        ("99999999999999.995", None, None),
+        ("1e3", None, None),
+        ("1,000", None, None),
+        ("12.5元", None, None),
+    ],
+)
+def test_decimals_are_exact_and_round_half_away_from_zero(tmp_path, text, money, quantity):
+    folder(tmp_path, [settlement("S1")], [fee_line("L1", amount=text, quantity=text)])
+    ingestion = load_folder(tmp_path)
+    fees = ingestion.tables["fee_lines"]
+    assert fees.schema["amount"] == pl.Decimal(16, 2)
+    expected = {("fee_lines", 2, "amount", "bad decimal")} if money is None else set()
+    if quantity is None:
+        expected.add(("fee_lines", 2, "quantity", "bad decimal"))
+    assert found(ingestion) == expected
+    if money and quantity:
+        assert fees.select("amount", "quantity").row(0) == (Decimal(money), Decimal(quantity))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-03-01 08:30:00", T0),
+        ("2024-03-01T08:30:00", T0),
+        ("2024/03/01 08:30:00", T0),
+        ("2024/3/1 8:30", T0),
+        ("2024-03-01 08:30", T0),
+        ("20240301083000", T0),
+        ("2024-03-01 08:30:00.250", T0.replace(microsecond=250000)),
+        ("2024-03-01", dt.datetime(2024, 3, 1)),
+        ("20240301", dt.datetime(2024, 3, 1)),
+        ("2024030108300", None),
+        ("2024-03-01 08:30:00 x", None),
+        ("2024-02-30 08:30:00", None),
+        ("01/03/2024 08:30", None),
+    ],
+)
+def test_timestamp_formats(tmp_path, text, expected):
+    folder(tmp_path, [settlement("S1")], [fee_line("L1", charge_time=text)])
+    ingestion = load_folder(tmp_path)
+    if expected is None:
+        assert found(ingestion) == {("fee_lines", 2, "charge_time", "bad timestamp")}
+    else:
+        assert ingestion.tables["fee_lines"]["charge_time"].to_list() == [expected]
+
+
+def test_dates(tmp_path):
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    persons = "人员编号,性别,出生日期,参保地医保区划\nP1,1,1980-01-31,010101\n"
+    persons += "P2,2,1980/1/31,350902\nP3,1,19800131,350902\nP4,2,1980-02-30,350902\n"
+    (tmp_path / "persons.csv").write_text(persons, encoding="utf-8")
+    ingestion = load_folder(tmp_path)
+    assert ingestion.tables["persons"]["birth_date"].to_list() == [dt.date(1980, 1, 31)] * 3
+    assert ingestion.tables["persons"]["insured_region"][0] == "010101"
+    assert found(ingestion) == {("persons", 5, "birth_date", "bad date")}
+    assert "persons" not in ingestion.missing_optional and "catalog" in ingestion.missing_optional
+
+
+def test_codes_keep_leading_zeros(tmp_path):
+    fees = [fee_line(f"L{i}", fee_category=code, item_code="0012") for i, code in
+            enumerate(["01", "09", "010"])]
+    folder(tmp_path, [settlement("S1", medical_type="01", insured_region="010101")], fees)
+    ingestion = load_folder(tmp_path)
+    assert ingestion.tables["fee_lines"]["fee_category"].to_list() == ["01", "09", "010"]
+    assert ingestion.tables["fee_lines"]["item_code"].to_list() == ["0012"] * 3
+    assert ingestion.tables["settlements"].select("medical_type", "insured_region").row(0) == (
+        "01", "010101")
+
+
+def test_duplicate_keys_and_discharge_before_admission(tmp_path):
+    settlements = [
+        settlement("S1"),
+        settlement("S2", admit_time="2024-03-05 08:00:00", discharge_time="2024-03-04 08:00:00"),
+        settlement("S1", person_id="P999"),
+        settlement("S3", discharge_time=""),
+    ]
+    folder(tmp_path, settlements, [fee_line("L1"), fee_line("L1")])
+    ingestion = load_folder(tmp_path)
+    assert found(ingestion) == {
+        ("settlements", 3, "discharge_time", "discharge before admission"),
+        ("settlements", 4, "settlement_id", "duplicate key"),
+        ("fee_lines", 3, "line_id", "duplicate key"),
+    }
+    assert ingestion.tables["settlements"].select("settlement_id", "person_id").rows() == [
+        ("S1", "P001"), ("S3", "P001")]
+
+
+def test_two_bad_cells_give_two_entries_but_one_row_and_empty_rows_one_entry(tmp_path):
+    folder(tmp_path, [settlement("S1", total_amount="x", settle_time="y")], [fee_line("L1")])
+    with (tmp_path / "settlements.csv").open("a", encoding="utf-8") as f:
+        f.write(",,,,,,,,,,,,,,\n\n")
+    ingestion = load_folder(tmp_path)
+    assert found(ingestion) == {
+        ("settlements", 2, "settle_time", "bad timestamp"),
+        ("settlements", 2, "total_amount", "bad decimal"),
+        ("settlements", 3, None, "empty row"),
+        ("settlements", 4, None, "empty row"),
+    }
+    assert ingestion.rows_read["settlements"] == 3 and ingestion.tables["settlements"].is_empty()
+
+
+def test_line_numbers_count_quoted_line_breaks(tmp_path):
+    fees = [fee_line("L1", item_name="阿莫西林\n胶囊\n0.25g"), fee_line("L2", amount="bad")]
+    folder(tmp_path, [settlement("S1")], fees)
+    ingestion = load_folder(tmp_path)
+    assert found(ingestion) == {("fee_lines", 5, "amount", "bad decimal")}
+    assert ingestion.tables["fee_lines"]["item_name"].to_list() == ["阿莫西林\n胶囊\n0.25g"]
+
+
+# --- layouts: parts and Parquet -------------------------------------------------------
+
+
+def test_folder_of_parts_read_in_name_order_with_duplicates_across_parts(tmp_path):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    parts = tmp_path / "fee_lines"
+    write_csv(parts / "part-2.csv", FEE_LINES, [fee_line("L3"), fee_line("L1")], header="zh")
+    write_csv(parts / "part-1.csv", FEE_LINES, [fee_line("L1"), fee_line("L2")])
+    (parts / "_SUCCESS").write_text("")
+    ingestion = load_folder(tmp_path)
+    assert ingestion.tables["fee_lines"]["line_id"].to_list() == ["L1", "L2", "L3"]
+    assert ingestion.quarantine.select("file", "line", "reason").rows() == [
+        ("fee_lines/part-2.csv", 3, "duplicate key")]
+    assert [f.path for f in ingestion.files] == [
+        "settlements.csv", "fee_lines/part-1.csv", "fee_lines/part-2.csv"]
+    assert all(len(f.sha256) == 64 for f in ingestion.files)
+    assert ingestion.rows_read == {"settlements": 1, "fee_lines": 4}
+
+
+def test_parquet_typed_and_text_columns(tmp_path):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    pl.DataFrame(
+        {
+            "明细流水号": ["L1", "L2", "L3"],
+            "setl_id": ["S1", "S1", "S1"],
+            "item_code": ["X1", "X2", "X3"],
+            "item_name": ["a", "b", "c"],
+            "fee_category": ["01", "09", "14"],
+            "charge_time": pl.Series([T0, T0, T0]).dt.replace_time_zone("Asia/Shanghai"),
+            "quantity": [1, 2, 3],
+            "unit_price": pl.Series(["0.5", "oops", "1"]),
+            "amount": [0.105, 1.0, 2.0],
+            "extra": [1, 2, 3],
+        }
+    ).write_parquet(tmp_path / "fee_lines.parquet")
+    ingestion = load_folder(tmp_path)
+    fees = ingestion.tables["fee_lines"]
+    assert fees.schema == {c.name: c.type.polars for c in FEE_LINES.columns}
+    assert fees.select("line_id", "charge_time", "quantity", "amount").rows() == [
+        ("L1", T0, Decimal("1.0000"), Decimal("0.11")),
+        ("L3", T0, Decimal("3.0000"), Decimal("2.00")),
+    ]
+    assert ingestion.quarantine.select("file", "line", "column", "value", "reason").rows() == [
+        ("fee_lines.parquet", 2, "unit_price", "oops", "bad decimal")]
+
+
+def test_write_quarantine_replaces_the_file_whole(tmp_path):
+    data = gbk_export(tmp_path)
+    out = tmp_path / "new" / "out"
+    path = write_quarantine(load_folder(data), out)
+    assert path == out / "quarantine.csv"
+    assert [p.name for p in out.iterdir()] == ["quarantine.csv"]
+    assert path.read_text(encoding="utf-8-sig").count("\n") == 4
