@@ -107,7 +107,15 @@ def sample(
     """Generate a synthetic prefecture with injected fraud cases and decoys."""
     from fraudscreen.sample import generate
 
-    generate(out, scale=scale, seed=seed, truth_dir=truth)
+    try:
+        summary = generate(out, scale=scale, seed=seed, truth_dir=truth)
+    except (ValueError, OSError) as err:
+        raise _fail(err) from None
+    rows = ", ".join(f"{n} {c:,}" for n, c in summary.rows.items())
+    cases = sum(n for (_, kind), n in summary.truth.items() if kind == "positive")
+    decoys = sum(n for (_, kind), n in summary.truth.items() if kind == "decoy")
+    typer.echo(f"wrote {summary.data_dir}: {rows}")
+    typer.echo(f"truth in {summary.truth_dir}: {cases} injected case(s), {decoys} decoy(s)")
 
 
 RulesOpt = Annotated[
