@@ -264,7 +264,8 @@ class _Compiler:
         key = list(sources.BY_NAME[det.source].key)
         t, width = self._span(det)
         part = det.partition_by
-        order = ", ".join(["__t"] + [_q(k) for k in key])
+        # Members are ordered by their real time (ties by key); spans are measured on __t.
+        order = ", ".join([_q(det.time)] + [_q(k) for k in key])
         self.ctes.append(("ev", f"SELECT src.*, {t} AS __t FROM src"))
         having = self.expr(det.having, p + ("having",), {"": cols}, aggregates=True,
                            rewrite=_requalify({"": "e."}))
@@ -394,8 +395,8 @@ class _Compiler:
             related = "CAST([] AS VARCHAR[])"
         selects.append(f"coalesce({related}, CAST([] AS VARCHAR[])) AS related_settlement_ids")
         amount = self.expr(e.amount_at_risk, ("emit", "amount_at_risk"), scope, rewrite=rw)
-        selects.append(f"CAST(round(greatest(CAST({amount} AS DECIMAL(18,4)), 0), 2)"
-                       f" AS DECIMAL(16,2)) AS amount_at_risk")
+        selects.append(f"CAST(round(greatest({amount}, 0), 2) AS DECIMAL(16,2))"
+                       " AS amount_at_risk")
         for name, text in e.evidence.items():
             ev = self.expr(text, ("emit", "evidence", name), scope, rewrite=rw)
             selects.append(f"{ev} AS {_q('ev__' + name)}")

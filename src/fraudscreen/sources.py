@@ -162,7 +162,7 @@ SOURCES: tuple[Source, ...] = (
         WITH billed AS (
             SELECT DISTINCT item_code, item_name FROM fee_lines
         ), hits AS (
-            SELECT DISTINCT b.item_code, b.item_name
+            SELECT DISTINCT b.item_code
             FROM billed AS b
             LEFT JOIN input_catalog AS c ON c.item_code = b.item_code
             JOIN input_watchlist AS w ON
@@ -175,10 +175,11 @@ SOURCES: tuple[Source, ...] = (
                        OR contains(b.item_name, w.generic_name)))
         )
         SELECT f.* FROM fee_lines AS f
-        JOIN hits AS h ON h.item_code = f.item_code AND h.item_name = f.item_name
+        JOIN hits AS h ON h.item_code = f.item_code
         """,
         "Fee lines of items on an active watch list: by code, code prefix ending '*', "
-        "or generic name (catalog.generic_name equal, or item_name containing it).",
+        "or generic name (catalog.generic_name equal, or an item_name it was billed "
+        "under containing it). Once an item matches, all its lines count.",
     ),
     _table("persons", "Insured persons (参保人员)."),
     _table("institutions", "Designated institutions (定点医药机构)."),

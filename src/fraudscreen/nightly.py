@@ -1,0 +1,690 @@
+"""``fraudscreen nightly``: screen each night's exports, keeping state in one DuckDB file.
+
+One night:
+
+1. **Scan** the inbox (the contract layout; tables as ``NAME/`` folders of parts or
+   ``NAME.parquet``/``NAME.csv``). A file whose content checksum is in the store's
+   ``files`` table was ingested before and is skipped (an unchanged path, size and
+   mtime is trusted without hashing again).
+2. **Ingest** the new files exactly as ``validate``/``run`` would: they are linked into
+   a temporary folder with the contract layout and read by ``load_folder``, so the
+   quarantine rules are the same. A row whose key is already in the store goes to
+   quarantine as ``duplicate key`` with its file and line.
+3. **Screen** every rule over *all* stored data plus the new rows. A full re-screen
+   is what makes the store equal, after any sequence of nights, to one ``run`` over
+   all the data: every rule sees exactly what it would see there, lookbacks,
+   reversals and monthly totals included. (Screening only the settlements within
+   each rule's lookback of the new data would be faster on years of history; it is
+   a possible optimisation, not done here.) When no file is new and the rules,
+   parameters and watch lists are those of the last night, screening is skipped:
+   its result could not differ.
+4. **Merge** the screening into the store's suspicions (``merge``): new ids open;
+   ids whose figures changed keep their id and record the change; open ids no
+   longer found are *retracted* when a settlement they rest on has been reversed
+   (冲销), else *superseded*; closed ids found again are *reopened*.
+5. **Commit** steps 2–4 (files, rows, quarantine, suspicions, the night's row) in
+   ONE transaction. A crash anywhere before COMMIT leaves the store as it was; the
+   next run redoes the night.
+6. **Report**: the output folder (written aside and moved into place whole) holds
+   the leads not yet reported (new, or reopened; suppressed ones held back),
+   ``changes.csv``, the night's quarantine and ``run.json``. Only then a second,
+   small transaction marks those leads reported and the night's outputs written.
+   A crash between the two transactions is repaired by the next run, whose output
+   then includes everything not yet reported.
+
+``FRAUDSCREEN_TEST_KILL_AT`` is a **test hook**: set to one of ``KILL_POINTS`` it
+makes the process SIGKILL itself at that point, so tests can prove the above.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from fraudscreen import __version__, store
+from fraudscreen.contract import INPUT_TABLES, SUSPICIONS
+from fraudscreen.ingest import SUFFIXES, IngestError, Ingestion, load_folder
+from fraudscreen.output import staged, write_csv, write_json, write_suspicions
+from fraudscreen.ruleset import RuleSet
+from fraudscreen.screen import Screening, make_engine, screen
+
+KILL_ENV = "FRAUDSCREEN_TEST_KILL_AT"
+KILL_POINTS = ("after_ingest", "before_commit", "after_commit", "after_outputs")
+# The figures compared night to night; a difference is recorded as a change.
+FIGURES = tuple(c.name for c in SUSPICIONS.columns
+                if c.name not in ("suspicion_id", "rule_id", "rule_version"))
+NOT_SUPPORTED = "no longer supported by the data"
+
+
+@dataclass
+class NightOptions:
+    inbox: Path
+    store: Path
+    out: Path
+    rules: list[Path] = field(default_factory=list)
+    only: list[str] = field(default_factory=list)
+    params: list[str] = field(default_factory=list)
+    params_file: Path | None = None
+    watchlists: list[Path] = field(default_factory=list)
+    encoding: str | None = None
+    column_map: Path | None = None
+    strict: bool = False
+    engine: str = "duckdb"
+    memory_limit: str = "2GB"
+    threads: int | None = None
+    profile: str = "full"
+    today: dt.date | None = None  # the night's date (suppression expiry); default today
+
+
+@dataclass
+class NightResult:
+    night: int | None  # the store's latest night after this run (None: still empty)
+    committed: bool  # this run committed a new night
+    manifest: dict
+    exit_code: int
+
+
+@dataclass
+class InboxFile:
+    table: str
+    path: Path  # absolute
+    rel: str  # relative to the inbox, as recorded in `files` and the quarantine
+    size: int
+    mtime_ns: int
+    sha256: str = ""
+
+
+@dataclass
+class Merge:
+    table: pl.DataFrame  # the whole new suspicions table
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    retracted: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
+    reopened: list[str] = field(default_factory=list)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.new or self.changed or self.retracted or self.superseded
+                    or self.reopened)
+
+
+def _hook(point: str) -> None:
+    """Test hook: SIGKILL this process at ``point`` when $FRAUDSCREEN_TEST_KILL_AT says so."""
+    if os.environ.get(KILL_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- scanning the inbox -----------------------------------------------------------
+
+def scan_inbox(inbox: Path, notes: list[str]) -> list[InboxFile]:
+    """The inbox's contract files, in path order: ``NAME.ext`` and ``NAME/part.ext``."""
+    inbox = Path(inbox)
+    if not inbox.is_dir():
+        raise IngestError(f"{inbox}: no such inbox folder")
+    found: list[tuple[str, Path]] = []
+    for entry in sorted(inbox.iterdir()):
+        if entry.name.startswith((".", "_")):
+            continue
+        if entry.is_dir() and entry.name in INPUT_TABLES:
+            for part in sorted(entry.iterdir()):
+                if part.name.startswith((".", "_")):
+                    continue
+                if part.is_file() and part.suffix.lower() in SUFFIXES:
+                    found.append((entry.name, part))
+                else:
+                    notes.append(f"ignored {entry.name}/{part.name}: not a .csv or .parquet part")
+        elif entry.is_file() and entry.stem in INPUT_TABLES and entry.suffix.lower() in SUFFIXES:
+            found.append((entry.stem, entry))
+        else:
+            notes.append(f"ignored {entry.name}: not a contract table")
+    files = []
+    for table, path in found:
+        st = path.stat()
+        files.append(InboxFile(table, path.resolve(), path.relative_to(inbox).as_posix(),
+                               st.st_size, st.st_mtime_ns))
+    return files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def unseen(con: duckdb.DuckDBPyConnection, files: list[InboxFile],
+           notes: list[str]) -> tuple[list[InboxFile], int]:
+    """The files whose content the store has not ingested; and how many were skipped."""
+    known = {r[0]: (r[1], r[2], r[3]) for r in con.execute(
+        "SELECT sha256, path, size, mtime_ns FROM files").fetchall()}
+    by_stat = {v: k for k, v in known.items()}
+    fresh, seen_now, skipped = [], set(), 0
+    for f in files:
+        cached = by_stat.get((f.rel, f.size, f.mtime_ns))
+        f.sha256 = cached or _sha256(f.path)
+        if f.sha256 in known:
+            skipped += 1
+        elif f.sha256 in seen_now:
+            notes.append(f"skipped {f.rel}: same content as another new file")
+            skipped += 1
+        else:
+            seen_now.add(f.sha256)
+            fresh.append(f)
+    return fresh, skipped
+
+
+# --- ingesting the new files -------------------------------------------------------
+
+@dataclass
+class Intake:
+    files: list[InboxFile]
+    ingestion: Ingestion
+    tables: dict[str, pl.DataFrame]  # clean rows not yet in the store
+    quarantine: pl.DataFrame  # table,file,line,column,value,reason (inbox paths)
+    rows_read: dict[str, int]
+    file_rows: dict[str, int]  # sha256 -> rows read
+
+
+def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str | None,
+           column_map: Path | None) -> Intake:
+    """Read the new files as ``load_folder`` reads a data folder; drop stored keys."""
+    stage = Path(tempfile.mkdtemp(prefix="fraudscreen-stage-"))
+    try:
+        names: dict[str, InboxFile] = {}
+        for i, f in enumerate(files):
+            folder = stage / f.table
+            folder.mkdir(exist_ok=True)
+            target = folder / f"{i:06d}-{f.path.name}"  # keeps the inbox's order
+            try:
+                target.symlink_to(f.path)
+            except OSError:
+                shutil.copyfile(f.path, target)
+            names[target.relative_to(stage).as_posix()] = f
+        placeholders = set()
+        for name, table in INPUT_TABLES.items():  # load_folder needs the required tables
+            if table.required and not (stage / name).exists():
+                pl.DataFrame(schema={c.name: c.type.polars for c in table.columns}
+                             ).write_parquet(stage / f"{name}.parquet")
+                placeholders.add(f"{name}.parquet")
+        ing = load_folder(stage, encoding=encoding, column_map=column_map)
+        real = [f for f in ing.files if f.path not in placeholders]
+        for info in real:
+            if info.sha256 != names[info.path].sha256:
+                raise IngestError(f"{names[info.path].path}: changed while being read; run "
+                                  "again once the export is complete")
+        present = {f.table for f in real}
+        tables = {n: t for n, t in ing.tables.items() if n in present}
+        quarantine = ing.quarantine.with_columns(
+            pl.col("file").replace_strict({k: v.rel for k, v in names.items()},
+                                          default=pl.col("file")))
+        extra = []
+        for name, frame in tables.items():
+            kept, repeated = _split_stored(con, name, frame)
+            tables[name] = kept
+            if repeated.height:
+                extra.append(_locate(repeated, name, [names[f.path] for f in real
+                                                      if f.table == name],
+                                     quarantine, encoding, column_map))
+        if extra:
+            quarantine = pl.concat([quarantine, *extra]).sort(
+                "table", "file", "line", "column", nulls_last=False)
+        return Intake(files=[names[f.path] for f in real], ingestion=ing, tables=tables,
+                      quarantine=quarantine,
+                      rows_read={n: v for n, v in ing.rows_read.items() if n in present},
+                      file_rows={names[f.path].sha256: f.rows for f in real})
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _split_stored(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows whose key is not yet in the store, and those whose key is."""
+    key = list(INPUT_TABLES[name].key)
+    if not key or frame.is_empty():
+        return frame, frame.clear()
+    con.register("_new_keys", frame.select(key).to_arrow())
+    try:
+        on = " AND ".join(f'n."{k}" = t."{k}"' for k in key)
+        stored = store.frame(con, f'SELECT n.* FROM _new_keys AS n SEMI JOIN "{name}" AS t '
+                                  f"ON {on}")
+    finally:
+        con.unregister("_new_keys")
+    if stored.is_empty():
+        return frame, frame.clear()
+    return (frame.join(stored, on=key, how="anti", maintain_order="left"),
+            frame.join(stored, on=key, how="semi", maintain_order="left"))
+
+
+def _locate(repeated: pl.DataFrame, name: str, files: list[InboxFile],
+            quarantine: pl.DataFrame, encoding: str | None, column_map: Path | None
+            ) -> pl.DataFrame:
+    """Quarantine entries (with file and line) for rows whose key was already stored.
+
+    The row kept by ``load_folder`` is the first clean one with its key, in file and
+    line order: re-read the files' key columns (as ingest reads them) to find it.
+    """
+    from fraudscreen import ingest as _ingest
+    from fraudscreen.quarantine import DUPLICATE_KEY, LINE
+
+    table = INPUT_TABLES[name]
+    key = list(table.key)
+    wanted = repeated.select(key).with_row_index("_want")
+    renames = _ingest._load_column_map(Path(column_map)) if column_map else {}
+    codec = _ingest._codec(encoding)
+    bad = quarantine.filter(pl.col("table") == name).select("file", "line").unique()
+    found = []
+    for f in files:
+        raw, _ = _ingest._read_part(f.path, f.path.parent, table, codec, renames, [])
+        keys = raw.select(*(pl.col(k).cast(pl.String).str.strip_chars() for k in key),
+                          pl.col(LINE).alias("line"))
+        hits = (keys.join(wanted, on=key).with_columns(file=pl.lit(f.rel))
+                .join(bad, on=["file", "line"], how="anti"))
+        found.append(hits.select("_want", "file", "line"))
+    first = (pl.concat(found).group_by("_want", maintain_order=True).first()
+             if found else pl.DataFrame(schema={"_want": pl.UInt32, "file": pl.String,
+                                                "line": pl.Int64}))
+    located = wanted.join(first, on="_want", how="left", maintain_order="left")
+    return located.select(
+        table=pl.lit(name), file="file", line="line", column=pl.lit(",".join(key)),
+        value=pl.concat_str(key, separator=","),
+        reason=pl.lit(DUPLICATE_KEY))
+
+
+# --- screening and merging ----------------------------------------------------------
+
+def fingerprint(ruleset: RuleSet, watchlists: list[Path]) -> str:
+    """What the screening depends on besides the data: rules, parameters, watch lists."""
+    from fraudscreen.reference import watchlist_files
+
+    doc = {
+        "rules": [[r.id, r.version, r.content_hash] for r in ruleset.rules],
+        "overrides": ruleset.overrides,
+        "watchlists": [_sha256(p) for p in watchlist_files(watchlists)],
+    }
+    text = json.dumps(doc, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def all_tables(con: duckdb.DuckDBPyConnection, new: dict[str, pl.DataFrame]
+               ) -> dict[str, pl.DataFrame]:
+    """Every present table: what the store holds, then the night's new rows."""
+    names = [n for n in INPUT_TABLES if n in set(store.present_tables(con)) | set(new)]
+    tables = {}
+    for name in names:
+        parts = [store.input_table(con, name)] + ([new[name]] if name in new else [])
+        tables[name] = pl.concat(parts)
+    for name, table in INPUT_TABLES.items():
+        if table.required and name not in tables:
+            tables[name] = pl.DataFrame(schema={c.name: c.type.polars for c in table.columns})
+    return tables
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (Decimal, dt.date)):
+        return str(value)
+    return value
+
+
+def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[str, str],
+          reversals: dict[str, str], night: int) -> Merge:
+    """The store's suspicions after this night's screening (see the module docstring).
+
+    ``old`` is the stored table, ``found`` the screening's suspicions, ``ran`` the rules
+    that ran (suspicions of rules that failed or were skipped are left as they were),
+    ``versions`` each rule's current version and ``reversals`` reversed settlement id
+    → the id of the reversal row.
+    """
+    schema = {**store.contract_shape(found).schema, **_extra_schema()}
+    result = Merge(pl.DataFrame(schema=schema))
+    previous = {r["suspicion_id"]: r
+                for r in (old.select(list(schema)).to_dicts() if old.height else [])}
+    rows = []
+    for hit in store.contract_shape(found).to_dicts():
+        sid = hit["suspicion_id"]
+        prev = previous.pop(sid, None)
+        if prev is None:
+            rows.append({**hit, "status": "open", "reason": None, "first_night": night,
+                         "last_night": night, "status_night": night, "reported_night": None,
+                         "changed_night": None,
+                         "changes": json.dumps([{"night": night, "event": "new"}],
+                                                  ensure_ascii=False)})
+            result.new.append(sid)
+            continue
+        events = json.loads(prev["changes"])
+        row = {**prev, **hit, "last_night": night}
+        diff = {k: [_plain(prev[k]), _plain(hit[k])] for k in FIGURES if prev[k] != hit[k]}
+        if diff:
+            events.append({"night": night, "event": "changed", "fields": diff})
+            row["changed_night"] = night
+            result.changed.append(sid)
+        if prev["status"] != "open":
+            events.append({"night": night, "event": "reopened", "was": prev["status"],
+                           "reason": prev["reason"]})
+            row.update(status="open", reason=None, status_night=night)
+            result.reopened.append(sid)
+        row["changes"] = json.dumps(events, ensure_ascii=False)
+        rows.append(row)
+    for sid, prev in previous.items():
+        if prev["status"] != "open" or prev["rule_id"] not in ran:
+            rows.append(prev)
+            continue
+        resting = [prev["settlement_id"], *(prev["related_settlement_ids"] or [])]
+        reversed_ = [s for s in resting if s is not None and s in reversals]
+        if reversed_:
+            status = "retracted"
+            reason = "; ".join(f"冲销: settlement {s} reversed by {reversals[s]}"
+                               for s in reversed_)
+            result.retracted.append(sid)
+        else:
+            status = "superseded"
+            now = versions.get(prev["rule_id"])
+            reason = (f"rule {prev['rule_id']} is now version {now} (was {prev['rule_version']})"
+                      if now and now != prev["rule_version"] else NOT_SUPPORTED)
+            result.superseded.append(sid)
+        events = json.loads(prev["changes"])
+        events.append({"night": night, "event": status, "reason": reason})
+        rows.append({**prev, "status": status, "reason": reason, "status_night": night,
+                     "changes": json.dumps(events, ensure_ascii=False)})
+    result.table = (pl.DataFrame(rows, schema=schema, orient="row") if rows
+                    else result.table).sort("suspicion_id")
+    return result
+
+
+def _extra_schema() -> dict[str, pl.DataType]:
+    kinds = {"VARCHAR": pl.String, "INTEGER": pl.Int32}
+    return {k: kinds[v.split()[0]] for k, v in store.SUSPICION_EXTRA.items()}
+
+
+def reversal_map(settlements: pl.DataFrame) -> dict[str, str]:
+    rows = (settlements.filter(pl.col("reversed_settlement_id").is_not_null())
+            .select("reversed_settlement_id", "settlement_id")
+            .unique("reversed_settlement_id", keep="first", maintain_order=True))
+    return dict(rows.iter_rows())
+
+
+# --- one night ------------------------------------------------------------------------
+
+def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
+    """One night, start to finish; raises IngestError, RuleError or StoreError."""
+    began = time.perf_counter()
+    started = dt.datetime.now().replace(microsecond=0)
+    today = opts.today or dt.date.today()
+    notes: list[str] = []
+    con = store.open_store(opts.store)
+    try:
+        files = scan_inbox(opts.inbox, notes)
+        fresh, skipped = unseen(con, files, notes)
+        intake = ingest(con, fresh, opts.encoding, opts.column_map) if fresh else None
+        _hook("after_ingest")
+        ingested = time.perf_counter()
+
+        last = store.last_night(con)
+        rules_hash = fingerprint(ruleset, opts.watchlists)
+        # Nothing new and the same rules as the last night (all of which ran): the
+        # screening could not differ, so it is skipped.
+        must_screen = intake is not None or (last is not None and (
+            last["ruleset_hash"] != rules_hash or last["rules_failed"] > 0))
+        screening: Screening | None = None
+        merged: Merge | None = None
+        night = last["night"] if last else None
+        if must_screen:
+            tables = all_tables(con, intake.tables if intake else {})
+            screening = _screen(tables, ruleset, opts)
+            ran = {o.rule.id for o in screening.outcomes if o.status == "ran"}
+            night = (last["night"] + 1) if last else 1
+            merged = merge(store.suspicions(con), screening.suspicions, ran,
+                           {r.id: r.version for r in ruleset.rules},
+                           reversal_map(tables["settlements"]), night)
+        screened = time.perf_counter()
+
+        failed = sum(o.status == "failed" for o in screening.outcomes) if screening else 0
+        committed = must_screen and (intake is not None or merged.any
+                                     or last["ruleset_hash"] != rules_hash
+                                     or last["rules_failed"] != failed)
+        if committed:
+            _commit(con, night, today, started, opts, intake, merged, rules_hash, failed)
+        else:
+            night = last["night"] if last else None
+        _hook("after_commit")
+
+        doc = _write_outputs(con, opts, night, today, started, intake, screening, skipped,
+                             notes, committed, {"ingest": ingested - began,
+                                                "rules": screened - ingested}, began)
+        strict_fail = opts.strict and intake is not None and intake.quarantine.height > 0
+        return NightResult(night, committed, doc, 1 if failed or strict_fail else 0)
+    finally:
+        con.close()
+
+
+def _screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, opts: NightOptions) -> Screening:
+    spill = Path(tempfile.mkdtemp(prefix="fraudscreen-spill-"))
+    options = ({"memory_limit": opts.memory_limit, "temp_dir": spill, "threads": opts.threads}
+               if opts.engine == "duckdb" else {})
+    engine = make_engine(opts.engine, **options)
+    try:
+        return screen(tables, ruleset, engine, None, None, opts.watchlists)
+    finally:
+        engine.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _commit(con: duckdb.DuckDBPyConnection, night: int, today: dt.date, started: dt.datetime,
+            opts: NightOptions, intake: Intake | None, merged: Merge, rules_hash: str,
+            failed: int) -> None:
+    """Everything the night learnt, in ONE transaction."""
+    con.execute("BEGIN")
+    try:
+        rows_kept = rows_bad = 0
+        if intake is not None:
+            files = pl.DataFrame(
+                {"sha256": [f.sha256 for f in intake.files],
+                 "table": [f.table for f in intake.files],
+                 "path": [f.rel for f in intake.files],
+                 "size": [f.size for f in intake.files],
+                 "mtime_ns": [f.mtime_ns for f in intake.files],
+                 "rows": [intake.file_rows[f.sha256] for f in intake.files],
+                 "night": [night] * len(intake.files)},
+                schema={"sha256": pl.String, "table": pl.String, "path": pl.String,
+                        "size": pl.Int64, "mtime_ns": pl.Int64, "rows": pl.Int64,
+                        "night": pl.Int32})
+            _insert(con, "files", files)
+            for name, frame in intake.tables.items():
+                _insert(con, name, frame.with_columns(
+                    pl.lit(night, pl.Int32).alias(store.INGEST_NIGHT)))
+                rows_kept += frame.height
+            _insert(con, "quarantine", intake.quarantine.with_columns(
+                pl.lit(night, pl.Int32).alias("night")))
+            rows_bad = sum(intake.rows_read.values()) - rows_kept
+        con.execute("DELETE FROM suspicions")
+        _insert(con, "suspicions", merged.table)
+        open_total = merged.table.filter(pl.col("status") == "open").height
+        con.execute(
+            "INSERT INTO nights VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "false)",
+            [night, today, started, str(Path(opts.inbox).resolve()), str(opts.out),
+             len(intake.files) if intake else 0, rows_kept, rows_bad, len(merged.new),
+             len(merged.changed), len(merged.retracted), len(merged.superseded),
+             len(merged.reopened), open_total, rules_hash, failed])
+        _hook("before_commit")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    if frame.is_empty():
+        return
+    con.register("_rows", frame.to_arrow())
+    try:
+        con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _rows')
+    finally:
+        con.unregister("_rows")
+
+
+# --- the night's output -----------------------------------------------------------
+
+def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, night: int | None,
+                   today: dt.date, started: dt.datetime, intake: Intake | None,
+                   screening: Screening | None, skipped: int, notes: list[str],
+                   committed: bool, timings: dict[str, float], began: float) -> dict:
+    """Write OUT (whole or not at all), then mark what it reported — in that order."""
+    from fraudscreen.report import write_reports
+
+    pending = [r[0] for r in con.execute(
+        "SELECT night FROM nights WHERE NOT outputs_written ORDER BY night").fetchall()]
+    rows = store.suspicions(con)
+    rows = rows.with_columns(store.suppressed_by(rows, store.active_suppressions(con, today)))
+    in_pending = pl.col("status_night").is_in(pending)
+    is_open = pl.col("status") == "open"
+    reopened = is_open & in_pending & (pl.col("first_night") != pl.col("status_night"))
+    leads = rows.filter(is_open & pl.col("suppressed_by").is_null()
+                        & (pl.col("reported_night").is_null() | reopened))
+    new = leads.filter(pl.col("reported_night").is_null())
+    retracted = rows.filter((pl.col("status") == "retracted") & in_pending)
+    superseded = rows.filter((pl.col("status") == "superseded") & in_pending)
+    changed = rows.filter(pl.col("changed_night").is_in(pending))
+    nights = ", ".join(str(int(n)) for n in pending) or "NULL"
+    quarantine = store.frame(
+        con, 'SELECT "table", file, line, "column", value, reason FROM quarantine '
+             f'WHERE night IN ({nights}) ORDER BY "table", file, line, "column"')
+
+    shown = store.contract_shape(leads).pipe(_order)
+    doc = _manifest(opts, night, today, started, intake, screening, skipped, notes, committed,
+                    pending, timings)
+    doc.update({
+        "new_suspicions": new.height,
+        "new_suspicion_ids": new["suspicion_id"].sort().to_list(),
+        "reopened_suspicions": leads.filter(reopened).height,
+        "reopened_suspicion_ids": leads.filter(reopened)["suspicion_id"].sort().to_list(),
+        "retracted_suspicions": retracted.height,
+        "retracted": _closed(retracted),
+        "superseded_suspicions": superseded.height,
+        "superseded": _closed(superseded),
+        "changed_suspicions": changed.height,
+        "changed_suspicion_ids": changed["suspicion_id"].sort().to_list(),
+        "leads_suspicions": shown.height,
+        "open_suspicions": rows.filter(is_open).height,
+        "suppressed_open_suspicions": rows.filter(
+            is_open & pl.col("suppressed_by").is_not_null()).height,
+        "suspicions": shown.height,
+    })
+    _clean_leftovers(opts.out)
+    with staged(opts.out) as folder:
+        write_suspicions(shown, folder)
+        write_csv(_changes_frame(rows, pending), folder / "changes.csv")
+        write_csv(quarantine, folder / "quarantine.csv")
+        write_reports(folder, shown, doc, opts.profile)
+        doc["timings_seconds"]["total"] = round(time.perf_counter() - began, 3)
+        write_json(doc, folder / "run.json")
+    _hook("after_outputs")
+    marked = leads["suspicion_id"].to_list()
+    if night is not None and (marked or pending):
+        con.execute("BEGIN")
+        try:
+            if marked:
+                con.register("_marked", pl.DataFrame({"suspicion_id": marked}).to_arrow())
+                con.execute("UPDATE suspicions SET reported_night = ? WHERE suspicion_id IN "
+                            "(SELECT suspicion_id FROM _marked)", [night])
+                con.unregister("_marked")
+            con.execute("UPDATE nights SET outputs_written = true, finished = ? "
+                        "WHERE NOT outputs_written", [dt.datetime.now().replace(microsecond=0)])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return doc
+
+
+def _order(frame: pl.DataFrame) -> pl.DataFrame:
+    from fraudscreen.suspicion import order
+
+    return order(frame)
+
+
+def _closed(frame: pl.DataFrame) -> list[dict]:
+    return (frame.sort("suspicion_id")
+            .select("suspicion_id", "rule_id", "settlement_id", "reason").to_dicts())
+
+
+def _changes_frame(rows: pl.DataFrame, pending: list[int]) -> pl.DataFrame:
+    """One row per event of the reported nights: new, changed, retracted, superseded, reopened."""
+    out = []
+    for r in rows.select("suspicion_id", "rule_id", "institution_id", "person_id",
+                         "settlement_id", "amount_at_risk", "changes").iter_rows(named=True):
+        for e in json.loads(r["changes"]):
+            if e["night"] in pending:
+                detail = e.get("reason") or (json.dumps(e["fields"], ensure_ascii=False)
+                                             if "fields" in e else "")
+                out.append({"night": e["night"], "event": e["event"],
+                            "suspicion_id": r["suspicion_id"], "rule_id": r["rule_id"],
+                            "institution_id": r["institution_id"], "person_id": r["person_id"],
+                            "settlement_id": r["settlement_id"],
+                            "amount_at_risk": str(r["amount_at_risk"]), "detail": detail})
+    schema = {"night": pl.Int64, "event": pl.String, "suspicion_id": pl.String,
+              "rule_id": pl.String, "institution_id": pl.String, "person_id": pl.String,
+              "settlement_id": pl.String, "amount_at_risk": pl.String, "detail": pl.String}
+    return pl.DataFrame(out, schema=schema, orient="row").sort("night", "event", "suspicion_id")
+
+
+def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt.datetime,
+              intake: Intake | None, screening: Screening | None, skipped: int,
+              notes: list[str], committed: bool, pending: list[int],
+              timings: dict[str, float]) -> dict:
+    from fraudscreen.runner import _outcome_doc, quarantine_counts
+
+    ing = intake.ingestion if intake else None
+    return {
+        "tool": "fraudscreen",
+        "version": __version__,
+        "mode": "nightly",
+        "engine": opts.engine,
+        "started": started.isoformat(timespec="seconds"),
+        "night": night,
+        "night_date": today,
+        "committed": committed,
+        "nights_reported": pending,
+        "store": str(opts.store),
+        "data": str(opts.inbox),
+        "out": str(opts.out),
+        "window": {"start": screening.window[0] if screening else None,
+                   "end": screening.window[1] if screening else None, "given": False},
+        "screened": screening is not None,
+        "inputs": [{"table": f.table, "path": f.rel, "rows": intake.file_rows[f.sha256],
+                    "sha256": f.sha256} for f in (intake.files if intake else [])],
+        "files_skipped": skipped,
+        "rows_read": intake.rows_read if intake else {},
+        "rows_kept": {n: t.height for n, t in intake.tables.items()} if intake else {},
+        "missing_optional_tables": [n for n, o in (screening.origins if screening else {}
+                                                   ).items() if o == "absent"],
+        "quarantine": quarantine_counts(intake.quarantine) if intake else [],
+        "notes": notes + (ing.notes if ing else []),
+        "reference_data": screening.origins if screening else {},
+        "integrity": screening.integrity if screening else {},
+        "rules": [_outcome_doc(o) for o in screening.outcomes] if screening else [],
+        "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def _clean_leftovers(out: Path) -> None:
+    """Temporary folders a killed run may have left beside OUT."""
+    out = Path(out).resolve()
+    if out.parent.is_dir():
+        for leftover in out.parent.glob(f".{out.name}.*-*"):
+            if leftover.is_dir() and (".tmp-" in leftover.name or ".old-" in leftover.name):
+                shutil.rmtree(leftover, ignore_errors=True)

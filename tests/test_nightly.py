@@ -1,0 +1,379 @@
+"""`fraudscreen nightly`: six monthly drops night by night equal one run over all the data.
+
+One synthetic prefecture (``fraudscreen.sample``) is cut into six monthly drops
+(settlements by settle month with their fee lines, purchases by date, reference
+tables in the first drop) and fed into an inbox night by night; the store after
+each night is kept so later tests start from it. The SIGKILL tests run the real
+command in a subprocess with the ``FRAUDSCREEN_TEST_KILL_AT`` test hook.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from fraudscreen import store
+from fraudscreen.cli import app
+from fraudscreen.ingest import load_folder
+from fraudscreen.nightly import KILL_ENV, KILL_POINTS, NOT_SUPPORTED, NightOptions, merge, run_night
+from fraudscreen.ruleset import RuleSet
+from fraudscreen.sample import generate
+from fraudscreen.screen import make_engine, screen
+from fraudscreen.testing import table
+
+NIGHTS = 6
+REFERENCE = ("persons", "institutions", "catalog")
+
+
+def night_date(n: int) -> dt.date:
+    return dt.date(2024, n, 28)
+
+
+def monthly_drops(data: Path, out: Path) -> list[Path]:
+    """Six drop folders (contract layout, tables as folders of parts) partitioning ``data``."""
+    s = pl.read_parquet(data / "settlements.parquet")
+    months = s["settle_time"].dt.year() * 12 + s["settle_time"].dt.month()
+    first = months.min()
+    s = s.with_columns(drop=(months - first + 1).clip(1, NIGHTS))
+    f = pl.read_parquet(data / "fee_lines.parquet").join(
+        s.select("settlement_id", "drop"), on="settlement_id", how="left"
+    ).with_columns(pl.col("drop").fill_null(1))
+    p = pl.read_parquet(data / "purchases.parquet")
+    pm = p["purchase_date"].dt.year() * 12 + p["purchase_date"].dt.month()
+    p = p.with_columns(drop=(pm - first + 1).clip(1, NIGHTS))
+    drops = []
+    for n in range(1, NIGHTS + 1):
+        folder = out / f"{n:02d}"
+        for name, frame in (("settlements", s), ("fee_lines", f), ("purchases", p)):
+            (folder / name).mkdir(parents=True)
+            frame.filter(pl.col("drop") == n).drop("drop").write_parquet(
+                folder / name / f"part-{n:02d}.parquet")
+        if n == 1:
+            for name in REFERENCE:
+                (folder / name).mkdir()
+                shutil.copy(data / f"{name}.parquet", folder / name / "part-00.parquet")
+        drops.append(folder)
+    assert sum(pl.read_parquet(d / "fee_lines").height for d in drops) == f.height
+    return drops
+
+
+def one_run(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    engine = make_engine("duckdb")
+    try:
+        return screen(tables, RuleSet.load(), engine).suspicions
+    finally:
+        engine.close()
+
+
+def copy_store(src: Path, dst: Path) -> Path:
+    shutil.copy(src, dst)
+    if Path(f"{src}.wal").exists():
+        shutil.copy(f"{src}.wal", f"{dst}.wal")
+    return dst
+
+
+def night(inbox: Path, st: Path, out: Path, n: int, **kw) -> dict:
+    opts = NightOptions(inbox=inbox, store=st, out=out, today=kw.pop("today", night_date(n)),
+                        **kw)
+    result = run_night(opts, RuleSet.load())
+    assert result.exit_code == 0
+    return result.manifest
+
+
+def open_rows(st: Path) -> pl.DataFrame:
+    con = store.open_store(st, create=False, read_only=True)
+    try:
+        return store.suspicions(con)
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    """The six nights, fed one by one; stores kept after each night."""
+    root = tmp_path_factory.mktemp("nightly")
+    generate(root / "data", scale=0.02, seed=11)
+    drops = monthly_drops(root / "data", root / "drops")
+    inbox, st = (root / "inbox").absolute(), root / "store.duckdb"
+    inbox.mkdir()
+    manifests, stores = [], {}
+    for n, drop in enumerate(drops, start=1):
+        shutil.copytree(drop, inbox, dirs_exist_ok=True)
+        manifests.append(night(inbox, st, root / "out" / f"{n:02d}", n))
+        stores[n] = copy_store(st, root / f"store-{n}.duckdb")
+    whole = load_folder(root / "data")
+    return {"root": root, "data": root / "data", "inbox": inbox, "stores": stores,
+            "manifests": manifests, "tables": whole.tables, "one_run": one_run(whole.tables)}
+
+
+def test_six_nights_equal_one_run(fed):
+    rows = open_rows(fed["stores"][NIGHTS])
+    opened = rows.filter(pl.col("status") == "open")
+    expected = fed["one_run"]
+    assert expected.height > 20
+    assert sorted(opened["suspicion_id"]) == sorted(expected["suspicion_id"])
+    cols = ["suspicion_id", "amount_at_risk", "message", "evidence", "related_settlement_ids"]
+    assert (opened.select(cols).sort("suspicion_id").to_dicts()
+            == expected.select(cols).sort("suspicion_id").to_dicts())
+    # every suspicion ever stored was reported once as new, by exactly one night
+    reported = [i for m in fed["manifests"] for i in m["new_suspicion_ids"]]
+    assert len(reported) == len(set(reported))
+    assert set(reported) == set(rows["suspicion_id"])
+    # what later data no longer supports is closed with a reason, not deleted
+    closed = rows.filter(pl.col("status") != "open")
+    assert set(closed["status"]) <= {"superseded"}
+    assert all(r == NOT_SUPPORTED or r.startswith("rule ") for r in closed["reason"])
+    assert sum(m["superseded_suspicions"] for m in fed["manifests"]) == closed.height
+    out = fed["root"] / "out" / f"{NIGHTS:02d}"
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["new_suspicions"] == fed["manifests"][-1]["new_suspicions"] > 0
+    assert doc["files_skipped"] == 3 * (NIGHTS - 1) + len(REFERENCE)
+    for name in ("leads.xlsx", "report.html", "leads.csv", "changes.csv", "suspicions.parquet"):
+        assert (out / name).is_file(), name
+    assert pl.read_parquet(out / "suspicions.parquet").height == doc["new_suspicions"]
+
+
+def test_idle_night_reports_nothing_and_changes_nothing(fed, tmp_path):
+    """The inbox of night 6 again (the same night run twice): nothing new, no change."""
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    before = store.snapshot(st)
+    doc = night(fed["inbox"], st, tmp_path / "idle", NIGHTS, today=dt.date(2024, 6, 29))
+    assert doc["new_suspicions"] == 0 and doc["committed"] is False
+    assert doc["retracted_suspicions"] == doc["superseded_suspicions"] == 0
+    assert store.snapshot(st) == before
+    doc = json.loads((tmp_path / "idle" / "run.json").read_text(encoding="utf-8"))
+    assert doc["new_suspicions"] == 0 and doc["files_skipped"] > 0
+
+
+def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path):
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    rows = open_rows(st).filter(pl.col("status") == "open")
+    flagged = rows.filter(pl.col("rule_id") == "split_hospitalisation.readmission")
+    target = (flagged if flagged.height else rows.drop_nulls("settlement_id"))["settlement_id"][0]
+    resting = rows.filter((pl.col("settlement_id") == target)
+                          | pl.col("related_settlement_ids").list.contains(target))
+    settlements = fed["tables"]["settlements"]
+    original = settlements.filter(pl.col("settlement_id") == target)
+    reversal = original.with_columns(
+        pl.lit(f"R{target}").alias("settlement_id"), pl.lit(target).alias("reversed_settlement_id"),
+        -pl.col("total_amount"), -pl.col("fund_amount"),
+        pl.datetime(2024, 7, 2, 9).alias("settle_time"))
+    repeated = settlements.filter(pl.col("settlement_id") != target).head(1)
+    # late data too: one more copy of a line already flagged as repeated
+    copied = rows.filter((pl.col("rule_id") == "duplicate_charge.repeated_line")
+                         & (pl.col("settlement_id") != target)).row(0, named=True)
+    lines = fed["tables"]["fee_lines"]
+    late_line = lines.filter((pl.col("settlement_id") == copied["settlement_id"])
+                             & (pl.col("item_code") == copied["item_code"])).head(1).with_columns(
+        line_id=pl.lit("LATE-1"))
+    inbox = tmp_path / "inbox"
+    shutil.copytree(fed["inbox"], inbox)
+    pl.concat([reversal, repeated]).write_csv(inbox / "settlements" / "part-07-late.csv")
+    late_line.write_parquet(inbox / "fee_lines" / "part-07-late.parquet")
+
+    doc = night(inbox.absolute(), st, tmp_path / "out", 7, today=dt.date(2024, 7, 3))
+    retracted = {r["suspicion_id"]: r["reason"] for r in doc["retracted"]}
+    assert set(retracted) == set(resting["suspicion_id"]) != set()
+    assert all("冲销" in reason and target in reason for reason in retracted.values())
+    assert doc["new_suspicions"] == len(doc["new_suspicion_ids"])
+    # a suspicion whose figures changed keeps its id and records the change
+    assert copied["suspicion_id"] in doc["changed_suspicion_ids"]
+    after = open_rows(st)
+    kept = after.filter(pl.col("suspicion_id").is_in(list(retracted)))
+    assert set(kept["status"]) == {"retracted"}  # kept in the store, with the reason
+    grown = after.filter(pl.col("suspicion_id") == copied["suspicion_id"]).row(0, named=True)
+    assert grown["status"] == "open" and grown["amount_at_risk"] > copied["amount_at_risk"]
+    change = json.loads(grown["changes"])[-1]
+    assert change["event"] == "changed" and change["fields"]["amount_at_risk"] == [
+        str(copied["amount_at_risk"]), str(grown["amount_at_risk"])]
+    # the repeated settlement is quarantined as a duplicate key, with file and line
+    q = pl.read_csv(tmp_path / "out" / "quarantine.csv")
+    dup = q.filter(pl.col("reason") == "duplicate key")
+    assert dup.select("table", "file", "line").rows() == [
+        ("settlements", "settlements/part-07-late.csv", 3)]
+    # and the store still equals one run over all the data, reversal included
+    tables = {**fed["tables"], "settlements": pl.concat([settlements, reversal]),
+              "fee_lines": pl.concat([lines, late_line])}
+    expected = one_run(tables)
+    opened = after.filter(pl.col("status") == "open")
+    cols = ["suspicion_id", "amount_at_risk", "message"]
+    assert (opened.select(cols).sort("suspicion_id").to_dicts()
+            == expected.select(cols).sort("suspicion_id").to_dicts())
+    # never shown as an open lead again
+    export = tmp_path / "open.parquet"
+    result = CliRunner().invoke(app, ["suspicions", "export", "--store", str(st),
+                                      "--out", str(export)])
+    assert result.exit_code == 0, result.output
+    assert not set(pl.read_parquet(export)["suspicion_id"]) & set(retracted)
+    assert pl.read_parquet(export).columns == list(fed["one_run"].columns)
+    result = CliRunner().invoke(app, ["suspicions", "export", "--store", str(st),
+                                      "--out", str(export), "--all"])
+    every = pl.read_parquet(export)
+    assert set(every.filter(pl.col("status") == "retracted")["suspicion_id"]) == set(retracted)
+
+
+@pytest.fixture(scope="module")
+def crashes(fed, tmp_path_factory):
+    """Night 6 from the store of night 5, killed at each point, then rerun plainly.
+
+    The real command runs in subprocesses, the four points side by side.
+    """
+    root = tmp_path_factory.mktemp("crash")
+    env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+
+    def start(point: str, kill: bool) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "fraudscreen.cli", "nightly", "--quiet",
+               "--inbox", str(fed["inbox"]), "--store", str(root / f"{point}.duckdb"),
+               "--out", str(root / f"out-{point}"), "--today", night_date(NIGHTS).isoformat()]
+        return subprocess.Popen(cmd, env={**env, KILL_ENV: point} if kill else env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    for point in KILL_POINTS:
+        copy_store(fed["stores"][NIGHTS - 1], root / f"{point}.duckdb")
+    killed = {p: start(p, True) for p in KILL_POINTS}
+    killed = {p: (proc.wait(), proc.communicate()[1].decode()) for p, proc in killed.items()}
+    rerun = {p: start(p, False) for p in KILL_POINTS}
+    rerun = {p: (proc.wait(), proc.communicate()[1].decode()) for p, proc in rerun.items()}
+    return root, killed, rerun
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_sigkill_then_rerun_equals_uninterrupted(fed, crashes, point):
+    root, killed, rerun = crashes
+    assert killed[point][0] == -signal.SIGKILL, killed[point][1]
+    assert rerun[point][0] == 0, rerun[point][1]
+    assert store.snapshot(root / f"{point}.duckdb") == store.snapshot(fed["stores"][NIGHTS])
+    # the night's leads are reported whatever the point of the crash
+    doc = json.loads((root / f"out-{point}" / "run.json").read_text(encoding="utf-8"))
+    assert sorted(doc["new_suspicion_ids"]) == sorted(fed["manifests"][-1]["new_suspicion_ids"])
+
+
+def test_suppression_holds_back_then_expires(fed, tmp_path):
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    target = open_rows(fed["stores"][NIGHTS]).filter(
+        (pl.col("first_night") == NIGHTS) & pl.col("institution_id").is_not_null()
+    ).row(0, named=True)
+    cli = CliRunner()
+    args = ["suppress", "add", "--store", str(st), "--rule", target["rule_id"],
+            "--institution", target["institution_id"], "--reason", "已约谈整改",
+            "--owner", "王科长", "--until", "2024-07-10", "--today", "2024-06-01"]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    covered = open_rows(fed["stores"][NIGHTS]).filter(
+        (pl.col("status") == "open") & (pl.col("rule_id") == target["rule_id"])
+        & (pl.col("institution_id") == target["institution_id"]))
+    held = covered.filter(pl.col("first_night") == NIGHTS)["suspicion_id"].to_list()
+
+    doc = night(fed["inbox"], st, tmp_path / "n6", NIGHTS)
+    assert not set(doc["new_suspicion_ids"]) & set(held)
+    assert target["suspicion_id"] in open_rows(st)["suspicion_id"].to_list()  # stored
+    listed = cli.invoke(app, ["suppress", "list", "--store", str(st), "--today", "2024-06-28"])
+    assert "已约谈整改" in listed.output and f"holds {covered.height}" in listed.output
+    export = tmp_path / "open.parquet"
+    cli.invoke(app, ["suspicions", "export", "--store", str(st), "--out", str(export),
+                     "--today", "2024-06-28"])
+    assert not set(pl.read_parquet(export)["suspicion_id"]) & set(held)
+
+    later = night(fed["inbox"], st, tmp_path / "n7", NIGHTS, today=dt.date(2024, 7, 11))
+    assert sorted(later["new_suspicion_ids"]) == sorted(held)  # expired on its own
+    assert "no suppressions in force" in cli.invoke(
+        app, ["suppress", "list", "--store", str(st), "--today", "2024-07-11"]).output
+
+
+def test_feedback_and_rule_stats(fed, tmp_path):
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    rows = open_rows(st).filter(pl.col("status") == "open")
+    one, two = rows.sort("suspicion_id").head(2).iter_rows(named=True)
+    lead = rows.filter(pl.col("person_id").is_not_null()
+                       & ~pl.col("person_id").is_in([one["person_id"], two["person_id"]])
+                       )["person_id"][-1]
+    cli = CliRunner()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\ufeffsuspicion_id,result,amount_recovered,note\n"
+                   f"{one['suspicion_id']},属实,100,\nSNOPE,不属实,,\n", encoding="utf-8")
+    result = cli.invoke(app, ["leads", "feedback", "--store", str(st), str(bad)])
+    assert result.exit_code == 2 and "SNOPE" in result.output and "Traceback" not in result.output
+    good = tmp_path / "good.csv"
+    good.write_text("\ufeff疑点编号,线索对象编号,核查结果,追回金额,备注,核查人\n"
+                    f"{one['suspicion_id']},,属实,1200.50,已追回,李\n"
+                    f"{two['suspicion_id']},,不属实,,,李\n"
+                    f",{lead},不属实,,,张\n", encoding="utf-8")
+    result = cli.invoke(app, ["leads", "feedback", "--store", str(st), str(good)])
+    assert result.exit_code == 0, result.output
+    result = cli.invoke(app, ["rules", "stats", "--store", str(st), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    stats = pl.read_csv(result.stdout.encode())
+    by_rule = {r["rule_id"]: r for r in stats.iter_rows(named=True)}
+    first = by_rule[one["rule_id"]]
+    assert first["confirmed"] >= 1 and first["reviewed"] >= 1
+    assert str(first["amount_recovered"]).startswith("1200.5")
+    assert stats["hits"].sum() == open_rows(st).height
+    in_lead = open_rows(st).filter((pl.col("person_id") == lead)
+                                   & pl.col("reported_night").is_not_null())
+    assert stats["reviewed"].sum() == 2 + in_lead.height
+    text = cli.invoke(app, ["rules", "stats", "--store", str(st)]).output
+    assert "precision" in text and one["rule_id"] in text
+
+
+def test_merge_records_changes_and_reasons():
+    def sus(sid, amount, settlement=None, related=(), rule="r.a"):
+        return {"suspicion_id": sid, "rule_id": rule, "rule_version": "1", "family": "f",
+                "severity": "low", "institution_id": "H1", "person_id": "P1",
+                "settlement_id": settlement, "related_settlement_ids": list(related),
+                "item_code": None, "period_start": None, "period_end": None,
+                "amount_at_risk": amount, "message": f"m{amount}", "evidence": "{}"}
+
+    from decimal import Decimal as D
+
+    from fraudscreen.suspicion import SCHEMA
+
+    found1 = pl.DataFrame([sus("A", D("10.00"), "S1"), sus("B", D("5.00"), "S2", ["S3"]),
+                           sus("C", D("1.00")), sus("D", D("2.00"), rule="r.b")],
+                          schema=SCHEMA, orient="row")
+    empty = merge(pl.DataFrame(), found1.clear(), set(), {}, {}, 0).table
+    m1 = merge(empty, found1, {"r.a", "r.b"}, {}, {}, 1)
+    assert sorted(m1.new) == ["A", "B", "C", "D"]
+    found2 = pl.DataFrame([sus("A", D("12.00"), "S1")], schema=SCHEMA, orient="row")
+    m2 = merge(m1.table, found2, {"r.a"}, {"r.a": "1"}, {"S3": "R3"}, 2)
+    assert (m2.changed, m2.retracted, m2.superseded, m2.new) == (["A"], ["B"], ["C"], [])
+    got = {r["suspicion_id"]: r for r in m2.table.to_dicts()}
+    assert got["A"]["amount_at_risk"] == D("12.00") and got["A"]["changed_night"] == 2
+    assert json.loads(got["A"]["changes"])[-1]["fields"]["amount_at_risk"] == ["10.00", "12.00"]
+    assert got["B"]["reason"] == "冲销: settlement S3 reversed by R3"
+    assert got["C"]["reason"] == NOT_SUPPORTED and got["C"]["status"] == "superseded"
+    assert got["D"]["status"] == "open"  # r.b did not run: left as it was
+    m3 = merge(m2.table, pl.DataFrame([sus("A", D("12.00"), "S1"), sus("C", D("1.00"))],
+                                      schema=SCHEMA, orient="row"), {"r.a"}, {}, {"S3": "R3"}, 3)
+    assert m3.reopened == ["C"] and not m3.changed and not m3.retracted
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path):
+    cli = CliRunner()
+    result = cli.invoke(app, ["suspicions", "export", "--store", str(tmp_path / "none.duckdb"),
+                              "--out", str(tmp_path / "x.parquet")])
+    assert result.exit_code == 2 and "error:" in result.output
+    result = cli.invoke(app, ["nightly", "--inbox", str(tmp_path / "missing"), "--store",
+                              str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "no such inbox" in result.output
+    inbox = tmp_path / "inbox" / "settlements"
+    inbox.mkdir(parents=True)
+    table("settlements", [dict(settlement_id="A", person_id="P", institution_id="H",
+                               admit_time="2024-01-01 08:00:00")]
+          ).write_parquet(inbox / "p.parquet")
+    result = cli.invoke(app, ["nightly", "--inbox", str(inbox.parent), "--store",
+                              str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output  # a drop without fee_lines is fine
+    result = cli.invoke(app, ["suppress", "add", "--store", str(tmp_path / "s.duckdb"), "--rule",
+                              "no.such_rule", "--person", "P", "--reason", "x", "--owner", "y",
+                              "--until", "2030-01-01"])
+    assert result.exit_code == 2 and "error:" in result.output
