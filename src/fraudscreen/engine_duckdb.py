@@ -66,7 +66,11 @@ def register_inputs(con: duckdb.DuckDBPyConnection, tables: dict[str, pl.DataFra
             origin[name] = "absent"
             continue
         origin.setdefault(name, "data")
-        con.register(f"input_{name}", frame.to_arrow())
+        # Copied into DuckDB's own columnar storage (compressed, spillable): every rule
+        # scans it, and the caller's frame can be released.
+        con.register("__arrow", frame.to_arrow())
+        con.execute(f'CREATE OR REPLACE TABLE "input_{name}" AS SELECT * FROM __arrow')
+        con.unregister("__arrow")
     return origin
 
 
@@ -79,7 +83,8 @@ def create_sources(con: duckdb.DuckDBPyConnection, window: dict[str, Any] | None
     for source in SOURCES:
         body = source.sql or f'SELECT * FROM "input_{source.name}"'
         tree = ex.bind(sqlglot.parse_one(body, read="duckdb"), values)
-        con.execute(f'CREATE OR REPLACE VIEW "{source.name}" AS {tree.sql("duckdb")}')
+        kind = "TABLE" if source.materialize else "VIEW"
+        con.execute(f'CREATE OR REPLACE {kind} "{source.name}" AS {tree.sql("duckdb")}')
 
 
 class DuckDBEngine:

@@ -49,6 +49,10 @@ class Ingestion:
     quarantine: pl.DataFrame  # table,file,line,column,value,reason
     missing_optional: list[str]
     notes: list[str] = field(default_factory=list)  # ignored files and columns, filled columns
+    rows_kept: dict[str, int] = field(default_factory=dict)  # per table: clean rows
+
+    def __post_init__(self) -> None:
+        self.rows_kept = self.rows_kept or {n: f.height for n, f in self.tables.items()}
 
 
 def load_folder(

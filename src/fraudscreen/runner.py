@@ -65,6 +65,12 @@ def quarantine_counts(quarantine: pl.DataFrame) -> list[dict]:
     return rows.to_dicts()
 
 
+def _hand_over(ingestion: Ingestion) -> dict[str, pl.DataFrame]:
+    """Give the frames to the engine: once it holds its own copy, they can be freed."""
+    tables, ingestion.tables = ingestion.tables, {}
+    return tables
+
+
 def _outcome_doc(o: RuleOutcome) -> dict:
     r = o.rule
     return {"id": r.id, "version": r.version, "family": r.family, "severity": r.severity,
@@ -92,7 +98,7 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
             for f in ingestion.files
         ],
         "rows_read": ingestion.rows_read,
-        "rows_kept": {name: frame.height for name, frame in ingestion.tables.items()},
+        "rows_kept": ingestion.rows_kept,
         "missing_optional_tables": ingestion.missing_optional,
         "reference_data": screening.origins,
         "quarantine": quarantine_counts(ingestion.quarantine),
@@ -119,7 +125,7 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
     with staged(opts.out) as folder:
         engine = make_engine(opts.engine, **_engine_options(opts, folder))
         try:
-            screening = screen(ingestion.tables, ruleset, engine, opts.window_from,
+            screening = screen(_hand_over(ingestion), ruleset, engine, opts.window_from,
                                opts.window_to, opts.watchlists, on_rule)
         finally:
             engine.close()

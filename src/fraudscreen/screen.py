@@ -77,17 +77,12 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
            watchlists: list[Path] | None = None,
            on_rule: Callable[[RuleOutcome], None] | None = None) -> Screening:
     origins = engine.register(tables, watchlists)
-    open_window = {"window_start": dt.date(1900, 1, 1), "window_end": dt.date(2999, 12, 31),
-                   "filter_window": False}
-    engine.create_sources(open_window)
-    first, last = engine.query(
-        "SELECT min(charge_date) AS a, max(charge_date) AS b FROM fee_lines").row(0)
-    start, end = window_from or first, window_to or last
+    del tables  # the engine holds its own copy; let the caller's frames go
+    start, end = _window(engine, window_from, window_to)
     run_params = {"window_start": start or dt.date(1900, 1, 1),
                   "window_end": end or dt.date(2999, 12, 31),
                   "filter_window": bool(window_from or window_to)}
-    if run_params["filter_window"]:
-        engine.create_sources(run_params)
+    engine.create_sources(run_params)
 
     integrity = {name: int(engine.query(sql).item()) for name, sql in INTEGRITY_CHECKS.items()}
     present = {name for name, origin in origins.items() if origin != "absent"}
@@ -104,6 +99,17 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
     found = (pl.concat(frames) if frames
              else pl.DataFrame(schema=suspicion.SCHEMA))
     return Screening(suspicion.order(found), outcomes, (start, end), origins, integrity)
+
+
+def _window(engine, window_from, window_to) -> tuple[dt.date | None, dt.date | None]:
+    """The analysis window: as given, else the effective fee lines' charge dates."""
+    if window_from and window_to:
+        return window_from, window_to
+    engine.create_sources({"window_start": dt.date(1900, 1, 1),
+                           "window_end": dt.date(2999, 12, 31), "filter_window": False})
+    first, last = engine.query(
+        "SELECT min(charge_date) AS a, max(charge_date) AS b FROM fee_lines").row(0)
+    return window_from or first, window_to or last
 
 
 def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str], engine):

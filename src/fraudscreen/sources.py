@@ -28,6 +28,9 @@ class Source:
     needs: tuple[str, ...]  # input tables that must be present for a rule to use it
     sql: str | None = None  # None: the input table as it is
     doc: str = ""
+    # Computed once per run and kept (most rules read it), rather than a view that
+    # every rule would recompute.
+    materialize: bool = False
 
 
 def _table(name: str, doc: str) -> Source:
@@ -58,6 +61,7 @@ SOURCES: tuple[Source, ...] = (
         "Effective settlements (reversals removed) in the analysis window, with "
         "admit/discharge dates, diagnosis_category (ICD-10 3-character), pooling "
         "areas and off_site.",
+        materialize=True,
     ),
     Source(
         "fee_lines",
@@ -74,6 +78,7 @@ SOURCES: tuple[Source, ...] = (
         """,
         "Fee lines of effective settlements, with charge_date and their settlement's "
         "person, institution, medical type and dates.",
+        materialize=True,
     ),
     Source(
         "stays",
@@ -125,31 +130,28 @@ SOURCES: tuple[Source, ...] = (
         ("settlement_id", "item_code", "charge_date"),
         ("settlements", "fee_lines"),
         """
-        SELECT f.settlement_id, f.item_code, f.charge_date,
-               any_value(f.person_id) AS person_id,
-               any_value(f.institution_id) AS institution_id,
+        SELECT f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id,
                sum(f.quantity) AS quantity, sum(f.amount) AS amount,
                count(*) AS line_count
         FROM fee_lines AS f
-        GROUP BY f.settlement_id, f.item_code, f.charge_date
+        GROUP BY f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id
         """,
-        "One row per settlement, item and charge date: quantity, amount, line_count.",
+        "One row per settlement, item and charge date: quantity, amount, line_count. "
+        "(Person and institution are grouped on, not aggregated, so a rule's filter on "
+        "them is applied before the grouping.)",
     ),
     Source(
         "settlement_items",
         ("settlement_id", "item_code"),
         ("settlements", "fee_lines"),
         """
-        SELECT f.settlement_id, f.item_code,
-               any_value(f.person_id) AS person_id,
-               any_value(f.institution_id) AS institution_id,
-               any_value(f.medical_type) AS medical_type,
-               any_value(f.admit_time) AS admit_time,
-               any_value(f.admit_date) AS admit_date,
+        SELECT f.settlement_id, f.item_code, f.person_id, f.institution_id, f.medical_type,
+               f.admit_time, f.admit_date,
                sum(f.quantity) AS quantity, sum(f.amount) AS amount,
                count(*) AS line_count
         FROM fee_lines AS f
-        GROUP BY f.settlement_id, f.item_code
+        GROUP BY f.settlement_id, f.item_code, f.person_id, f.institution_id,
+                 f.medical_type, f.admit_time, f.admit_date
         """,
         "One row per settlement and item (two lines of one item in one settlement are "
         "one purchase), with the settlement's person, institution, type and time.",
