@@ -78,11 +78,8 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
            on_rule: Callable[[RuleOutcome], None] | None = None) -> Screening:
     origins = engine.register(tables, watchlists)
     del tables  # the engine holds its own copy; let the caller's frames go
-    start, end = _window(engine, window_from, window_to)
-    run_params = {"window_start": start or dt.date(1900, 1, 1),
-                  "window_end": end or dt.date(2999, 12, 31),
-                  "filter_window": bool(window_from or window_to)}
-    engine.create_sources(run_params)
+    run_params = _create_sources(engine, window_from, window_to)
+    start, end = run_params["window_start"], run_params["window_end"]
 
     integrity = {name: int(engine.query(sql).item()) for name, sql in INTEGRITY_CHECKS.items()}
     present = {name for name, origin in origins.items() if origin != "absent"}
@@ -101,15 +98,23 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
     return Screening(suspicion.order(found), outcomes, (start, end), origins, integrity)
 
 
-def _window(engine, window_from, window_to) -> tuple[dt.date | None, dt.date | None]:
-    """The analysis window: as given, else the effective fee lines' charge dates."""
-    if window_from and window_to:
-        return window_from, window_to
-    engine.create_sources({"window_start": dt.date(1900, 1, 1),
-                           "window_end": dt.date(2999, 12, 31), "filter_window": False})
-    first, last = engine.query(
-        "SELECT min(charge_date) AS a, max(charge_date) AS b FROM fee_lines").row(0)
-    return window_from or first, window_to or last
+def _create_sources(engine, window_from, window_to) -> dict:
+    """Create the shared sources once for the run's window and return its parameters.
+
+    Without ``--from/--to`` the window is the effective fee lines' charge dates and
+    nothing is filtered; with both, the sources are created filtered straight away.
+    """
+    if not (window_from and window_to):
+        engine.create_sources({"window_start": dt.date(1900, 1, 1),
+                               "window_end": dt.date(2999, 12, 31), "filter_window": False})
+        first, last = engine.query(
+            "SELECT min(charge_date) AS a, max(charge_date) AS b FROM fee_lines").row(0)
+    params = {"window_start": window_from or first or dt.date(1900, 1, 1),
+              "window_end": window_to or last or dt.date(2999, 12, 31),
+              "filter_window": bool(window_from or window_to)}
+    if params["filter_window"]:
+        engine.create_sources(params)
+    return params
 
 
 def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str], engine):
