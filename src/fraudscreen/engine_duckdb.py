@@ -66,11 +66,9 @@ def register_inputs(con: duckdb.DuckDBPyConnection, tables: dict[str, pl.DataFra
             origin[name] = "absent"
             continue
         origin.setdefault(name, "data")
-        # Copied into DuckDB's own columnar storage (compressed, spillable): every rule
-        # scans it, and the caller's frame can be released.
-        con.register("__arrow", frame.to_arrow())
-        con.execute(f'CREATE OR REPLACE TABLE "input_{name}" AS SELECT * FROM __arrow')
-        con.unregister("__arrow")
+        # Zero-copy: DuckDB scans the Arrow buffers in place. (Copying into DuckDB's own
+        # storage was measured slower overall: the copy costs more than it saves.)
+        con.register(f"input_{name}", frame.to_arrow())
     return origin
 
 

@@ -65,12 +65,6 @@ def quarantine_counts(quarantine: pl.DataFrame) -> list[dict]:
     return rows.to_dicts()
 
 
-def _hand_over(ingestion: Ingestion) -> dict[str, pl.DataFrame]:
-    """Give the frames to the engine: once it holds its own copy, they can be freed."""
-    tables, ingestion.tables = ingestion.tables, {}
-    return tables
-
-
 def _outcome_doc(o: RuleOutcome) -> dict:
     r = o.rule
     return {"id": r.id, "version": r.version, "family": r.family, "severity": r.severity,
@@ -125,7 +119,7 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
     with staged(opts.out) as folder:
         engine = make_engine(opts.engine, **_engine_options(opts, folder))
         try:
-            screening = screen(_hand_over(ingestion), ruleset, engine, opts.window_from,
+            screening = screen(ingestion.tables, ruleset, engine, opts.window_from,
                                opts.window_to, opts.watchlists, on_rule)
         finally:
             engine.close()

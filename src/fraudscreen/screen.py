@@ -77,7 +77,6 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
            watchlists: list[Path] | None = None,
            on_rule: Callable[[RuleOutcome], None] | None = None) -> Screening:
     origins = engine.register(tables, watchlists)
-    del tables  # the engine holds its own copy; let the caller's frames go
     run_params = _create_sources(engine, window_from, window_to)
     start, end = run_params["window_start"], run_params["window_end"]
 
