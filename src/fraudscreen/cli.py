@@ -118,6 +118,27 @@ def sample(
     typer.echo(f"truth in {summary.truth_dir}: {cases} injected case(s), {decoys} decoy(s)")
 
 
+OnlyOpt = Annotated[
+    list[str], typer.Option("--only", help="Run only these families or rule ids.")
+]
+ParamOpt = Annotated[
+    list[str], typer.Option("--param", help="Override a parameter: RULE_ID.NAME=VALUE.")
+]
+ParamsFileOpt = Annotated[
+    Path | None, typer.Option("--params", help="Site params YAML: {RULE_ID: {NAME: VALUE}}.")
+]
+WatchlistOpt = Annotated[
+    list[Path], typer.Option("--watchlist", help="Extra watch-list YAML files or folders.")
+]
+EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (default) or spark.")]
+MemoryLimitOpt = Annotated[
+    str, typer.Option("--memory-limit", help="DuckDB memory limit; beyond it, spill to disk.")
+]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="DuckDB threads.")]
+ProfileOpt = Annotated[
+    str, typer.Option("--profile", help="full | investigator | public (pseudonymised).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print only warnings and errors.")]
 RulesOpt = Annotated[
     list[Path],
     typer.Option("--rules", help="Extra rule files or folders (added to the built-in rules)."),
@@ -143,36 +164,24 @@ def run(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Output folder (replaced whole on success).")],
     rules: RulesOpt = [],
-    only: Annotated[
-        list[str], typer.Option("--only", help="Run only these families or rule ids.")
-    ] = [],
-    param: Annotated[
-        list[str], typer.Option("--param", help="Override a parameter: RULE_ID.NAME=VALUE.")
-    ] = [],
-    params_file: Annotated[
-        Path | None, typer.Option("--params", help="Site params YAML: {RULE_ID: {NAME: VALUE}}.")
-    ] = None,
+    only: OnlyOpt = [],
+    param: ParamOpt = [],
+    params_file: ParamsFileOpt = None,
     date_from: Annotated[
         str | None, typer.Option("--from", help="Analysis window start (YYYY-MM-DD).")
     ] = None,
     date_to: Annotated[
         str | None, typer.Option("--to", help="Analysis window end (YYYY-MM-DD).")
     ] = None,
-    watchlist: Annotated[
-        list[Path], typer.Option("--watchlist", help="Extra watch-list YAML files or folders.")
-    ] = [],
-    engine: Annotated[str, typer.Option("--engine", help="duckdb (default) or spark.")] = "duckdb",
-    memory_limit: Annotated[
-        str, typer.Option("--memory-limit", help="DuckDB memory limit; beyond it, spill to disk.")
-    ] = "2GB",
-    threads: Annotated[int | None, typer.Option("--threads", help="DuckDB threads.")] = None,
-    profile: Annotated[
-        str, typer.Option("--profile", help="full | investigator | public (pseudonymised).")
-    ] = "full",
+    watchlist: WatchlistOpt = [],
+    engine: EngineOpt = "duckdb",
+    memory_limit: MemoryLimitOpt = "2GB",
+    threads: ThreadsOpt = None,
+    profile: ProfileOpt = "full",
     encoding: EncodingOpt = None,
     column_map: ColumnMapOpt = None,
     strict: StrictOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Print only warnings and errors.")] = False,
+    quiet: QuietOpt = False,
     log_format: Annotated[
         str, typer.Option("--log-format", help="text, or json: one event per line for schedulers.")
     ] = "text",
@@ -377,31 +386,19 @@ def nightly(
     store: StoreOpt,
     out: Annotated[Path, typer.Option("--out", help="The night's output folder.")],
     rules: RulesOpt = [],
-    only: Annotated[
-        list[str], typer.Option("--only", help="Run only these families or rule ids.")
-    ] = [],
-    param: Annotated[
-        list[str], typer.Option("--param", help="Override a parameter: RULE_ID.NAME=VALUE.")
-    ] = [],
-    params_file: Annotated[
-        Path | None, typer.Option("--params", help="Site params YAML: {RULE_ID: {NAME: VALUE}}.")
-    ] = None,
-    watchlist: Annotated[
-        list[Path], typer.Option("--watchlist", help="Extra watch-list YAML files or folders.")
-    ] = [],
-    engine: Annotated[str, typer.Option("--engine", help="duckdb (default) or spark.")] = "duckdb",
-    memory_limit: Annotated[
-        str, typer.Option("--memory-limit", help="DuckDB memory limit; beyond it, spill to disk.")
-    ] = "2GB",
-    threads: Annotated[int | None, typer.Option("--threads", help="DuckDB threads.")] = None,
-    profile: Annotated[
-        str, typer.Option("--profile", help="full | investigator | public (pseudonymised).")
-    ] = "full",
+    only: OnlyOpt = [],
+    param: ParamOpt = [],
+    params_file: ParamsFileOpt = None,
+    watchlist: WatchlistOpt = [],
+    engine: EngineOpt = "duckdb",
+    memory_limit: MemoryLimitOpt = "2GB",
+    threads: ThreadsOpt = None,
+    profile: ProfileOpt = "full",
     encoding: EncodingOpt = None,
     column_map: ColumnMapOpt = None,
     strict: StrictOpt = False,
     today: TodayOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Print only warnings and errors.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Ingest the inbox's new files into the store, re-screen, report the night's news.
 

@@ -395,8 +395,10 @@ class _Compiler:
             related = "CAST([] AS VARCHAR[])"
         selects.append(f"coalesce({related}, CAST([] AS VARCHAR[])) AS related_settlement_ids")
         amount = self.expr(e.amount_at_risk, ("emit", "amount_at_risk"), scope, rewrite=rw)
-        selects.append(f"CAST(round(greatest({amount}, 0), 2) AS DECIMAL(16,2))"
-                       " AS amount_at_risk")
+        # Through DECIMAL(38,10) first: a quotient (DuckDB divides decimals as doubles)
+        # then rounds half away from zero at the fen as exact arithmetic would.
+        selects.append(f"CAST(round(greatest(CAST({amount} AS DECIMAL(38,10)), 0), 2)"
+                       " AS DECIMAL(16,2)) AS amount_at_risk")
         for name, text in e.evidence.items():
             ev = self.expr(text, ("emit", "evidence", name), scope, rewrite=rw)
             selects.append(f"{ev} AS {_q('ev__' + name)}")
