@@ -6,6 +6,7 @@ A data folder may bring its own ``item_pairs`` (it replaces the default) and
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -52,5 +53,12 @@ def load_watchlist(path: Path) -> list[dict]:
 
 
 def shipped_watchlist(extra: list[Path] | None = None) -> pl.DataFrame:
-    rows = [row for path in watchlist_files(extra) for row in load_watchlist(path)]
+    files = tuple(watchlist_files(extra))
+    return _watchlist_rows(files, tuple(p.stat().st_mtime_ns for p in files))
+
+
+@cache
+def _watchlist_rows(files: tuple[Path, ...], stamps: tuple[int, ...]) -> pl.DataFrame:
+    """Parsed once per set of list files (and their modification times)."""
+    rows = [row for path in files for row in load_watchlist(path)]
     return _typed(rows, "watchlist").unique(maintain_order=True)
