@@ -196,6 +196,19 @@ SOURCES: tuple[Source, ...] = (
         "rules/reference/item_pairs.csv.",
     ),
     Source(
+        "exclusive_pairs",
+        ("item_code", "partner_code"),
+        (),
+        """
+        SELECT DISTINCT item_code_a AS item_code, item_code_b AS partner_code
+        FROM input_item_pairs WHERE relation = 'exclusive'
+        UNION
+        SELECT item_code_b, item_code_a FROM input_item_pairs WHERE relation = 'exclusive'
+        """,
+        "The exclusive pairs of item_pairs in both directions (item_code, partner_code), "
+        "so a rule can join on equality.",
+    ),
+    Source(
         "watchlist",
         (),
         (),
