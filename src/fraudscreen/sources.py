@@ -141,6 +141,34 @@ SOURCES: tuple[Source, ...] = (
         "them is applied before the grouping.)",
     ),
     Source(
+        "exclusive_pairs",
+        ("item_code", "partner_code"),
+        (),
+        """
+        SELECT DISTINCT item_code_a AS item_code, item_code_b AS partner_code
+        FROM input_item_pairs WHERE relation = 'exclusive'
+        UNION
+        SELECT item_code_b, item_code_a FROM input_item_pairs WHERE relation = 'exclusive'
+        """,
+        "The exclusive pairs of item_pairs in both directions (item_code, partner_code), "
+        "so a rule can join on equality.",
+    ),
+    Source(
+        "paired_item_days",
+        ("settlement_id", "item_code", "charge_date"),
+        ("settlements", "fee_lines"),
+        """
+        SELECT f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id,
+               sum(f.quantity) AS quantity, sum(f.amount) AS amount,
+               count(*) AS line_count
+        FROM fee_lines AS f
+        WHERE f.item_code IN (SELECT item_code FROM exclusive_pairs)
+        GROUP BY f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id
+        """,
+        "item_days of the items that have an exclusive partner only (filtered before "
+        "grouping: DuckDB does not push an IN-subquery below an aggregate).",
+    ),
+    Source(
         "settlement_items",
         ("settlement_id", "item_code"),
         ("settlements", "fee_lines"),
@@ -194,19 +222,6 @@ SOURCES: tuple[Source, ...] = (
         "SELECT * FROM input_item_pairs",
         "Mutually exclusive item pairs: the data's table, else the project's "
         "rules/reference/item_pairs.csv.",
-    ),
-    Source(
-        "exclusive_pairs",
-        ("item_code", "partner_code"),
-        (),
-        """
-        SELECT DISTINCT item_code_a AS item_code, item_code_b AS partner_code
-        FROM input_item_pairs WHERE relation = 'exclusive'
-        UNION
-        SELECT item_code_b, item_code_a FROM input_item_pairs WHERE relation = 'exclusive'
-        """,
-        "The exclusive pairs of item_pairs in both directions (item_code, partner_code), "
-        "so a rule can join on equality.",
     ),
     Source(
         "watchlist",
