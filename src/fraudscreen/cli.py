@@ -150,6 +150,16 @@ def _fail(err: Exception, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise _fail(f"{flag} {item!r}: write NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def _date(value: str | None, flag: str) -> dt.date | None:
     if value is None:
         return None
@@ -185,6 +195,13 @@ def run(
     log_format: Annotated[
         str, typer.Option("--log-format", help="text, or json: one event per line for schedulers.")
     ] = "text",
+    spark_master: Annotated[
+        str, typer.Option("--spark-master", help="With --engine spark: local[*], spark://…, yarn.")
+    ] = "local[*]",
+    spark_table: Annotated[
+        list[str], typer.Option("--spark-table", help="NAME=TABLE: read a contract table from "
+                                "the Spark catalog (or a Parquet path) instead of --data.")
+    ] = [],
 ) -> None:
     """Screen a data folder with every built-in rule (plus --rules) and write the leads.
 
@@ -203,7 +220,8 @@ def run(
         data=data, out=out, rules=rules, only=only, params=param, params_file=params_file,
         window_from=_date(date_from, "--from"), window_to=_date(date_to, "--to"),
         encoding=encoding, column_map=column_map, strict=strict, engine=engine,
-        memory_limit=memory_limit, threads=threads, watchlists=watchlist, profile=profile)
+        memory_limit=memory_limit, threads=threads, watchlists=watchlist, profile=profile,
+        spark_master=spark_master, spark_tables=_pairs(spark_table, "--spark-table"))
     try:
         ruleset = load_rules(opts)
         with Progress(quiet, len(ruleset.rules), log_format) as progress:

@@ -26,6 +26,7 @@ from sqlglot import exp
 
 from fraudscreen import expressions as ex
 from fraudscreen import sources
+from fraudscreen.dialects import for_engine
 from fraudscreen.rule import (
     Aggregate,
     Correlate,
@@ -54,13 +55,19 @@ class CompiledRule:
     hit_columns: list[str] = field(default_factory=list)
 
     def sql_for(self, dialect: str = "duckdb", pretty: bool = True) -> str:
-        return transpile(self.sql, dialect, pretty)
+        """The statement for an engine's dialect; a construct it cannot express is a
+        RuleError naming this rule — never a wrong answer."""
+        try:
+            return transpile(self.sql, dialect, pretty)
+        except sqlglot.errors.UnsupportedError as err:
+            raise self.rule.error(f"cannot be expressed in {dialect}: {err}") from None
 
 
 def transpile(sql: str, dialect: str, pretty: bool = True) -> str:
+    """DuckDB SQL for another engine, with fraudscreen's dialect corrections."""
     if dialect == "duckdb":
         return sqlglot.transpile(sql, read="duckdb", write="duckdb", pretty=pretty)[0]
-    return sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=pretty,
+    return sqlglot.transpile(sql, read="duckdb", write=for_engine(dialect), pretty=pretty,
                              unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
 
 
@@ -250,7 +257,9 @@ class _Compiler:
             "m",
             f"SELECT {_cols(key, 't')}, list_sort(list(DISTINCT o.settlement_id))"
             f" AS related_settlement_ids{measures}"
-            f" FROM src AS t JOIN oth AS o ON {_join_on('t', 'o', other.on)} AND ({match})"
+            # The match goes in WHERE, not ON: the same for an inner join, and Spark
+            # refuses a correlated subquery reading both sides of a join condition.
+            f" FROM src AS t JOIN oth AS o ON {_join_on('t', 'o', other.on)} WHERE ({match})"
             f" GROUP BY {_cols(key, 't')}"))
         picked = "".join(f", m.{_q(n)}" for n in det.measures)
         self.ctes.append(("hits", f"SELECT src.*, m.related_settlement_ids{picked}"

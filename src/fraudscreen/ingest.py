@@ -56,12 +56,15 @@ class Ingestion:
 
 
 def load_folder(
-    data_dir: Path, encoding: str | None = None, column_map: Path | None = None
+    data_dir: Path, encoding: str | None = None, column_map: Path | None = None,
+    external: frozenset[str] = frozenset(),
 ) -> Ingestion:
     """Read every contract table in ``data_dir``.
 
-    ``encoding`` names the CSV encoding; by default each CSV file is read as UTF-8
-    when it is valid UTF-8, else as GB18030 (a superset of GBK and GB2312).
+    ``external`` names tables the engine reads elsewhere (Spark catalog tables), so
+    their absence here is not an error. ``encoding`` names the CSV encoding; by
+    default each CSV file is read as UTF-8 when it is valid UTF-8, else as GB18030
+    (a superset of GBK and GB2312).
     """
     data_dir = Path(data_dir)
     codec = _codec(encoding)
@@ -69,7 +72,7 @@ def load_folder(
     notes: list[str] = []
     entries = _find_tables(data_dir, notes)
     for table in INPUT_TABLES.values():
-        if table.required and table.name not in entries:
+        if table.required and table.name not in entries and table.name not in external:
             raise IngestError(
                 f"{data_dir}: required table {table.name} ({table.zh}) not found; expected "
                 f"{table.name}.parquet, {table.name}.csv or a folder {table.name}/ of parts"

@@ -41,6 +41,8 @@ class RunOptions:
     threads: int | None = None
     watchlists: list[Path] = field(default_factory=list)
     profile: str = "full"
+    spark_master: str = "local[*]"
+    spark_tables: dict[str, str] = field(default_factory=dict)  # contract table → Spark table
 
 
 @dataclass
@@ -111,7 +113,10 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         site_secret()  # fail now, not after an hour of screening
     if progress:
         progress.reading(opts.data)
-    ingestion = load_folder(opts.data, encoding=opts.encoding, column_map=opts.column_map)
+    if opts.spark_tables and opts.engine != "spark":
+        raise ValueError("--spark-table needs --engine spark")
+    ingestion = load_folder(opts.data, encoding=opts.encoding, column_map=opts.column_map,
+                            external=frozenset(opts.spark_tables))
     ingested = time.perf_counter()
     if progress:
         progress.read(ingestion, ingested - began)
@@ -140,10 +145,11 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
 
 
 def _engine_options(opts: RunOptions, folder: Path) -> dict:
-    if opts.engine == "duckdb":
-        return {"memory_limit": opts.memory_limit, "temp_dir": folder / ".spill",
-                "threads": opts.threads}
-    return {}
+    if opts.engine == "spark":
+        return {"master": opts.spark_master, "spark_tables": opts.spark_tables,
+                "temp_dir": folder / ".spill"}
+    return {"memory_limit": opts.memory_limit, "temp_dir": folder / ".spill",
+            "threads": opts.threads}
 
 
 def _drop_spill(folder: Path) -> None:

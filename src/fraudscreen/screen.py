@@ -80,7 +80,8 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
     run_params = _create_sources(engine, window_from, window_to)
     start, end = run_params["window_start"], run_params["window_end"]
 
-    integrity = {name: int(engine.query(sql).item()) for name, sql in INTEGRITY_CHECKS.items()}
+    integrity = {name: int(engine.query(transpile(sql, engine.dialect, pretty=False)).item())
+                 for name, sql in INTEGRITY_CHECKS.items()}
     present = {name for name, origin in origins.items() if origin != "absent"}
     frames, outcomes = [], []
     for rule in ruleset.rules:
@@ -106,8 +107,9 @@ def _create_sources(engine, window_from, window_to) -> dict:
     if not (window_from and window_to):
         engine.create_sources({"window_start": dt.date(1900, 1, 1),
                                "window_end": dt.date(2999, 12, 31), "filter_window": False})
-        first, last = engine.query(
-            "SELECT min(charge_date) AS a, max(charge_date) AS b FROM fee_lines").row(0)
+        first, last = engine.query(transpile(
+            "SELECT min(charge_date) AS a, max(charge_date) AS b FROM fee_lines",
+            engine.dialect, pretty=False)).row(0)
     params = {"window_start": window_from or first or dt.date(1900, 1, 1),
               "window_end": window_to or last or dt.date(2999, 12, 31),
               "filter_window": bool(window_from or window_to)}

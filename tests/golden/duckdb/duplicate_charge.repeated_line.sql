@@ -1,0 +1,53 @@
+WITH src AS (
+  SELECT
+    *
+  FROM (
+    SELECT
+      s.*
+    FROM "fee_lines" AS s
+  ) AS j
+), agg AS (
+  SELECT
+    "settlement_id",
+    "item_code",
+    "charge_time",
+    "quantity",
+    "unit_price",
+    MIN(person_id) AS "person_id",
+    MIN(institution_id) AS "institution_id",
+    COUNT(*) AS "copies",
+    SUM(amount) AS "total_amount",
+    ARG_MIN(amount, line_id) AS "first_amount",
+    MIN(line_id) AS "first_line_id"
+  FROM src
+  GROUP BY
+    "settlement_id",
+    "item_code",
+    "charge_time",
+    "quantity",
+    "unit_price"
+), hits AS (
+  SELECT
+    *
+  FROM agg
+  WHERE
+    TRUE AND (
+      copies >= 2
+    )
+)
+SELECT
+  CAST("settlement_id" AS TEXT) AS "settlement_id",
+  CAST("person_id" AS TEXT) AS "person_id",
+  CAST("institution_id" AS TEXT) AS "institution_id",
+  CAST("item_code" AS TEXT) AS "item_code",
+  CAST(NULL AS DATE) AS "period_start",
+  CAST(NULL AS DATE) AS "period_end",
+  COALESCE(CAST([] AS TEXT[]), CAST([] AS TEXT[])) AS related_settlement_ids,
+  CAST(ROUND(GREATEST(CAST(total_amount - first_amount AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
+  charge_time AS "ev__charge_time",
+  quantity AS "ev__quantity",
+  unit_price AS "ev__unit_price",
+  copies AS "ev__copies",
+  first_line_id AS "ev__first_line_id",
+  total_amount AS "ev__total_amount"
+FROM hits

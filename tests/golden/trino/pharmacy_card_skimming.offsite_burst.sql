@@ -1,0 +1,111 @@
+WITH src AS (
+  SELECT
+    *
+  FROM (
+    SELECT
+      s.*
+    FROM "settlements" AS s
+  ) AS j
+  WHERE
+    medical_type = '41' AND off_site
+), ev AS (
+  SELECT
+    src.*,
+    TO_UNIXTIME(CAST("admit_time" AS TIMESTAMP)) AS __t
+  FROM src
+), starts AS (
+  SELECT DISTINCT
+    "institution_id",
+    __start
+  FROM (
+    SELECT
+      s."institution_id",
+      s.__t AS __start
+    FROM ev AS s
+    JOIN ev AS e
+      ON s."institution_id" = e."institution_id" AND e.__t BETWEEN s.__t AND s.__t + 600
+    GROUP BY
+      s."institution_id",
+      s."settlement_id",
+      s.__t
+    HAVING
+      COUNT(DISTINCT "e"."person_id") >= 5
+  ) AS w
+), members AS (
+  SELECT
+    ev.*
+  FROM ev
+  WHERE
+    EXISTS(
+      SELECT
+        1
+      FROM starts AS st
+      WHERE
+        st."institution_id" = ev."institution_id"
+        AND ev.__t BETWEEN st.__start AND st.__start + 600
+    )
+), runs AS (
+  SELECT
+    g.*,
+    SUM(CASE WHEN g.__gap > 600 THEN 1 ELSE 0 END) OVER (
+      PARTITION BY "institution_id"
+      ORDER BY "admit_time", "settlement_id"
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS __run
+  FROM (
+    SELECT
+      members.*,
+      __t - LAG(__t) OVER (PARTITION BY "institution_id" ORDER BY "admit_time", "settlement_id") AS __gap
+    FROM members
+  ) AS g
+), seqd AS (
+  SELECT
+    runs.*,
+    ROW_NUMBER() OVER (PARTITION BY "institution_id", __run ORDER BY "admit_time", "settlement_id") AS member_seq,
+    COUNT(*) OVER (PARTITION BY "institution_id", __run) AS member_count
+  FROM runs
+), agg AS (
+  SELECT
+    "institution_id",
+    __run,
+    ARRAY_SORT(ARRAY_AGG(settlement_id) FILTER(WHERE
+      member_seq <> 1)) AS related_settlement_ids,
+    MIN("admit_time") AS first_time,
+    MAX("admit_time") AS last_time,
+    COUNT(DISTINCT person_id) AS "cards",
+    COUNT(*) AS "settlements_in_burst",
+    SUM(fund_amount) AS "burst_fund"
+  FROM seqd
+  GROUP BY
+    "institution_id",
+    __run
+), hits AS (
+  SELECT
+    seqd.*,
+    agg.related_settlement_ids,
+    agg.first_time,
+    agg.last_time,
+    agg."cards",
+    agg."settlements_in_burst",
+    agg."burst_fund"
+  FROM seqd
+  JOIN agg
+    ON seqd."institution_id" = agg."institution_id" AND seqd.__run = agg.__run
+  WHERE
+    seqd.member_seq = 1
+)
+SELECT
+  CAST("settlement_id" AS VARCHAR) AS "settlement_id",
+  CAST(NULL AS VARCHAR) AS "person_id",
+  CAST("institution_id" AS VARCHAR) AS "institution_id",
+  CAST(NULL AS VARCHAR) AS "item_code",
+  CAST(NULL AS DATE) AS "period_start",
+  CAST(NULL AS DATE) AS "period_end",
+  COALESCE(CAST("related_settlement_ids" AS ARRAY(VARCHAR)), CAST(ARRAY[] AS ARRAY(VARCHAR))) AS related_settlement_ids,
+  CAST(ROUND(GREATEST(CAST(burst_fund AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
+  cards AS "ev__cards",
+  settlements_in_burst AS "ev__settlements_in_burst",
+  first_time AS "ev__first_time",
+  last_time AS "ev__last_time",
+  burst_fund AS "ev__burst_fund"
+FROM hits

@@ -1,0 +1,200 @@
+"""DuckDB and Spark give the same suspicions: every rule's inline cases and a sample run.
+
+One SparkSession (local, small) serves the whole module; every engine the tests
+make (``run_test(..., 'spark')``, ``make_engine('spark')``) reuses it. The
+comparison is of the finished suspicion frames — ids, keys, amounts (exact
+decimals), messages and evidence — so any difference in meaning between the two
+SQL renderings shows up here, not in a report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from fraudscreen import testing
+from fraudscreen.compiler import compile_rule
+from fraudscreen.ruleset import RuleSet
+from fraudscreen.screen import make_engine, screen
+
+pytestmark = pytest.mark.spark
+
+pytest.importorskip("pyspark", reason="pyspark is not installed: pip install 'fraudscreen[spark]'")
+if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+    pytest.skip("no Java runtime for Spark (Debian: apt-get install openjdk-17-jre-headless)",
+                allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_claims" / "data"
+RULES = RuleSet.load().rules
+CASES = [(r, t) for r in RULES for t in r.tests]
+
+# Tiny inputs: one shuffle partition and no code generation keep a query well under
+# a second; the engine's own defaults are for real data.
+TEST_CONFIG = {
+    "spark.sql.shuffle.partitions": "1",
+    "spark.default.parallelism": "1",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.adaptive.enabled": "false",
+}
+
+
+def spark_cannot_run(rule) -> bool:
+    """Spark refuses a correlated subquery in a join condition that reads both sides.
+
+    The correlate kind puts its ``match`` in the join's ON; a match with EXISTS
+    (duplicate_charge.exclusive_items) then fails on Spark — loudly, as a failed
+    rule (Spark 4: UNSUPPORTED_CORRELATED_EXPRESSION_IN_JOIN_CONDITION; Spark 3.5:
+    an internal ClassCastException at planning). Moving ``match`` to WHERE (same
+    meaning for an inner join) is the proposed compiler fix; once it is in, this is
+    False and the rule is compared.
+    """
+    tree = sqlglot.parse_one(compile_rule(rule).sql, read="duckdb")
+    return any(j.args.get("on") is not None and j.args["on"].find(exp.Exists)
+               for j in tree.find_all(exp.Join))
+
+
+BLOCKED = {r.id for r in RULES if spark_cannot_run(r)}
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from fraudscreen.engine_spark import SparkEngine, SparkUnavailable, build_session
+
+    try:
+        session = build_session("local[2]", TEST_CONFIG)
+    except SparkUnavailable as err:
+        pytest.skip(str(err))
+    yield session
+    SparkEngine(session=session).stop()
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """The screenings ``run_test`` makes, by engine dialect, for comparing them."""
+    seen: dict[str, pl.DataFrame] = {}
+
+    def recording_screen(tables, ruleset, engine, *args, **kwargs):
+        result = screen(tables, ruleset, engine, *args, **kwargs)
+        seen["spark" if "spark" in engine.dialect else engine.dialect] = result.suspicions
+        return result
+
+    monkeypatch.setattr(testing, "screen", recording_screen)
+    return seen
+
+
+def assert_same(duck: pl.DataFrame, spark: pl.DataFrame) -> None:
+    assert spark.schema == duck.schema
+    key = ["suspicion_id"]
+    only_duck = duck.join(spark, on=key, how="anti")["suspicion_id"].to_list()
+    only_spark = spark.join(duck, on=key, how="anti")["suspicion_id"].to_list()
+    assert not only_duck and not only_spark, (
+        f"suspicions only on DuckDB: {only_duck[:10]}; only on Spark: {only_spark[:10]}")
+    both = duck.join(spark, on=key, suffix="_spark")
+    for column in duck.columns:
+        if column in key:
+            continue
+        differ = both.filter(pl.col(column).ne_missing(pl.col(f"{column}_spark")))
+        assert differ.is_empty(), (
+            f"{column} differs for {differ.height} suspicion(s), e.g. "
+            f"{differ.select('suspicion_id', column, f'{column}_spark').head(5).to_dicts()}")
+    assert spark.equals(duck)  # and in the same order
+
+
+@pytest.mark.parametrize("rule, case", CASES, ids=[f"{r.id}::{t.name}" for r, t in CASES])
+def test_inline_case_on_spark_as_on_duckdb(spark, recorded, rule, case):
+    on_spark = testing.run_test(rule, case, "spark")
+    if rule.id in BLOCKED:
+        assert not on_spark.passed and on_spark.diff[0].startswith("rule failed"), \
+            on_spark.diff
+        pytest.xfail("correlated EXISTS in a join condition: Spark refuses it (the rule "
+                     "fails, never answers wrongly); fix: correlate's match in WHERE")
+    assert on_spark.passed, "\n".join(on_spark.diff)
+    on_duckdb = testing.run_test(rule, case, "duckdb")
+    assert on_duckdb.passed, "\n".join(on_duckdb.diff)
+    assert_same(recorded["duckdb"], recorded["spark"])
+
+
+@pytest.fixture(scope="module")
+def sample_tables(tmp_path_factory):
+    """sample_claims/data when it is there, else a small generated prefecture."""
+    from fraudscreen.ingest import load_folder
+
+    folder = SAMPLE
+    if not (folder.is_dir() and any(folder.iterdir())):
+        from typer.testing import CliRunner
+
+        from fraudscreen.cli import app
+
+        folder = tmp_path_factory.mktemp("sample") / "data"
+        result = CliRunner().invoke(app, ["sample", "--out", str(folder), "--scale", "0.02"])
+        if result.exit_code != 0:
+            pytest.skip(f"no sample_claims/data and `fraudscreen sample` failed: "
+                        f"{result.output[-500:]} {result.exception!r}")
+    return load_folder(folder).tables
+
+
+def test_sample_run_gives_identical_suspicions(spark, sample_tables):
+    ruleset = RuleSet.load()
+    runs = {}
+    for name in ("duckdb", "spark"):
+        engine = make_engine(name)
+        try:
+            runs[name] = screen(sample_tables, ruleset, engine)
+        finally:
+            engine.close()
+    duck, on_spark = runs["duckdb"], runs["spark"]
+    assert all(o.status == "ran" for o in duck.outcomes), \
+        [(o.rule.id, o.reason) for o in duck.outcomes if o.status != "ran"]
+    assert duck.suspicions.height > 0
+    assert on_spark.window == duck.window
+    assert on_spark.integrity == duck.integrity
+    for a, b in zip(duck.outcomes, on_spark.outcomes, strict=True):
+        assert a.rule.id == b.rule.id
+        if a.rule.id in BLOCKED:  # fails loudly on Spark; see spark_cannot_run
+            assert b.status == "failed", (b.status, b.reason)
+            continue
+        assert (b.status, b.reason, b.hits, b.amount, b.skipped_groups) == \
+            (a.status, a.reason, a.hits, a.amount, a.skipped_groups), a.rule.id
+    compared = ~pl.col("rule_id").is_in(sorted(BLOCKED))
+    assert_same(duck.suspicions.filter(compared), on_spark.suspicions.filter(compared))
+
+
+def test_inputs_read_by_spark_itself_give_the_same_suspicions(spark, tmp_path):
+    """--spark-table NAME=TABLE: a catalog table, or a Parquet path with Chinese headers."""
+    from fraudscreen.contract import INPUT_TABLES
+    from fraudscreen.engine_spark import SparkEngine
+
+    rule = next(r for r in RULES if r.id == "split_hospitalisation.readmission")
+    case = rule.tests[0]
+    tables = {name: testing.table(name, rows) for name, rows in case.given.items()}
+    tables.setdefault("fee_lines", testing.table("fee_lines", []))
+    zh = {c.name: c.zh for c in INPUT_TABLES["settlements"].columns}
+    path = tmp_path / "结算记录.parquet"
+    tables["settlements"].rename(zh).write_parquet(path)
+    tables["fee_lines"].write_parquet(tmp_path / "fee.parquet")
+    spark.read.parquet(str(tmp_path / "fee.parquet")).createOrReplaceTempView("raw_fee")
+    ruleset = RuleSet([rule])
+
+    engine = SparkEngine(session=spark, spark_tables={"settlements": str(path),
+                                                      "fee_lines": "raw_fee"})
+    try:
+        on_spark = screen({}, ruleset, engine)
+    finally:
+        engine.close()
+        spark.catalog.dropTempView("raw_fee")
+    duck_engine = make_engine("duckdb")
+    try:
+        duck = screen(tables, ruleset, duck_engine)
+    finally:
+        duck_engine.close()
+    assert on_spark.origins["settlements"] == f"spark:{path}"
+    assert on_spark.origins["fee_lines"] == "spark:raw_fee"
+    assert duck.suspicions.height > 0
+    assert_same(duck.suspicions, on_spark.suspicions)
