@@ -192,8 +192,19 @@ class _Compiler:
         self.names(det.group_by, cols, p + ("group_by",))
         measures = [f"{self.expr(m, p + ('measures', n), {'': cols}, aggregates=True)} AS {_q(n)}"
                     for n, m in det.measures.items()]
+        rows = _min_group_rows(det)
+        if rows > 1 and not det.skip:
+            # Most groups have one row (e.g. fee lines that are not repeats): find the
+            # few with enough rows on a hash of the keys first, then aggregate only those.
+            # A hash collision only lets an extra group through to the real grouping.
+            key = f"hash({_cols(det.group_by)})"
+            self.ctes.append(("cand", f"SELECT {key} AS __h FROM src GROUP BY {key}"
+                                      f" HAVING count(*) >= {rows}"))
+            self.ctes.append(("src_c", f"SELECT * FROM src WHERE {key} IN"
+                                       " (SELECT __h FROM cand)"))
+        source = "src_c" if rows > 1 and not det.skip else "src"
         self.ctes.append(("agg", f"SELECT {_cols(det.group_by)}, {', '.join(measures)}"
-                                 f" FROM src GROUP BY {_cols(det.group_by)}"))
+                                 f" FROM {source} GROUP BY {_cols(det.group_by)}"))
         out = set(det.group_by) | set(det.measures)
         having = self.expr(det.having, p + ("having",), {"": out})
         judged = "TRUE"
@@ -442,6 +453,28 @@ class _Compiler:
             skip_sql = _with(ctes, f"SELECT count(*) FROM agg WHERE {self.skip_condition}")
         return CompiledRule(self.rule, self.values, sql, self.needs, evidence, skip_sql,
                             sorted(hit_cols))
+
+
+def _min_group_rows(det: Aggregate) -> int:
+    """The row count a group needs to be a hit, when ``having`` demands one.
+
+    Recognises ``m >= N`` / ``m > N`` (as a top-level AND term) on a measure that is
+    exactly ``count(*)``; otherwise 0 (no shortcut).
+    """
+    counts = {n for n, m in det.measures.items()
+              if ex.parse(m).sql("duckdb").lower() == "count(*)"}
+    try:
+        having = ex.parse(det.having)
+    except ex.ExpressionError:
+        return 0
+    terms = having.flatten() if isinstance(having, exp.And) else [having]
+    best = 0
+    for term in terms:
+        if (isinstance(term, (exp.GTE, exp.GT)) and isinstance(term.this, exp.Column)
+                and term.this.name in counts and not term.this.table
+                and isinstance(term.expression, exp.Literal) and term.expression.is_int):
+            best = max(best, int(term.expression.name) + isinstance(term, exp.GT))
+    return best
 
 
 def _with(ctes: list[tuple[str, str]], final: str) -> str:

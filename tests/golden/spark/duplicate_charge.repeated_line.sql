@@ -6,6 +6,24 @@ WITH src AS (
       s.*
     FROM `fee_lines` AS s
   ) AS j
+), cand AS (
+  SELECT
+    HASH(`settlement_id`, `item_code`, `charge_time`, `quantity`, `unit_price`) AS __h
+  FROM src
+  GROUP BY
+    HASH(`settlement_id`, `item_code`, `charge_time`, `quantity`, `unit_price`)
+  HAVING
+    COUNT(*) >= 2
+), src_c AS (
+  SELECT
+    *
+  FROM src
+  WHERE
+    HASH(`settlement_id`, `item_code`, `charge_time`, `quantity`, `unit_price`) IN (
+      SELECT
+        __h
+      FROM cand
+    )
 ), agg AS (
   SELECT
     `settlement_id`,
@@ -19,7 +37,7 @@ WITH src AS (
     SUM(amount) AS `total_amount`,
     MIN_BY(amount, line_id) AS `first_amount`,
     MIN(line_id) AS `first_line_id`
-  FROM src
+  FROM src_c
   GROUP BY
     `settlement_id`,
     `item_code`,
