@@ -33,6 +33,14 @@ class Source:
     materialize: bool = False
 
 
+_ITEM_DAYS = """
+    SELECT f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id,
+           sum(f.quantity) AS quantity, sum(f.amount) AS amount, count(*) AS line_count
+    FROM fee_lines AS f {where}
+    GROUP BY f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id
+"""
+
+
 def _table(name: str, doc: str) -> Source:
     t = INPUT_TABLES[name]
     return Source(name, t.key, (name,), None, doc)
@@ -129,13 +137,7 @@ SOURCES: tuple[Source, ...] = (
         "item_days",
         ("settlement_id", "item_code", "charge_date"),
         ("settlements", "fee_lines"),
-        """
-        SELECT f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id,
-               sum(f.quantity) AS quantity, sum(f.amount) AS amount,
-               count(*) AS line_count
-        FROM fee_lines AS f
-        GROUP BY f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id
-        """,
+        _ITEM_DAYS.format(where=""),
         "One row per settlement, item and charge date: quantity, amount, line_count. "
         "(Person and institution are grouped on, not aggregated, so a rule's filter on "
         "them is applied before the grouping.)",
@@ -157,14 +159,8 @@ SOURCES: tuple[Source, ...] = (
         "paired_item_days",
         ("settlement_id", "item_code", "charge_date"),
         ("settlements", "fee_lines"),
-        """
-        SELECT f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id,
-               sum(f.quantity) AS quantity, sum(f.amount) AS amount,
-               count(*) AS line_count
-        FROM fee_lines AS f
-        WHERE f.item_code IN (SELECT item_code FROM exclusive_pairs)
-        GROUP BY f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id
-        """,
+        _ITEM_DAYS.format(
+            where="WHERE f.item_code IN (SELECT item_code FROM exclusive_pairs)"),
         "item_days of the items that have an exclusive partner only (filtered before "
         "grouping: DuckDB does not push an IN-subquery below an aggregate).",
     ),
