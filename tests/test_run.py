@@ -215,3 +215,17 @@ def test_public_profile_shares_no_raw_person_id(tmp_path, monkeypatch):
     for name in ("suspicions.parquet", "suspicions.csv", "leads.csv", "report.html"):
         assert b"P1," not in (out / name).read_bytes() and b'"P1"' not in (out / name).read_bytes()
     assert json.loads((out / "run.json").read_text())["suspicions_profile"] == "public"
+
+
+def test_public_profile_hides_person_ids_in_quarantine(tmp_path, monkeypatch):
+    data = data_folder(tmp_path)
+    table("persons", [dict(person_id="P1"), dict(person_id="P1")]).write_parquet(
+        data / "persons.parquet")
+    monkeypatch.setenv("FRAUDSCREEN_SITE_SECRET", "s")
+    full, public = tmp_path / "full", tmp_path / "public"
+    assert run("--data", str(data), "--out", str(full)).exit_code == 0
+    assert run("--data", str(data), "--out", str(public), "--profile", "public").exit_code == 0
+    assert "duplicate key" in (full / "quarantine.csv").read_text(encoding="utf-8-sig")
+    assert ",P1," in (full / "quarantine.csv").read_text(encoding="utf-8-sig")
+    shared = (public / "quarantine.csv").read_text(encoding="utf-8-sig")
+    assert "duplicate key" in shared and ",P1," not in shared

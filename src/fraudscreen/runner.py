@@ -67,6 +67,15 @@ def quarantine_counts(quarantine: pl.DataFrame) -> list[dict]:
     return rows.to_dicts()
 
 
+def _shareable(quarantine: pl.DataFrame, profile: str) -> pl.DataFrame:
+    """Under the public profile a bad row's person id or birth date is not shown either."""
+    if profile != "public":
+        return quarantine
+    hidden = pl.col("column").is_in(["person_id", "birth_date"])
+    return quarantine.with_columns(
+        pl.when(hidden).then(pl.lit("（已隐藏）")).otherwise(pl.col("value")).alias("value"))
+
+
 def _outcome_doc(o: RuleOutcome) -> dict:
     r = o.rule
     return {"id": r.id, "version": r.version, "family": r.family, "severity": r.severity,
@@ -132,7 +141,7 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         # A public run shares no raw person id, suspicions.parquet included.
         write_suspicions(apply_profile(screening.suspicions, "public")
                          if opts.profile == "public" else screening.suspicions, folder)
-        write_csv(ingestion.quarantine, folder / "quarantine.csv")
+        write_csv(_shareable(ingestion.quarantine, opts.profile), folder / "quarantine.csv")
         doc = manifest(opts, ingestion, screening, {
             "ingest": ingested - began, "rules": screened - ingested})
         write_reports(folder, screening.suspicions, doc, opts.profile)
