@@ -85,10 +85,9 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
     present = {name for name, origin in origins.items() if origin != "absent"}
     frames, outcomes = [], []
     for rule in ruleset.rules:
-        outcome = _run_rule(rule, ruleset.overrides.get(rule.id, {}), run_params, present,
-                            engine)
-        if isinstance(outcome, tuple):
-            outcome, frame = outcome
+        outcome, frame = _run_rule(rule, ruleset.overrides.get(rule.id, {}), run_params,
+                                   present, engine)
+        if frame is not None:
             frames.append(frame)
         outcomes.append(outcome)
         if on_rule:
@@ -118,17 +117,19 @@ def _create_sources(engine, window_from, window_to) -> dict:
     return params
 
 
-def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str], engine):
+def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
+              engine) -> tuple[RuleOutcome, pl.DataFrame | None]:
+    """Compile and run one rule; its suspicions, or None when it was skipped or failed."""
     began = time.perf_counter()
     try:
         compiled = compile_rule(rule, overrides, run_params)
     except RuleError as err:
-        return RuleOutcome(rule, "failed", str(err))
+        return RuleOutcome(rule, "failed", str(err)), None
     params = {k: v for k, v in compiled.params.items() if k in rule.params}
     missing = sorted(compiled.needs - present)
     if missing:
         return RuleOutcome(rule, "skipped", f"needs table {', '.join(missing)} (absent)",
-                           params=params)
+                           params=params), None
     try:
         raw = engine.query(compiled.sql_for(engine.dialect, pretty=False))
         frame = suspicion.finalize(rule, compiled.evidence, raw)
@@ -137,7 +138,7 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str], 
                    if compiled.skip_sql else None)
     except Exception as err:  # a rule's failure is recorded; the run goes on
         return RuleOutcome(rule, "failed", f"{type(err).__name__}: {err}", params=params,
-                           seconds=time.perf_counter() - began)
+                           seconds=time.perf_counter() - began), None
     amount = sum(frame["amount_at_risk"].to_list(), start=0)
     outcome = RuleOutcome(rule, "ran", hits=frame.height, amount=f"{amount:.2f}",
                           seconds=time.perf_counter() - began, skipped_groups=skipped,
