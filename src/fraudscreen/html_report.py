@@ -232,9 +232,9 @@ def context(suspicions: pl.DataFrame, manifest: dict, profile: str) -> dict:
             "rows": [{**r, "amount_shown": yuan(r["amount_at_risk"]),
                       "severity_zh": SEVERITY_ZH.get(r["severity"], r["severity"]),
                       "month_shown": r["month"].strftime("%Y-%m") if r["month"] else ""}
-                     for r in rows.head(ROWS_PER_FAMILY).select("suspicion_id", "rule_id", "severity",
-                                          "institution_id", "person_id", "month",
-                                          "amount_at_risk", "message").iter_rows(named=True)],
+                     for r in rows.head(ROWS_PER_FAMILY).select(
+                         "suspicion_id", "rule_id", "severity", "institution_id", "person_id",
+                         "month", "amount_at_risk", "message").iter_rows(named=True)],
         })
     return {
         "font": FONT, "top": TOP, "profile": profile,
