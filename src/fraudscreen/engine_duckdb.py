@@ -19,7 +19,7 @@ import sqlglot
 
 from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES
-from fraudscreen.reference import default_item_pairs, shipped_watchlist
+from fraudscreen.reference import resolve_inputs
 
 
 def connect(memory_limit: str = "2GB", temp_dir: Path | None = None,
@@ -52,23 +52,14 @@ def register_empty(con: duckdb.DuckDBPyConnection) -> None:
 def register_inputs(con: duckdb.DuckDBPyConnection, tables: dict[str, pl.DataFrame],
                     watchlists: list[Path] | None = None) -> dict[str, str]:
     """Register the run's tables; returns where each came from (for run.json)."""
-    origin: dict[str, str] = {}
-    for name in INPUT_TABLES:
-        frame = tables.get(name)
-        if name == "item_pairs" and frame is None:
-            frame, origin[name] = default_item_pairs(), "rules/reference/item_pairs.csv"
-        elif name == "watchlist":
-            shipped = shipped_watchlist(watchlists)
-            frame = shipped if frame is None else pl.concat([shipped, frame], how="vertical")
-            origin[name] = "drug_watchlists" + (" + data" if name in tables else "")
+    frames, origin = resolve_inputs(tables, watchlists)
+    for name, frame in frames.items():
         if frame is None:
             con.execute(_empty_sql(name))
-            origin[name] = "absent"
-            continue
-        origin.setdefault(name, "data")
-        # Zero-copy: DuckDB scans the Arrow buffers in place. (Copying into DuckDB's own
-        # storage was measured slower overall: the copy costs more than it saves.)
-        con.register(f"input_{name}", frame.to_arrow())
+        else:
+            # Zero-copy: DuckDB scans the Arrow buffers in place. (Copying into DuckDB's
+            # own storage was measured slower overall: the copy costs more than it saves.)
+            con.register(f"input_{name}", frame.to_arrow())
     return origin
 
 

@@ -34,7 +34,7 @@ import sqlglot
 from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES, ColumnType
 from fraudscreen.dialects import SPARK
-from fraudscreen.reference import default_item_pairs, shipped_watchlist
+from fraudscreen.reference import resolve_inputs
 
 DEFAULT_MASTER = "local[*]"
 # Settings the transpiled SQL relies on; applied to every session, ours or given.
@@ -150,33 +150,6 @@ def build_session(master: str | None = "local[*]", config: dict[str, str] | None
     return session
 
 
-def resolve_frames(tables: dict[str, pl.DataFrame], watchlists: list[Path] | None,
-                   external: set[str] = frozenset()
-                   ) -> tuple[dict[str, pl.DataFrame | None], dict[str, str]]:
-    """Each input table's frame (None: absent) and origin, as engine_duckdb decides them.
-
-    ``external`` names tables the engine reads itself (a Spark table or path); a
-    watch list there is still added to the shipped lists.
-    """
-    frames: dict[str, pl.DataFrame | None] = {}
-    origin: dict[str, str] = {}
-    for name in INPUT_TABLES:
-        frame = tables.get(name)
-        if name == "item_pairs" and frame is None and name not in external:
-            frame, origin[name] = default_item_pairs(), "rules/reference/item_pairs.csv"
-        elif name == "watchlist":
-            shipped = shipped_watchlist(watchlists)
-            frame = shipped if frame is None else pl.concat([shipped, frame], how="vertical")
-            given = name in tables or name in external
-            origin[name] = "drug_watchlists" + (" + data" if given else "")
-        frames[name] = frame
-        if frame is None and name not in external:
-            origin[name] = "absent"
-        else:
-            origin.setdefault(name, "data")
-    return frames, origin
-
-
 class SparkEngine:
     """The engine interface ``fraudscreen.screen`` drives, on Spark."""
 
@@ -212,7 +185,7 @@ class SparkEngine:
 
     def register(self, tables: dict[str, pl.DataFrame],
                  watchlists: list[Path] | None = None) -> dict[str, str]:
-        frames, origin = resolve_frames(tables, watchlists, set(self.spark_tables))
+        frames, origin = resolve_inputs(tables, watchlists, set(self.spark_tables))
         for name, frame in frames.items():
             df = self._from_polars(name, frame) if frame is not None else None
             if name in self.spark_tables:

@@ -62,3 +62,33 @@ def _watchlist_rows(files: tuple[Path, ...], stamps: tuple[int, ...]) -> pl.Data
     """Parsed once per set of list files (and their modification times)."""
     rows = [row for path in files for row in load_watchlist(path)]
     return _typed(rows, "watchlist").unique(maintain_order=True)
+
+
+def resolve_inputs(tables: dict[str, pl.DataFrame], watchlists: list[Path] | None,
+                   external: set[str] = frozenset()
+                   ) -> tuple[dict[str, pl.DataFrame | None], dict[str, str]]:
+    """Each input table's frame (None: absent) and where it came from, for every engine.
+
+    The data's own table, else the shipped default (item pairs); watch lists are the
+    shipped ones plus the data's.
+
+    ``external`` names tables the engine reads itself (a Spark table or path); a
+    watch list there is still added to the shipped lists.
+    """
+    frames: dict[str, pl.DataFrame | None] = {}
+    origin: dict[str, str] = {}
+    for name in INPUT_TABLES:
+        frame = tables.get(name)
+        if name == "item_pairs" and frame is None and name not in external:
+            frame, origin[name] = default_item_pairs(), "rules/reference/item_pairs.csv"
+        elif name == "watchlist":
+            shipped = shipped_watchlist(watchlists)
+            frame = shipped if frame is None else pl.concat([shipped, frame], how="vertical")
+            given = name in tables or name in external
+            origin[name] = "drug_watchlists" + (" + data" if given else "")
+        frames[name] = frame
+        if frame is None and name not in external:
+            origin[name] = "absent"
+        else:
+            origin.setdefault(name, "data")
+    return frames, origin
