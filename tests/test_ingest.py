@@ -150,7 +150,7 @@ def test_good_rows_kept_and_bad_rows_quarantined_by_line_and_reason(case):
         write_csv(data / f"{table.name}.csv", table, rows)
         write_csv(data / f"{other.name}.csv", other, [])
         ingestion = load_folder(data)
-    assert ingestion.tables[table.name].to_dicts() == kept
+    assert ingestion.table(table.name).to_dicts() == kept
     assert found(ingestion) == quarantined
     assert ingestion.rows_read[table.name] == len(rows)
     assert ingestion.quarantine["file"].unique().to_list() in ([], [f"{table.name}.csv"])
@@ -164,8 +164,8 @@ def test_gbk_csv_with_chinese_headers(tmp_path, encoding):
     data = folder(tmp_path, [settlement("S1", diagnosis_code="肺炎")], [fee_line("L1")],
                   header="zh", encoding="gbk")
     ingestion = load_folder(data, encoding=encoding)
-    assert ingestion.tables["fee_lines"]["item_name"].to_list() == ["阿莫西林胶囊"]
-    assert ingestion.tables["settlements"]["diagnosis_code"].to_list() == ["肺炎"]
+    assert ingestion.table("fee_lines")["item_name"].to_list() == ["阿莫西林胶囊"]
+    assert ingestion.table("settlements")["diagnosis_code"].to_list() == ["肺炎"]
     assert ingestion.quarantine.is_empty()
 
 
@@ -175,8 +175,8 @@ def test_utf8_with_bom_and_padded_headers(tmp_path):
     path.write_bytes("\ufeff".encode() + text.encode())
     write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [fee_line("L1")])
     ingestion = load_folder(tmp_path)
-    assert ingestion.tables["settlements"]["settlement_id"].to_list() == ["S1"]
-    assert ingestion.tables["settlements"].columns == SETTLEMENTS.column_names
+    assert ingestion.table("settlements")["settlement_id"].to_list() == ["S1"]
+    assert ingestion.table("settlements").columns == SETTLEMENTS.column_names
 
 
 def test_national_field_names_with_any_letter_case(tmp_path):
@@ -185,8 +185,8 @@ def test_national_field_names_with_any_letter_case(tmp_path):
     text = path.read_text(encoding="utf-8").replace("bkkp_sn", "BKKP_SN")
     path.write_text(text, encoding="utf-8")
     ingestion = load_folder(tmp_path)
-    assert ingestion.tables["fee_lines"]["line_id"].to_list() == ["L1"]
-    assert ingestion.tables["settlements"]["total_amount"].to_list() == [Decimal("1200.50")]
+    assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1"]
+    assert ingestion.table("settlements")["total_amount"].to_list() == [Decimal("1200.50")]
 
 
 def test_column_map_renames_site_headers(tmp_path):
@@ -197,7 +197,7 @@ def test_column_map_renames_site_headers(tmp_path):
     mapping = tmp_path / "map.yaml"
     mapping.write_text("column_map:\n  流水号: line_id\n  金额: amount\n", encoding="utf-8")
     ingestion = load_folder(tmp_path, column_map=mapping)
-    fees = ingestion.tables["fee_lines"]
+    fees = ingestion.table("fee_lines")
     assert fees.select("line_id", "amount").row(0) == ("L1", Decimal("25.00"))
     with pytest.raises(IngestError, match="did you mean 'amount'"):
         mapping.write_text("column_map:\n  金额: amont\n", encoding="utf-8")
@@ -210,8 +210,8 @@ def test_unknown_columns_dropped_and_absent_nullable_columns_filled(tmp_path):
     rows += "unit_price,amount,备注\nL1,S1,X,药,01,2024-01-01,1,1,1,note\n"
     (tmp_path / "fee_lines.csv").write_text(rows, encoding="utf-8")
     ingestion = load_folder(tmp_path)
-    assert ingestion.tables["fee_lines"].columns == FEE_LINES.column_names
-    assert ingestion.tables["fee_lines"]["doctor_id"].to_list() == [None]
+    assert ingestion.table("fee_lines").columns == FEE_LINES.column_names
+    assert ingestion.table("fee_lines")["doctor_id"].to_list() == [None]
     assert any("备注" in note for note in ingestion.notes)
     assert any("doctor_id" in note for note in ingestion.notes)
 
@@ -240,7 +240,7 @@ def test_validate_quarantines_exactly_the_three_bad_lines(tmp_path):
         ("settlements.csv", "7", "admit_time", "2024-02-30 08:00:00", "bad timestamp"),
         ("settlements.csv", "10", "person_id", None, "missing value"),
     ]
-    kept = load_folder(data).tables["settlements"]
+    kept = load_folder(data).table("settlements")
     assert kept["settlement_id"].to_list() == [f"S{i:03d}" for i in (1, 2, 4, 5, 7, 8, 10)]
 
     strict = validate(data, out, "--strict")
@@ -299,7 +299,7 @@ def test_unusable_encodings_are_ingest_errors(tmp_path):
 def test_decimals_are_exact_and_round_half_away_from_zero(tmp_path, text, money, quantity):
     folder(tmp_path, [settlement("S1")], [fee_line("L1", amount=text, quantity=text)])
     ingestion = load_folder(tmp_path)
-    fees = ingestion.tables["fee_lines"]
+    fees = ingestion.table("fee_lines")
     assert fees.schema["amount"] == pl.Decimal(16, 2)
     expected = {("fee_lines", 2, "amount", "bad decimal")} if money is None else set()
     if quantity is None:
@@ -333,7 +333,7 @@ def test_timestamp_formats(tmp_path, text, expected):
     if expected is None:
         assert found(ingestion) == {("fee_lines", 2, "charge_time", "bad timestamp")}
     else:
-        assert ingestion.tables["fee_lines"]["charge_time"].to_list() == [expected]
+        assert ingestion.table("fee_lines")["charge_time"].to_list() == [expected]
 
 
 def test_dates(tmp_path):
@@ -342,8 +342,8 @@ def test_dates(tmp_path):
     persons += "P2,2,1980/1/31,350902\nP3,1,19800131,350902\nP4,2,1980-02-30,350902\n"
     (tmp_path / "persons.csv").write_text(persons, encoding="utf-8")
     ingestion = load_folder(tmp_path)
-    assert ingestion.tables["persons"]["birth_date"].to_list() == [dt.date(1980, 1, 31)] * 3
-    assert ingestion.tables["persons"]["insured_region"][0] == "010101"
+    assert ingestion.table("persons")["birth_date"].to_list() == [dt.date(1980, 1, 31)] * 3
+    assert ingestion.table("persons")["insured_region"][0] == "010101"
     assert found(ingestion) == {("persons", 5, "birth_date", "bad date")}
     assert "persons" not in ingestion.missing_optional and "catalog" in ingestion.missing_optional
 
@@ -353,9 +353,9 @@ def test_codes_keep_leading_zeros(tmp_path):
             enumerate(["01", "09", "010"])]
     folder(tmp_path, [settlement("S1", medical_type="01", insured_region="010101")], fees)
     ingestion = load_folder(tmp_path)
-    assert ingestion.tables["fee_lines"]["fee_category"].to_list() == ["01", "09", "010"]
-    assert ingestion.tables["fee_lines"]["item_code"].to_list() == ["0012"] * 3
-    assert ingestion.tables["settlements"].select("medical_type", "insured_region").row(0) == (
+    assert ingestion.table("fee_lines")["fee_category"].to_list() == ["01", "09", "010"]
+    assert ingestion.table("fee_lines")["item_code"].to_list() == ["0012"] * 3
+    assert ingestion.table("settlements").select("medical_type", "insured_region").row(0) == (
         "01", "010101")
 
 
@@ -373,7 +373,7 @@ def test_duplicate_keys_and_discharge_before_admission(tmp_path):
         ("settlements", 4, "settlement_id", "duplicate key"),
         ("fee_lines", 3, "line_id", "duplicate key"),
     }
-    assert ingestion.tables["settlements"].select("settlement_id", "person_id").rows() == [
+    assert ingestion.table("settlements").select("settlement_id", "person_id").rows() == [
         ("S1", "P001"), ("S3", "P001")]
 
 
@@ -388,7 +388,7 @@ def test_two_bad_cells_give_two_entries_but_one_row_and_empty_rows_one_entry(tmp
         ("settlements", 3, None, "empty row"),
         ("settlements", 4, None, "empty row"),
     }
-    assert ingestion.rows_read["settlements"] == 3 and ingestion.tables["settlements"].is_empty()
+    assert ingestion.rows_read["settlements"] == 3 and ingestion.table("settlements").is_empty()
 
 
 def test_line_numbers_count_quoted_line_breaks(tmp_path):
@@ -396,7 +396,7 @@ def test_line_numbers_count_quoted_line_breaks(tmp_path):
     folder(tmp_path, [settlement("S1")], fees)
     ingestion = load_folder(tmp_path)
     assert found(ingestion) == {("fee_lines", 5, "amount", "bad decimal")}
-    assert ingestion.tables["fee_lines"]["item_name"].to_list() == ["阿莫西林\n胶囊\n0.25g"]
+    assert ingestion.table("fee_lines")["item_name"].to_list() == ["阿莫西林\n胶囊\n0.25g"]
 
 
 # --- layouts: parts and Parquet -------------------------------------------------------
@@ -409,7 +409,7 @@ def test_folder_of_parts_read_in_name_order_with_duplicates_across_parts(tmp_pat
     write_csv(parts / "part-1.csv", FEE_LINES, [fee_line("L1"), fee_line("L2")])
     (parts / "_SUCCESS").write_text("")
     ingestion = load_folder(tmp_path)
-    assert ingestion.tables["fee_lines"]["line_id"].to_list() == ["L1", "L2", "L3"]
+    assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1", "L2", "L3"]
     assert ingestion.quarantine.select("file", "line", "reason").rows() == [
         ("fee_lines/part-2.csv", 3, "duplicate key")]
     assert [f.path for f in ingestion.files] == [
@@ -435,7 +435,7 @@ def test_parquet_typed_and_text_columns(tmp_path):
         }
     ).write_parquet(tmp_path / "fee_lines.parquet")
     ingestion = load_folder(tmp_path)
-    fees = ingestion.tables["fee_lines"]
+    fees = ingestion.table("fee_lines")
     assert fees.schema == {c.name: c.type.polars for c in FEE_LINES.columns}
     assert fees.select("line_id", "charge_time", "quantity", "amount").rows() == [
         ("L1", T0, Decimal("1.0000"), Decimal("0.11")),
@@ -452,3 +452,56 @@ def test_write_quarantine_replaces_the_file_whole(tmp_path):
     assert path == out / "quarantine.csv"
     assert [p.name for p in out.iterdir()] == ["quarantine.csv"]
     assert path.read_text(encoding="utf-8-sig").count("\n") == 4
+
+
+def test_chunked_parquet_keeps_lines_rounds_decimals_and_finds_keys_across_chunks(
+        tmp_path, monkeypatch):
+    """Files are checked and staged a few rows at a time: line numbers, exact decimals
+    and repeated keys must not notice the chunk boundaries."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fraudscreen import ingest
+
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    amounts = ["0.105", "-0.105", "1.000", "2.000", "99999999999999999.000", "3.000", "4.000"]
+    table = pa.table({
+        "line_id": ["L1", "L2", "L3", "L4", "L5", "L1", "L7"],
+        "settlement_id": ["S1"] * 7,
+        "item_code": ["X"] * 7,
+        "item_name": ["x"] * 7,
+        "fee_category": ["09"] * 7,
+        "charge_time": pa.array([T0] * 7, pa.timestamp("us")),
+        "quantity": pa.array([1, 2, 3, 4, 5, 6, 7], pa.int64()),
+        "unit_price": pa.array([Decimal(1)] * 7, pa.decimal128(16, 4)),
+        "amount": pa.array([Decimal(a) for a in amounts], pa.decimal128(20, 3)),
+    })
+    pq.write_table(table, tmp_path / "fee_lines.parquet", row_group_size=3)
+    with load_folder(tmp_path) as ingestion:
+        fees = ingestion.table("fee_lines")
+        staged = ingestion.tables["fee_lines"].files
+        assert len(staged) > 2 and all(p.exists() for p in staged)
+    assert not any(p.exists() for p in staged)  # close() removed the work folder
+    assert fees["line_id"].to_list() == ["L1", "L2", "L3", "L4", "L7"]
+    assert fees["amount"].to_list() == [Decimal(a) for a in
+                                        ("0.11", "-0.11", "1.00", "2.00", "4.00")]
+    assert fees["quantity"].to_list() == [Decimal(q) for q in (1, 2, 3, 4, 7)]
+    assert ingestion.quarantine.select("line", "column", "reason").rows() == [
+        (5, "amount", "bad decimal"), (6, "line_id", "duplicate key")]
+    assert ingestion.rows_read["fee_lines"] == 7 and ingestion.rows_kept["fee_lines"] == 5
+
+
+def test_chunked_csv_keeps_file_line_numbers(tmp_path, monkeypatch):
+    from fraudscreen import ingest
+
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    rows = [fee_line(f"L{i}") for i in range(1, 6)]
+    rows[3]["quantity"] = "two"
+    rows[4]["line_id"] = "L2"
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, rows)
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1", "L2", "L3"]
+        assert ingestion.quarantine.select("line", "reason").rows() == [
+            (5, "bad decimal"), (6, "duplicate key")]

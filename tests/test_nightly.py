@@ -111,9 +111,10 @@ def fed(tmp_path_factory):
         shutil.copytree(drop, inbox, dirs_exist_ok=True)
         manifests.append(night(inbox, st, root / "out" / f"{n:02d}", n))
         stores[n] = copy_store(st, root / f"store-{n}.duckdb")
-    whole = load_folder(root / "data")
+    with load_folder(root / "data") as whole:
+        tables = {name: whole.table(name) for name in whole.tables}
     return {"root": root, "data": root / "data", "inbox": inbox, "stores": stores,
-            "manifests": manifests, "tables": whole.tables, "one_run": one_run(whole.tables)}
+            "manifests": manifests, "tables": tables, "one_run": one_run(tables)}
 
 
 def test_six_nights_equal_one_run(fed):

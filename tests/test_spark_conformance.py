@@ -137,7 +137,8 @@ def sample_tables(tmp_path_factory):
         if result.exit_code != 0:
             pytest.skip(f"no sample_claims/data and `fraudscreen sample` failed: "
                         f"{result.output[-500:]} {result.exception!r}")
-    return load_folder(folder).tables
+    with load_folder(folder) as ingestion:
+        return {name: ingestion.table(name) for name in ingestion.tables}
 
 
 def test_sample_run_gives_identical_suspicions(spark, sample_tables):

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def screened(data: Path) -> pl.DataFrame:
     engine = make_engine("duckdb")
     try:
-        return screen(load_folder(data).tables, RuleSet.load(), engine).suspicions
+        with load_folder(data) as ingestion:
+            return screen(ingestion.tables, RuleSet.load(), engine).suspicions
     finally:
         engine.close()
 

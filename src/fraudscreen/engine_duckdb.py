@@ -1,6 +1,7 @@
 """The default engine: one embedded DuckDB connection per run.
 
-Ingested tables are registered as Arrow (no copy through Python rows), absent
+Ingested tables are scanned where ingestion staged them (Parquet), frames given in
+memory are registered as Arrow (no copy through Python rows), absent
 optional tables as empty contract-typed tables, shipped reference data where the
 data brings none; the shared sources are created once; then every compiled rule
 runs as one statement. DuckDB gets a memory limit and a spill directory so a large
@@ -19,7 +20,8 @@ import sqlglot
 
 from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES
-from fraudscreen.reference import resolve_inputs
+from fraudscreen.ingest import StagedTable
+from fraudscreen.reference import Table, resolve_inputs
 
 
 def connect(memory_limit: str = "2GB", temp_dir: Path | None = None,
@@ -49,13 +51,19 @@ def register_empty(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(_empty_sql(name))
 
 
-def register_inputs(con: duckdb.DuckDBPyConnection, tables: dict[str, pl.DataFrame],
+def register_inputs(con: duckdb.DuckDBPyConnection, tables: dict[str, Table],
                     watchlists: list[Path] | None = None) -> dict[str, str]:
     """Register the run's tables; returns where each came from (for run.json)."""
     frames, origin = resolve_inputs(tables, watchlists)
     for name, frame in frames.items():
-        if frame is None:
+        if frame is None or isinstance(frame, StagedTable) and not frame.files:
             con.execute(_empty_sql(name))
+        elif isinstance(frame, StagedTable):
+            # Scanned where ingestion staged it: nothing of it is held in memory.
+            files = ", ".join(f"'{_path_literal(p)}'" for p in frame.files)
+            columns = ", ".join(f'"{c}"' for c in INPUT_TABLES[name].column_names)
+            con.execute(f'CREATE OR REPLACE VIEW "input_{name}" AS '
+                        f"SELECT {columns} FROM read_parquet([{files}])")
         else:
             # Zero-copy: DuckDB scans the Arrow buffers in place. (Copying into DuckDB's
             # own storage was measured slower overall: the copy costs more than it saves.)
@@ -85,7 +93,7 @@ class DuckDBEngine:
                  threads: int | None = None):
         self.con = connect(memory_limit, temp_dir, threads)
 
-    def register(self, tables: dict[str, pl.DataFrame],
+    def register(self, tables: dict[str, Table],
                  watchlists: list[Path] | None = None) -> dict[str, str]:
         return register_inputs(self.con, tables, watchlists)
 

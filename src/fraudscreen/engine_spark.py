@@ -34,7 +34,8 @@ import sqlglot
 from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES, ColumnType
 from fraudscreen.dialects import SPARK
-from fraudscreen.reference import resolve_inputs
+from fraudscreen.ingest import StagedTable
+from fraudscreen.reference import Table, resolve_inputs
 
 DEFAULT_MASTER = "local[*]"
 # Settings the transpiled SQL relies on; applied to every session, ours or given.
@@ -183,10 +184,12 @@ class SparkEngine:
 
     # -- inputs ----------------------------------------------------------------------
 
-    def register(self, tables: dict[str, pl.DataFrame],
+    def register(self, tables: dict[str, Table],
                  watchlists: list[Path] | None = None) -> dict[str, str]:
         frames, origin = resolve_inputs(tables, watchlists, set(self.spark_tables))
         for name, frame in frames.items():
+            if isinstance(frame, StagedTable):
+                frame = frame.frame()
             df = self._from_polars(name, frame) if frame is not None else None
             if name in self.spark_tables:
                 ref = self.spark_tables[name]

@@ -6,6 +6,11 @@ the Chinese names, national platform field names or a site's own names mapped in
 column-map file. Unusable input (a missing table or required column, an unreadable
 file) raises IngestError; a bad value only sends its row to quarantine (see
 ``fraudscreen.quarantine``). ``docs/ingestion.md`` is the user-facing account.
+
+Ingestion streams: each file is read and checked in chunks of ``CHUNK_ROWS`` rows
+and the clean rows are written, contract-typed, to Parquet files in a work folder
+(a ``StagedTable`` per table), which the engines scan in place. So memory holds one
+chunk, not the input; a Parquet file is read chunk by chunk, a CSV file whole.
 """
 
 from __future__ import annotations
@@ -14,19 +19,25 @@ import codecs
 import difflib
 import hashlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from fraudscreen.contract import INPUT_TABLES, Column, Table
-from fraudscreen.quarantine import LINE, PART, check_part, split_duplicate_keys
+from fraudscreen.quarantine import LINE, PART, check_part, duplicate_keys, key_hashes
 
 SUFFIXES = (".csv", ".parquet")
 QUARANTINE_COLUMNS = ("table", "file", "line", "column", "value", "reason")
 _UTF8 = ("utf-8", "utf-8-sig")
 _CHUNK = 1 << 20
+CHUNK_ROWS = 1 << 20  # rows checked and staged at a time: bounds ingestion's memory
 
 
 class IngestError(Exception):
@@ -41,30 +52,64 @@ class InputFile:
     sha256: str
 
 
+@dataclass(frozen=True)
+class StagedTable:
+    """One table's clean rows: contract-typed Parquet files (plus PART and LINE columns)
+    in file and line order. Engines scan the files; ``frame()`` loads them."""
+
+    name: str
+    files: tuple[Path, ...]
+    rows: int
+
+    def frame(self) -> pl.DataFrame:
+        columns = INPUT_TABLES[self.name].column_names
+        if not self.files:
+            return pl.DataFrame(schema={c.name: c.type.polars
+                                        for c in INPUT_TABLES[self.name].columns})
+        return pl.read_parquet(list(self.files), columns=columns)
+
+
 @dataclass
 class Ingestion:
-    tables: dict[str, pl.DataFrame]  # tables present; contract types and order; clean rows
+    tables: dict[str, StagedTable]  # tables present; clean rows, staged in work_dir
     files: list[InputFile]
     rows_read: dict[str, int]  # per table: data rows read, kept or quarantined
     quarantine: pl.DataFrame  # table,file,line,column,value,reason
     missing_optional: list[str]
+    work_dir: Path
     notes: list[str] = field(default_factory=list)  # ignored files and columns, filled columns
-    rows_kept: dict[str, int] = field(default_factory=dict)  # per table: clean rows
+    owns_work_dir: bool = False  # made by load_folder: close() removes it
 
-    def __post_init__(self) -> None:
-        self.rows_kept = self.rows_kept or {n: f.height for n, f in self.tables.items()}
+    @property
+    def rows_kept(self) -> dict[str, int]:
+        return {name: t.rows for name, t in self.tables.items()}
+
+    def table(self, name: str) -> pl.DataFrame:
+        """A table's clean rows in memory (small tables, tests; engines scan the files)."""
+        return self.tables[name].frame()
+
+    def close(self) -> None:
+        if self.owns_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> Ingestion:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def load_folder(
     data_dir: Path, encoding: str | None = None, column_map: Path | None = None,
-    external: frozenset[str] = frozenset(),
+    external: frozenset[str] = frozenset(), work_dir: Path | None = None,
 ) -> Ingestion:
-    """Read every contract table in ``data_dir``.
+    """Read every contract table in ``data_dir``, staging the clean rows in ``work_dir``.
 
     ``external`` names tables the engine reads elsewhere (Spark catalog tables), so
     their absence here is not an error. ``encoding`` names the CSV encoding; by
     default each CSV file is read as UTF-8 when it is valid UTF-8, else as GB18030
-    (a superset of GBK and GB2312).
+    (a superset of GBK and GB2312). Without ``work_dir`` a temporary folder is made,
+    removed by ``Ingestion.close()``.
     """
     data_dir = Path(data_dir)
     codec = _codec(encoding)
@@ -78,35 +123,70 @@ def load_folder(
                 f"{table.name}.parquet, {table.name}.csv or a folder {table.name}/ of parts"
             )
 
-    files: list[InputFile] = []
-    tables: dict[str, pl.DataFrame] = {}
-    rows_read: dict[str, int] = {}
-    found: list[pl.DataFrame] = []
-    for name, parts in entries.items():
-        table = INPUT_TABLES[name]
-        clean: list[pl.DataFrame] = []
-        for path in parts:
-            raw, info = _read_part(path, data_dir, table, codec, renames, notes)
-            raw = raw.with_columns(pl.lit(len(files), pl.UInt32).alias(PART))
-            good, bad = check_part(raw, table)
-            files.append(info)
-            clean.append(good)
-            found.append(bad)
-        kept, repeated = split_duplicate_keys(pl.concat(clean), table)
-        found.append(repeated)
-        tables[name] = kept.drop(PART, LINE)
-        rows_read[name] = sum(f.rows for f in files if f.table == name)
+    owns = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="fraudscreen-ingest-")) if owns else Path(work_dir)
+    try:
+        files: list[InputFile] = []
+        tables: dict[str, StagedTable] = {}
+        found: list[pl.DataFrame] = []
+        for name, parts in entries.items():
+            table = INPUT_TABLES[name]
+            folder = work / "tables" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            staged: list[Path] = []
+            hashes: list[pl.Series] = []
+            for path in parts:
+                index = len(files)
+                info, chunks = _read_part(path, data_dir, table, codec, renames, notes)
+                for n, raw in enumerate(chunks):
+                    good, bad = check_part(raw.with_columns(pl.lit(index, pl.UInt32).alias(PART)),
+                                           table)
+                    found.append(bad)
+                    if good.height:
+                        staged.append(folder / f"{index:05d}-{n:05d}.parquet")
+                        good.write_parquet(staged[-1], compression="lz4", statistics=False)
+                        hashes.append(key_hashes(good, table))
+                files.append(info)
+            repeated = duplicate_keys(staged, table, pl.concat(hashes) if hashes
+                                      else pl.Series([], dtype=pl.UInt64))
+            found.append(repeated)
+            _drop_rows(staged, repeated)
+            tables[name] = StagedTable(name, tuple(staged), _count(staged))
+    except BaseException:
+        if owns:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
 
     return Ingestion(
         tables=tables,
         files=files,
-        rows_read=rows_read,
+        rows_read={n: sum(f.rows for f in files if f.table == n) for n in entries},
         quarantine=_quarantine_table(found, files),
         missing_optional=[
             n for n, t in INPUT_TABLES.items() if not t.required and n not in entries
         ],
+        work_dir=work,
         notes=notes,
+        owns_work_dir=owns,
     )
+
+
+def _drop_rows(staged: list[Path], rows: pl.DataFrame) -> None:
+    """Rewrite the staged files holding ``rows`` (PART, LINE) without them."""
+    if rows.is_empty():
+        return
+    parts = set(rows[PART].to_list())
+    for path in staged:
+        if int(path.name.split("-")[0]) in parts:
+            frame = pl.read_parquet(path)
+            kept = frame.join(rows.select(PART, LINE), on=[PART, LINE], how="anti",
+                              maintain_order="left")
+            if kept.height != frame.height:
+                kept.write_parquet(path, compression="lz4", statistics=False)
+
+
+def _count(staged: list[Path]) -> int:
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in staged)
 
 
 def write_quarantine(ingestion: Ingestion, out_dir: Path) -> Path:
@@ -142,15 +222,15 @@ def print_summary(ingestion: Ingestion, console=None) -> None:
     for heading in ("table", "files", "rows read", "rows kept", "quarantined", "by reason"):
         numeric = heading in ("rows read", "rows kept", "quarantined")
         grid.add_column(heading, justify="right" if numeric else "left")
-    for name, frame in ingestion.tables.items():
+    for name, staged in ingestion.tables.items():
         read = ingestion.rows_read[name]
         reasons = counts.filter(pl.col("table") == name)
         grid.add_row(
             f"{name} ({INPUT_TABLES[name].zh})",
             str(sum(f.table == name for f in ingestion.files)),
             f"{read:,}",
-            f"{frame.height:,}",
-            f"{read - frame.height:,}",
+            f"{staged.rows:,}",
+            f"{read - staged.rows:,}",
             "\n".join(f"{r['reason']}: {r['rows']:,}" for r in reasons.iter_rows(named=True)),
         )
     console.print(grid)
@@ -232,19 +312,27 @@ def _parts(entry: Path, notes: list[str]) -> list[Path]:
 def _read_part(
     path: Path, data_dir: Path, table: Table, codec: str | None,
     renames: dict[str, str], notes: list[str],
-) -> tuple[pl.DataFrame, InputFile]:
-    """One file as the table's columns in contract order (text or contract-typed) plus LINE."""
+) -> tuple[InputFile, Iterator[pl.DataFrame]]:
+    """One file: its record, and its rows in chunks, each as the table's columns in
+    contract order (text or contract-typed) plus LINE."""
     shown = path.relative_to(data_dir).as_posix()
     if path.suffix.lower() == ".csv":
         frame, sha256 = _read_csv(path, table, codec, renames, notes, shown)
+        rows = frame.height
+        chunks: Iterator[pl.DataFrame] = frame.iter_slices(CHUNK_ROWS)
     else:
-        frame, sha256 = _read_parquet(path, table, renames, notes, shown), _sha256(path)
-    frame = frame.select(
-        *(c.name if c.name in frame.columns else pl.lit(None, pl.String).alias(c.name)
-          for c in table.columns),
-        LINE,
-    )
-    return frame, InputFile(shown, table.name, frame.height, sha256)
+        rows, chunks = _read_parquet(path, table, renames, notes, shown)
+        sha256 = _sha256(path)
+
+    def ordered(chunks: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+        for chunk in chunks:
+            yield chunk.select(
+                *(c.name if c.name in chunk.columns else pl.lit(None, pl.String).alias(c.name)
+                  for c in table.columns),
+                LINE,
+            )
+
+    return InputFile(shown, table.name, rows, sha256), ordered(chunks)
 
 
 def _read_csv(
@@ -291,31 +379,74 @@ def _decode(path: Path, codec: str | None) -> str:
 
 def _read_parquet(
     path: Path, table: Table, renames: dict[str, str], notes: list[str], shown: str
-) -> pl.DataFrame:
-    """The table's columns only: typed ones cast to the contract, the rest as text to check."""
+) -> tuple[int, Iterator[pl.DataFrame]]:
+    """The row count, and the table's columns in chunks: typed ones cast to the
+    contract, the rest as text to check. Headers are checked before any row is read."""
     try:
+        metadata = pq.ParquetFile(path).metadata
         schema = pl.read_parquet_schema(path)
-        headers = _match_headers(list(schema), table, renames, path, shown, notes)
-        frame = pl.read_parquet(path, columns=list(headers.values())).select(_renamed(headers))
-        targets = {name: table.column(name).type.polars for name in headers}
-        return frame.with_columns(
-            *(_parquet_cast(name, dtype, targets[name])
-              for name, dtype in frame.schema.items() if dtype not in (pl.String, targets[name])),
-            pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(LINE),
-        )
-    except (pl.exceptions.PolarsError, OSError) as err:
+    except (pa.ArrowException, pl.exceptions.PolarsError, OSError) as err:
         raise IngestError(f"{path}: cannot read as Parquet: {str(err).splitlines()[0]}") from None
+    headers = _match_headers(list(schema), table, renames, path, shown, notes)
+    targets = {name: table.column(name).type.polars for name in headers}
+    scan = pl.scan_parquet(path).select(_renamed(headers)).with_columns(
+        _parquet_cast(name, schema[header], targets[name]) for name, header in headers.items()
+        if schema[header] not in (pl.String, targets[name]))
+    groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        offset = 0
+        try:
+            for length in _chunk_lengths(groups):
+                frame = scan.slice(offset, length).collect()
+                yield frame.with_columns(pl.int_range(offset + 1, offset + frame.height + 1,
+                                                      dtype=pl.Int64).alias(LINE))
+                offset += length
+        except (pl.exceptions.PolarsError, OSError) as err:
+            raise IngestError(
+                f"{path}: cannot read as Parquet: {str(err).splitlines()[0]}") from None
+
+    return metadata.num_rows, chunks()
+
+
+def _chunk_lengths(row_groups: list[int]) -> Iterator[int]:
+    """Chunks along row-group boundaries (so no group is decoded twice), a large group
+    cut into pieces of about CHUNK_ROWS."""
+    for rows in row_groups:
+        pieces = max(1, round(rows / CHUNK_ROWS))
+        for i in range(pieces):
+            yield rows * (i + 1) // pieces - rows * i // pieces
 
 
 def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
-    """Dates and times convert directly; anything else goes through text, where decimals
-    are rounded exactly and every value is checked like a CSV cell."""
+    """A typed column converts directly when that is exact and cannot fail: dates and
+    times, and decimals or integers whose every value fits the contract decimal
+    (rounded half away from zero). Anything else, binary floats and values that may not
+    fit included, goes through text and is checked like a CSV cell."""
     column = pl.col(name)
-    if not (source.is_temporal() and target.is_temporal()):
-        return column.cast(pl.String)
-    if getattr(source, "time_zone", None):
-        column = column.dt.replace_time_zone(None)  # keep the local wall-clock time
-    return column.cast(target)
+    if source.is_temporal() and target.is_temporal():
+        if getattr(source, "time_zone", None):
+            column = column.dt.replace_time_zone(None)  # keep the local wall-clock time
+        return column.cast(target)
+    if isinstance(target, pl.Decimal) and _integer_digits(source) <= (
+            target.precision - target.scale):
+        if isinstance(source, pl.Decimal) and source.scale > target.scale:
+            column = column.round(target.scale, mode="half_away_from_zero")
+        return column.cast(target)
+    return column.cast(pl.String)
+
+
+def _integer_digits(dtype: pl.DataType) -> float:
+    """How many digits before the point a value of ``dtype`` may have (inf: a type that
+    is never converted directly)."""
+    if isinstance(dtype, pl.Decimal):
+        return dtype.precision - dtype.scale
+    if dtype.is_integer():
+        return _INT_DIGITS.get(dtype, 20)
+    return float("inf")
+
+
+_INT_DIGITS = {pl.Int8: 3, pl.UInt8: 3, pl.Int16: 5, pl.UInt16: 5, pl.Int32: 10, pl.UInt32: 10}
 
 
 def _renamed(headers: dict[str, str]) -> list[pl.Expr]:

@@ -221,14 +221,15 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
                 pl.DataFrame(schema={c.name: c.type.polars for c in table.columns}
                              ).write_parquet(stage / f"{name}.parquet")
                 placeholders.add(f"{name}.parquet")
-        ing = load_folder(stage, encoding=encoding, column_map=column_map)
+        with load_folder(stage, encoding=encoding, column_map=column_map) as ing:
+            loaded = {n: ing.table(n) for n in ing.tables}
         real = [f for f in ing.files if f.path not in placeholders]
         for info in real:
             if info.sha256 != names[info.path].sha256:
                 raise IngestError(f"{names[info.path].path}: changed while being read; run "
                                   "again once the export is complete")
         present = {f.table for f in real}
-        tables = {n: t for n, t in ing.tables.items() if n in present}
+        tables = {n: t for n, t in loaded.items() if n in present}
         quarantine = ing.quarantine.with_columns(
             pl.col("file").replace_strict({k: v.rel for k, v in names.items()},
                                           default=pl.col("file")))
@@ -289,8 +290,8 @@ def _locate(repeated: pl.DataFrame, name: str, files: list[InboxFile],
     bad = quarantine.filter(pl.col("table") == name).select("file", "line").unique()
     found = []
     for f in files:
-        raw, _ = _ingest._read_part(f.path, f.path.parent, table, codec, renames, [])
-        keys = raw.select(*(pl.col(k).cast(pl.String).str.strip_chars() for k in key),
+        _, chunks = _ingest._read_part(f.path, f.path.parent, table, codec, renames, [])
+        keys = pl.concat(chunks).select(*(pl.col(k).cast(pl.String).str.strip_chars() for k in key),
                           pl.col(LINE).alias("line"))
         hits = (keys.join(wanted, on=key).with_columns(file=pl.lit(f.rel))
                 .join(bad, on=["file", "line"], how="anti"))

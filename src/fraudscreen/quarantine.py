@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 from functools import reduce
+from pathlib import Path
 
 import polars as pl
 
@@ -98,22 +99,38 @@ def check_part(raw: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFr
     return frame.filter(~bad_row).select(*table.column_names, PART, LINE), _entries(entries)
 
 
-def split_duplicate_keys(clean: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the first row of each key (in file and line order); quarantine the others.
-
-    Runs over a whole table's clean rows, so a key repeated across parts is caught too.
-    """
+def key_hashes(clean: pl.DataFrame, table: Table) -> pl.Series:
+    """A 64-bit hash of each clean row's key: 8 bytes a row is all that is kept of a
+    whole table to find repeated keys (``duplicate_keys``)."""
     if not table.key:
-        return clean, _entries([])
-    repeat = clean.select(~pl.struct(table.key).is_first_distinct()).to_series()
-    entries = clean.filter(repeat).select(
+        return pl.Series([], dtype=pl.UInt64)
+    return clean.select(_key(table).hash()).to_series()
+
+
+def duplicate_keys(staged: list[Path], table: Table, hashes: pl.Series) -> pl.DataFrame:
+    """Quarantine entries for clean rows whose key an earlier clean row already has
+    (in file and line order), across all of a table's staged files.
+
+    Only rows whose key hash repeats are read back, and their keys compared exactly.
+    """
+    suspects = hashes.filter(hashes.is_duplicated()).unique()
+    if suspects.is_empty():
+        return _entries([])
+    rows = (pl.scan_parquet(staged).select(*table.key, PART, LINE)
+            .filter(_key(table).hash().is_in(suspects.implode())).collect().sort(PART, LINE))
+    repeated = rows.filter(~_key(table).is_first_distinct())
+    return _entries([repeated.select(
         PART,
         LINE,
         column=pl.lit(",".join(table.key)),
         value=pl.concat_str(table.key, separator=","),
         reason=pl.lit(DUPLICATE_KEY),
-    )
-    return clean.filter(~repeat), _entries([entries])
+    )])
+
+
+def _key(table: Table) -> pl.Expr:
+    # A one-column key is hashed as it is: wrapping it in a struct is several times slower.
+    return pl.col(table.key[0]) if len(table.key) == 1 else pl.struct(table.key)
 
 
 def _entry(raw: pl.DataFrame, column: str | None, reason: str, mask: pl.Series) -> pl.DataFrame:

@@ -13,7 +13,11 @@ import polars as pl
 import yaml
 
 from fraudscreen.contract import INPUT_TABLES
+from fraudscreen.ingest import StagedTable
 from fraudscreen.resources import shipped
+
+# An input table as engines take it: in memory, or staged by ingestion as Parquet.
+Table = pl.DataFrame | StagedTable
 
 
 def _typed(rows: list[dict], table: str) -> pl.DataFrame:
@@ -64,10 +68,10 @@ def _watchlist_rows(files: tuple[Path, ...], stamps: tuple[int, ...]) -> pl.Data
     return _typed(rows, "watchlist").unique(maintain_order=True)
 
 
-def resolve_inputs(tables: dict[str, pl.DataFrame], watchlists: list[Path] | None,
+def resolve_inputs(tables: dict[str, Table], watchlists: list[Path] | None,
                    external: set[str] = frozenset()
-                   ) -> tuple[dict[str, pl.DataFrame | None], dict[str, str]]:
-    """Each input table's frame (None: absent) and where it came from, for every engine.
+                   ) -> tuple[dict[str, Table | None], dict[str, str]]:
+    """Each input table (None: absent) and where it came from, for every engine.
 
     The data's own table, else the shipped default (item pairs); watch lists are the
     shipped ones plus the data's.
@@ -83,6 +87,8 @@ def resolve_inputs(tables: dict[str, pl.DataFrame], watchlists: list[Path] | Non
             frame, origin[name] = default_item_pairs(), "rules/reference/item_pairs.csv"
         elif name == "watchlist":
             shipped = shipped_watchlist(watchlists)
+            if isinstance(frame, StagedTable):
+                frame = frame.frame()
             frame = shipped if frame is None else pl.concat([shipped, frame], how="vertical")
             given = name in tables or name in external
             origin[name] = "drug_watchlists" + (" + data" if given else "")

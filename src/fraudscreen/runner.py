@@ -8,6 +8,7 @@ row counts and checksums, quarantine counts, rules skipped and why, timings.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from fraudscreen.privacy import apply_profile, check_profile, site_secret
 from fraudscreen.report import write_reports
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.screen import RuleOutcome, Screening, make_engine, screen
+
+WORK, SPILL = ".work", ".spill"  # scratch folders inside the staged output folder
 
 
 @dataclass
@@ -124,13 +127,15 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         progress.reading(opts.data)
     if opts.spark_tables and opts.engine != "spark":
         raise ValueError("--spark-table needs --engine spark")
-    ingestion = load_folder(opts.data, encoding=opts.encoding, column_map=opts.column_map,
-                            external=frozenset(opts.spark_tables))
-    ingested = time.perf_counter()
-    if progress:
-        progress.read(ingestion, ingested - began)
     on_rule = progress.rule_done if progress else None
     with staged(opts.out) as folder:
+        # Clean rows are staged beside the outputs and scanned there by the engine.
+        ingestion = load_folder(opts.data, encoding=opts.encoding, column_map=opts.column_map,
+                                external=frozenset(opts.spark_tables),
+                                work_dir=folder / WORK)
+        ingested = time.perf_counter()
+        if progress:
+            progress.read(ingestion, ingested - began)
         engine = make_engine(opts.engine, **_engine_options(opts, folder))
         try:
             screening = screen(ingestion.tables, ruleset, engine, opts.window_from,
@@ -147,7 +152,8 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         write_reports(folder, screening.suspicions, doc, opts.profile)
         doc["timings_seconds"]["total"] = round(time.perf_counter() - began, 3)
         write_json(doc, folder / "run.json")
-        _drop_spill(folder)
+        for scratch in (WORK, SPILL):
+            shutil.rmtree(folder / scratch, ignore_errors=True)
     failed = any(o.status == "failed" for o in screening.outcomes)
     strict_fail = opts.strict and ingestion.quarantine.height > 0
     return RunResult(screening, ingestion, doc, 1 if failed or strict_fail else 0)
@@ -156,12 +162,6 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
 def _engine_options(opts: RunOptions, folder: Path) -> dict:
     if opts.engine == "spark":
         return {"master": opts.spark_master, "spark_tables": opts.spark_tables,
-                "temp_dir": folder / ".spill"}
-    return {"memory_limit": opts.memory_limit, "temp_dir": folder / ".spill",
+                "temp_dir": folder / SPILL}
+    return {"memory_limit": opts.memory_limit, "temp_dir": folder / SPILL,
             "threads": opts.threads}
-
-
-def _drop_spill(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder / ".spill", ignore_errors=True)
