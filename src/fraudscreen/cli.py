@@ -432,7 +432,7 @@ def nightly(
     from fraudscreen.ingest import IngestError
     from fraudscreen.nightly import NightOptions, run_night
     from fraudscreen.rule import RuleError
-    from fraudscreen.ruleset import RuleSet
+    from fraudscreen.runner import load_rules
     from fraudscreen.store import StoreError
 
     opts = NightOptions(
@@ -441,8 +441,7 @@ def nightly(
         column_map=column_map, strict=strict, engine=engine, memory_limit=memory_limit,
         threads=threads, profile=profile, today=_date(today, "--today"))
     try:
-        ruleset = RuleSet.load(rules).select(only).with_params(param, params_file)
-        result = run_night(opts, ruleset)
+        result = run_night(opts, load_rules(opts))
     except (IngestError, RuleError, StoreError, ValueError) as err:
         raise _fail(err) from None
     except duckdb.Error as err:  # the store file itself (disk full, corrupt file)

@@ -20,14 +20,18 @@ import sqlglot
 
 from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES
-from fraudscreen.ingest import StagedTable
 from fraudscreen.reference import Table, resolve_inputs
 
 
 def connect(memory_limit: str = "2GB", temp_dir: Path | None = None,
-            threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"memory_limit": memory_limit,
-                                 "preserve_insertion_order": False})
+            threads: int | None = None,
+            con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory database, or ``con`` (a cursor on one), set up for screening."""
+    if con is None:
+        con = duckdb.connect()
+    con.execute("USE memory")  # what the engine creates is scratch, never a store's
+    con.execute("SET memory_limit = '" + str(memory_limit).replace("'", "''") + "'")
+    con.execute("SET preserve_insertion_order = false")
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = '{_path_literal(temp_dir)}'")
@@ -56,14 +60,11 @@ def register_inputs(con: duckdb.DuckDBPyConnection, tables: dict[str, Table],
     """Register the run's tables; returns where each came from (for run.json)."""
     frames, origin = resolve_inputs(tables, watchlists)
     for name, frame in frames.items():
-        if frame is None or isinstance(frame, StagedTable) and not frame.files:
+        if frame is None:
             con.execute(_empty_sql(name))
-        elif isinstance(frame, StagedTable):
-            # Scanned where ingestion staged it: nothing of it is held in memory.
-            files = ", ".join(f"'{_path_literal(p)}'" for p in frame.files)
-            columns = ", ".join(f'"{c}"' for c in INPUT_TABLES[name].column_names)
-            con.execute(f'CREATE OR REPLACE VIEW "input_{name}" AS '
-                        f"SELECT {columns} FROM read_parquet([{files}])")
+        elif not isinstance(frame, pl.DataFrame):
+            # Scanned where it lies (staged Parquet, the store): none of it held in memory.
+            con.execute(f'CREATE OR REPLACE VIEW "input_{name}" AS {frame.sql()}')
         else:
             # Zero-copy: DuckDB scans the Arrow buffers in place. (Copying into DuckDB's
             # own storage was measured slower overall: the copy costs more than it saves.)
@@ -90,8 +91,10 @@ class DuckDBEngine:
     dialect = "duckdb"
 
     def __init__(self, memory_limit: str = "2GB", temp_dir: Path | None = None,
-                 threads: int | None = None):
-        self.con = connect(memory_limit, temp_dir, threads)
+                 threads: int | None = None, connection: duckdb.DuckDBPyConnection | None = None):
+        """``connection``: a cursor on a database whose tables the inputs read (the nightly
+        store, attached); the engine's own relations still go to its in-memory catalog."""
+        self.con = connect(memory_limit, temp_dir, threads, connection)
 
     def register(self, tables: dict[str, Table],
                  watchlists: list[Path] | None = None) -> dict[str, str]:

@@ -34,7 +34,6 @@ import sqlglot
 from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES, ColumnType
 from fraudscreen.dialects import SPARK
-from fraudscreen.ingest import StagedTable
 from fraudscreen.reference import Table, resolve_inputs
 
 DEFAULT_MASTER = "local[*]"
@@ -188,8 +187,8 @@ class SparkEngine:
                  watchlists: list[Path] | None = None) -> dict[str, str]:
         frames, origin = resolve_inputs(tables, watchlists, set(self.spark_tables))
         for name, frame in frames.items():
-            if isinstance(frame, StagedTable):
-                frame = frame.frame()
+            if frame is not None and not isinstance(frame, pl.DataFrame):
+                frame = frame.frame()  # a driver-side copy; large inputs: --spark-table
             df = self._from_polars(name, frame) if frame is not None else None
             if name in self.spark_tables:
                 ref = self.spark_tables[name]

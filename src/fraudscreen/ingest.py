@@ -61,6 +61,15 @@ class StagedTable:
     files: tuple[Path, ...]
     rows: int
 
+    def sql(self) -> str:
+        columns = INPUT_TABLES[self.name].columns
+        if not self.files:
+            typed = ", ".join(f'CAST(NULL AS {c.type.sql}) AS "{c.name}"' for c in columns)
+            return f"SELECT {typed} WHERE false"
+        names = ", ".join(f'"{c.name}"' for c in columns)
+        files = ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in self.files)
+        return f"SELECT {names} FROM read_parquet([{files}])"
+
     def frame(self) -> pl.DataFrame:
         columns = INPUT_TABLES[self.name].column_names
         if not self.files:
@@ -150,7 +159,7 @@ def load_folder(
             repeated = duplicate_keys(staged, table, pl.concat(hashes) if hashes
                                       else pl.Series([], dtype=pl.UInt64))
             found.append(repeated)
-            _drop_rows(staged, repeated)
+            drop_rows(staged, repeated)
             tables[name] = StagedTable(name, tuple(staged), _count(staged))
     except BaseException:
         if owns:
@@ -171,7 +180,7 @@ def load_folder(
     )
 
 
-def _drop_rows(staged: list[Path], rows: pl.DataFrame) -> None:
+def drop_rows(staged: list[Path], rows: pl.DataFrame) -> None:
     """Rewrite the staged files holding ``rows`` (PART, LINE) without them."""
     if rows.is_empty():
         return

@@ -8,9 +8,11 @@ One night:
    mtime is trusted without hashing again).
 2. **Ingest** the new files exactly as ``validate``/``run`` would: they are linked into
    a temporary folder with the contract layout and read by ``load_folder``, so the
-   quarantine rules are the same. A row whose key is already in the store goes to
-   quarantine as ``duplicate key`` with its file and line.
-3. **Screen** every rule over *all* stored data plus the new rows. A full re-screen
+   quarantine rules are the same; the clean rows are staged as Parquet. A row whose
+   key is already in the store goes to quarantine as ``duplicate key`` with its file
+   and line.
+3. **Screen** every rule over *all* stored data plus the new rows, both read in place
+   (the engine runs on a cursor of the store's connection). A full re-screen
    is what makes the store equal, after any sequence of nights, to one ``run`` over
    all the data: every rule sees exactly what it would see there, lookbacks,
    reversals and monthly totals included. (Screening only the settlements within
@@ -56,9 +58,18 @@ import polars as pl
 
 from fraudscreen import __version__, store
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS
-from fraudscreen.ingest import SUFFIXES, IngestError, Ingestion, load_folder
+from fraudscreen.ingest import (
+    SUFFIXES,
+    IngestError,
+    Ingestion,
+    StagedTable,
+    drop_rows,
+    load_folder,
+)
 from fraudscreen.output import staged, write_csv, write_json, write_suspicions
+from fraudscreen.quarantine import DUPLICATE_KEY, ENTRY_SCHEMA, LINE, PART
 from fraudscreen.ruleset import RuleSet
+from fraudscreen.runner import ScreenOptions
 from fraudscreen.screen import Screening, make_engine, screen
 
 KILL_ENV = "FRAUDSCREEN_TEST_KILL_AT"
@@ -69,23 +80,11 @@ FIGURES = tuple(c.name for c in SUSPICIONS.columns
 NOT_SUPPORTED = "no longer supported by the data"
 
 
-@dataclass
-class NightOptions:
+@dataclass(kw_only=True)
+class NightOptions(ScreenOptions):
     inbox: Path
     store: Path
     out: Path
-    rules: list[Path] = field(default_factory=list)
-    only: list[str] = field(default_factory=list)
-    params: list[str] = field(default_factory=list)
-    params_file: Path | None = None
-    watchlists: list[Path] = field(default_factory=list)
-    encoding: str | None = None
-    column_map: Path | None = None
-    strict: bool = False
-    engine: str = "duckdb"
-    memory_limit: str = "2GB"
-    threads: int | None = None
-    profile: str = "full"
     today: dt.date | None = None  # the night's date (suppression expiry); default today
 
 
@@ -193,8 +192,8 @@ def unseen(con: duckdb.DuckDBPyConnection, files: list[InboxFile],
 @dataclass
 class Intake:
     files: list[InboxFile]
-    ingestion: Ingestion
-    tables: dict[str, pl.DataFrame]  # clean rows not yet in the store
+    ingestion: Ingestion  # its work folder holds the staged rows until the night ends
+    tables: dict[str, StagedTable]  # clean rows not yet in the store
     quarantine: pl.DataFrame  # table,file,line,column,value,reason (inbox paths)
     rows_read: dict[str, int]
     file_rows: dict[str, int]  # sha256 -> rows read
@@ -202,7 +201,10 @@ class Intake:
 
 def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str | None,
            column_map: Path | None) -> Intake:
-    """Read the new files as ``load_folder`` reads a data folder; drop stored keys."""
+    """Read the new files as ``load_folder`` reads a data folder; drop stored keys.
+
+    The caller closes ``Intake.ingestion`` (its staged rows) when the night is done.
+    """
     stage = Path(tempfile.mkdtemp(prefix="fraudscreen-stage-"))
     try:
         names: dict[str, InboxFile] = {}
@@ -221,89 +223,55 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
                 pl.DataFrame(schema={c.name: c.type.polars for c in table.columns}
                              ).write_parquet(stage / f"{name}.parquet")
                 placeholders.add(f"{name}.parquet")
-        with load_folder(stage, encoding=encoding, column_map=column_map) as ing:
-            loaded = {n: ing.table(n) for n in ing.tables}
+        ing = load_folder(stage, encoding=encoding, column_map=column_map)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    try:
         real = [f for f in ing.files if f.path not in placeholders]
         for info in real:
             if info.sha256 != names[info.path].sha256:
                 raise IngestError(f"{names[info.path].path}: changed while being read; run "
                                   "again once the export is complete")
+        inbox_path = {k: v.rel for k, v in names.items()}
         present = {f.table for f in real}
-        tables = {n: t for n, t in loaded.items() if n in present}
-        quarantine = ing.quarantine.with_columns(
-            pl.col("file").replace_strict({k: v.rel for k, v in names.items()},
-                                          default=pl.col("file")))
-        extra = []
-        for name, frame in tables.items():
-            kept, repeated = _split_stored(con, name, frame)
-            tables[name] = kept
-            if repeated.height:
-                extra.append(_locate(repeated, name, [names[f.path] for f in real
-                                                      if f.table == name],
-                                     quarantine, encoding, column_map))
-        if extra:
-            quarantine = pl.concat([quarantine, *extra]).sort(
-                "table", "file", "line", "column", nulls_last=False)
+        tables = {n: t for n, t in ing.tables.items() if n in present}
+        found = [ing.quarantine]
+        for name, new_rows in tables.items():
+            stored = _stored_keys(con, new_rows)
+            if stored.height:
+                drop_rows(list(new_rows.files), stored)
+                tables[name] = StagedTable(name, new_rows.files, new_rows.rows - stored.height)
+                found.append(stored.select(
+                    table=pl.lit(name),
+                    file=pl.col(PART).replace_strict(
+                        {i: f.path for i, f in enumerate(ing.files)}, return_dtype=pl.String),
+                    line=LINE, column="column", value="value", reason="reason"))
+        quarantine = pl.concat(found).with_columns(
+            pl.col("file").replace_strict(inbox_path, default=pl.col("file"))
+        ).sort("table", "file", "line", "column", nulls_last=False)
         return Intake(files=[names[f.path] for f in real], ingestion=ing, tables=tables,
                       quarantine=quarantine,
                       rows_read={n: v for n, v in ing.rows_read.items() if n in present},
                       file_rows={names[f.path].sha256: f.rows for f in real})
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    except BaseException:
+        ing.close()
+        raise
 
 
-def _split_stored(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame
-                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The rows whose key is not yet in the store, and those whose key is."""
-    key = list(INPUT_TABLES[name].key)
-    if not key or frame.is_empty():
-        return frame, frame.clear()
-    con.register("_new_keys", frame.select(key).to_arrow())
-    try:
-        on = " AND ".join(f'n."{k}" = t."{k}"' for k in key)
-        stored = store.frame(con, f'SELECT n.* FROM _new_keys AS n SEMI JOIN "{name}" AS t '
-                                  f"ON {on}")
-    finally:
-        con.unregister("_new_keys")
-    if stored.is_empty():
-        return frame, frame.clear()
-    return (frame.join(stored, on=key, how="anti", maintain_order="left"),
-            frame.join(stored, on=key, how="semi", maintain_order="left"))
-
-
-def _locate(repeated: pl.DataFrame, name: str, files: list[InboxFile],
-            quarantine: pl.DataFrame, encoding: str | None, column_map: Path | None
-            ) -> pl.DataFrame:
-    """Quarantine entries (with file and line) for rows whose key was already stored.
-
-    The row kept by ``load_folder`` is the first clean one with its key, in file and
-    line order: re-read the files' key columns (as ingest reads them) to find it.
-    """
-    from fraudscreen import ingest as _ingest
-    from fraudscreen.quarantine import DUPLICATE_KEY, LINE
-
-    table = INPUT_TABLES[name]
-    key = list(table.key)
-    wanted = repeated.select(key).with_row_index("_want")
-    renames = _ingest._load_column_map(Path(column_map)) if column_map else {}
-    codec = _ingest._codec(encoding)
-    bad = quarantine.filter(pl.col("table") == name).select("file", "line").unique()
-    found = []
-    for f in files:
-        _, chunks = _ingest._read_part(f.path, f.path.parent, table, codec, renames, [])
-        keys = pl.concat(chunks).select(*(pl.col(k).cast(pl.String).str.strip_chars() for k in key),
-                          pl.col(LINE).alias("line"))
-        hits = (keys.join(wanted, on=key).with_columns(file=pl.lit(f.rel))
-                .join(bad, on=["file", "line"], how="anti"))
-        found.append(hits.select("_want", "file", "line"))
-    first = (pl.concat(found).group_by("_want", maintain_order=True).first()
-             if found else pl.DataFrame(schema={"_want": pl.UInt32, "file": pl.String,
-                                                "line": pl.Int64}))
-    located = wanted.join(first, on="_want", how="left", maintain_order="left")
-    return located.select(
-        table=pl.lit(name), file="file", line="line", column=pl.lit(",".join(key)),
-        value=pl.concat_str(key, separator=","),
-        reason=pl.lit(DUPLICATE_KEY))
+def _stored_keys(con: duckdb.DuckDBPyConnection, rows: StagedTable) -> pl.DataFrame:
+    """Quarantine entries (PART, LINE, column, value, reason) for staged rows whose key
+    the store already holds."""
+    key = INPUT_TABLES[rows.name].key
+    if not key or not rows.files:
+        return pl.DataFrame(schema=ENTRY_SCHEMA)
+    cols = ", ".join(f'"{k}"' for k in key)
+    files = ", ".join(store.literal(p) for p in rows.files)
+    found = store.frame(con, f"SELECT {cols}, {PART}, {LINE} FROM read_parquet([{files}]) "
+                             f'SEMI JOIN "{rows.name}" USING ({cols}) ORDER BY {PART}, {LINE}')
+    return found.select(pl.col(PART).cast(pl.UInt32), pl.col(LINE).cast(pl.Int64),
+                        column=pl.lit(",".join(key)),
+                        value=pl.concat_str(list(key), separator=","),
+                        reason=pl.lit(DUPLICATE_KEY))
 
 
 # --- screening and merging ----------------------------------------------------------
@@ -321,18 +289,13 @@ def fingerprint(ruleset: RuleSet, watchlists: list[Path]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def all_tables(con: duckdb.DuckDBPyConnection, new: dict[str, pl.DataFrame]
-               ) -> dict[str, pl.DataFrame]:
-    """Every present table: what the store holds, then the night's new rows."""
-    names = [n for n in INPUT_TABLES if n in set(store.present_tables(con)) | set(new)]
-    tables = {}
-    for name in names:
-        parts = [store.input_table(con, name)] + ([new[name]] if name in new else [])
-        tables[name] = pl.concat(parts)
-    for name, table in INPUT_TABLES.items():
-        if table.required and name not in tables:
-            tables[name] = pl.DataFrame(schema={c.name: c.type.polars for c in table.columns})
-    return tables
+def all_tables(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
+               new: dict[str, StagedTable]) -> dict[str, store.StoredTable]:
+    """Every present table: what the store holds and the night's new rows, read in place
+    on ``view``, the cursor the screening runs on."""
+    present = set(store.present_tables(con)) | set(new)
+    return {name: store.StoredTable(name, view, new.get(name)) for name, table
+            in INPUT_TABLES.items() if name in present or table.required}
 
 
 def _plain(value: Any) -> Any:
@@ -411,11 +374,12 @@ def _extra_schema() -> dict[str, pl.DataType]:
     return {k: kinds[v.split()[0]] for k, v in store.SUSPICION_EXTRA.items()}
 
 
-def reversal_map(settlements: pl.DataFrame) -> dict[str, str]:
-    rows = (settlements.filter(pl.col("reversed_settlement_id").is_not_null())
-            .select("reversed_settlement_id", "settlement_id")
-            .unique("reversed_settlement_id", keep="first", maintain_order=True))
-    return dict(rows.iter_rows())
+def reversal_map(settlements: store.StoredTable) -> dict[str, str]:
+    """Reversed settlement id → the id of (the first) reversal row naming it."""
+    rows = settlements.con.sql(
+        f"SELECT reversed_settlement_id, min(settlement_id) FROM ({settlements.sql()}) "
+        "WHERE reversed_settlement_id IS NOT NULL GROUP BY ALL").fetchall()
+    return dict(rows)
 
 
 # --- one night ------------------------------------------------------------------------
@@ -427,6 +391,7 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
     today = opts.today or dt.date.today()
     notes: list[str] = []
     con = store.open_store(opts.store)
+    intake: Intake | None = None
     try:
         files = scan_inbox(opts.inbox, notes)
         fresh, skipped = unseen(con, files, notes)
@@ -444,13 +409,16 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
         merged: Merge | None = None
         night = last["night"] if last else None
         if must_screen:
-            tables = all_tables(con, intake.tables if intake else {})
-            screening = _screen(tables, ruleset, opts)
+            # The screening reads the store and the staged new rows in place, on a
+            # cursor of the store's connection (nothing is loaded whole into memory).
+            view = con.cursor()
+            tables = all_tables(con, view, intake.tables if intake else {})
+            reversals = reversal_map(tables["settlements"])
+            screening = _screen(tables, ruleset, opts, view)
             ran = {o.rule.id for o in screening.outcomes if o.status == "ran"}
             night = (last["night"] + 1) if last else 1
             merged = merge(store.suspicions(con), screening.suspicions, ran,
-                           {r.id: r.version for r in ruleset.rules},
-                           reversal_map(tables["settlements"]), night)
+                           {r.id: r.version for r in ruleset.rules}, reversals, night)
         screened = time.perf_counter()
 
         failed = sum(o.status == "failed" for o in screening.outcomes) if screening else 0
@@ -469,13 +437,17 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
         strict_fail = opts.strict and intake is not None and intake.quarantine.height > 0
         return NightResult(night, committed, doc, 1 if failed or strict_fail else 0)
     finally:
+        if intake is not None:
+            intake.ingestion.close()
         con.close()
 
 
-def _screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, opts: NightOptions) -> Screening:
+def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: NightOptions,
+            view: duckdb.DuckDBPyConnection) -> Screening:
+    """Screen on ``view`` (DuckDB) or on Spark, which gets the tables as frames."""
     spill = Path(tempfile.mkdtemp(prefix="fraudscreen-spill-"))
-    options = ({"memory_limit": opts.memory_limit, "temp_dir": spill, "threads": opts.threads}
-               if opts.engine == "duckdb" else {})
+    options = ({"memory_limit": opts.memory_limit, "temp_dir": spill, "threads": opts.threads,
+                "connection": view} if opts.engine == "duckdb" else {})
     engine = make_engine(opts.engine, **options)
     try:
         return screen(tables, ruleset, engine, None, None, opts.watchlists)
@@ -504,10 +476,11 @@ def _commit(con: duckdb.DuckDBPyConnection, night: int, today: dt.date, started:
                         "size": pl.Int64, "mtime_ns": pl.Int64, "rows": pl.Int64,
                         "night": pl.Int32})
             _insert(con, "files", files)
-            for name, frame in intake.tables.items():
-                _insert(con, name, frame.with_columns(
-                    pl.lit(night, pl.Int32).alias(store.INGEST_NIGHT)))
-                rows_kept += frame.height
+            for name, new_rows in intake.tables.items():
+                if new_rows.rows:
+                    con.execute(f'INSERT INTO "{name}" BY NAME SELECT *, {int(night)} AS '
+                                f"{store.INGEST_NIGHT} FROM ({new_rows.sql()})")
+                rows_kept += new_rows.rows
             _insert(con, "quarantine", intake.quarantine.with_columns(
                 pl.lit(night, pl.Int32).alias("night")))
             rows_bad = sum(intake.rows_read.values()) - rows_kept
@@ -647,7 +620,7 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
               intake: Intake | None, screening: Screening | None, skipped: int,
               notes: list[str], committed: bool, pending: list[int],
               timings: dict[str, float]) -> dict:
-    from fraudscreen.runner import _outcome_doc, quarantine_counts
+    from fraudscreen.runner import outcome_doc, quarantine_counts
 
     ing = intake.ingestion if intake else None
     return {
@@ -670,14 +643,14 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
                     "sha256": f.sha256} for f in (intake.files if intake else [])],
         "files_skipped": skipped,
         "rows_read": intake.rows_read if intake else {},
-        "rows_kept": {n: t.height for n, t in intake.tables.items()} if intake else {},
+        "rows_kept": {n: t.rows for n, t in intake.tables.items()} if intake else {},
         "missing_optional_tables": [n for n, o in (screening.origins if screening else {}
                                                    ).items() if o == "absent"],
         "quarantine": quarantine_counts(intake.quarantine) if intake else [],
         "notes": notes + (ing.notes if ing else []),
         "reference_data": screening.origins if screening else {},
         "integrity": screening.integrity if screening else {},
-        "rules": [_outcome_doc(o) for o in screening.outcomes] if screening else [],
+        "rules": [outcome_doc(o) for o in screening.outcomes] if screening else [],
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
 

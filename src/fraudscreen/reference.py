@@ -8,16 +8,27 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 import yaml
 
 from fraudscreen.contract import INPUT_TABLES
-from fraudscreen.ingest import StagedTable
 from fraudscreen.resources import shipped
 
-# An input table as engines take it: in memory, or staged by ingestion as Parquet.
-Table = pl.DataFrame | StagedTable
+
+class ScannedTable(Protocol):
+    """A table engines read where it lies (ingestion's staged Parquet, the nightly store)."""
+
+    def sql(self) -> str:
+        """A DuckDB SELECT of the table's contract columns, in contract types."""
+
+    def frame(self) -> pl.DataFrame:
+        """The rows in memory, for engines that cannot run ``sql()``."""
+
+
+# An input table as engines take it: a frame in memory, or scanned in place.
+Table = pl.DataFrame | ScannedTable
 
 
 def _typed(rows: list[dict], table: str) -> pl.DataFrame:
@@ -87,7 +98,7 @@ def resolve_inputs(tables: dict[str, Table], watchlists: list[Path] | None,
             frame, origin[name] = default_item_pairs(), "rules/reference/item_pairs.csv"
         elif name == "watchlist":
             shipped = shipped_watchlist(watchlists)
-            if isinstance(frame, StagedTable):
+            if frame is not None and not isinstance(frame, pl.DataFrame):
                 frame = frame.frame()
             frame = shipped if frame is None else pl.concat([shipped, frame], how="vertical")
             given = name in tables or name in external

@@ -26,24 +26,30 @@ from fraudscreen.screen import RuleOutcome, Screening, make_engine, screen
 WORK, SPILL = ".work", ".spill"  # scratch folders inside the staged output folder
 
 
-@dataclass
-class RunOptions:
-    data: Path
-    out: Path
+@dataclass(kw_only=True)
+class ScreenOptions:
+    """What shapes a screening, for ``run`` and ``nightly`` alike."""
+
     rules: list[Path] = field(default_factory=list)
     only: list[str] = field(default_factory=list)
     params: list[str] = field(default_factory=list)
     params_file: Path | None = None
-    window_from: dt.date | None = None
-    window_to: dt.date | None = None
+    watchlists: list[Path] = field(default_factory=list)
     encoding: str | None = None
     column_map: Path | None = None
     strict: bool = False
     engine: str = "duckdb"
     memory_limit: str = "2GB"
     threads: int | None = None
-    watchlists: list[Path] = field(default_factory=list)
     profile: str = "full"
+
+
+@dataclass(kw_only=True)
+class RunOptions(ScreenOptions):
+    data: Path
+    out: Path
+    window_from: dt.date | None = None
+    window_to: dt.date | None = None
     spark_master: str = "local[*]"
     spark_tables: dict[str, str] = field(default_factory=dict)  # contract table → Spark table
 
@@ -56,7 +62,7 @@ class RunResult:
     exit_code: int
 
 
-def load_rules(opts: RunOptions) -> RuleSet:
+def load_rules(opts: ScreenOptions) -> RuleSet:
     return (RuleSet.load(opts.rules).select(opts.only)
             .with_params(opts.params, opts.params_file))
 
@@ -79,7 +85,7 @@ def _shareable(quarantine: pl.DataFrame, profile: str) -> pl.DataFrame:
         pl.when(hidden).then(pl.lit("（已隐藏）")).otherwise(pl.col("value")).alias("value"))
 
 
-def _outcome_doc(o: RuleOutcome) -> dict:
+def outcome_doc(o: RuleOutcome) -> dict:
     r = o.rule
     return {"id": r.id, "version": r.version, "family": r.family, "severity": r.severity,
             "status": o.status, "reason": o.reason, "hits": o.hits,
@@ -111,7 +117,7 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
         "reference_data": screening.origins,
         "quarantine": quarantine_counts(ingestion.quarantine),
         "integrity": screening.integrity,
-        "rules": [_outcome_doc(o) for o in screening.outcomes],
+        "rules": [outcome_doc(o) for o in screening.outcomes],
         "suspicions": screening.suspicions.height,
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
     }

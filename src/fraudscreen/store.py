@@ -32,14 +32,17 @@ Every change a night makes is one transaction (see ``fraudscreen.nightly``).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS, Table
+from fraudscreen.ingest import StagedTable
 
 SCHEMA_VERSION = "1"
+CATALOG = "store"  # the name the store file is attached under
 STATUSES = ("open", "retracted", "superseded")
 INGEST_NIGHT = "ingest_night"
 
@@ -110,8 +113,14 @@ def open_store(path: Path, create: bool = True, read_only: bool = False
     if path.exists() and path.is_dir():
         raise StoreError(f"{path}: is a folder, not a store file")
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The store is attached to an in-memory database, so that a screening on a cursor
+    # of this connection reads the store's tables while creating its own scratch
+    # relations in memory, never in the store (see ``StoredTable``).
+    con = duckdb.connect()
+    mode = " (READ_ONLY)" if read_only and path.exists() else ""
     try:
-        con = duckdb.connect(str(path), read_only=read_only and path.exists())
+        con.execute(f"ATTACH {literal(path)} AS {CATALOG}{mode}")
+        con.execute(f"USE {CATALOG}")
     except duckdb.IOException as err:
         raise StoreError(f"{path}: cannot open the store ({_first_line(err)}); "
                          "is another fraudscreen process using it?") from None
@@ -141,20 +150,36 @@ def _check_version(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                          f"reads version {SCHEMA_VERSION}")
 
 
+def literal(path: Path) -> str:
+    return "'" + str(path.resolve()).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class StoredTable:
+    """An input table as the store holds it, plus the night's new rows (not yet stored):
+    what a night screens, scanned in place rather than loaded."""
+
+    name: str
+    con: duckdb.DuckDBPyConnection  # a cursor on the store's connection
+    new: StagedTable | None = None
+
+    def sql(self) -> str:
+        cols = ", ".join(f'"{c}"' for c in INPUT_TABLES[self.name].column_names)
+        stored = f'SELECT {cols} FROM {CATALOG}.main."{self.name}"'
+        return stored if self.new is None else f"{stored} UNION ALL {self.new.sql()}"
+
+    def frame(self) -> pl.DataFrame:
+        got = self.con.sql(self.sql()).pl()
+        return got.select(pl.col(c.name).cast(c.type.polars)
+                          for c in INPUT_TABLES[self.name].columns)
+
+
 def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
     return con.sql(sql, params=params).pl() if params else con.sql(sql).pl()
-
-
-def input_table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
-    """A stored input table in contract columns and types, in ingest order."""
-    table = INPUT_TABLES[name]
-    cols = ", ".join(f'"{c}"' for c in table.column_names)
-    got = frame(con, f'SELECT {cols} FROM "{name}"')
-    return got.select(pl.col(c.name).cast(c.type.polars) for c in table.columns)
 
 
 def present_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
