@@ -2,7 +2,7 @@
 
 ``run.py`` starts this in a subprocess so that its peak RSS is its own:
 
-    python benchmarks/baseline.py --data DIR --out DIR [--memory-limit 2GB]
+    python benchmarks/baseline.py --data DIR --out DIR [--memory-limit 1.5GB]
 
 The queries are ``baseline/RULE_ID.sql``; they read the data folder's Parquet files
 (``'DATA/…'`` in the text) and two small reference tables registered here the way an
@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--memory-limit", default="2GB")
+    parser.add_argument("--memory-limit", default="1.5GB")
     args = parser.parse_args()
     timings = run(args.data, args.out, args.memory_limit)
     (args.out / "timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")

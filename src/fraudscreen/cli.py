@@ -133,7 +133,8 @@ WatchlistOpt = Annotated[
 ]
 EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (default) or spark.")]
 MemoryLimitOpt = Annotated[
-    str, typer.Option("--memory-limit", help="DuckDB memory limit; beyond it, spill to disk.")
+    str, typer.Option("--memory-limit", help="DuckDB memory limit; beyond it, spill to disk. "
+                      "The whole process peaks about 0.4 GB above it.")
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="DuckDB threads.")]
 ProfileOpt = Annotated[
@@ -186,7 +187,7 @@ def run(
     ] = None,
     watchlist: WatchlistOpt = [],
     engine: EngineOpt = "duckdb",
-    memory_limit: MemoryLimitOpt = "2GB",
+    memory_limit: MemoryLimitOpt = "1.5GB",
     threads: ThreadsOpt = None,
     profile: ProfileOpt = "full",
     encoding: EncodingOpt = None,
@@ -410,7 +411,7 @@ def nightly(
     params_file: ParamsFileOpt = None,
     watchlist: WatchlistOpt = [],
     engine: EngineOpt = "duckdb",
-    memory_limit: MemoryLimitOpt = "2GB",
+    memory_limit: MemoryLimitOpt = "1.5GB",
     threads: ThreadsOpt = None,
     profile: ProfileOpt = "full",
     encoding: EncodingOpt = None,

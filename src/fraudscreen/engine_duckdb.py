@@ -23,7 +23,7 @@ from fraudscreen.contract import INPUT_TABLES
 from fraudscreen.reference import Table, resolve_inputs
 
 
-def connect(memory_limit: str = "2GB", temp_dir: Path | None = None,
+def connect(memory_limit: str = "1.5GB", temp_dir: Path | None = None,
             threads: int | None = None,
             con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
     """A new in-memory database, or ``con`` (a cursor on one), set up for screening."""
@@ -90,7 +90,7 @@ class DuckDBEngine:
 
     dialect = "duckdb"
 
-    def __init__(self, memory_limit: str = "2GB", temp_dir: Path | None = None,
+    def __init__(self, memory_limit: str = "1.5GB", temp_dir: Path | None = None,
                  threads: int | None = None, connection: duckdb.DuckDBPyConnection | None = None):
         """``connection``: a cursor on a database whose tables the inputs read (the nightly
         store, attached); the engine's own relations still go to its in-memory catalog."""

@@ -39,7 +39,7 @@ class ScreenOptions:
     column_map: Path | None = None
     strict: bool = False
     engine: str = "duckdb"
-    memory_limit: str = "2GB"
+    memory_limit: str = "1.5GB"
     threads: int | None = None
     profile: str = "full"
 
