@@ -123,7 +123,8 @@ def test_inline_case_on_spark_as_on_duckdb(spark, recorded, rule, case):
 
 @pytest.fixture(scope="module")
 def sample_tables(tmp_path_factory):
-    """sample_claims/data when it is there, else a small generated prefecture."""
+    """sample_claims/data when it is there, else a small generated prefecture: the
+    tables as ingestion stages them, which each engine reads its own way."""
     from fraudscreen.ingest import load_folder
 
     folder = SAMPLE
@@ -138,7 +139,7 @@ def sample_tables(tmp_path_factory):
             pytest.skip(f"no sample_claims/data and `fraudscreen sample` failed: "
                         f"{result.output[-500:]} {result.exception!r}")
     with load_folder(folder) as ingestion:
-        return {name: ingestion.table(name) for name in ingestion.tables}
+        yield ingestion.tables
 
 
 def test_sample_run_gives_identical_suspicions(spark, sample_tables):
