@@ -167,6 +167,9 @@ SOURCES: tuple[Source, ...] = (
             where="WHERE f.item_code IN (SELECT item_code FROM exclusive_pairs)"),
         "item_days of the items that have an exclusive partner only (filtered before "
         "grouping: DuckDB does not push an IN-subquery below an aggregate).",
+        # Small (the paired items' days), but a pass over every fee line to compute,
+        # and a rule correlating it with itself reads it twice.
+        materialize=True,
     ),
     Source(
         "settlement_items",
