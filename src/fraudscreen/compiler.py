@@ -197,9 +197,12 @@ class _Compiler:
             # Most groups have one row (e.g. fee lines that are not repeats): find the
             # few with enough rows on a hash of the keys first, then aggregate only those.
             # A hash collision only lets an extra group through to the real grouping.
+            # The candidates read src's rows afresh (its body, not its name): DuckDB
+            # materialises a CTE named twice, and a copy of 20 M fee lines spills past
+            # the memory limit, which costs more than scanning them twice.
             key = f"hash({_cols(det.group_by)})"
-            self.ctes.append(("cand", f"SELECT {key} AS __h FROM src GROUP BY {key}"
-                                      f" HAVING count(*) >= {rows}"))
+            self.ctes.append(("cand", f"SELECT {key} AS __h FROM ({dict(self.ctes)['src']})"
+                                      f" AS c GROUP BY {key} HAVING count(*) >= {rows}"))
             self.ctes.append(("src_c", f"SELECT * FROM src WHERE {key} IN"
                                        " (SELECT __h FROM cand)"))
         source = "src_c" if rows > 1 and not det.skip else "src"

@@ -86,7 +86,11 @@ SOURCES: tuple[Source, ...] = (
         """,
         "Fee lines of effective settlements, with charge_date and their settlement's "
         "person, institution, medical type and dates.",
-        materialize=True,
+        # A view, not a table: the input fee lines are already in memory (Arrow) and
+        # each rule reads a few of their columns, so joining the materialised
+        # settlements per rule is cheaper than a wide copy that spills past the memory
+        # limit at scale (20 M lines: 16 s to build, and every rule then reads it back
+        # from disk).
     ),
     Source(
         "stays",
@@ -163,6 +167,9 @@ SOURCES: tuple[Source, ...] = (
             where="WHERE f.item_code IN (SELECT item_code FROM exclusive_pairs)"),
         "item_days of the items that have an exclusive partner only (filtered before "
         "grouping: DuckDB does not push an IN-subquery below an aggregate).",
+        # Small (the paired items' days), but a pass over every fee line to compute,
+        # and a rule correlating it with itself reads it twice.
+        materialize=True,
     ),
     Source(
         "settlement_items",

@@ -9,7 +9,15 @@ WITH src AS (
 ), cand AS (
   SELECT
     HASH("settlement_id", "item_code", "charge_time", "quantity", "unit_price") AS __h
-  FROM src
+  FROM (
+    SELECT
+      *
+    FROM (
+      SELECT
+        s.*
+      FROM "fee_lines" AS s
+    ) AS j
+  ) AS c
   GROUP BY
     HASH("settlement_id", "item_code", "charge_time", "quantity", "unit_price")
   HAVING
