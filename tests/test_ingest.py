@@ -481,8 +481,8 @@ def test_chunked_parquet_keeps_lines_rounds_decimals_and_finds_keys_across_chunk
     with load_folder(tmp_path) as ingestion:
         fees = ingestion.table("fee_lines")
         staged = ingestion.tables["fee_lines"].files
-        assert len(staged) > 2 and all(p.exists() for p in staged)
-    assert not any(p.exists() for p in staged)  # close() removed the work folder
+        assert len(staged) > 2 and all(f.path.exists() and not f.in_place for f in staged)
+    assert not any(f.path.exists() for f in staged)  # close() removed the work folder
     assert fees["line_id"].to_list() == ["L1", "L2", "L3", "L4", "L7"]
     assert fees["amount"].to_list() == [Decimal(a) for a in
                                         ("0.11", "-0.11", "1.00", "2.00", "4.00")]
@@ -505,3 +505,72 @@ def test_chunked_csv_keeps_file_line_numbers(tmp_path, monkeypatch):
         assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1", "L2", "L3"]
         assert ingestion.quarantine.select("line", "reason").rows() == [
             (5, "bad decimal"), (6, "duplicate key")]
+
+
+# --- files in contract form are scanned in place ---------------------------------------
+
+
+def contract_parquet(path: Path, table: Table, rows: list[dict[str, str]]) -> Path:
+    """A Parquet file in contract form: contract names and types, as an export may be."""
+    frame = pl.DataFrame(rows, schema={c.name: pl.String for c in table.columns})
+    typed = frame.with_columns(
+        pl.col(c.name).cast(c.type.polars) if c.type != ColumnType.TIMESTAMP
+        else pl.col(c.name).str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S")
+        for c in table.columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    typed.with_columns(pl.lit(1).alias("extra")).write_parquet(path)
+    return path
+
+
+def test_clean_file_in_contract_form_is_scanned_in_place(tmp_path):
+    import duckdb
+
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    part = contract_parquet(tmp_path / "fee_lines" / "a.parquet", FEE_LINES,
+                            [fee_line("L1"), fee_line("L2", doctor_id=None)])
+    before = part.read_bytes()
+    padded = contract_parquet(tmp_path / "fee_lines" / "b.parquet", FEE_LINES,
+                              [fee_line("L3", item_name=" 阿莫西林胶囊\u3000")])
+    with load_folder(tmp_path) as ingestion:
+        staged = ingestion.tables["fee_lines"]
+        assert [(f.path == part, f.in_place) for f in staged.files] == [
+            (True, True), (False, False)]
+        fees = ingestion.table("fee_lines")
+        scanned = duckdb.sql(staged.sql()).pl()
+    assert part.read_bytes() == before
+    assert fees.columns == FEE_LINES.column_names and scanned.columns == fees.columns
+    assert fees["line_id"].to_list() == ["L1", "L2", "L3"]
+    assert fees["item_name"].to_list() == ["阿莫西林胶囊"] * 3  # b.parquet's was stripped
+    assert scanned.sort("line_id").equals(fees)
+    assert padded.exists()
+
+
+@pytest.mark.parametrize("bad", [{"settlement_id": None}, {"item_code": "  "}])
+def test_file_in_contract_form_with_a_bad_row_is_staged_and_quarantined(tmp_path, bad):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    contract_parquet(tmp_path / "fee_lines.parquet", FEE_LINES,
+                     [fee_line("L1"), fee_line("L2", **bad)])
+    with load_folder(tmp_path) as ingestion:
+        assert not any(f.in_place for f in ingestion.tables["fee_lines"].files)
+        assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1"]
+        assert ingestion.quarantine.select("line", "column", "reason").rows() == [
+            (2, next(iter(bad)), "missing value")]
+
+
+def test_key_repeated_across_files_in_contract_form_is_quarantined_without_touching_them(
+        tmp_path):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    first = contract_parquet(tmp_path / "fee_lines" / "1.parquet", FEE_LINES,
+                             [fee_line("L1"), fee_line("L2")])
+    second = contract_parquet(tmp_path / "fee_lines" / "2.parquet", FEE_LINES,
+                              [fee_line("L3"), fee_line("L1", amount="99.00")])
+    contents = first.read_bytes(), second.read_bytes()
+    with load_folder(tmp_path) as ingestion:
+        assert not any(f.in_place for f in ingestion.tables["fee_lines"].files)
+        fees = ingestion.table("fee_lines")
+        assert ingestion.quarantine.select("file", "line", "reason").rows() == [
+            ("fee_lines/2.parquet", 2, "duplicate key")]
+        assert ingestion.rows_kept["fee_lines"] == 3
+    assert fees["line_id"].to_list() == ["L1", "L2", "L3"]
+    assert fees["amount"].to_list() == [Decimal("25.00")] * 3
+    assert (first.read_bytes(), second.read_bytes()) == contents

@@ -53,12 +53,21 @@ class InputFile:
 
 
 @dataclass(frozen=True)
+class StagedFile:
+    path: Path
+    part: int  # index into Ingestion.files
+    # True: the input file itself, scanned in place (in contract form and every row
+    # clean). False: a chunk of clean rows written by ingestion, with PART and LINE.
+    in_place: bool = False
+
+
+@dataclass(frozen=True)
 class StagedTable:
-    """One table's clean rows: contract-typed Parquet files (plus PART and LINE columns)
-    in file and line order. Engines scan the files; ``frame()`` loads them."""
+    """One table's clean rows as contract-typed Parquet files, in file and line order.
+    Engines scan the files; ``frame()`` loads them."""
 
     name: str
-    files: tuple[Path, ...]
+    files: tuple[StagedFile, ...]
     rows: int
 
     def sql(self) -> str:
@@ -67,15 +76,16 @@ class StagedTable:
             typed = ", ".join(f'CAST(NULL AS {c.type.sql}) AS "{c.name}"' for c in columns)
             return f"SELECT {typed} WHERE false"
         names = ", ".join(f'"{c.name}"' for c in columns)
-        files = ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in self.files)
-        return f"SELECT {names} FROM read_parquet([{files}])"
+        files = ", ".join("'" + str(f.path.resolve()).replace("'", "''") + "'"
+                          for f in self.files)
+        return f"SELECT {names} FROM read_parquet([{files}], union_by_name = true)"
 
     def frame(self) -> pl.DataFrame:
         columns = INPUT_TABLES[self.name].column_names
         if not self.files:
             return pl.DataFrame(schema={c.name: c.type.polars
                                         for c in INPUT_TABLES[self.name].columns})
-        return pl.read_parquet(list(self.files), columns=columns)
+        return pl.concat([pl.read_parquet(f.path, columns=columns) for f in self.files])
 
 
 @dataclass
@@ -111,6 +121,7 @@ class Ingestion:
 def load_folder(
     data_dir: Path, encoding: str | None = None, column_map: Path | None = None,
     external: frozenset[str] = frozenset(), work_dir: Path | None = None,
+    in_place: bool = True,
 ) -> Ingestion:
     """Read every contract table in ``data_dir``, staging the clean rows in ``work_dir``.
 
@@ -118,7 +129,8 @@ def load_folder(
     their absence here is not an error. ``encoding`` names the CSV encoding; by
     default each CSV file is read as UTF-8 when it is valid UTF-8, else as GB18030
     (a superset of GBK and GB2312). Without ``work_dir`` a temporary folder is made,
-    removed by ``Ingestion.close()``.
+    removed by ``Ingestion.close()``. ``in_place=False`` stages every clean row, even
+    of files that could be scanned where they are.
     """
     data_dir = Path(data_dir)
     codec = _codec(encoding)
@@ -139,28 +151,12 @@ def load_folder(
         tables: dict[str, StagedTable] = {}
         found: list[pl.DataFrame] = []
         for name, parts in entries.items():
-            table = INPUT_TABLES[name]
-            folder = work / "tables" / name
-            folder.mkdir(parents=True, exist_ok=True)
-            staged: list[Path] = []
-            hashes: list[pl.Series] = []
-            for path in parts:
-                index = len(files)
-                info, chunks = _read_part(path, data_dir, table, codec, renames, notes)
-                for n, raw in enumerate(chunks):
-                    good, bad = check_part(raw.with_columns(pl.lit(index, pl.UInt32).alias(PART)),
-                                           table)
-                    found.append(bad)
-                    if good.height:
-                        staged.append(folder / f"{index:05d}-{n:05d}.parquet")
-                        good.write_parquet(staged[-1], compression="lz4", statistics=False)
-                        hashes.append(key_hashes(good, table))
-                files.append(info)
-            repeated = duplicate_keys(staged, table, pl.concat(hashes) if hashes
-                                      else pl.Series([], dtype=pl.UInt64))
-            found.append(repeated)
-            drop_rows(staged, repeated)
-            tables[name] = StagedTable(name, tuple(staged), _count(staged))
+            reader = _PartReader(data_dir, INPUT_TABLES[name], codec, renames, notes,
+                                 work / "tables" / name, len(files))
+            table, table_files, entries_ = reader.stage(parts, in_place)
+            files += table_files
+            found += entries_
+            tables[name] = table
     except BaseException:
         if owns:
             shutil.rmtree(work, ignore_errors=True)
@@ -180,22 +176,90 @@ def load_folder(
     )
 
 
-def drop_rows(staged: list[Path], rows: pl.DataFrame) -> None:
-    """Rewrite the staged files holding ``rows`` (PART, LINE) without them."""
+@dataclass
+class _PartReader:
+    """Reads, checks and stages one table's files (``load_folder``'s inner loop)."""
+
+    data_dir: Path
+    table: Table
+    codec: str | None
+    renames: dict[str, str]
+    notes: list[str]
+    folder: Path  # where this table's chunks are staged
+    first_part: int  # index of its first file in Ingestion.files
+
+    def stage(self, parts: list[Path], in_place: bool
+              ) -> tuple[StagedTable, list[InputFile], list[pl.DataFrame]]:
+        """The table staged, its files and its quarantine entries.
+
+        A file in contract form whose rows are all clean is not copied: the engine
+        scans it in place. Should the table's keys repeat across such files, it is
+        staged again without that shortcut, since only staged rows can be dropped.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        staged: list[StagedFile] = []
+        files: list[InputFile] = []
+        found: list[pl.DataFrame] = []
+        hashes: list[pl.Series] = []
+        for offset, path in enumerate(parts):
+            info, part_files, entries, part_hashes = self._part(path, self.first_part + offset,
+                                                                in_place, self.notes)
+            files.append(info)
+            staged += part_files
+            found += entries
+            hashes += part_hashes
+        repeated = duplicate_keys(staged, self.table, pl.concat(hashes) if hashes
+                                  else pl.Series([], dtype=pl.UInt64))
+        if not repeated.is_empty() and any(f.in_place for f in staged):
+            shutil.rmtree(self.folder)
+            self.notes = []  # already noted on the first reading
+            return self.stage(parts, in_place=False)
+        drop_rows(staged, repeated)
+        found.append(repeated)
+        rows = sum(pq.ParquetFile(f.path).metadata.num_rows for f in staged)
+        return StagedTable(self.table.name, tuple(staged), rows), files, found
+
+    def _part(self, path: Path, index: int, in_place: bool, notes: list[str]
+              ) -> tuple[InputFile, list[StagedFile], list[pl.DataFrame], list[pl.Series]]:
+        info, chunks, contract_form = _read_part(path, self.data_dir, self.table, self.codec,
+                                                 self.renames, notes)
+        in_place = in_place and contract_form
+        staged, found, hashes = [], [], []
+        for n, raw in enumerate(chunks):
+            good, bad = check_part(raw.with_columns(pl.lit(index, pl.UInt32).alias(PART)),
+                                   self.table)
+            if in_place and not (bad.is_empty() and _unchanged(raw, good, self.table)):
+                # Not clean after all: read this file again, staging its clean rows.
+                return self._part(path, index, False, [])
+            found.append(bad)
+            hashes.append(key_hashes(good, self.table))
+            if good.height and not in_place:
+                staged.append(StagedFile(self.folder / f"{index:05d}-{n:05d}.parquet", index))
+                good.write_parquet(staged[-1].path, compression="lz4", statistics=False)
+        if in_place:
+            staged = [StagedFile(path, index, in_place=True)]
+        return info, staged, found, hashes
+
+
+def _unchanged(raw: pl.DataFrame, good: pl.DataFrame, table: Table) -> bool:
+    """Whether checking kept every row and value as read (nothing stripped or emptied)."""
+    return good.height == raw.height and all(
+        good[c].equals(raw[c]) for c in table.column_names if raw.schema[c] == pl.String)
+
+
+def drop_rows(staged: list[StagedFile], rows: pl.DataFrame) -> None:
+    """Rewrite the staged chunks holding ``rows`` (PART, LINE) without them."""
     if rows.is_empty():
         return
     parts = set(rows[PART].to_list())
-    for path in staged:
-        if int(path.name.split("-")[0]) in parts:
-            frame = pl.read_parquet(path)
+    for f in staged:
+        if f.part in parts:
+            assert not f.in_place, "an input file is never rewritten"
+            frame = pl.read_parquet(f.path)
             kept = frame.join(rows.select(PART, LINE), on=[PART, LINE], how="anti",
                               maintain_order="left")
             if kept.height != frame.height:
-                kept.write_parquet(path, compression="lz4", statistics=False)
-
-
-def _count(staged: list[Path]) -> int:
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in staged)
+                kept.write_parquet(f.path, compression="lz4", statistics=False)
 
 
 def write_quarantine(ingestion: Ingestion, out_dir: Path) -> Path:
@@ -321,16 +385,19 @@ def _parts(entry: Path, notes: list[str]) -> list[Path]:
 def _read_part(
     path: Path, data_dir: Path, table: Table, codec: str | None,
     renames: dict[str, str], notes: list[str],
-) -> tuple[InputFile, Iterator[pl.DataFrame]]:
-    """One file: its record, and its rows in chunks, each as the table's columns in
-    contract order (text or contract-typed) plus LINE."""
+) -> tuple[InputFile, Iterator[pl.DataFrame], bool]:
+    """One file: its record; its rows in chunks, each as the table's columns in
+    contract order (text or contract-typed) plus LINE; and whether the file is already
+    in contract form (Parquet with every contract column under its own name and type),
+    so that it can be scanned in place when its rows turn out clean."""
     shown = path.relative_to(data_dir).as_posix()
+    contract_form = False
     if path.suffix.lower() == ".csv":
         frame, sha256 = _read_csv(path, table, codec, renames, notes, shown)
         rows = frame.height
         chunks: Iterator[pl.DataFrame] = frame.iter_slices(CHUNK_ROWS)
     else:
-        rows, chunks = _read_parquet(path, table, renames, notes, shown)
+        rows, chunks, contract_form = _read_parquet(path, table, renames, notes, shown)
         sha256 = _sha256(path)
 
     def ordered(chunks: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
@@ -341,7 +408,7 @@ def _read_part(
                 LINE,
             )
 
-    return InputFile(shown, table.name, rows, sha256), ordered(chunks)
+    return InputFile(shown, table.name, rows, sha256), ordered(chunks), contract_form
 
 
 def _read_csv(
@@ -388,9 +455,10 @@ def _decode(path: Path, codec: str | None) -> str:
 
 def _read_parquet(
     path: Path, table: Table, renames: dict[str, str], notes: list[str], shown: str
-) -> tuple[int, Iterator[pl.DataFrame]]:
-    """The row count, and the table's columns in chunks: typed ones cast to the
-    contract, the rest as text to check. Headers are checked before any row is read."""
+) -> tuple[int, Iterator[pl.DataFrame], bool]:
+    """The row count; the table's columns in chunks: typed ones cast to the contract,
+    the rest as text to check; and whether the file is in contract form. Headers are
+    checked before any row is read."""
     try:
         metadata = pq.ParquetFile(path).metadata
         schema = pl.read_parquet_schema(path)
@@ -415,7 +483,9 @@ def _read_parquet(
             raise IngestError(
                 f"{path}: cannot read as Parquet: {str(err).splitlines()[0]}") from None
 
-    return metadata.num_rows, chunks()
+    contract_form = all(headers.get(c.name) == c.name and schema[c.name] == targets[c.name]
+                        for c in table.columns)
+    return metadata.num_rows, chunks(), contract_form
 
 
 def _chunk_lengths(row_groups: list[int]) -> Iterator[int]:

@@ -223,7 +223,8 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
                 pl.DataFrame(schema={c.name: c.type.polars for c in table.columns}
                              ).write_parquet(stage / f"{name}.parquet")
                 placeholders.add(f"{name}.parquet")
-        ing = load_folder(stage, encoding=encoding, column_map=column_map)
+        # Every row staged (none scanned in place): rows whose key is stored are dropped.
+        ing = load_folder(stage, encoding=encoding, column_map=column_map, in_place=False)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     try:
@@ -265,7 +266,7 @@ def _stored_keys(con: duckdb.DuckDBPyConnection, rows: StagedTable) -> pl.DataFr
     if not key or not rows.files:
         return pl.DataFrame(schema=ENTRY_SCHEMA)
     cols = ", ".join(f'"{k}"' for k in key)
-    files = ", ".join(store.literal(p) for p in rows.files)
+    files = ", ".join(store.literal(f.path) for f in rows.files)
     found = store.frame(con, f"SELECT {cols}, {PART}, {LINE} FROM read_parquet([{files}]) "
                              f'SEMI JOIN "{rows.name}" USING ({cols}) ORDER BY {PART}, {LINE}')
     return found.select(pl.col(PART).cast(pl.UInt32), pl.col(LINE).cast(pl.Int64),

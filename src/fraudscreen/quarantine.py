@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import operator
 from functools import reduce
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from fraudscreen.contract import ColumnType, Table
+
+if TYPE_CHECKING:
+    from fraudscreen.ingest import StagedFile
 
 PART, LINE = "__part", "__line"  # which input file (index into Ingestion.files), which line
 ENTRY_SCHEMA = {
@@ -107,7 +110,7 @@ def key_hashes(clean: pl.DataFrame, table: Table) -> pl.Series:
     return clean.select(_key(table).hash()).to_series()
 
 
-def duplicate_keys(staged: list[Path], table: Table, hashes: pl.Series) -> pl.DataFrame:
+def duplicate_keys(staged: list[StagedFile], table: Table, hashes: pl.Series) -> pl.DataFrame:
     """Quarantine entries for clean rows whose key an earlier clean row already has
     (in file and line order), across all of a table's staged files.
 
@@ -116,8 +119,14 @@ def duplicate_keys(staged: list[Path], table: Table, hashes: pl.Series) -> pl.Da
     if hashes.n_unique() == hashes.len():  # the usual case, and several times cheaper
         return _entries([])
     suspects = hashes.filter(hashes.is_duplicated()).unique()
-    rows = (pl.scan_parquet(staged).select(*table.key, PART, LINE)
-            .filter(_key(table).hash().is_in(suspects.implode())).collect().sort(PART, LINE))
+    located = [
+        pl.scan_parquet(f.path).select(table.key).with_row_index(LINE, offset=1).select(
+            *table.key, pl.lit(f.part, pl.UInt32).alias(PART), pl.col(LINE).cast(pl.Int64))
+        if f.in_place else pl.scan_parquet(f.path).select(*table.key, PART, LINE)
+        for f in staged
+    ]
+    rows = (pl.concat(located).filter(_key(table).hash().is_in(suspects.implode()))
+            .collect().sort(PART, LINE))
     repeated = rows.filter(~_key(table).is_first_distinct())
     return _entries([repeated.select(
         PART,
