@@ -510,7 +510,8 @@ def test_chunked_csv_keeps_file_line_numbers(tmp_path, monkeypatch):
 # --- files in contract form are scanned in place ---------------------------------------
 
 
-def contract_parquet(path: Path, table: Table, rows: list[dict[str, str]]) -> Path:
+def contract_parquet(path: Path, table: Table, rows: list[dict[str, str]],
+                     compression: str = "snappy") -> Path:
     """A Parquet file in contract form: contract names and types, as an export may be."""
     frame = pl.DataFrame(rows, schema={c.name: pl.String for c in table.columns})
     typed = frame.with_columns(
@@ -518,7 +519,7 @@ def contract_parquet(path: Path, table: Table, rows: list[dict[str, str]]) -> Pa
         else pl.col(c.name).str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S")
         for c in table.columns)
     path.parent.mkdir(parents=True, exist_ok=True)
-    typed.with_columns(pl.lit(1).alias("extra")).write_parquet(path)
+    typed.with_columns(pl.lit(1).alias("extra")).write_parquet(path, compression=compression)
     return path
 
 
@@ -531,18 +532,20 @@ def test_clean_file_in_contract_form_is_scanned_in_place(tmp_path):
     before = part.read_bytes()
     padded = contract_parquet(tmp_path / "fee_lines" / "b.parquet", FEE_LINES,
                               [fee_line("L3", item_name=" 阿莫西林胶囊\u3000")])
+    slow = contract_parquet(tmp_path / "fee_lines" / "c.parquet", FEE_LINES,
+                            [fee_line("L4")], compression="zstd")
     with load_folder(tmp_path) as ingestion:
         staged = ingestion.tables["fee_lines"]
         assert [(f.path == part, f.in_place) for f in staged.files] == [
-            (True, True), (False, False)]
+            (True, True), (False, False), (False, False)]
         fees = ingestion.table("fee_lines")
         scanned = duckdb.sql(staged.sql()).pl()
     assert part.read_bytes() == before
     assert fees.columns == FEE_LINES.column_names and scanned.columns == fees.columns
-    assert fees["line_id"].to_list() == ["L1", "L2", "L3"]
-    assert fees["item_name"].to_list() == ["阿莫西林胶囊"] * 3  # b.parquet's was stripped
+    assert fees["line_id"].to_list() == ["L1", "L2", "L3", "L4"]
+    assert fees["item_name"].to_list() == ["阿莫西林胶囊"] * 4  # b.parquet's was stripped
     assert scanned.sort("line_id").equals(fees)
-    assert padded.exists()
+    assert padded.exists() and slow.exists()
 
 
 @pytest.mark.parametrize("bad", [{"settlement_id": None}, {"item_code": "  "}])
