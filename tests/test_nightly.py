@@ -144,6 +144,29 @@ def test_six_nights_equal_one_run(fed):
     assert pl.read_parquet(out / "suspicions.parquet").height == doc["new_suspicions"]
 
 
+def test_later_nights_rescreen_only_the_persons_and_institutions_they_touch(fed):
+    """Night 1 brings the reference tables (catalog, institutions): everything. Later
+    nights re-screen person rules over the persons their month touched only — and the
+    store still equals one run (test above)."""
+    scopes = [m["screening_scope"] for m in fed["manifests"]]
+    assert scopes[0] == {"full": True, "persons": 0, "institutions": 0}
+    persons = fed["tables"]["persons"].height
+    for scope in scopes[1:]:
+        assert scope["full"] is False
+        assert 0 < scope["persons"] < persons and scope["institutions"] > 0
+
+
+def test_a_night_bringing_catalog_rows_rescreens_everything(fed, tmp_path):
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    inbox = tmp_path / "inbox"
+    (inbox / "catalog").mkdir(parents=True)
+    row = fed["tables"]["catalog"].head(1).with_columns(pl.lit("NEW-ITEM").alias("item_code"))
+    row.write_parquet(inbox / "catalog" / "part-99.parquet")
+    doc = night(inbox, st, tmp_path / "out", NIGHTS + 1)
+    assert doc["screening_scope"]["full"] is True
+    assert doc["new_suspicions"] == doc["retracted_suspicions"] == 0
+
+
 def test_idle_night_reports_nothing_and_changes_nothing(fed, tmp_path):
     """The inbox of night 6 again (the same night run twice): nothing new, no change."""
     st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")

@@ -48,7 +48,8 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from fraudscreen import __version__, store
+from fraudscreen import __version__, store, suspicion
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS
 from fraudscreen.ingest import (
     SUFFIXES,
@@ -306,13 +307,15 @@ def _plain(value: Any) -> Any:
 
 
 def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[str, str],
-          reversals: dict[str, str], night: int) -> Merge:
+          reversals: dict[str, str], night: int,
+          judged: Callable[[dict], bool] = lambda row: True) -> Merge:
     """The store's suspicions after this night's screening (see the module docstring).
 
     ``old`` is the stored table, ``found`` the screening's suspicions, ``ran`` the rules
     that ran (suspicions of rules that failed or were skipped are left as they were),
     ``versions`` each rule's current version and ``reversals`` reversed settlement id
-    → the id of the reversal row.
+    → the id of the reversal row. A stored suspicion the night did not ``judge`` (its
+    person or institution untouched: see ``Scope``) is left as it was, found or not.
     """
     schema = {**store.contract_shape(found).schema, **_extra_schema()}
     result = Merge(pl.DataFrame(schema=schema))
@@ -345,7 +348,7 @@ def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[
         row["changes"] = json.dumps(events, ensure_ascii=False)
         rows.append(row)
     for sid, prev in previous.items():
-        if prev["status"] != "open" or prev["rule_id"] not in ran:
+        if prev["status"] != "open" or prev["rule_id"] not in ran or not judged(prev):
             rows.append(prev)
             continue
         resting = [prev["settlement_id"], *(prev["related_settlement_ids"] or [])]
@@ -409,17 +412,26 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
         screening: Screening | None = None
         merged: Merge | None = None
         night = last["night"] if last else None
+        scope: Scope | None = None
         if must_screen:
-            # The screening reads the store and the staged new rows in place, on a
-            # cursor of the store's connection (nothing is loaded whole into memory).
+            # The screening reads the store and the staged new rows in place, on cursors
+            # of the store's connection (nothing is loaded whole into memory).
             view = con.cursor()
-            tables = all_tables(con, view, intake.tables if intake else {})
+            new = intake.tables if intake else {}
+            tables = all_tables(con, view, new)
             reversals = reversal_map(tables["settlements"])
-            screening = _screen(tables, ruleset, opts, view)
+            # New rules, parameters or watch lists, or rules that failed last night: all.
+            scope = (touched(con, view, tables, new) if intake is not None and last
+                     and last["ruleset_hash"] == rules_hash and not last["rules_failed"]
+                     else Scope(full=True))
+            screening = screen_night(con, tables, ruleset, opts, scope)
             ran = {o.rule.id for o in screening.outcomes if o.status == "ran"}
             night = (last["night"] + 1) if last else 1
+            rule_scope = {r.id: r.scope for r in ruleset.rules}
             merged = merge(store.suspicions(con), screening.suspicions, ran,
-                           {r.id: r.version for r in ruleset.rules}, reversals, night)
+                           {r.id: r.version for r in ruleset.rules}, reversals, night,
+                           lambda row: scope.judged(rule_scope.get(row["rule_id"], "global"),
+                                                    row))
         screened = time.perf_counter()
 
         failed = sum(o.status == "failed" for o in screening.outcomes) if screening else 0
@@ -432,9 +444,9 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
             night = last["night"] if last else None
         _hook("after_commit")
 
-        doc = _write_outputs(con, opts, night, today, started, intake, screening, skipped,
-                             notes, committed, {"ingest": ingested - began,
-                                                "rules": screened - ingested}, began)
+        doc = _write_outputs(con, opts, night, today, started, intake, screening, scope,
+                             skipped, notes, committed, {"ingest": ingested - began,
+                                                         "rules": screened - ingested}, began)
         strict_fail = opts.strict and intake is not None and intake.quarantine.height > 0
         return NightResult(night, committed, doc, 1 if failed or strict_fail else 0)
     finally:
@@ -444,17 +456,115 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
 
 
 def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: NightOptions,
-            view: duckdb.DuckDBPyConnection) -> Screening:
+            view: duckdb.DuckDBPyConnection,
+            data_window: tuple[dt.date, dt.date] | None = None) -> Screening:
     """Screen on ``view`` (DuckDB) or on Spark, which gets the tables as frames."""
     spill = Path(tempfile.mkdtemp(prefix="fraudscreen-spill-"))
     options = ({"memory_limit": opts.memory_limit, "temp_dir": spill, "threads": opts.threads,
                 "connection": view} if opts.engine == "duckdb" else {})
     engine = make_engine(opts.engine, **options)
     try:
-        return screen(tables, ruleset, engine, None, None, opts.watchlists)
+        return screen(tables, ruleset, engine, None, None, opts.watchlists,
+                      data_window=data_window)
     finally:
         engine.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+# Tables whose new rows may change any hit: a night that brings them re-screens everything.
+SHARED_TABLES = ("institutions", "catalog", "item_pairs", "watchlist")
+AFFECTED = {"person": "nightly_affected_persons", "institution": "nightly_affected_institutions"}
+
+
+@dataclass
+class Scope:
+    """What a night re-screens. ``full``: every rule over all the data. Otherwise global
+    rules over all the data, person rules over the persons the new data touched and
+    institution rules over the institutions it touched (see ``Rule.scope``)."""
+
+    full: bool
+    persons: set[str] = field(default_factory=set)
+    institutions: set[str] = field(default_factory=set)
+
+    def judged(self, rule_scope: str, row: dict) -> bool:
+        """Whether this night's screening judged a stored suspicion afresh."""
+        if self.full or rule_scope == "global":
+            return True
+        if rule_scope == "person":
+            return row["person_id"] in self.persons
+        return row["institution_id"] in self.institutions
+
+    def doc(self) -> dict:
+        return {"full": self.full, "persons": len(self.persons),
+                "institutions": len(self.institutions)}
+
+
+def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
+            tables: dict[str, store.StoredTable], new: dict[str, StagedTable]) -> Scope:
+    """The persons and institutions whose data the night's new rows add to or reverse."""
+    if any(name in new for name in SHARED_TABLES):
+        return Scope(full=True)
+    settlements = []
+    if "settlements" in new:
+        rows = new["settlements"].sql()
+        settlements += [f"SELECT settlement_id FROM ({rows})",
+                        f"SELECT reversed_settlement_id FROM ({rows}) "
+                        "WHERE reversed_settlement_id IS NOT NULL"]
+    if "fee_lines" in new:
+        settlements.append(f"SELECT settlement_id FROM ({new['fee_lines'].sql()})")
+    hit = (f"SELECT * FROM ({tables['settlements'].sql()}) SEMI JOIN "
+           f"({' UNION '.join(settlements)}) AS t(settlement_id) USING (settlement_id)"
+           if settlements else None)
+    persons = [f"SELECT person_id FROM ({hit})"] if hit else []
+    institutions = [f"SELECT institution_id FROM ({hit})"] if hit else []
+    if "persons" in new:
+        persons.append(f"SELECT person_id FROM ({new['persons'].sql()})")
+    if "purchases" in new:
+        institutions.append(f"SELECT institution_id FROM ({new['purchases'].sql()})")
+    found = {}
+    for kind, parts in (("person", persons), ("institution", institutions)):
+        column = f"{kind}_id"
+        body = " UNION ".join(parts) or f"SELECT CAST(NULL AS VARCHAR) AS {column} WHERE false"
+        view.execute(f"CREATE OR REPLACE TABLE memory.main.{AFFECTED[kind]} AS "
+                     f"SELECT DISTINCT {column} FROM ({body}) WHERE {column} IS NOT NULL")
+        found[kind] = {r[0] for r in view.sql(
+            f"SELECT {column} FROM memory.main.{AFFECTED[kind]}").fetchall()}
+    return Scope(full=False, persons=found["person"], institutions=found["institution"])
+
+
+def restricted(tables: dict[str, store.StoredTable], kind: str
+               ) -> dict[str, store.StoredTable]:
+    """The tables as a re-screen of the touched persons (or institutions) sees them: their
+    settlements, those settlements' fee lines (and the institutions' purchases)."""
+    column, affected = f"{kind}_id", f"memory.main.{AFFECTED[kind]}"
+    keep = f"{column} IN (SELECT {column} FROM {affected})"
+    out = dict(tables)
+    out["settlements"] = replace(tables["settlements"], where=keep)
+    out["fee_lines"] = replace(tables["fee_lines"], where=(
+        f"settlement_id IN (SELECT settlement_id FROM ({out['settlements'].sql()}))"))
+    if kind == "institution" and "purchases" in tables:
+        out["purchases"] = replace(tables["purchases"], where=keep)
+    return out
+
+
+def screen_night(con: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTable],
+                 ruleset: RuleSet, opts: NightOptions, scope: Scope) -> Screening:
+    """The night's screening: all of it at once, or global rules over all the data, then
+    person and institution rules over what the night touched, with the same window."""
+    by_scope = {"global": [], "person": [], "institution": []}
+    for rule in ruleset.rules:
+        by_scope["global" if scope.full else rule.scope].append(rule)
+    whole = _screen(tables, RuleSet(by_scope["global"], ruleset.overrides), opts, con.cursor())
+    parts = [whole]
+    for kind in ("person", "institution"):
+        if by_scope[kind]:
+            parts.append(_screen(restricted(tables, kind),
+                                 RuleSet(by_scope[kind], ruleset.overrides), opts,
+                                 con.cursor(), data_window=whole.window))
+    outcomes = {o.rule.id: o for part in parts for o in part.outcomes}
+    return Screening(suspicion.order(pl.concat([p.suspicions for p in parts])),
+                     [outcomes[r.id] for r in ruleset.rules], whole.window, whole.origins,
+                     whole.integrity)
 
 
 def _commit(con: duckdb.DuckDBPyConnection, night: int, today: dt.date, started: dt.datetime,
@@ -516,8 +626,9 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> 
 
 def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, night: int | None,
                    today: dt.date, started: dt.datetime, intake: Intake | None,
-                   screening: Screening | None, skipped: int, notes: list[str],
-                   committed: bool, timings: dict[str, float], began: float) -> dict:
+                   screening: Screening | None, scope: Scope | None, skipped: int,
+                   notes: list[str], committed: bool, timings: dict[str, float],
+                   began: float) -> dict:
     """Write OUT (whole or not at all), then mark what it reported — in that order."""
     from fraudscreen.report import write_reports
 
@@ -540,8 +651,8 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, night: in
              f'WHERE night IN ({nights}) ORDER BY "table", file, line, "column"')
 
     shown = store.contract_shape(leads).pipe(_order)
-    doc = _manifest(opts, night, today, started, intake, screening, skipped, notes, committed,
-                    pending, timings)
+    doc = _manifest(opts, night, today, started, intake, screening, scope, skipped, notes,
+                    committed, pending, timings)
     doc.update({
         "new_suspicions": new.height,
         "new_suspicion_ids": new["suspicion_id"].sort().to_list(),
@@ -618,8 +729,8 @@ def _changes_frame(rows: pl.DataFrame, pending: list[int]) -> pl.DataFrame:
 
 
 def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt.datetime,
-              intake: Intake | None, screening: Screening | None, skipped: int,
-              notes: list[str], committed: bool, pending: list[int],
+              intake: Intake | None, screening: Screening | None, scope: Scope | None,
+              skipped: int, notes: list[str], committed: bool, pending: list[int],
               timings: dict[str, float]) -> dict:
     from fraudscreen.runner import outcome_doc, quarantine_counts
 
@@ -640,6 +751,9 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
         "window": {"start": screening.window[0] if screening else None,
                    "end": screening.window[1] if screening else None, "given": False},
         "screened": screening is not None,
+        # full: every rule over all the data; else how many persons and institutions
+        # the night's person and institution rules re-screened (see Rule.scope).
+        "screening_scope": scope.doc() if scope else None,
         "inputs": [{"table": f.table, "path": f.rel, "rows": intake.file_rows[f.sha256],
                     "sha256": f.sha256} for f in (intake.files if intake else [])],
         "files_skipped": skipped,

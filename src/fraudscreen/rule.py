@@ -223,6 +223,11 @@ class Rule(_Model):
     references: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     amount_basis: str = ""
+    # What one hit depends on, so that a nightly run can re-screen only what new data
+    # touched: "person" — one person's settlements and fee lines (and the reference
+    # tables); "institution" — one institution's settlements, fee lines and purchases;
+    # "global" (the default, always safe) — anything.
+    scope: Literal["global", "person", "institution"] = "global"
     params: dict[str, Param] = Field(default_factory=dict)
     detect: Detection
     emit: Emit

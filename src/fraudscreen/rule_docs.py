@@ -14,6 +14,14 @@ from fraudscreen.compiler import compile_rule
 from fraudscreen.contract import FAMILIES
 from fraudscreen.rule import Rule, RuleTest
 
+SCOPES = {
+    "person": "a hit rests on one person's settlements and fee lines; a nightly run "
+              "re-screens the persons new data touched.",
+    "institution": "a hit rests on one institution's settlements, fee lines and purchases; a "
+                   "nightly run re-screens the institutions new data touched.",
+    "global": "a hit may rest on any data; a nightly run re-screens everything.",
+}
+
 
 def _cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
@@ -53,6 +61,8 @@ def page(rule: Rule) -> str:
         "## Amount at risk",
         "",
         rule.amount_basis or "—",
+        "",
+        f"Scope: **{rule.scope}** — {SCOPES[rule.scope]}",
         "",
         "## Parameters",
         "",

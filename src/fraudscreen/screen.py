@@ -75,9 +75,17 @@ def make_engine(name: str, **options):
 def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
            window_from: dt.date | None = None, window_to: dt.date | None = None,
            watchlists: list[Path] | None = None,
-           on_rule: Callable[[RuleOutcome], None] | None = None) -> Screening:
+           on_rule: Callable[[RuleOutcome], None] | None = None,
+           data_window: tuple[dt.date, dt.date] | None = None) -> Screening:
+    """``data_window``: the analysis window of a larger data set these tables are a part
+    of (a nightly re-screen of some persons), used as it is and filtering nothing."""
     origins = engine.register(tables, watchlists)
-    run_params = _create_sources(engine, window_from, window_to)
+    if data_window:
+        run_params = {"window_start": data_window[0], "window_end": data_window[1],
+                      "filter_window": False}
+        engine.create_sources(run_params)
+    else:
+        run_params = _create_sources(engine, window_from, window_to)
     start, end = run_params["window_start"], run_params["window_end"]
 
     integrity = {name: int(engine.query(transpile(sql, engine.dialect, pretty=False)).item())

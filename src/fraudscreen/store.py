@@ -162,11 +162,13 @@ class StoredTable:
     name: str
     con: duckdb.DuckDBPyConnection  # a cursor on the store's connection
     new: StagedTable | None = None
+    where: str | None = None  # keep only these rows (a nightly re-screen of some persons)
 
     def sql(self) -> str:
         cols = ", ".join(f'"{c}"' for c in INPUT_TABLES[self.name].column_names)
         stored = f'SELECT {cols} FROM {CATALOG}.main."{self.name}"'
-        return stored if self.new is None else f"{stored} UNION ALL {self.new.sql()}"
+        rows = stored if self.new is None else f"{stored} UNION ALL {self.new.sql()}"
+        return rows if self.where is None else f"SELECT * FROM ({rows}) WHERE {self.where}"
 
     def frame(self) -> pl.DataFrame:
         got = self.con.sql(self.sql()).pl()
