@@ -11,19 +11,22 @@ One night:
    quarantine rules are the same; the clean rows are staged as Parquet. A row whose
    key is already in the store goes to quarantine as ``duplicate key`` with its file
    and line.
-3. **Screen** every rule over *all* stored data plus the new rows, both read in place
-   (the engine runs on a cursor of the store's connection). A full re-screen
-   is what makes the store equal, after any sequence of nights, to one ``run`` over
-   all the data: every rule sees exactly what it would see there, lookbacks,
-   reversals and monthly totals included. (Screening only the settlements within
-   each rule's lookback of the new data would be faster on years of history; it is
-   a possible optimisation, not done here.) When no file is new and the rules,
-   parameters and watch lists are those of the last night, screening is skipped:
-   its result could not differ.
+3. **Screen** the stored data plus the new rows, both read in place (the engine
+   runs on cursors of the store's connection), as much as the night's changes
+   require (``Scope``, ``touched``): person rules over every row of the persons the
+   new data touched, institution rules over the touched institutions, global rules
+   (and everything, on a night with new reference rows or new rules) over all the
+   data, each with the window of all the data. A hit rests only on its person's (or
+   institution's) rows, so this gives for them exactly what one ``run`` over all the
+   data gives, and the others' suspicions stand: the store equals that run after any
+   sequence of nights. When no file is new and the rules, parameters and watch
+   lists are those of the last night, screening is skipped: its result could not
+   differ.
 4. **Merge** the screening into the store's suspicions (``merge``): new ids open;
    ids whose figures changed keep their id and record the change; open ids no
-   longer found are *retracted* when a settlement they rest on has been reversed
-   (冲销), else *superseded*; closed ids found again are *reopened*.
+   longer found (among those the night re-screened) are *retracted* when a
+   settlement they rest on has been reversed (冲销), else *superseded*; closed ids
+   found again are *reopened*.
 5. **Commit** steps 2–4 (files, rows, quarantine, suspicions, the night's row) in
    ONE transaction. A crash anywhere before COMMIT leaves the store as it was; the
    next run redoes the night.
