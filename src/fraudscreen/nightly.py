@@ -488,10 +488,16 @@ class Scope:
     full: bool
     persons: set[str] = field(default_factory=set)
     institutions: set[str] = field(default_factory=set)
+    # Kinds whose every entity was touched: their rules run with the global ones.
+    everyone: set[str] = field(default_factory=set)
+
+    def whole(self, rule_scope: str) -> bool:
+        """Whether rules of this scope run over all the data tonight."""
+        return self.full or rule_scope == "global" or rule_scope in self.everyone
 
     def judged(self, rule_scope: str, row: dict) -> bool:
         """Whether this night's screening judged a stored suspicion afresh."""
-        if self.full or rule_scope == "global":
+        if self.whole(rule_scope):
             return True
         if rule_scope == "person":
             return row["person_id"] in self.persons
@@ -499,7 +505,7 @@ class Scope:
 
     def doc(self) -> dict:
         return {"full": self.full, "persons": len(self.persons),
-                "institutions": len(self.institutions)}
+                "institutions": len(self.institutions), "all_of": sorted(self.everyone)}
 
 
 def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
@@ -524,7 +530,7 @@ def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
         persons.append(f"SELECT person_id FROM ({new['persons'].sql()})")
     if "purchases" in new:
         institutions.append(f"SELECT institution_id FROM ({new['purchases'].sql()})")
-    found = {}
+    found, everyone = {}, set()
     for kind, parts in (("person", persons), ("institution", institutions)):
         column = f"{kind}_id"
         body = " UNION ".join(parts) or f"SELECT CAST(NULL AS VARCHAR) AS {column} WHERE false"
@@ -532,7 +538,12 @@ def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
                      f"SELECT DISTINCT {column} FROM ({body}) WHERE {column} IS NOT NULL")
         found[kind] = {r[0] for r in view.sql(
             f"SELECT {column} FROM memory.main.{AFFECTED[kind]}").fetchall()}
-    return Scope(full=False, persons=found["person"], institutions=found["institution"])
+        total = view.sql(f"SELECT count(DISTINCT {column}) FROM "
+                         f"({tables['settlements'].sql()})").fetchall()[0][0]
+        if len(found[kind]) >= total:
+            everyone.add(kind)
+    return Scope(full=False, persons=found["person"], institutions=found["institution"],
+                 everyone=everyone)
 
 
 def restricted(tables: dict[str, store.StoredTable], kind: str
@@ -556,7 +567,7 @@ def screen_night(con: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredT
     person and institution rules over what the night touched, with the same window."""
     by_scope = {"global": [], "person": [], "institution": []}
     for rule in ruleset.rules:
-        by_scope["global" if scope.full else rule.scope].append(rule)
+        by_scope["global" if scope.whole(rule.scope) else rule.scope].append(rule)
     whole = _screen(tables, RuleSet(by_scope["global"], ruleset.overrides), opts, con.cursor())
     parts = [whole]
     for kind in ("person", "institution"):
