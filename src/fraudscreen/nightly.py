@@ -61,6 +61,7 @@ import duckdb
 import polars as pl
 
 from fraudscreen import __version__, store, suspicion
+from fraudscreen.compiler import compile_rule
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS
 from fraudscreen.ingest import (
     SUFFIXES,
@@ -72,6 +73,7 @@ from fraudscreen.ingest import (
 )
 from fraudscreen.output import staged, write_csv, write_json, write_suspicions
 from fraudscreen.quarantine import DUPLICATE_KEY, ENTRY_SCHEMA, LINE, PART
+from fraudscreen.rule import Rule
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.runner import ScreenOptions
 from fraudscreen.screen import Screening, make_engine, screen
@@ -491,13 +493,16 @@ class Scope:
     # Kinds whose every entity was touched: their rules run with the global ones.
     everyone: set[str] = field(default_factory=set)
 
+    # Rules that ran over all the data tonight (set by ``screen_night``).
+    whole_rules: set[str] = field(default_factory=set)
+
     def whole(self, rule_scope: str) -> bool:
         """Whether rules of this scope run over all the data tonight."""
         return self.full or rule_scope == "global" or rule_scope in self.everyone
 
     def judged(self, rule_scope: str, row: dict) -> bool:
         """Whether this night's screening judged a stored suspicion afresh."""
-        if self.whole(rule_scope):
+        if self.whole(rule_scope) or row["rule_id"] in self.whole_rules:
             return True
         if rule_scope == "person":
             return row["person_id"] in self.persons
@@ -546,18 +551,51 @@ def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
                  everyone=everyone)
 
 
-def restricted(tables: dict[str, store.StoredTable], kind: str
-               ) -> dict[str, store.StoredTable]:
+def uses_window(rule: Rule, overrides: dict | None) -> bool:
+    """Whether a rule's hits depend on the analysis window of all the data (a stock
+    balance over the whole period, months counted from its start): then a day that
+    lengthens the window changes hits of every institution, and the rule runs over
+    all the data. Found by compiling it for two windows."""
+    sql = [compile_rule(rule, overrides, {"window_start": start, "window_end": end,
+                                           "filter_window": False}).sql
+           for start, end in ((dt.date(2000, 1, 1), dt.date(2000, 12, 31)),
+                              (dt.date(2001, 2, 2), dt.date(2001, 11, 30)))]
+    return sql[0] != sql[1]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A table of a restricted re-screen, copied once into the screening's memory (every
+    rule scans it; filtering the store again for each would cost more than the copy)."""
+
+    name: str
+    con: duckdb.DuckDBPyConnection
+    relation: str  # memory.main.<name>
+
+    def sql(self) -> str:
+        return f"SELECT * FROM {self.relation}"
+
+    def frame(self) -> pl.DataFrame:
+        return self.con.sql(self.sql()).pl()
+
+
+def restricted(view: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTable],
+               kind: str) -> dict[str, store.StoredTable | Kept]:
     """The tables as a re-screen of the touched persons (or institutions) sees them: their
     settlements, those settlements' fee lines (and the institutions' purchases)."""
     column, affected = f"{kind}_id", f"memory.main.{AFFECTED[kind]}"
     keep = f"{column} IN (SELECT {column} FROM {affected})"
-    out = dict(tables)
-    out["settlements"] = replace(tables["settlements"], where=keep)
-    out["fee_lines"] = replace(tables["fee_lines"], where=(
-        f"settlement_id IN (SELECT settlement_id FROM ({out['settlements'].sql()}))"))
+    out: dict[str, store.StoredTable | Kept] = dict(tables)
+    settlements = replace(tables["settlements"], where=keep)
+    parts = {"settlements": settlements,
+             "fee_lines": replace(tables["fee_lines"], where=(
+                 f"settlement_id IN (SELECT settlement_id FROM ({settlements.sql()}))"))}
     if kind == "institution" and "purchases" in tables:
-        out["purchases"] = replace(tables["purchases"], where=keep)
+        parts["purchases"] = replace(tables["purchases"], where=keep)
+    for name, table in parts.items():
+        relation = f"memory.main.nightly_{kind}_{name}"
+        view.execute(f"CREATE OR REPLACE TABLE {relation} AS {table.sql()}")
+        out[name] = Kept(name, view, relation)
     return out
 
 
@@ -567,12 +605,14 @@ def screen_night(con: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredT
     person and institution rules over what the night touched, with the same window."""
     by_scope = {"global": [], "person": [], "institution": []}
     for rule in ruleset.rules:
-        by_scope["global" if scope.whole(rule.scope) else rule.scope].append(rule)
+        whole = scope.whole(rule.scope) or uses_window(rule, ruleset.overrides.get(rule.id))
+        by_scope["global" if whole else rule.scope].append(rule)
+    scope.whole_rules = {r.id for r in by_scope["global"]}
     whole = _screen(tables, RuleSet(by_scope["global"], ruleset.overrides), opts, con.cursor())
     parts = [whole]
     for kind in ("person", "institution"):
         if by_scope[kind]:
-            parts.append(_screen(restricted(tables, kind),
+            parts.append(_screen(restricted(con.cursor(), tables, kind),
                                  RuleSet(by_scope[kind], ruleset.overrides), opts,
                                  con.cursor(), data_window=whole.window))
     outcomes = {o.rule.id: o for part in parts for o in part.outcomes}
