@@ -18,16 +18,16 @@ from pathlib import Path
 
 from measure import sample_data
 
-from fraudscreen import nightly, store
+from fraudscreen import nightly, rescreen, store
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.sample.drops import monthly_drops
 
 
 def feed(drops: list[Path], work: Path, full: bool) -> list[tuple[dict, list]]:
     """Each night's manifest and the store's open suspicions after it."""
-    touched = nightly.touched
+    touched = rescreen.touched
     if full:
-        nightly.touched = lambda *args: nightly.Scope(full=True)
+        rescreen.touched = lambda *args: rescreen.Scope(full=True)
     try:
         inbox, st, nights = work / "inbox", work / "store.duckdb", []
         inbox.mkdir(parents=True)
@@ -46,7 +46,7 @@ def feed(drops: list[Path], work: Path, full: bool) -> list[tuple[dict, list]]:
                                            strict=True))))
         return nights
     finally:
-        nightly.touched = touched
+        rescreen.touched = touched
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ One night:
    and line.
 3. **Screen** the stored data plus the new rows, both read in place (the engine
    runs on cursors of the store's connection), as much as the night's changes
-   require (``Scope``, ``touched``): person rules over every row of the persons the
+   require (``fraudscreen.rescreen``): person rules over every row of the persons the
    new data touched, institution rules over the touched institutions, global rules
    (and everything, on a night with new reference rows or new rules) over all the
    data, each with the window of all the data. A hit rests only on its person's (or
@@ -52,7 +52,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -60,8 +60,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from fraudscreen import __version__, store, suspicion
-from fraudscreen.compiler import compile_rule
+from fraudscreen import __version__, rescreen, store
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS
 from fraudscreen.ingest import (
     SUFFIXES,
@@ -73,10 +72,9 @@ from fraudscreen.ingest import (
 )
 from fraudscreen.output import staged, write_csv, write_json, write_suspicions
 from fraudscreen.quarantine import DUPLICATE_KEY, ENTRY_SCHEMA, LINE, PART
-from fraudscreen.rule import Rule
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.runner import ScreenOptions
-from fraudscreen.screen import Screening, make_engine, screen
+from fraudscreen.screen import Screening
 
 KILL_ENV = "FRAUDSCREEN_TEST_KILL_AT"
 KILL_POINTS = ("after_ingest", "before_commit", "after_commit", "after_outputs")
@@ -296,15 +294,6 @@ def fingerprint(ruleset: RuleSet, watchlists: list[Path]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def all_tables(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
-               new: dict[str, StagedTable]) -> dict[str, store.StoredTable]:
-    """Every present table: what the store holds and the night's new rows, read in place
-    on ``view``, the cursor the screening runs on."""
-    present = set(store.present_tables(con)) | set(new)
-    return {name: store.StoredTable(name, view, new.get(name)) for name, table
-            in INPUT_TABLES.items() if name in present or table.required}
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, (Decimal, dt.date)):
         return str(value)
@@ -320,7 +309,7 @@ def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[
     that ran (suspicions of rules that failed or were skipped are left as they were),
     ``versions`` each rule's current version and ``reversals`` reversed settlement id
     → the id of the reversal row. A stored suspicion the night did not ``judge`` (its
-    person or institution untouched: see ``Scope``) is left as it was, found or not.
+    person or institution untouched: see ``rescreen.Scope``) is left as it was, found or not.
     """
     schema = {**store.contract_shape(found).schema, **_extra_schema()}
     result = Merge(pl.DataFrame(schema=schema))
@@ -417,19 +406,19 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
         screening: Screening | None = None
         merged: Merge | None = None
         night = last["night"] if last else None
-        scope: Scope | None = None
+        scope: rescreen.Scope | None = None
         if must_screen:
             # The screening reads the store and the staged new rows in place, on cursors
             # of the store's connection (nothing is loaded whole into memory).
             view = con.cursor()
             new = intake.tables if intake else {}
-            tables = all_tables(con, view, new)
+            tables = rescreen.all_tables(con, view, new)
             reversals = reversal_map(tables["settlements"])
             # New rules, parameters or watch lists, or rules that failed last night: all.
-            scope = (touched(con, view, tables, new) if intake is not None and last
+            scope = (rescreen.touched(con, view, tables, new) if intake is not None and last
                      and last["ruleset_hash"] == rules_hash and not last["rules_failed"]
-                     else Scope(full=True))
-            screening = screen_night(con, tables, ruleset, opts, scope)
+                     else rescreen.Scope(full=True))
+            screening = rescreen.screen_night(con, tables, ruleset, opts, scope)
             ran = {o.rule.id for o in screening.outcomes if o.status == "ran"}
             night = (last["night"] + 1) if last else 1
             rule_scope = {r.id: r.scope for r in ruleset.rules}
@@ -458,167 +447,6 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
         if intake is not None:
             intake.ingestion.close()
         con.close()
-
-
-def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: NightOptions,
-            view: duckdb.DuckDBPyConnection,
-            data_window: tuple[dt.date, dt.date] | None = None) -> Screening:
-    """Screen on ``view`` (DuckDB) or on Spark, which gets the tables as frames."""
-    spill = Path(tempfile.mkdtemp(prefix="fraudscreen-spill-"))
-    options = ({"memory_limit": opts.memory_limit, "temp_dir": spill, "threads": opts.threads,
-                "connection": view} if opts.engine == "duckdb" else {})
-    engine = make_engine(opts.engine, **options)
-    try:
-        return screen(tables, ruleset, engine, None, None, opts.watchlists,
-                      data_window=data_window)
-    finally:
-        engine.close()
-        shutil.rmtree(spill, ignore_errors=True)
-
-
-# Tables whose new rows may change any hit: a night that brings them re-screens everything.
-SHARED_TABLES = ("institutions", "catalog", "item_pairs", "watchlist")
-AFFECTED = {"person": "nightly_affected_persons", "institution": "nightly_affected_institutions"}
-
-
-@dataclass
-class Scope:
-    """What a night re-screens. ``full``: every rule over all the data. Otherwise global
-    rules over all the data, person rules over the persons the new data touched and
-    institution rules over the institutions it touched (see ``Rule.scope``)."""
-
-    full: bool
-    persons: set[str] = field(default_factory=set)
-    institutions: set[str] = field(default_factory=set)
-    # Kinds whose every entity was touched: their rules run with the global ones.
-    everyone: set[str] = field(default_factory=set)
-
-    # Rules that ran over all the data tonight (set by ``screen_night``).
-    whole_rules: set[str] = field(default_factory=set)
-
-    def whole(self, rule_scope: str) -> bool:
-        """Whether rules of this scope run over all the data tonight."""
-        return self.full or rule_scope == "global" or rule_scope in self.everyone
-
-    def judged(self, rule_scope: str, row: dict) -> bool:
-        """Whether this night's screening judged a stored suspicion afresh."""
-        if self.whole(rule_scope) or row["rule_id"] in self.whole_rules:
-            return True
-        if rule_scope == "person":
-            return row["person_id"] in self.persons
-        return row["institution_id"] in self.institutions
-
-    def doc(self) -> dict:
-        return {"full": self.full, "persons": len(self.persons),
-                "institutions": len(self.institutions), "all_of": sorted(self.everyone)}
-
-
-def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
-            tables: dict[str, store.StoredTable], new: dict[str, StagedTable]) -> Scope:
-    """The persons and institutions whose data the night's new rows add to or reverse."""
-    if any(name in new for name in SHARED_TABLES):
-        return Scope(full=True)
-    settlements = []
-    if "settlements" in new:
-        rows = new["settlements"].sql()
-        settlements += [f"SELECT settlement_id FROM ({rows})",
-                        f"SELECT reversed_settlement_id FROM ({rows}) "
-                        "WHERE reversed_settlement_id IS NOT NULL"]
-    if "fee_lines" in new:
-        settlements.append(f"SELECT settlement_id FROM ({new['fee_lines'].sql()})")
-    hit = (f"SELECT * FROM ({tables['settlements'].sql()}) SEMI JOIN "
-           f"({' UNION '.join(settlements)}) AS t(settlement_id) USING (settlement_id)"
-           if settlements else None)
-    persons = [f"SELECT person_id FROM ({hit})"] if hit else []
-    institutions = [f"SELECT institution_id FROM ({hit})"] if hit else []
-    if "persons" in new:
-        persons.append(f"SELECT person_id FROM ({new['persons'].sql()})")
-    if "purchases" in new:
-        institutions.append(f"SELECT institution_id FROM ({new['purchases'].sql()})")
-    found, everyone = {}, set()
-    for kind, parts in (("person", persons), ("institution", institutions)):
-        column = f"{kind}_id"
-        body = " UNION ".join(parts) or f"SELECT CAST(NULL AS VARCHAR) AS {column} WHERE false"
-        view.execute(f"CREATE OR REPLACE TABLE memory.main.{AFFECTED[kind]} AS "
-                     f"SELECT DISTINCT {column} FROM ({body}) WHERE {column} IS NOT NULL")
-        found[kind] = {r[0] for r in view.sql(
-            f"SELECT {column} FROM memory.main.{AFFECTED[kind]}").fetchall()}
-        total = view.sql(f"SELECT count(DISTINCT {column}) FROM "
-                         f"({tables['settlements'].sql()})").fetchall()[0][0]
-        if len(found[kind]) >= total:
-            everyone.add(kind)
-    return Scope(full=False, persons=found["person"], institutions=found["institution"],
-                 everyone=everyone)
-
-
-def uses_window(rule: Rule, overrides: dict | None) -> bool:
-    """Whether a rule's hits depend on the analysis window of all the data (a stock
-    balance over the whole period, months counted from its start): then a day that
-    lengthens the window changes hits of every institution, and the rule runs over
-    all the data. Found by compiling it for two windows."""
-    sql = [compile_rule(rule, overrides, {"window_start": start, "window_end": end,
-                                           "filter_window": False}).sql
-           for start, end in ((dt.date(2000, 1, 1), dt.date(2000, 12, 31)),
-                              (dt.date(2001, 2, 2), dt.date(2001, 11, 30)))]
-    return sql[0] != sql[1]
-
-
-@dataclass(frozen=True)
-class Kept:
-    """A table of a restricted re-screen, copied once into the screening's memory (every
-    rule scans it; filtering the store again for each would cost more than the copy)."""
-
-    name: str
-    con: duckdb.DuckDBPyConnection
-    relation: str  # memory.main.<name>
-
-    def sql(self) -> str:
-        return f"SELECT * FROM {self.relation}"
-
-    def frame(self) -> pl.DataFrame:
-        return self.con.sql(self.sql()).pl()
-
-
-def restricted(view: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTable],
-               kind: str) -> dict[str, store.StoredTable | Kept]:
-    """The tables as a re-screen of the touched persons (or institutions) sees them: their
-    settlements, those settlements' fee lines (and the institutions' purchases)."""
-    column, affected = f"{kind}_id", f"memory.main.{AFFECTED[kind]}"
-    keep = f"{column} IN (SELECT {column} FROM {affected})"
-    out: dict[str, store.StoredTable | Kept] = dict(tables)
-    settlements = replace(tables["settlements"], where=keep)
-    parts = {"settlements": settlements,
-             "fee_lines": replace(tables["fee_lines"], where=(
-                 f"settlement_id IN (SELECT settlement_id FROM ({settlements.sql()}))"))}
-    if kind == "institution" and "purchases" in tables:
-        parts["purchases"] = replace(tables["purchases"], where=keep)
-    for name, table in parts.items():
-        relation = f"memory.main.nightly_{kind}_{name}"
-        view.execute(f"CREATE OR REPLACE TABLE {relation} AS {table.sql()}")
-        out[name] = Kept(name, view, relation)
-    return out
-
-
-def screen_night(con: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTable],
-                 ruleset: RuleSet, opts: NightOptions, scope: Scope) -> Screening:
-    """The night's screening: all of it at once, or global rules over all the data, then
-    person and institution rules over what the night touched, with the same window."""
-    by_scope = {"global": [], "person": [], "institution": []}
-    for rule in ruleset.rules:
-        whole = scope.whole(rule.scope) or uses_window(rule, ruleset.overrides.get(rule.id))
-        by_scope["global" if whole else rule.scope].append(rule)
-    scope.whole_rules = {r.id for r in by_scope["global"]}
-    whole = _screen(tables, RuleSet(by_scope["global"], ruleset.overrides), opts, con.cursor())
-    parts = [whole]
-    for kind in ("person", "institution"):
-        if by_scope[kind]:
-            parts.append(_screen(restricted(con.cursor(), tables, kind),
-                                 RuleSet(by_scope[kind], ruleset.overrides), opts,
-                                 con.cursor(), data_window=whole.window))
-    outcomes = {o.rule.id: o for part in parts for o in part.outcomes}
-    return Screening(suspicion.order(pl.concat([p.suspicions for p in parts])),
-                     [outcomes[r.id] for r in ruleset.rules], whole.window, whole.origins,
-                     whole.integrity)
 
 
 def _commit(con: duckdb.DuckDBPyConnection, night: int, today: dt.date, started: dt.datetime,
@@ -680,7 +508,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> 
 
 def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, night: int | None,
                    today: dt.date, started: dt.datetime, intake: Intake | None,
-                   screening: Screening | None, scope: Scope | None, skipped: int,
+                   screening: Screening | None, scope: rescreen.Scope | None, skipped: int,
                    notes: list[str], committed: bool, timings: dict[str, float],
                    began: float) -> dict:
     """Write OUT (whole or not at all), then mark what it reported — in that order."""
@@ -783,7 +611,7 @@ def _changes_frame(rows: pl.DataFrame, pending: list[int]) -> pl.DataFrame:
 
 
 def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt.datetime,
-              intake: Intake | None, screening: Screening | None, scope: Scope | None,
+              intake: Intake | None, screening: Screening | None, scope: rescreen.Scope | None,
               skipped: int, notes: list[str], committed: bool, pending: list[int],
               timings: dict[str, float]) -> dict:
     from fraudscreen.runner import outcome_doc, quarantine_counts

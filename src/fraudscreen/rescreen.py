@@ -1,0 +1,201 @@
+"""What a night re-screens, and how: the part of ``fraudscreen nightly`` that decides
+how little may be screened again and runs it (see ``Rule.scope`` and docs/nightly.md).
+
+A night's screening is either *full* (every rule over all the data) or *scoped*: rules
+over all the data only where they must be (global scope, a kind whose every member was
+touched, a rule that depends on the analysis window), person rules over the persons the
+night's rows touched and institution rules over the institutions they touched, each with
+the window of all the data. A hit rests only on its person's (institution's) rows, so
+these give exactly what a full screening gives for them; ``Scope.judged`` says which
+stored suspicions the night judged afresh.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from fraudscreen import store, suspicion
+from fraudscreen.compiler import compile_rule
+from fraudscreen.contract import INPUT_TABLES
+from fraudscreen.ingest import StagedTable
+from fraudscreen.rule import Rule
+from fraudscreen.ruleset import RuleSet
+from fraudscreen.runner import ScreenOptions
+from fraudscreen.screen import Screening, make_engine, screen
+
+
+def all_tables(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
+               new: dict[str, StagedTable]) -> dict[str, store.StoredTable]:
+    """Every present table: what the store holds and the night's new rows, read in place
+    on ``view``, the cursor the screening runs on."""
+    present = set(store.present_tables(con)) | set(new)
+    return {name: store.StoredTable(name, view, new.get(name)) for name, table
+            in INPUT_TABLES.items() if name in present or table.required}
+
+
+def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: ScreenOptions,
+            view: duckdb.DuckDBPyConnection,
+            data_window: tuple[dt.date, dt.date] | None = None) -> Screening:
+    """Screen on ``view`` (DuckDB) or on Spark, which gets the tables as frames."""
+    spill = Path(tempfile.mkdtemp(prefix="fraudscreen-spill-"))
+    options = ({"memory_limit": opts.memory_limit, "temp_dir": spill, "threads": opts.threads,
+                "connection": view} if opts.engine == "duckdb" else {})
+    engine = make_engine(opts.engine, **options)
+    try:
+        return screen(tables, ruleset, engine, None, None, opts.watchlists,
+                      data_window=data_window)
+    finally:
+        engine.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+# Tables whose new rows may change any hit: a night that brings them re-screens everything.
+SHARED_TABLES = ("institutions", "catalog", "item_pairs", "watchlist")
+AFFECTED = {"person": "nightly_affected_persons", "institution": "nightly_affected_institutions"}
+
+
+@dataclass
+class Scope:
+    """What a night re-screens. ``full``: every rule over all the data. Otherwise global
+    rules over all the data, person rules over the persons the new data touched and
+    institution rules over the institutions it touched (see ``Rule.scope``)."""
+
+    full: bool
+    persons: set[str] = field(default_factory=set)
+    institutions: set[str] = field(default_factory=set)
+    # Kinds whose every entity was touched: their rules run with the global ones.
+    everyone: set[str] = field(default_factory=set)
+
+    # Rules that ran over all the data tonight (set by ``screen_night``).
+    whole_rules: set[str] = field(default_factory=set)
+
+    def whole(self, rule_scope: str) -> bool:
+        """Whether rules of this scope run over all the data tonight."""
+        return self.full or rule_scope == "global" or rule_scope in self.everyone
+
+    def judged(self, rule_scope: str, row: dict) -> bool:
+        """Whether this night's screening judged a stored suspicion afresh."""
+        if self.whole(rule_scope) or row["rule_id"] in self.whole_rules:
+            return True
+        if rule_scope == "person":
+            return row["person_id"] in self.persons
+        return row["institution_id"] in self.institutions
+
+    def doc(self) -> dict:
+        return {"full": self.full, "persons": len(self.persons),
+                "institutions": len(self.institutions), "all_of": sorted(self.everyone)}
+
+
+def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
+            tables: dict[str, store.StoredTable], new: dict[str, StagedTable]) -> Scope:
+    """The persons and institutions whose data the night's new rows add to or reverse."""
+    if any(name in new for name in SHARED_TABLES):
+        return Scope(full=True)
+    settlements = []
+    if "settlements" in new:
+        rows = new["settlements"].sql()
+        settlements += [f"SELECT settlement_id FROM ({rows})",
+                        f"SELECT reversed_settlement_id FROM ({rows}) "
+                        "WHERE reversed_settlement_id IS NOT NULL"]
+    if "fee_lines" in new:
+        settlements.append(f"SELECT settlement_id FROM ({new['fee_lines'].sql()})")
+    hit = (f"SELECT * FROM ({tables['settlements'].sql()}) SEMI JOIN "
+           f"({' UNION '.join(settlements)}) AS t(settlement_id) USING (settlement_id)"
+           if settlements else None)
+    persons = [f"SELECT person_id FROM ({hit})"] if hit else []
+    institutions = [f"SELECT institution_id FROM ({hit})"] if hit else []
+    if "persons" in new:
+        persons.append(f"SELECT person_id FROM ({new['persons'].sql()})")
+    if "purchases" in new:
+        institutions.append(f"SELECT institution_id FROM ({new['purchases'].sql()})")
+    found, everyone = {}, set()
+    for kind, parts in (("person", persons), ("institution", institutions)):
+        column = f"{kind}_id"
+        body = " UNION ".join(parts) or f"SELECT CAST(NULL AS VARCHAR) AS {column} WHERE false"
+        view.execute(f"CREATE OR REPLACE TABLE memory.main.{AFFECTED[kind]} AS "
+                     f"SELECT DISTINCT {column} FROM ({body}) WHERE {column} IS NOT NULL")
+        found[kind] = {r[0] for r in view.sql(
+            f"SELECT {column} FROM memory.main.{AFFECTED[kind]}").fetchall()}
+        total = view.sql(f"SELECT count(DISTINCT {column}) FROM "
+                         f"({tables['settlements'].sql()})").fetchall()[0][0]
+        if len(found[kind]) >= total:
+            everyone.add(kind)
+    return Scope(full=False, persons=found["person"], institutions=found["institution"],
+                 everyone=everyone)
+
+
+def uses_window(rule: Rule, overrides: dict | None) -> bool:
+    """Whether a rule's hits depend on the analysis window of all the data (a stock
+    balance over the whole period, months counted from its start): then a day that
+    lengthens the window changes hits of every institution, and the rule runs over
+    all the data. Found by compiling it for two windows."""
+    sql = [compile_rule(rule, overrides, {"window_start": start, "window_end": end,
+                                           "filter_window": False}).sql
+           for start, end in ((dt.date(2000, 1, 1), dt.date(2000, 12, 31)),
+                              (dt.date(2001, 2, 2), dt.date(2001, 11, 30)))]
+    return sql[0] != sql[1]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A table of a restricted re-screen, copied once into the screening's memory (every
+    rule scans it; filtering the store again for each would cost more than the copy)."""
+
+    name: str
+    con: duckdb.DuckDBPyConnection
+    relation: str  # memory.main.<name>
+
+    def sql(self) -> str:
+        return f"SELECT * FROM {self.relation}"
+
+    def frame(self) -> pl.DataFrame:
+        return self.con.sql(self.sql()).pl()
+
+
+def restricted(view: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTable],
+               kind: str) -> dict[str, store.StoredTable | Kept]:
+    """The tables as a re-screen of the touched persons (or institutions) sees them: their
+    settlements, those settlements' fee lines (and the institutions' purchases)."""
+    column, affected = f"{kind}_id", f"memory.main.{AFFECTED[kind]}"
+    keep = f"{column} IN (SELECT {column} FROM {affected})"
+    out: dict[str, store.StoredTable | Kept] = dict(tables)
+    settlements = replace(tables["settlements"], where=keep)
+    parts = {"settlements": settlements,
+             "fee_lines": replace(tables["fee_lines"], where=(
+                 f"settlement_id IN (SELECT settlement_id FROM ({settlements.sql()}))"))}
+    if kind == "institution" and "purchases" in tables:
+        parts["purchases"] = replace(tables["purchases"], where=keep)
+    for name, table in parts.items():
+        relation = f"memory.main.nightly_{kind}_{name}"
+        view.execute(f"CREATE OR REPLACE TABLE {relation} AS {table.sql()}")
+        out[name] = Kept(name, view, relation)
+    return out
+
+
+def screen_night(con: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTable],
+                 ruleset: RuleSet, opts: ScreenOptions, scope: Scope) -> Screening:
+    """The night's screening: all of it at once, or global rules over all the data, then
+    person and institution rules over what the night touched, with the same window."""
+    by_scope = {"global": [], "person": [], "institution": []}
+    for rule in ruleset.rules:
+        whole = scope.whole(rule.scope) or uses_window(rule, ruleset.overrides.get(rule.id))
+        by_scope["global" if whole else rule.scope].append(rule)
+    scope.whole_rules = {r.id for r in by_scope["global"]}
+    whole = _screen(tables, RuleSet(by_scope["global"], ruleset.overrides), opts, con.cursor())
+    parts = [whole]
+    for kind in ("person", "institution"):
+        if by_scope[kind]:
+            parts.append(_screen(restricted(con.cursor(), tables, kind),
+                                 RuleSet(by_scope[kind], ruleset.overrides), opts,
+                                 con.cursor(), data_window=whole.window))
+    outcomes = {o.rule.id: o for part in parts for o in part.outcomes}
+    return Screening(suspicion.order(pl.concat([p.suspicions for p in parts])),
+                     [outcomes[r.id] for r in ruleset.rules], whole.window, whole.origins,
+                     whole.integrity)
