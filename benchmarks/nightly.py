@@ -61,14 +61,14 @@ def main() -> None:
                               last_days=args.days)
         scoped = feed(drops, root / "scoped", full=False)
         full = feed(drops, root / "full", full=True)
-    print("| night | scoped screening s | full re-screen s | persons re-screened | "
-          "all of | open suspicions | same |")
+    print("| night | scoped screening s | full re-screen s | persons touched | "
+          "over all data | open suspicions | same |")
     print("|--:|--:|--:|--:|---|--:|---|")
     for n, ((a, rows_a), (b, rows_b)) in enumerate(zip(scoped, full, strict=True), start=1):
         scope = a["screening_scope"]
         print(f"| {n} | {a['timings_seconds']['rules']:.2f} | {b['timings_seconds']['rules']:.2f}"
               f" | {'all' if scope['full'] else scope['persons']}"
-              f" | {', '.join(scope.get('all_of', [])) or '—'} | {len(rows_a)}"
+              f" | {', '.join(scope.get('whole', [])) or '—'} | {len(rows_a)}"
               f" | {'yes' if rows_a == rows_b else 'NO'} |")
 
 

@@ -57,6 +57,10 @@ def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: Screen
 
 
 # Tables whose new rows may change any hit: a night that brings them re-screens everything.
+# A second, restricted pass costs its own shared sources: it pays only when the touched
+# persons (institutions) hold a small share of the settlements. Measured on the sample
+# (benchmarks/nightly.py): at ~30 % it was slower than one full pass, at ~3 % faster.
+RESTRICT_BELOW = 0.25
 SHARED_TABLES = ("institutions", "catalog", "item_pairs", "watchlist")
 AFFECTED = {"person": "nightly_affected_persons", "institution": "nightly_affected_institutions"}
 
@@ -70,15 +74,16 @@ class Scope:
     full: bool
     persons: set[str] = field(default_factory=set)
     institutions: set[str] = field(default_factory=set)
-    # Kinds whose every entity was touched: their rules run with the global ones.
-    everyone: set[str] = field(default_factory=set)
+    # Kinds whose touched entities hold RESTRICT_BELOW or more of the settlements: their
+    # rules run with the global ones, over all the data.
+    whole_kinds: set[str] = field(default_factory=set)
 
     # Rules that ran over all the data tonight (set by ``screen_night``).
     whole_rules: set[str] = field(default_factory=set)
 
     def whole(self, rule_scope: str) -> bool:
         """Whether rules of this scope run over all the data tonight."""
-        return self.full or rule_scope == "global" or rule_scope in self.everyone
+        return self.full or rule_scope == "global" or rule_scope in self.whole_kinds
 
     def judged(self, rule_scope: str, row: dict) -> bool:
         """Whether this night's screening judged a stored suspicion afresh."""
@@ -90,7 +95,7 @@ class Scope:
 
     def doc(self) -> dict:
         return {"full": self.full, "persons": len(self.persons),
-                "institutions": len(self.institutions), "all_of": sorted(self.everyone)}
+                "institutions": len(self.institutions), "whole": sorted(self.whole_kinds)}
 
 
 def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
@@ -115,7 +120,7 @@ def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
         persons.append(f"SELECT person_id FROM ({new['persons'].sql()})")
     if "purchases" in new:
         institutions.append(f"SELECT institution_id FROM ({new['purchases'].sql()})")
-    found, everyone = {}, set()
+    found, whole_kinds = {}, set()
     for kind, parts in (("person", persons), ("institution", institutions)):
         column = f"{kind}_id"
         body = " UNION ".join(parts) or f"SELECT CAST(NULL AS VARCHAR) AS {column} WHERE false"
@@ -123,12 +128,14 @@ def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
                      f"SELECT DISTINCT {column} FROM ({body}) WHERE {column} IS NOT NULL")
         found[kind] = {r[0] for r in view.sql(
             f"SELECT {column} FROM memory.main.{AFFECTED[kind]}").fetchall()}
-        total = view.sql(f"SELECT count(DISTINCT {column}) FROM "
-                         f"({tables['settlements'].sql()})").fetchall()[0][0]
-        if len(found[kind]) >= total:
-            everyone.add(kind)
+        share = view.sql(
+            f"SELECT count(*) FILTER (WHERE {column} IN (SELECT {column} FROM "
+            f"memory.main.{AFFECTED[kind]})) / greatest(count(*), 1) "
+            f"FROM ({tables['settlements'].sql()})").fetchall()[0][0]
+        if share >= RESTRICT_BELOW:
+            whole_kinds.add(kind)
     return Scope(full=False, persons=found["person"], institutions=found["institution"],
-                 everyone=everyone)
+                 whole_kinds=whole_kinds)
 
 
 def uses_window(rule: Rule, overrides: dict | None) -> bool:
