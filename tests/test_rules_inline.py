@@ -41,3 +41,12 @@ def test_a_failing_expectation_is_reported_with_a_diff():
     result = run_test(rule, case)
     assert not result.passed
     assert any(line.startswith("- expected") for line in result.diff)
+
+
+def test_a_scope_the_detection_does_not_keep_together_is_flagged():
+    burst = next(r for r in RULES if r.id == "pharmacy_card_skimming.offsite_burst")
+    assert lint(burst) == []  # institution: it partitions by institution_id
+    wrong = burst.model_copy(update={"scope": "person"})
+    found = [f for f in lint(wrong) if f.code == "FS007"]
+    assert len(found) == 1 and "partition_by ['institution_id']" in found[0].message
+    assert found[0].where.endswith(":18:1")  # the scope line of offsite_burst.yaml

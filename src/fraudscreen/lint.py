@@ -36,7 +36,14 @@ CHECKS = {
     "FS004": ("error", "rule does not compile"),
     "FS005": ("info", "family is not one of the built-in families; document it"),
     "FS006": ("warning", "amount_basis missing: say how amount_at_risk is computed"),
+    "FS007": ("warning", "scope not kept together by the detection: a nightly store could "
+                         "drift from one run"),
 }
+
+# Columns that keep one hit's rows within one person (institution): the entity's own id,
+# or a settlement's, since a settlement belongs to one person and one institution.
+_SCOPE_KEYS = {"person": {"person_id", "settlement_id"},
+               "institution": {"institution_id", "settlement_id"}}
 
 
 def _finding(code: str, rule: Rule, detail: str = "", *path) -> Finding:
@@ -67,4 +74,33 @@ def lint(rule: Rule) -> list[Finding]:
         found.append(_finding("FS005", rule, rule.family, "family"))
     if not rule.amount_basis:
         found.append(_finding("FS006", rule))
+    scope = _scope_problem(rule)
+    if scope:
+        found.append(_finding("FS007", rule, scope, "scope"))
     return found
+
+
+def _scope_problem(rule: Rule) -> str:
+    """Why the detection may not keep a hit within one person (institution), or ''.
+
+    Only what can be read off the rule is checked: the columns a hit's rows share (the
+    grouping, the partition, the correlation's join). A filter's hit is one row; a query
+    cannot be read, so it is reported.
+    """
+    if rule.scope == "global" or rule.detect.kind == "filter":
+        return ""
+    det = rule.detect
+    if det.kind == "query":
+        return f"a query rule cannot be checked for scope {rule.scope}; prefer global"
+    shared, field = {
+        "aggregate": (getattr(det, "group_by", None), "group_by"),
+        "period_change": (getattr(det, "group_by", None), "group_by"),
+        "sequence": (getattr(det, "partition_by", None), "partition_by"),
+        "window": (getattr(det, "partition_by", None), "partition_by"),
+        "correlate": (getattr(getattr(det, "with_", None), "on", None), "with.on"),
+    }[det.kind]
+    wanted = _SCOPE_KEYS[rule.scope]
+    if set(shared or ()) & wanted:
+        return ""
+    return (f"scope {rule.scope}, but {field} {list(shared or [])} names none of "
+            f"{sorted(wanted)}")
