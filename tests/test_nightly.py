@@ -317,6 +317,35 @@ def test_suppression_holds_back_then_expires(fed, tmp_path):
         app, ["suppress", "list", "--store", str(st), "--today", "2024-07-11"]).output
 
 
+def test_lifting_a_suppression_releases_its_hits_on_the_next_night(fed, tmp_path):
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    target = open_rows(fed["stores"][NIGHTS]).filter(
+        (pl.col("first_night") == NIGHTS) & pl.col("institution_id").is_not_null()
+    ).row(0, named=True)
+    cli = CliRunner()
+    assert cli.invoke(app, [
+        "suppress", "add", "--store", str(st), "--rule", target["rule_id"], "--institution",
+        target["institution_id"], "--reason", "已约谈整改", "--owner", "王科长",
+        "--until", "2024-12-31", "--today", "2024-06-01"]).exit_code == 0
+    doc = night(fed["inbox"], st, tmp_path / "n6", NIGHTS)
+    assert target["suspicion_id"] not in doc["new_suspicion_ids"]
+
+    lift = ["suppress", "lift", "--store", str(st), "1", "--reason", "复查发现新问题",
+            "--owner", "李稽查", "--today", "2024-06-29"]
+    result = cli.invoke(app, lift)
+    assert result.exit_code == 0, result.output
+    assert "held until 2024-06-28" in result.output
+    listed = cli.invoke(app, ["suppress", "list", "--store", str(st), "--all",
+                              "--today", "2024-06-29"]).output
+    assert "expired" in listed and "2024-06-29 lifted by 李稽查: 复查发现新问题" in listed
+    again = cli.invoke(app, lift)
+    assert again.exit_code == 2 and "no longer in force" in again.output
+    assert cli.invoke(app, [*lift[:4], "9", *lift[5:]]).exit_code == 2
+
+    later = night(fed["inbox"], st, tmp_path / "n7", NIGHTS, today=dt.date(2024, 6, 29))
+    assert target["suspicion_id"] in later["new_suspicion_ids"]
+
+
 def test_feedback_and_rule_stats(fed, tmp_path):
     st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
     rows = open_rows(st).filter(pl.col("status") == "open")

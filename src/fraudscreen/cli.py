@@ -587,6 +587,28 @@ def suppress_add(
     typer.echo(f"suppression {new_id}: {rule} for {given[0][0]} {given[0][1]} until {day}")
 
 
+@suppress_app.command("lift")
+def suppress_lift(
+    store: StoreOpt,
+    suppression_id: Annotated[int, typer.Argument(help="Its id, from `suppress list`.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it ends early.")],
+    owner: Annotated[str, typer.Option("--owner", help="Who lifts it.")],
+    today: TodayOpt = None,
+) -> None:
+    """End a suppression before its expiry; what it held back shows on the next night."""
+    from fraudscreen.store import StoreError, lift_suppression
+
+    con = _open_store(store)
+    try:
+        row = lift_suppression(con, suppression_id, reason, owner, _today(today))
+    except StoreError as err:
+        raise _fail(err) from None
+    finally:
+        con.close()
+    typer.echo(f"suppression {suppression_id}: {row['rule_id']} for {row['entity_kind']} "
+               f"{row['entity_id']} lifted; it held until {row['until']}")
+
+
 @suppress_app.command("list")
 def suppress_list(
     store: StoreOpt,

@@ -496,6 +496,34 @@ def add_suppression(con: duckdb.DuckDBPyConnection, rule_id: str, kind: str, ent
     return int(new_id)
 
 
+def lift_suppression(con: duckdb.DuckDBPyConnection, suppression_id: int, reason: str,
+                     owner: str, today: dt.date) -> dict:
+    """End an active suppression before its expiry: it holds until yesterday, and its
+    reason keeps who lifted it, when and why. The hits it held back become leads on the
+    next night's report. Returns the suppression as it now is."""
+    for name, value in (("--reason", reason), ("--owner", owner)):
+        if not (value or "").strip():
+            raise StoreError(f"{name} must not be empty")
+    rows = frame(con, "SELECT * FROM suppressions WHERE suppression_id = ?", [suppression_id])
+    if rows.is_empty():
+        raise StoreError(f"no suppression {suppression_id} (see `fraudscreen suppress list`)")
+    if rows["until"][0] < today:
+        raise StoreError(f"suppression {suppression_id} is no longer in force "
+                         f"(it held until {rows['until'][0]})")
+    note = f" [{today} lifted by {owner.strip()}: {reason.strip()}]"
+    con.execute("BEGIN")
+    try:
+        con.execute("UPDATE suppressions SET until = ?, reason = reason || ? "
+                    "WHERE suppression_id = ?",
+                    [today - dt.timedelta(days=1), note, suppression_id])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return frame(con, "SELECT * FROM suppressions WHERE suppression_id = ?",
+                 [suppression_id]).row(0, named=True)
+
+
 def list_suppressions(con: duckdb.DuckDBPyConnection, today: dt.date,
                       include_expired: bool) -> pl.DataFrame:
     """Suppressions with their state on ``today`` and how many open suspicions each holds."""
