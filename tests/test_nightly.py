@@ -285,17 +285,24 @@ def test_sigkill_then_rerun_equals_uninterrupted(fed, crashes, point):
     assert sorted(doc["new_suspicion_ids"]) == sorted(fed["manifests"][-1]["new_suspicion_ids"])
 
 
-def test_suppression_holds_back_then_expires(fed, tmp_path):
+def suppressed(fed, tmp_path: Path, until: str) -> tuple[Path, dict]:
+    """The store before the last night, with suppression 1 on an institution that night
+    would report, and the suspicion it holds back."""
     st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
     target = open_rows(fed["stores"][NIGHTS]).filter(
         (pl.col("first_night") == NIGHTS) & pl.col("institution_id").is_not_null()
     ).row(0, named=True)
-    cli = CliRunner()
-    args = ["suppress", "add", "--store", str(st), "--rule", target["rule_id"],
-            "--institution", target["institution_id"], "--reason", "已约谈整改",
-            "--owner", "王科长", "--until", "2024-07-10", "--today", "2024-06-01"]
-    result = cli.invoke(app, args)
+    result = CliRunner().invoke(app, [
+        "suppress", "add", "--store", str(st), "--rule", target["rule_id"], "--institution",
+        target["institution_id"], "--reason", "已约谈整改", "--owner", "王科长",
+        "--until", until, "--today", "2024-06-01"])
     assert result.exit_code == 0, result.output
+    return st, target
+
+
+def test_suppression_holds_back_then_expires(fed, tmp_path):
+    st, target = suppressed(fed, tmp_path, "2024-07-10")
+    cli = CliRunner()
     covered = open_rows(fed["stores"][NIGHTS]).filter(
         (pl.col("status") == "open") & (pl.col("rule_id") == target["rule_id"])
         & (pl.col("institution_id") == target["institution_id"]))
@@ -318,15 +325,8 @@ def test_suppression_holds_back_then_expires(fed, tmp_path):
 
 
 def test_lifting_a_suppression_releases_its_hits_on_the_next_night(fed, tmp_path):
-    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
-    target = open_rows(fed["stores"][NIGHTS]).filter(
-        (pl.col("first_night") == NIGHTS) & pl.col("institution_id").is_not_null()
-    ).row(0, named=True)
+    st, target = suppressed(fed, tmp_path, "2024-12-31")
     cli = CliRunner()
-    assert cli.invoke(app, [
-        "suppress", "add", "--store", str(st), "--rule", target["rule_id"], "--institution",
-        target["institution_id"], "--reason", "已约谈整改", "--owner", "王科长",
-        "--until", "2024-12-31", "--today", "2024-06-01"]).exit_code == 0
     doc = night(fed["inbox"], st, tmp_path / "n6", NIGHTS)
     assert target["suspicion_id"] not in doc["new_suspicion_ids"]
 

@@ -7,6 +7,7 @@ input or rules). Tracebacks are for bugs only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 from typing import Annotated
@@ -387,13 +388,21 @@ TodayOpt = Annotated[
 ]
 
 
-def _open_store(store: Path, read_only: bool = False):
-    from fraudscreen.store import StoreError, open_store
+@contextlib.contextmanager
+def _store(store: Path, read_only: bool = False):
+    """The nightly store, closed afterwards; what it refuses is a message and exit 2."""
+    from fraudscreen.store import FeedbackError, StoreError, open_store
 
     try:
-        return open_store(store, create=False, read_only=read_only)
+        con = open_store(store, create=False, read_only=read_only)
     except StoreError as err:
         raise _fail(err) from None
+    try:
+        yield con
+    except (StoreError, FeedbackError) as err:
+        raise _fail(err) from None
+    finally:
+        con.close()
 
 
 def _today(value: str | None) -> dt.date:
@@ -482,13 +491,11 @@ def suspicions_export(
     """Write the store's open suspicions in the contract's shape."""
     from fraudscreen.store import export
 
-    con = _open_store(store, read_only=True)
-    try:
-        rows = export(con, out, all_, _today(today))
-    except OSError as err:
-        raise _fail(f"could not write {out}: {err}") from None
-    finally:
-        con.close()
+    with _store(store, read_only=True) as con:
+        try:
+            rows = export(con, out, all_, _today(today))
+        except OSError as err:
+            raise _fail(f"could not write {out}: {err}") from None
     typer.echo(f"wrote {rows} suspicion(s) to {out}")
 
 
@@ -504,15 +511,10 @@ def leads_feedback(
     store: StoreOpt,
 ) -> None:
     """Import 核查结果 per suspicion or lead (all rows or none)."""
-    from fraudscreen.store import FeedbackError, import_feedback
+    from fraudscreen.store import import_feedback
 
-    con = _open_store(store)
-    try:
+    with _store(store) as con:
         counts = import_feedback(con, csv_file)
-    except FeedbackError as err:
-        raise _fail(err) from None
-    finally:
-        con.close()
     typer.echo(f"imported {counts['rows']} row(s) for {counts['suspicions']} suspicion(s): "
                f"{counts['confirmed']} 属实, {counts['dismissed']} 不属实")
 
@@ -529,11 +531,8 @@ def rules_stats(
 
     if format_ not in ("text", "csv"):
         raise _fail(f"--format {format_!r}: use text or csv")
-    con = _open_store(store, read_only=True)
-    try:
+    with _store(store, read_only=True) as con:
         stats = rule_stats(con)
-    finally:
-        con.close()
     if format_ == "csv":
         sys.stdout.write(stats.write_csv())
         return
@@ -565,7 +564,7 @@ def suppress_add(
 ) -> None:
     """Suppress RULE for one institution, person or item until a date."""
     from fraudscreen.rule import RuleError
-    from fraudscreen.store import StoreError, add_suppression
+    from fraudscreen.store import add_suppression
 
     given = [(k, v) for k, v in (("institution", institution), ("person", person),
                                  ("item", item)) if v is not None]
@@ -576,14 +575,9 @@ def suppress_add(
     except RuleError as err:
         raise _fail(err) from None
     day = _date(until, "--until")
-    con = _open_store(store)
-    try:
+    with _store(store) as con:
         new_id = add_suppression(con, rule, given[0][0], given[0][1], reason, owner, day,
                                  _today(today))
-    except StoreError as err:
-        raise _fail(err) from None
-    finally:
-        con.close()
     typer.echo(f"suppression {new_id}: {rule} for {given[0][0]} {given[0][1]} until {day}")
 
 
@@ -596,15 +590,10 @@ def suppress_lift(
     today: TodayOpt = None,
 ) -> None:
     """End a suppression before its expiry; what it held back shows on the next night."""
-    from fraudscreen.store import StoreError, lift_suppression
+    from fraudscreen.store import lift_suppression
 
-    con = _open_store(store)
-    try:
+    with _store(store) as con:
         row = lift_suppression(con, suppression_id, reason, owner, _today(today))
-    except StoreError as err:
-        raise _fail(err) from None
-    finally:
-        con.close()
     typer.echo(f"suppression {suppression_id}: {row['rule_id']} for {row['entity_kind']} "
                f"{row['entity_id']} lifted; it held until {row['until']}")
 
@@ -618,11 +607,8 @@ def suppress_list(
     """Suppressions in force (or all): id, rule, entity, until, owner, reason, hits held."""
     from fraudscreen.store import list_suppressions
 
-    con = _open_store(store, read_only=True)
-    try:
+    with _store(store, read_only=True) as con:
         rows = list_suppressions(con, _today(today), all_)
-    finally:
-        con.close()
     if rows.is_empty():
         typer.echo("no suppressions" + ("" if all_ else " in force"))
     for r in rows.iter_rows(named=True):
