@@ -30,18 +30,14 @@ def connect(memory_limit: str = "1.5GB", temp_dir: Path | None = None,
     if con is None:
         con = duckdb.connect()
     con.execute("USE memory")  # what the engine creates is scratch, never a store's
-    con.execute("SET memory_limit = '" + str(memory_limit).replace("'", "''") + "'")
+    con.execute(f"SET memory_limit = {ex.sql_string(str(memory_limit))}")
     con.execute("SET preserve_insertion_order = false")
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = '{_path_literal(temp_dir)}'")
+        con.execute(f"SET temp_directory = {ex.sql_string(str(temp_dir.resolve()))}")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     return con
-
-
-def _path_literal(path: Path) -> str:
-    return str(path.resolve()).replace("'", "''")
 
 
 def _empty_sql(name: str) -> str:

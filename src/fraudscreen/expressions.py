@@ -168,6 +168,12 @@ def _check_columns(tree: exp.Expression, scope: Scope) -> None:
             )
 
 
+def sql_string(text: str) -> str:
+    """``text`` as a quoted SQL string literal, for the few statements the engine and the
+    store build themselves (file paths, settings) — never for a rule's values."""
+    return exp.Literal.string(text).sql("duckdb")
+
+
 def literal(value: ParamValue) -> exp.Expression:
     """A typed SQL literal node for a parameter value (the binding step)."""
     if isinstance(value, bool):

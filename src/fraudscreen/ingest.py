@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from fraudscreen.contract import INPUT_TABLES, Column, Table
+from fraudscreen.expressions import sql_string
 from fraudscreen.quarantine import LINE, PART, check_part, duplicate_keys, key_hashes
 
 SUFFIXES = (".csv", ".parquet")
@@ -80,8 +81,7 @@ class StagedTable:
             typed = ", ".join(f'CAST(NULL AS {c.type.sql}) AS "{c.name}"' for c in columns)
             return f"SELECT {typed} WHERE false"
         names = ", ".join(f'"{c.name}"' for c in columns)
-        files = ", ".join("'" + str(f.path.resolve()).replace("'", "''") + "'"
-                          for f in self.files)
+        files = ", ".join(sql_string(str(f.path.resolve())) for f in self.files)
         return f"SELECT {names} FROM read_parquet([{files}], union_by_name = true)"
 
     def frame(self) -> pl.DataFrame:
@@ -155,9 +155,9 @@ def load_folder(
         tables: dict[str, StagedTable] = {}
         found: list[pl.DataFrame] = []
         for name, parts in entries.items():
-            reader = _PartReader(data_dir, INPUT_TABLES[name], codec, renames, notes,
+            reader = _PartReader(data_dir, INPUT_TABLES[name], codec, renames,
                                  work / "tables" / name, len(files))
-            table, table_files, entries_ = reader.stage(parts, in_place)
+            table, table_files, entries_ = reader.stage(parts, in_place, notes)
             files += table_files
             found += entries_
             tables[name] = table
@@ -188,13 +188,13 @@ class _PartReader:
     table: Table
     codec: str | None
     renames: dict[str, str]
-    notes: list[str]
     folder: Path  # where this table's chunks are staged
     first_part: int  # index of its first file in Ingestion.files
 
-    def stage(self, parts: list[Path], in_place: bool
+    def stage(self, parts: list[Path], in_place: bool, notes: list[str]
               ) -> tuple[StagedTable, list[InputFile], list[pl.DataFrame]]:
-        """The table staged, its files and its quarantine entries.
+        """The table staged, its files and its quarantine entries (``notes`` gets what
+        was ignored or filled).
 
         A file in contract form whose rows are all clean is not copied: the engine
         scans it in place. Should the table's keys repeat across such files, it is
@@ -207,7 +207,7 @@ class _PartReader:
         hashes: list[pl.Series] = []
         for offset, path in enumerate(parts):
             info, part_files, entries, part_hashes = self._part(path, self.first_part + offset,
-                                                                in_place, self.notes)
+                                                                in_place, notes)
             files.append(info)
             staged += part_files
             found += entries
@@ -216,8 +216,7 @@ class _PartReader:
                                   else pl.Series([], dtype=pl.UInt64))
         if not repeated.is_empty() and any(f.in_place for f in staged):
             shutil.rmtree(self.folder)
-            self.notes = []  # already noted on the first reading
-            return self.stage(parts, in_place=False)
+            return self.stage(parts, False, [])  # already noted on the first reading
         drop_rows(staged, repeated)
         found.append(repeated)
         rows = sum(pq.ParquetFile(f.path).metadata.num_rows for f in staged)

@@ -62,6 +62,7 @@ import polars as pl
 
 from fraudscreen import __version__, rescreen, store
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS
+from fraudscreen.expressions import sql_string
 from fraudscreen.ingest import (
     SUFFIXES,
     IngestError,
@@ -270,7 +271,7 @@ def _stored_keys(con: duckdb.DuckDBPyConnection, rows: StagedTable) -> pl.DataFr
     if not key or not rows.files:
         return pl.DataFrame(schema=ENTRY_SCHEMA)
     cols = ", ".join(f'"{k}"' for k in key)
-    files = ", ".join(store.literal(f.path) for f in rows.files)
+    files = ", ".join(sql_string(str(f.path.resolve())) for f in rows.files)
     found = store.frame(con, f"SELECT {cols}, {PART}, {LINE} FROM read_parquet([{files}]) "
                              f'SEMI JOIN "{rows.name}" USING ({cols}) ORDER BY {PART}, {LINE}')
     return found.select(pl.col(PART).cast(pl.UInt32), pl.col(LINE).cast(pl.Int64),
@@ -418,14 +419,13 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
             scope = (rescreen.touched(con, view, tables, new) if intake is not None and last
                      and last["ruleset_hash"] == rules_hash and not last["rules_failed"]
                      else rescreen.Scope(full=True))
-            screening = rescreen.screen_night(con, tables, ruleset, opts, scope)
+            plan = scope.plan(ruleset)
+            screening = rescreen.screen_night(con, tables, ruleset, opts, plan)
             ran = {o.rule.id for o in screening.outcomes if o.status == "ran"}
             night = (last["night"] + 1) if last else 1
-            rule_scope = {r.id: r.scope for r in ruleset.rules}
             merged = merge(store.suspicions(con), screening.suspicions, ran,
                            {r.id: r.version for r in ruleset.rules}, reversals, night,
-                           lambda row: scope.judged(rule_scope.get(row["rule_id"], "global"),
-                                                    row))
+                           lambda row: scope.judged(plan.get(row["rule_id"], "all"), row))
         screened = time.perf_counter()
 
         failed = sum(o.status == "failed" for o in screening.outcomes) if screening else 0

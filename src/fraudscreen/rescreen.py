@@ -78,18 +78,19 @@ class Scope:
     # rules run with the global ones, over all the data.
     whole_kinds: set[str] = field(default_factory=set)
 
-    # Rules that ran over all the data tonight (set by ``screen_night``).
-    whole_rules: set[str] = field(default_factory=set)
+    def plan(self, ruleset: RuleSet) -> dict[str, str]:
+        """Each rule's id → what it runs over tonight: "all" the data, or the touched
+        "person"s or "institution"s."""
+        return {r.id: "all" if (self.full or r.scope == "global" or r.scope in self.whole_kinds
+                                or uses_window(r, ruleset.overrides.get(r.id))) else r.scope
+                for r in ruleset.rules}
 
-    def whole(self, rule_scope: str) -> bool:
-        """Whether rules of this scope run over all the data tonight."""
-        return self.full or rule_scope == "global" or rule_scope in self.whole_kinds
-
-    def judged(self, rule_scope: str, row: dict) -> bool:
-        """Whether this night's screening judged a stored suspicion afresh."""
-        if self.whole(rule_scope) or row["rule_id"] in self.whole_rules:
+    def judged(self, over: str, row: dict) -> bool:
+        """Whether a stored suspicion of a rule that ran ``over`` (see ``plan``) was
+        judged afresh tonight."""
+        if over == "all":
             return True
-        if rule_scope == "person":
+        if over == "person":
             return row["person_id"] in self.persons
         return row["institution_id"] in self.institutions
 
@@ -187,20 +188,18 @@ def restricted(view: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTa
 
 
 def screen_night(con: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTable],
-                 ruleset: RuleSet, opts: ScreenOptions, scope: Scope) -> Screening:
-    """The night's screening: all of it at once, or global rules over all the data, then
-    person and institution rules over what the night touched, with the same window."""
-    by_scope = {"global": [], "person": [], "institution": []}
-    for rule in ruleset.rules:
-        whole = scope.whole(rule.scope) or uses_window(rule, ruleset.overrides.get(rule.id))
-        by_scope["global" if whole else rule.scope].append(rule)
-    scope.whole_rules = {r.id for r in by_scope["global"]}
-    whole = _screen(tables, RuleSet(by_scope["global"], ruleset.overrides), opts, con.cursor())
+                 ruleset: RuleSet, opts: ScreenOptions, plan: dict[str, str]) -> Screening:
+    """The night's screening (``plan``: ``Scope.plan``): the rules that run over all the
+    data first, then person and institution rules over what the night touched, with the
+    same window."""
+    by_kind = {kind: [r for r in ruleset.rules if plan[r.id] == kind]
+               for kind in ("all", "person", "institution")}
+    whole = _screen(tables, RuleSet(by_kind["all"], ruleset.overrides), opts, con.cursor())
     parts = [whole]
     for kind in ("person", "institution"):
-        if by_scope[kind]:
+        if by_kind[kind]:
             parts.append(_screen(restricted(con.cursor(), tables, kind),
-                                 RuleSet(by_scope[kind], ruleset.overrides), opts,
+                                 RuleSet(by_kind[kind], ruleset.overrides), opts,
                                  con.cursor(), data_window=whole.window))
     outcomes = {o.rule.id: o for part in parts for o in part.outcomes}
     return Screening(suspicion.order(pl.concat([p.suspicions for p in parts])),

@@ -39,6 +39,7 @@ import duckdb
 import polars as pl
 
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS, Table
+from fraudscreen.expressions import sql_string
 from fraudscreen.ingest import StagedTable
 
 SCHEMA_VERSION = "1"
@@ -119,7 +120,7 @@ def open_store(path: Path, create: bool = True, read_only: bool = False
     con = duckdb.connect()
     mode = " (READ_ONLY)" if read_only and path.exists() else ""
     try:
-        con.execute(f"ATTACH {literal(path)} AS {CATALOG}{mode}")
+        con.execute(f"ATTACH {sql_string(str(path.resolve()))} AS {CATALOG}{mode}")
         con.execute(f"USE {CATALOG}")
     except duckdb.IOException as err:
         raise StoreError(f"{path}: cannot open the store ({_first_line(err)}); "
@@ -148,10 +149,6 @@ def _check_version(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     if row is None or row[0] != SCHEMA_VERSION:
         raise StoreError(f"{path}: store schema version {row and row[0]!r}; this fraudscreen "
                          f"reads version {SCHEMA_VERSION}")
-
-
-def literal(path: Path) -> str:
-    return "'" + str(path.resolve()).replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
