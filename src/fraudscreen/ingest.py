@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,17 +229,26 @@ class _PartReader:
                                                  self.renames, notes)
         in_place = in_place and contract_form
         staged, found, hashes = [], [], []
-        for n, raw in enumerate(chunks):
-            good, bad = check_part(raw.with_columns(pl.lit(index, pl.UInt32).alias(PART)),
-                                   self.table)
-            if in_place and not (bad.is_empty() and _unchanged(raw, good, self.table)):
-                # Not clean after all: read this file again, staging its clean rows.
-                return self._part(path, index, False, [])
-            found.append(bad)
-            hashes.append(key_hashes(good, self.table))
-            if good.height and not in_place:
-                staged.append(StagedFile(self.folder / f"{index:05d}-{n:05d}.parquet", index))
-                good.write_parquet(staged[-1].path, compression="lz4", statistics=False)
+        # One chunk is written while the next is read and checked (Polars releases the
+        # GIL), so both cores stay busy; at most two chunks are held.
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            written = None
+            for n, raw in enumerate(chunks):
+                good, bad = check_part(raw.with_columns(pl.lit(index, pl.UInt32).alias(PART)),
+                                       self.table)
+                if in_place and not (bad.is_empty() and _unchanged(raw, good, self.table)):
+                    # Not clean after all: read this file again, staging its clean rows.
+                    return self._part(path, index, False, [])
+                found.append(bad)
+                hashes.append(key_hashes(good, self.table))
+                if good.height and not in_place:
+                    if written:
+                        written.result()
+                    staged.append(StagedFile(self.folder / f"{index:05d}-{n:05d}.parquet", index))
+                    written = writer.submit(good.write_parquet, staged[-1].path,
+                                            compression="lz4", statistics=False)
+            if written:
+                written.result()
         if in_place:
             staged = [StagedFile(path, index, in_place=True)]
         return info, staged, found, hashes

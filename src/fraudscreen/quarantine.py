@@ -159,8 +159,8 @@ def _absent(name: str) -> str:
 
 
 def _blank_to_null(text: pl.Expr) -> pl.Expr:
-    stripped = text.str.strip_chars()
-    return pl.when(stripped.str.len_bytes() > 0).then(stripped).alias(text.meta.output_name())
+    # Stripped once: `when(stripped != "").then(stripped)` strips twice outside lazy mode.
+    return text.str.strip_chars().replace("", None).alias(text.meta.output_name())
 
 
 def _read(text: pl.Expr, ctype: ColumnType) -> pl.Expr:
