@@ -41,6 +41,7 @@ from fraudscreen.rule import (
 RUN_PARAMS = {"window_start", "window_end", "filter_window"}
 OUTPUT_FIELDS = ("settlement_id", "person_id", "institution_id", "item_code",
                  "period_start", "period_end")
+SKIPPED = "__skipped"  # column of the hits: groups a ``skip`` left unjudged
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -51,6 +52,8 @@ class CompiledRule:
     sql: str
     needs: set[str]
     evidence: list[str]
+    # With a ``skip``: each hit row carries the count in SKIPPED; this query counts
+    # it when there is no hit.
     skip_sql: str | None = None
     hit_columns: list[str] = field(default_factory=list)
 
@@ -448,12 +451,15 @@ class _Compiler:
                     PeriodChange: self.period_change}[type(det)]
             hit_cols = kind(det, cols)
         select, evidence = self.emit(hit_cols)
-        sql = _with(self.ctes, f"SELECT {select} FROM hits")
-        _assert_reads_sources(sql, {n for n, _ in self.ctes})
         skip_sql = None
         if self.skip_condition:
-            ctes = [c for c in self.ctes if c[0] != "hits"]
-            skip_sql = _with(ctes, f"SELECT count(*) FROM agg WHERE {self.skip_condition}")
+            # Counted in the hits' own query (one pass over the source, not two); the
+            # count alone is needed only when there is no hit to carry it.
+            skipped = f"SELECT count(*) FROM agg WHERE {self.skip_condition}"
+            select += f", ({skipped}) AS {SKIPPED}"
+            skip_sql = _with([c for c in self.ctes if c[0] != "hits"], skipped)
+        sql = _with(self.ctes, f"SELECT {select} FROM hits")
+        _assert_reads_sources(sql, {n for n, _ in self.ctes})
         return CompiledRule(self.rule, self.values, sql, self.needs, evidence, skip_sql,
                             sorted(hit_cols))
 

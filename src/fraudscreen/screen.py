@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from fraudscreen import suspicion
-from fraudscreen.compiler import compile_rule, transpile
+from fraudscreen.compiler import SKIPPED, compile_rule, transpile
 from fraudscreen.rule import Rule, RuleError
 from fraudscreen.ruleset import RuleSet
 
@@ -140,10 +140,12 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
                            params=params), None
     try:
         raw = engine.query(compiled.sql_for(engine.dialect, pretty=False))
+        skipped = None
+        if compiled.skip_sql:
+            skipped = int(raw[SKIPPED][0] if raw.height else engine.query(
+                transpile(compiled.skip_sql, engine.dialect, pretty=False)).item())
+            raw = raw.drop(SKIPPED)
         frame = suspicion.finalize(rule, compiled.evidence, raw)
-        skipped = (int(engine.query(transpile(compiled.skip_sql, engine.dialect,
-                                              pretty=False)).item())
-                   if compiled.skip_sql else None)
     except Exception as err:  # a rule's failure is recorded; the run goes on
         return RuleOutcome(rule, "failed", f"{type(err).__name__}: {err}", params=params,
                            seconds=time.perf_counter() - began), None
