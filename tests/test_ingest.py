@@ -577,3 +577,16 @@ def test_key_repeated_across_files_in_contract_form_is_quarantined_without_touch
     assert fees["line_id"].to_list() == ["L1", "L2", "L3"]
     assert fees["amount"].to_list() == [Decimal("25.00")] * 3
     assert (first.read_bytes(), second.read_bytes()) == contents
+
+
+@pytest.mark.parametrize("groups, chunks", [
+    ([3, 3, 3, 3], [9, 3]),            # small groups read together, up to CHUNK_ROWS
+    ([10, 10], [10, 10]),              # a group of exactly CHUNK_ROWS is one chunk
+    ([25, 3, 0, 4, 12], [12, 13, 7, 12]),  # a large group cut; never split across chunks
+    ([0], []),
+])
+def test_parquet_chunks_follow_row_groups(monkeypatch, groups, chunks):
+    from fraudscreen import ingest
+
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 10)
+    assert list(ingest._chunk_lengths(groups)) == chunks

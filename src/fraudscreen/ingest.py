@@ -506,12 +506,23 @@ def _read_parquet(
 
 
 def _chunk_lengths(row_groups: list[int]) -> Iterator[int]:
-    """Chunks along row-group boundaries (so no group is decoded twice), a large group
-    cut into pieces of about CHUNK_ROWS."""
+    """Chunks along row-group boundaries, so no group is decoded twice: consecutive
+    groups together up to CHUNK_ROWS (a DuckDB export has 122,880-row groups: one chunk
+    each would stage hundreds of small files), a group larger than that cut into
+    pieces of about CHUNK_ROWS."""
+    pending = 0
     for rows in row_groups:
-        pieces = max(1, round(rows / CHUNK_ROWS))
+        if pending and pending + rows > CHUNK_ROWS:
+            yield pending
+            pending = 0
+        if rows <= CHUNK_ROWS:
+            pending += rows
+            continue
+        pieces = round(rows / CHUNK_ROWS)
         for i in range(pieces):
             yield rows * (i + 1) // pieces - rows * i // pieces
+    if pending:
+        yield pending
 
 
 def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
