@@ -43,13 +43,15 @@ def _rules(run: dict) -> list[str]:
 
 
 def _run(run: dict, cpus: int) -> list[str]:
-    e = run["engine"]
+    e, scan = run["engine"], run["scan_once"]
     title = (f"## Scale {run['scale']:g}: {run['input_rows_total']:,} input rows "
              f"({run['input_rows'].get('fee_lines', 0):,} fee lines)")
     note = (f"Seed {run['seed']}, median of {run['repeats']} alternated run(s), peak RSS the "
             f"maximum. Engine wall = start-up {_n(e['startup_s'])} s + ingestion "
             f"{_n(e['ingest_s'])} s + rules phase {_n(e['rules_s'])} s + writing outputs "
-            f"{_n(e['output_s'])} s. Highest 1-minute load average seen: "
+            f"{_n(e['output_s'])} s. One DuckDB scan decoding every input value once takes "
+            f"{_n(scan['seconds'])} s ({_n(scan['rows_per_s'])} rows/s): the floor under any "
+            f"tool that reads all the data. Highest 1-minute load average seen: "
             f"{run['max_load_average']} on {cpus} CPUs.")
     lines = [title, "", note, ""]
     lines += _totals(run) + [""] + _rules(run) + [""]

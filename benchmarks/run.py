@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 import agreement
+import baseline
 import duckdb
 import polars as pl
 import report
@@ -158,11 +159,13 @@ def bench_scale(scale: float, args: argparse.Namespace, rules: list) -> dict:
     engine, base = alternate(data, work, args.repeat, f"scale {scale:g}")
     rule_rows = per_rule(rules, engine, base, work)
     eng, bas = _engine_side(engine, total_rows), _baseline_side(base, total_rows)
+    scan = statistics.median(baseline.scan_once(data, MEMORY_LIMIT) for _ in range(args.repeat))
     loads = [s[k] for s in engine + base for k in ("load_before", "load_after")]
     return {
         "scale": scale, "seed": args.seed, "repeats": args.repeat,
         "input_rows": rows, "input_rows_total": total_rows,
         "engine": eng, "baseline": bas,
+        "scan_once": {"seconds": round(scan, 3), "rows_per_s": round(total_rows / scan)},
         "ratio": {"wall": _ratio(eng["wall_s"], bas["wall_s"]),
                   "cpu": _ratio(eng["cpu_s"], bas["cpu_s"]),
                   "rules": _ratio(eng["rules_s"], bas["queries_s"])},
