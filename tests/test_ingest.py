@@ -495,7 +495,7 @@ def test_chunked_parquet_keeps_lines_rounds_decimals_and_finds_keys_across_chunk
 def test_chunked_csv_keeps_file_line_numbers(tmp_path, monkeypatch):
     from fraudscreen import ingest
 
-    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(ingest, "CSV_BATCH_ROWS", 2)
     write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
     rows = [fee_line(f"L{i}") for i in range(1, 6)]
     rows[3]["quantity"] = "two"
@@ -505,6 +505,49 @@ def test_chunked_csv_keeps_file_line_numbers(tmp_path, monkeypatch):
         assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1", "L2", "L3"]
         assert ingestion.quarantine.select("line", "reason").rows() == [
             (5, "bad decimal"), (6, "duplicate key")]
+
+
+
+def test_chunked_csv_counts_quoted_line_breaks_across_chunks(tmp_path, monkeypatch):
+    """CSV files are read CSV_BATCH_ROWS rows at a time: a value spanning lines in one
+    chunk moves the line numbers of every later chunk."""
+    from fraudscreen import ingest
+
+    monkeypatch.setattr(ingest, "CSV_BATCH_ROWS", 2)
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    rows = [fee_line(f"L{i}") for i in range(1, 7)]
+    rows[0]["item_name"] = "阿莫西林\n胶囊"        # line 2-3
+    rows[2]["item_name"] = "头孢\n克肟\n片"         # line 5-7
+    rows[3]["amount"] = "bad"                        # line 8
+    rows[5]["quantity"] = "two"                      # line 10
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, rows)
+    with load_folder(tmp_path) as ingestion:
+        assert found(ingestion) == {("fee_lines", 8, "amount", "bad decimal"),
+                                    ("fee_lines", 10, "quantity", "bad decimal")}
+        assert ingestion.rows_read["fee_lines"] == 6
+
+
+def test_gbk_csv_is_transcoded_in_chunks_and_a_bad_byte_is_located(tmp_path, monkeypatch):
+    """A CSV not in UTF-8 is decoded a few bytes at a time into a UTF-8 copy (removed
+    after reading): a character split between two reads survives, and an undecodable
+    byte is reported where it is in the file."""
+    from fraudscreen import ingest
+
+    monkeypatch.setattr(ingest, "_CHUNK", 5)
+    folder(tmp_path, [settlement("S1", diagnosis_code="肺炎")],
+           [fee_line("L1", item_name="阿莫西林胶囊")], header="zh", encoding="gbk")
+    work = tmp_path / "work"
+    with load_folder(tmp_path, encoding="gbk", work_dir=work) as ingestion:
+        assert ingestion.table("fee_lines")["item_name"].to_list() == ["阿莫西林胶囊"]
+        assert ingestion.table("settlements")["diagnosis_code"].to_list() == ["肺炎"]
+        assert not list(work.rglob("*.utf-8.csv"))
+    data = (tmp_path / "fee_lines.csv").read_bytes()
+    at = data.index("阿".encode("gbk"))
+    (tmp_path / "fee_lines.csv").write_bytes(data[:at] + b"\x80\xff" + data[at:])
+    bad_byte = rf"fee_lines\.csv: cannot be read as gbk: .* near byte {at}$"
+    with pytest.raises(IngestError, match=bad_byte):
+        load_folder(tmp_path, encoding="gbk", work_dir=tmp_path / "work2")
+    assert not list((tmp_path / "work2").rglob("*.utf-8.csv"))
 
 
 # --- files in contract form are scanned in place ---------------------------------------

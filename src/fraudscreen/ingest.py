@@ -40,6 +40,10 @@ QUARANTINE_COLUMNS = ("table", "file", "line", "column", "value", "reason")
 _UTF8 = ("utf-8", "utf-8-sig")
 _CHUNK = 1 << 20
 CHUNK_ROWS = 1 << 20  # rows checked and staged at a time: bounds ingestion's memory
+# Polars' streaming CSV reader parses ahead of its consumer, a few batches' worth: its
+# batches are kept smaller (a 1.3 GB CSV peaked at 0.9 GB in the reader alone with
+# 1 M-row batches, 0.54 GB with these).
+CSV_BATCH_ROWS = CHUNK_ROWS // 4
 # Parquet codecs cheap enough to decode that a file is scanned in place, once per rule
 # that reads it; a file compressed harder (ZSTD, GZIP) is staged as LZ4, which the
 # rules then scan about three times faster than ZSTD.
@@ -225,15 +229,17 @@ class _PartReader:
 
     def _part(self, path: Path, index: int, in_place: bool, notes: list[str]
               ) -> tuple[InputFile, list[StagedFile], list[pl.DataFrame], list[pl.Series]]:
-        info, chunks, contract_form = _read_part(path, self.data_dir, self.table, self.codec,
-                                                 self.renames, notes)
+        shown, sha256, chunks, contract_form = _read_part(
+            path, self.data_dir, self.table, self.codec, self.renames, notes,
+            self.folder / f"{index:05d}.utf-8.csv")
         in_place = in_place and contract_form
-        staged, found, hashes = [], [], []
+        staged, found, hashes, rows = [], [], [], 0
         # One chunk is written while the next is read and checked (Polars releases the
         # GIL), so both cores stay busy; at most two chunks are held.
         with ThreadPoolExecutor(max_workers=1) as writer:
             written = None
             for n, raw in enumerate(chunks):
+                rows += raw.height
                 good, bad = check_part(raw.with_columns(pl.lit(index, pl.UInt32).alias(PART)),
                                        self.table)
                 if in_place and not (bad.is_empty() and _unchanged(raw, good, self.table)):
@@ -251,7 +257,7 @@ class _PartReader:
                 written.result()
         if in_place:
             staged = [StagedFile(path, index, in_place=True)]
-        return info, staged, found, hashes
+        return InputFile(shown, self.table.name, rows, sha256), staged, found, hashes
 
 
 def _unchanged(raw: pl.DataFrame, good: pl.DataFrame, table: Table) -> bool:
@@ -397,21 +403,20 @@ def _parts(entry: Path, notes: list[str]) -> list[Path]:
 
 def _read_part(
     path: Path, data_dir: Path, table: Table, codec: str | None,
-    renames: dict[str, str], notes: list[str],
-) -> tuple[InputFile, Iterator[pl.DataFrame], bool]:
-    """One file: its record; its rows in chunks, each as the table's columns in
-    contract order (text or contract-typed) plus LINE; and whether the file is already
-    in contract form (Parquet with every contract column under its own name and type,
-    compressed with a fast codec), so that it can be scanned in place when its rows turn
-    out clean."""
+    renames: dict[str, str], notes: list[str], scratch: Path,
+) -> tuple[str, str, Iterator[pl.DataFrame], bool]:
+    """One file: its path as the quarantine shows it; its SHA-256; its rows in chunks,
+    each as the table's columns in contract order (text or contract-typed) plus LINE;
+    and whether the file is already in contract form (Parquet with every contract column
+    under its own name and type, compressed with a fast codec), so that it can be
+    scanned in place when its rows turn out clean. ``scratch``: where a CSV file not in
+    UTF-8 is transcoded to, while it is read."""
     shown = path.relative_to(data_dir).as_posix()
     contract_form = False
     if path.suffix.lower() == ".csv":
-        frame, sha256 = _read_csv(path, table, codec, renames, notes, shown)
-        rows = frame.height
-        chunks: Iterator[pl.DataFrame] = frame.iter_slices(CHUNK_ROWS)
+        sha256, chunks = _read_csv(path, table, codec, renames, notes, shown, scratch)
     else:
-        rows, chunks, contract_form = _read_parquet(path, table, renames, notes, shown)
+        chunks, contract_form = _read_parquet(path, table, renames, notes, shown)
         sha256 = _sha256(path)
 
     def ordered(chunks: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
@@ -422,57 +427,83 @@ def _read_part(
                 LINE,
             )
 
-    return InputFile(shown, table.name, rows, sha256), ordered(chunks), contract_form
+    return shown, sha256, ordered(chunks), contract_form
 
 
 def _read_csv(
     path: Path, table: Table, codec: str | None, renames: dict[str, str], notes: list[str],
-    shown: str,
-) -> tuple[pl.DataFrame, str]:
-    """Every column as text, so codes keep their leading zeros; LINE is the file line."""
-    digest, utf8_error, line_breaks = _scan(path, check_utf8=codec in (None, *_UTF8))
+    shown: str, scratch: Path,
+) -> tuple[str, Iterator[pl.DataFrame]]:
+    """The file's SHA-256 and its rows in chunks of CSV_BATCH_ROWS: every column as text, so
+    codes keep their leading zeros; LINE is the file line. Headers are checked before
+    any row is read; a file not in UTF-8 is first transcoded to ``scratch``, streamed."""
+    digest, utf8_error, quoted = _scan(path, check_utf8=codec in (None, *_UTF8))
     if codec in _UTF8 and utf8_error:
         raise IngestError(f"{path}: not valid UTF-8 ({utf8_error})")
-    if codec in (None, *_UTF8) and not utf8_error:
-        source: Path | bytes = path  # Polars reads UTF-8 (with or without BOM) itself
-    else:
-        source = _decode(path, codec).encode("utf-8")
+    source = path  # Polars reads UTF-8 (with or without BOM) itself
+    if codec not in (None, *_UTF8) or utf8_error:
+        source = _transcode(path, codec, scratch)
+    scan = pl.scan_csv(source, infer_schema=False)
     try:
-        frame = pl.read_csv(source, infer_schema=False)
+        columns = scan.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as err:
+        source.unlink(missing_ok=source != path)
         raise IngestError(f"{path}: cannot read as CSV: {str(err).splitlines()[0]}") from None
-    headers = _match_headers(frame.columns, table, renames, path, shown, notes)
-    line = pl.int_range(2, frame.height + 2, dtype=pl.Int64)
-    if line_breaks > frame.height + 1:  # some quoted values span lines: count them in
-        inner = pl.sum_horizontal(
-            pl.col(c).str.count_matches("\n", literal=True) for c in frame.columns
-        )
-        line = line + inner.cum_sum() - inner
-    return frame.select(*_renamed(headers), line.alias(LINE)), digest
+    headers = _match_headers(columns, table, renames, path, shown, notes)
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        line = 2  # of the next row: line 1 is the header
+        try:
+            for frame in scan.collect_batches(chunk_size=CSV_BATCH_ROWS):
+                # A quoted value may span lines: count its line breaks in.
+                inner = (frame.select(pl.sum_horizontal(
+                    pl.col(c).str.count_matches("\n", literal=True) for c in frame.columns)
+                ).to_series() if quoted else pl.zeros(frame.height, pl.Int64, eager=True))
+                lines = pl.int_range(line, line + frame.height, dtype=pl.Int64, eager=True)
+                yield frame.select(*_renamed(headers),
+                                   (lines + inner.cum_sum() - inner).alias(LINE))
+                line += frame.height + int(inner.sum())
+        except (pl.exceptions.PolarsError, OSError) as err:
+            raise IngestError(
+                f"{path}: cannot read as CSV: {str(err).splitlines()[0]}") from None
+        finally:
+            if source != path:
+                source.unlink(missing_ok=True)
+
+    return digest, chunks()
 
 
-def _decode(path: Path, codec: str | None) -> str:
-    """Text of a CSV that is not UTF-8: in the named codec, else GB18030."""
-    data = path.read_bytes()
+def _transcode(path: Path, codec: str | None, target: Path) -> Path:
+    """A UTF-8 copy of a CSV file in the named codec, else GB18030, decoded in chunks."""
+    decoder = codecs.getincrementaldecoder(codec or "gb18030")()
+    offset = start = 0  # bytes read; where the bytes being decoded begin
     try:
-        return data.decode(codec or "gb18030")
+        with path.open("rb") as raw, target.open("w", encoding="utf-8", newline="") as out:
+            while chunk := raw.read(_CHUNK):
+                start = offset - len(decoder.getstate()[0])  # a split character's bytes
+                out.write(decoder.decode(chunk))
+                offset += len(chunk)
+            start = offset - len(decoder.getstate()[0])
+            out.write(decoder.decode(b"", final=True))
     except UnicodeDecodeError as err:
+        target.unlink(missing_ok=True)
+        at = start + err.start
         if codec:
             raise IngestError(
-                f"{path}: cannot be read as {codec}: {err.reason} at byte {err.start}"
-            ) from None
+                f"{path}: cannot be read as {codec}: {err.reason} near byte {at}") from None
         raise IngestError(
-            f"{path}: neither UTF-8 nor GB18030 (byte {err.start}); "
+            f"{path}: neither UTF-8 nor GB18030 (near byte {at}); "
             "name the encoding with --encoding"
         ) from None
+    return target
 
 
 def _read_parquet(
     path: Path, table: Table, renames: dict[str, str], notes: list[str], shown: str
-) -> tuple[int, Iterator[pl.DataFrame], bool]:
-    """The row count; the table's columns in chunks: typed ones cast to the contract,
-    the rest as text to check; and whether the file is in contract form. Headers are
-    checked before any row is read."""
+) -> tuple[Iterator[pl.DataFrame], bool]:
+    """The table's columns in chunks: typed ones cast to the contract, the rest as text
+    to check; and whether the file is in contract form. Headers are checked before any
+    row is read."""
     try:
         metadata = pq.ParquetFile(path).metadata
         schema = pl.read_parquet_schema(path)
@@ -502,7 +533,7 @@ def _read_parquet(
     contract_form = codecs_used <= FAST_CODECS and all(
         headers.get(c.name) == c.name and schema[c.name] == targets[c.name]
         for c in table.columns)
-    return metadata.num_rows, chunks(), contract_form
+    return chunks(), contract_form
 
 
 def _chunk_lengths(row_groups: list[int]) -> Iterator[int]:
@@ -604,15 +635,16 @@ def _did_you_mean(column: Column, headers: list[str]) -> str:
     return ""
 
 
-def _scan(path: Path, check_utf8: bool) -> tuple[str, str, int]:
-    """One streamed pass: SHA-256, the first UTF-8 error ('' if none), line-break count."""
+def _scan(path: Path, check_utf8: bool) -> tuple[str, str, bool]:
+    """One streamed pass: SHA-256, the first UTF-8 error ('' if none), and whether the
+    file holds a double quote (without one, no value spans lines)."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
-    error, line_breaks, offset = "", 0, 0
+    error, quoted, offset = "", False, 0
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
-            line_breaks += chunk.count(b"\n")
+            quoted = quoted or b'"' in chunk
             if check_utf8 and not error:
                 try:
                     decoder.decode(chunk)
@@ -624,7 +656,7 @@ def _scan(path: Path, check_utf8: bool) -> tuple[str, str, int]:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as err:
             error = f"{err.reason} at the end"
-    return digest.hexdigest(), error, line_breaks
+    return digest.hexdigest(), error, quoted
 
 
 def _sha256(path: Path) -> str:
