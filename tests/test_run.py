@@ -197,6 +197,9 @@ def test_json_log_format_is_one_event_per_line(tmp_path):
     events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "ingest_start" and kinds[-1] == "done"
+    files = {e["table"]: e["rows"] for e in events if e["event"] == "file"}
+    done = next(e for e in events if e["event"] == "ingest_done")
+    assert {"settlements", "fee_lines"} <= set(files) and sum(files.values()) == done["rows"]
     assert kinds.count("rule") == 14
     assert events[-1]["suspicions"] > 0
 

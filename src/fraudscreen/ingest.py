@@ -21,7 +21,8 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,7 @@ class Ingestion:
 def load_folder(
     data_dir: Path, encoding: str | None = None, column_map: Path | None = None,
     external: frozenset[str] = frozenset(), work_dir: Path | None = None,
-    in_place: bool = True,
+    in_place: bool = True, on_file: Callable[[InputFile, float], None] | None = None,
 ) -> Ingestion:
     """Read every contract table in ``data_dir``, staging the clean rows in ``work_dir``.
 
@@ -139,7 +140,8 @@ def load_folder(
     default each CSV file is read as UTF-8 when it is valid UTF-8, else as GB18030
     (a superset of GBK and GB2312). Without ``work_dir`` a temporary folder is made,
     removed by ``Ingestion.close()``. ``in_place=False`` stages every clean row, even
-    of files that could be scanned where they are.
+    of files that could be scanned where they are. ``on_file(file, seconds)`` is told
+    as each file has been read and checked (progress on a long ingestion).
     """
     data_dir = Path(data_dir)
     codec = _codec(encoding)
@@ -161,7 +163,7 @@ def load_folder(
         found: list[pl.DataFrame] = []
         for name, parts in entries.items():
             reader = _PartReader(data_dir, INPUT_TABLES[name], codec, renames,
-                                 work / "tables" / name, len(files))
+                                 work / "tables" / name, len(files), on_file)
             table, table_files, entries_ = reader.stage(parts, in_place, notes)
             files += table_files
             found += entries_
@@ -195,6 +197,7 @@ class _PartReader:
     renames: dict[str, str]
     folder: Path  # where this table's chunks are staged
     first_part: int  # index of its first file in Ingestion.files
+    on_file: Callable[[InputFile, float], None] | None = None
 
     def stage(self, parts: list[Path], in_place: bool, notes: list[str]
               ) -> tuple[StagedTable, list[InputFile], list[pl.DataFrame]]:
@@ -211,8 +214,11 @@ class _PartReader:
         found: list[pl.DataFrame] = []
         hashes: list[pl.Series] = []
         for offset, path in enumerate(parts):
+            began = time.perf_counter()
             info, part_files, entries, part_hashes = self._part(path, self.first_part + offset,
                                                                 in_place, notes)
+            if self.on_file:
+                self.on_file(info, time.perf_counter() - began)
             files.append(info)
             staged += part_files
             found += entries

@@ -40,6 +40,11 @@ class Progress:
     def reading(self, data) -> None:
         self._event("ingest_start", f"reading [bold]{data}[/] …", data=str(data))
 
+    def file_read(self, file, seconds: float) -> None:
+        self._event("file", f"  {file.path}: {file.rows:,} row(s) in {seconds:.1f}s",
+                    file=file.path, table=file.table, rows=file.rows,
+                    seconds=round(seconds, 3))
+
     def read(self, ingestion, seconds: float) -> None:
         rows = sum(ingestion.rows_read.values())
         bad = ingestion.quarantine.height

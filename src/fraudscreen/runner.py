@@ -138,7 +138,8 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         # Clean rows are staged beside the outputs and scanned there by the engine.
         ingestion = load_folder(opts.data, encoding=opts.encoding, column_map=opts.column_map,
                                 external=frozenset(opts.spark_tables),
-                                work_dir=folder / WORK)
+                                work_dir=folder / WORK,
+                                on_file=progress.file_read if progress else None)
         ingested = time.perf_counter()
         if progress:
             progress.read(ingestion, ingested - began)
