@@ -633,3 +633,14 @@ def test_parquet_chunks_follow_row_groups(monkeypatch, groups, chunks):
 
     monkeypatch.setattr(ingest, "CHUNK_ROWS", 10)
     assert list(ingest._chunk_lengths(groups)) == chunks
+
+
+@pytest.mark.parametrize("encoding", [None, "gbk"])
+def test_unreadable_csv_is_an_error_and_the_input_is_left_alone(tmp_path, encoding):
+    data = folder(tmp_path / "data", [settlement("S1")], [fee_line("L1")])
+    (data / "settlements.csv").write_bytes(b"")
+    work = tmp_path / "work"
+    with pytest.raises(IngestError, match=r"settlements\.csv: cannot read as CSV"):
+        load_folder(data, encoding=encoding, work_dir=work)
+    assert (data / "settlements.csv").exists() and (data / "fee_lines.csv").exists()
+    assert not list(work.rglob("*.utf-8.csv"))

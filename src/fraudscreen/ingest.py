@@ -46,8 +46,8 @@ CHUNK_ROWS = 1 << 20  # rows checked and staged at a time: bounds ingestion's me
 # 1 M-row batches, 0.54 GB with these).
 CSV_BATCH_ROWS = CHUNK_ROWS // 4
 # Parquet codecs cheap enough to decode that a file is scanned in place, once per rule
-# that reads it; a file compressed harder (ZSTD, GZIP) is staged as LZ4, which the
-# rules then scan about three times faster than ZSTD.
+# that reads it; a file compressed harder (ZSTD, GZIP) is staged as LZ4: decoding ZSTD
+# on every scan cost the rules as much as the copy (docs/performance.md).
 FAST_CODECS = {"UNCOMPRESSED", "SNAPPY", "LZ4", "LZ4_RAW"}
 
 
@@ -453,7 +453,8 @@ def _read_csv(
     try:
         columns = scan.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as err:
-        source.unlink(missing_ok=source != path)
+        if source != path:  # the transcoded copy; never the input
+            source.unlink(missing_ok=True)
         raise IngestError(f"{path}: cannot read as CSV: {str(err).splitlines()[0]}") from None
     headers = _match_headers(columns, table, renames, path, shown, notes)
 
