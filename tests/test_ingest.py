@@ -336,6 +336,18 @@ def test_timestamp_formats(tmp_path, text, expected):
         assert ingestion.table("fee_lines")["charge_time"].to_list() == [expected]
 
 
+def test_a_column_mixing_formats_reads_each_value_whichever_format_comes_first(tmp_path):
+    """The format of a column's first value is tried first on every value (one parse
+    each for a one-format export); the others still read the values it rejects."""
+    texts = ["2024-03-01T08:30:00", "2024-03-01 08:30", "", "20240301083000", "bad",
+             "2024/3/1 8:30"]
+    folder(tmp_path, [settlement("S1")],
+           [fee_line(f"L{i}", charge_time=t) for i, t in enumerate(texts)])
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("fee_lines")["charge_time"].to_list() == [T0] * 4
+    assert found(ingestion) == {("fee_lines", 4, "charge_time", "missing value"),
+                                ("fee_lines", 6, "charge_time", "bad timestamp")}
+
 def test_dates(tmp_path):
     folder(tmp_path, [settlement("S1")], [fee_line("L1")])
     persons = "人员编号,性别,出生日期,参保地医保区划\nP1,1,1980-01-31,010101\n"

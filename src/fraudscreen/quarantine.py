@@ -76,15 +76,16 @@ def check_part(raw: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFr
     """
     from_text = [c for c in table.columns if raw.schema[c.name] == pl.String]
     texts = raw.with_columns(_blank_to_null(pl.col(c.name)) for c in from_text)
+    formats = {c.name: _formats(texts[c.name], c.type) for c in from_text if c.type in FORMATS}
     frame = texts.select(  # one select: Polars reads the columns in parallel
-        *(_read(pl.col(c.name), c.type) if c in from_text else c.name for c in table.columns),
+        *(_read(pl.col(c.name), c.type, formats.get(c.name)) if c in from_text else c.name
+          for c in table.columns),
         *(pl.col(c.name).is_null().alias(_absent(c.name)) for c in table.columns),
         PART,
         LINE,
     )
-    for c in from_text:
-        if c.type in FORMATS:
-            frame = frame.with_columns(_retry_formats(frame, texts, c.name, c.type))
+    for name, tried in formats.items():
+        frame = frame.with_columns(_retry_formats(frame, texts, name, tried[1:]))
 
     empty = frame.select(pl.all_horizontal(_absent(c.name) for c in table.columns)).to_series()
     findings: list[tuple[str | None, str, pl.Series]] = [(None, EMPTY_ROW, empty)]
@@ -163,14 +164,26 @@ def _blank_to_null(text: pl.Expr) -> pl.Expr:
     return text.str.strip_chars().replace("", None).alias(text.meta.output_name())
 
 
-def _read(text: pl.Expr, ctype: ColumnType) -> pl.Expr:
+def _read(text: pl.Expr, ctype: ColumnType, formats: tuple[str, ...] | None) -> pl.Expr:
     """Stripped text as its contract type; null where it cannot be read (or, for a date
-    or time, is not in the first format: see _retry_formats)."""
+    or time, is not in the first of ``formats``: see _retry_formats)."""
     if ctype in FORMATS:
-        return _strptime(text, ctype.polars, FORMATS[ctype][0])
+        return _strptime(text, ctype.polars, formats[0])
     if ctype in (ColumnType.MONEY, ColumnType.QUANTITY):
         return _decimal(text, ctype.polars)
     return text
+
+
+def _formats(texts: pl.Series, ctype: ColumnType) -> tuple[str, ...]:
+    """The date or time formats to try, the one the column's first value is in first:
+    an export writes one format, and parsing every value twice (first format, then the
+    rest) cost 0.45 s a million ISO 'T' timestamps."""
+    sample = texts.drop_nulls().head(1)
+    for fmt in FORMATS[ctype]:
+        if sample.is_empty() or sample.to_frame().select(
+                _strptime(pl.col(texts.name), ctype.polars, fmt)).to_series().null_count() == 0:
+            return (fmt, *(f for f in FORMATS[ctype] if f != fmt))
+    return FORMATS[ctype]
 
 
 def _decimal(text: pl.Expr, dtype: pl.Decimal) -> pl.Expr:
@@ -188,15 +201,16 @@ def _decimal(text: pl.Expr, dtype: pl.Decimal) -> pl.Expr:
 
 
 def _retry_formats(
-    frame: pl.DataFrame, texts: pl.DataFrame, name: str, ctype: ColumnType
+    frame: pl.DataFrame, texts: pl.DataFrame, name: str, formats: tuple[str, ...]
 ) -> pl.Series:
-    """The column, with the values its first format rejected parsed by the other formats."""
+    """The column, with the values its first format rejected parsed by ``formats``."""
     parsed = frame[name]
     rejected = parsed.is_null() & ~frame[_absent(name)]
     if not rejected.any():
         return parsed
+    dtype = parsed.dtype
     retry = texts.filter(rejected).select(
-        pl.coalesce(_strptime(pl.col(name), ctype.polars, f) for f in FORMATS[ctype][1:])
+        pl.coalesce(_strptime(pl.col(name), dtype, f) for f in formats)
     )
     return parsed.scatter(rejected.arg_true(), retry.to_series())
 
