@@ -337,8 +337,8 @@ def test_timestamp_formats(tmp_path, text, expected):
 
 
 def test_a_column_mixing_formats_reads_each_value_whichever_format_comes_first(tmp_path):
-    """The format of a column's first value is tried first on every value (one parse
-    each for a one-format export); the others still read the values it rejects."""
+    """The format most of a column's first values are in is tried first on every value
+    (one parse each for a one-format export); the others still read what it rejects."""
     texts = ["2024-03-01T08:30:00", "2024-03-01 08:30", "", "20240301083000", "bad",
              "2024/3/1 8:30"]
     folder(tmp_path, [settlement("S1")],
@@ -656,3 +656,13 @@ def test_unreadable_csv_is_an_error_and_the_input_is_left_alone(tmp_path, encodi
         load_folder(data, encoding=encoding, work_dir=work)
     assert (data / "settlements.csv").exists() and (data / "fee_lines.csv").exists()
     assert not list(work.rglob("*.utf-8.csv"))
+
+
+def test_the_format_tried_first_is_the_one_most_sampled_values_are_in():
+    from fraudscreen.contract import ColumnType
+    from fraudscreen.quarantine import TIMESTAMP_FORMATS, _formats
+
+    odd_first = pl.Series("t", ["bad", "2024/3/1 8:30", *["2024-03-01T08:30:00"] * 3])
+    tried = _formats(odd_first, ColumnType.TIMESTAMP)
+    assert tried[0] == "%Y-%m-%dT%H:%M:%S%.f" and sorted(tried) == sorted(TIMESTAMP_FORMATS)
+    assert _formats(pl.Series("t", [], pl.String), ColumnType.TIMESTAMP) == TIMESTAMP_FORMATS

@@ -175,15 +175,14 @@ def _read(text: pl.Expr, ctype: ColumnType, formats: tuple[str, ...] | None) -> 
 
 
 def _formats(texts: pl.Series, ctype: ColumnType) -> tuple[str, ...]:
-    """The date or time formats to try, the one the column's first value is in first:
-    an export writes one format, and parsing every value twice (first format, then the
-    rest) cost 0.45 s a million ISO 'T' timestamps."""
-    sample = texts.drop_nulls().head(1)
-    for fmt in FORMATS[ctype]:
-        if sample.is_empty() or sample.to_frame().select(
-                _strptime(pl.col(texts.name), ctype.polars, fmt)).to_series().null_count() == 0:
-            return (fmt, *(f for f in FORMATS[ctype] if f != fmt))
-    return FORMATS[ctype]
+    """The date or time formats to try, the one most of the column's first hundred values
+    are in first: an export writes one format, and parsing every value twice (first
+    format, then the rest) cost 0.45 s a million ISO 'T' timestamps."""
+    sample = texts.drop_nulls().head(100).to_frame()
+    parsed = sample.select(_strptime(pl.col(texts.name), ctype.polars, f).is_not_null().sum()
+                           .alias(str(i)) for i, f in enumerate(FORMATS[ctype])).row(0)
+    best = FORMATS[ctype][max(range(len(parsed)), key=lambda i: (parsed[i], -i))]
+    return (best, *(f for f in FORMATS[ctype] if f != best))
 
 
 def _decimal(text: pl.Expr, dtype: pl.Decimal) -> pl.Expr:
