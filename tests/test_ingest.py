@@ -666,3 +666,20 @@ def test_the_format_tried_first_is_the_one_most_sampled_values_are_in():
     tried = _formats(odd_first, ColumnType.TIMESTAMP)
     assert tried[0] == "%Y-%m-%dT%H:%M:%S%.f" and sorted(tried) == sorted(TIMESTAMP_FORMATS)
     assert _formats(pl.Series("t", [], pl.String), ColumnType.TIMESTAMP) == TIMESTAMP_FORMATS
+
+
+@given(st.lists(st.from_regex(r"\A[+-]?\d{0,16}(\.\d{0,4})?\Z", fullmatch=True), max_size=50),
+       st.sampled_from([2, 4]))
+def test_a_chunk_whose_decimals_fit_the_scale_is_cast_directly_with_the_same_values(
+        texts, scale):
+    """When no value has more digits than the scale, the text is cast as it is (no cut
+    and round): the values must be exactly those of the cut-and-round reading."""
+    from fraudscreen.quarantine import _decimal, _more_digits
+
+    values = pl.Series("v", texts, dtype=pl.String)
+    if _more_digits(values, scale):
+        return
+    frame = values.to_frame()
+    direct, rounded = (frame.select(_decimal(pl.col("v"), pl.Decimal(16, scale), r)).to_series()
+                       for r in (False, True))
+    assert direct.to_list() == rounded.to_list()
