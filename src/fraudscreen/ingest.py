@@ -455,7 +455,7 @@ def _read_csv(
     except (pl.exceptions.PolarsError, OSError) as err:
         if source != path:  # the transcoded copy; never the input
             source.unlink(missing_ok=True)
-        raise IngestError(f"{path}: cannot read as CSV: {str(err).splitlines()[0]}") from None
+        raise _unreadable(path, "CSV", err) from None
     headers = _match_headers(columns, table, renames, path, shown, notes)
 
     def chunks() -> Iterator[pl.DataFrame]:
@@ -471,8 +471,7 @@ def _read_csv(
                                    (lines + inner.cum_sum() - inner).alias(LINE))
                 line += frame.height + int(inner.sum())
         except (pl.exceptions.PolarsError, OSError) as err:
-            raise IngestError(
-                f"{path}: cannot read as CSV: {str(err).splitlines()[0]}") from None
+            raise _unreadable(path, "CSV", err) from None
         finally:
             if source != path:
                 source.unlink(missing_ok=True)
@@ -515,7 +514,7 @@ def _read_parquet(
         metadata = pq.ParquetFile(path).metadata
         schema = pl.read_parquet_schema(path)
     except (pa.ArrowException, pl.exceptions.PolarsError, OSError) as err:
-        raise IngestError(f"{path}: cannot read as Parquet: {str(err).splitlines()[0]}") from None
+        raise _unreadable(path, "Parquet", err) from None
     headers = _match_headers(list(schema), table, renames, path, shown, notes)
     targets = {name: table.column(name).type.polars for name in headers}
     scan = pl.scan_parquet(path).select(_renamed(headers)).with_columns(
@@ -532,8 +531,7 @@ def _read_parquet(
                                                       dtype=pl.Int64).alias(LINE))
                 offset += length
         except (pl.exceptions.PolarsError, OSError) as err:
-            raise IngestError(
-                f"{path}: cannot read as Parquet: {str(err).splitlines()[0]}") from None
+            raise _unreadable(path, "Parquet", err) from None
 
     codecs_used = {metadata.row_group(g).column(c).compression
                    for g in range(metadata.num_row_groups) for c in range(metadata.num_columns)}
@@ -664,6 +662,10 @@ def _scan(path: Path, check_utf8: bool) -> tuple[str, str, bool]:
         except UnicodeDecodeError as err:
             error = f"{err.reason} at the end"
     return digest.hexdigest(), error, quoted
+
+
+def _unreadable(path: Path, kind: str, err: Exception) -> IngestError:
+    return IngestError(f"{path}: cannot read as {kind}: {str(err).splitlines()[0]}")
 
 
 def _sha256(path: Path) -> str:
