@@ -99,7 +99,8 @@ def cell(draw, column, key: str):
         value = draw(st.decimals(-10**6, 10**6, places=scale + 2))
         return str(value), value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
     code = draw(st.text("0123456789ABX.", min_size=1, max_size=8))
-    return draw(st.sampled_from(["{}", " {} "])).format(code), code
+    read = code.zfill(column.digits) if column.digits and code.isdigit() else code
+    return draw(st.sampled_from(["{}", " {} "])).format(code), read
 
 
 @st.composite
@@ -369,6 +370,43 @@ def test_codes_keep_leading_zeros(tmp_path):
     assert ingestion.table("fee_lines")["item_code"].to_list() == ["0012"] * 3
     assert ingestion.table("settlements").select("medical_type", "insured_region").row(0) == (
         "01", "010101")
+
+
+def test_fee_categories_that_lost_their_leading_zero_get_it_back_and_are_noted(tmp_path):
+    codes = ["1", "7", " 9 ", "01", "123", "1a", "14"]
+    fees = [fee_line(f"L{i}", fee_category=code) for i, code in enumerate(codes)]
+    folder(tmp_path, [settlement("S1", medical_type="1")], fees)
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("fee_lines")["fee_category"].to_list() == [
+        "01", "07", "09", "01", "123", "1a", "14"]
+    assert ingestion.table("settlements")["medical_type"].to_list() == ["1"]  # no fixed width
+    assert [n for n in ingestion.notes if "leading" in n] == [
+        "fee_lines.csv: fee_category: 3 code(s) given back their leading zeros, "
+        "read as 2 digits (1 → 01)"]
+
+
+def test_codes_in_integer_or_float_parquet_columns_read_as_their_integers(tmp_path):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    pl.DataFrame({
+        "line_id": ["L1", "L2", "L3"], "settlement_id": ["S1"] * 3,
+        "item_code": [12.0, 1.5, -3.0], "item_name": ["a"] * 3,
+        "fee_category": [1, 9, 14], "charge_time": [T0] * 3, "quantity": [1] * 3,
+        "unit_price": [1] * 3, "amount": [1] * 3, "doctor_id": [None, 7.0, None],
+    }).write_parquet(tmp_path / "fee_lines.parquet")
+    fees = load_folder(tmp_path).table("fee_lines")
+    assert fees.select("item_code", "fee_category", "doctor_id").rows() == [
+        ("12", "01", None), ("1.5", "09", "7"), ("-3", "14", None)]
+
+
+def test_a_file_in_contract_form_whose_codes_lost_zeros_is_staged_and_noted_once(tmp_path):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    contract_parquet(tmp_path / "fee_lines.parquet", FEE_LINES,
+                     [fee_line("L1"), fee_line("L2", fee_category="2")])
+    with load_folder(tmp_path) as ingestion:
+        assert not any(f.in_place for f in ingestion.tables["fee_lines"].files)
+        assert ingestion.table("fee_lines")["fee_category"].to_list() == ["09", "02"]
+        assert sum("leading zeros" in n for n in ingestion.notes) == 1
+        assert sum("extra" in n for n in ingestion.notes) == 1  # header notes not repeated
 
 
 def test_duplicate_keys_and_discharge_before_admission(tmp_path):

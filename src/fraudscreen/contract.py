@@ -62,6 +62,9 @@ class Column:
     nullable: bool = False
     national: str | None = None  # field name on the national 医保信息平台 extracts
     meaning: str = ""
+    # A code of exactly this many digits, whose leading zeros an integer column or a
+    # spreadsheet (which reads 01 as 1) may have dropped: ingestion restores them.
+    digits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ FEE_LINES = Table(
         Column("item_code", "医保目录编码", S, national="hilist_code"),
         Column("item_name", "医疗目录名称", S, national="hilist_name"),
         Column("fee_category", "收费项目类别", S, national="med_chrgitm_type",
-               meaning="01 床位费 … 14 其他费"),
+               meaning="01 床位费 … 14 其他费", digits=2),
         Column("charge_time", "费用发生时间", TS, national="fee_ocur_time"),
         Column("quantity", "数量", Q, national="cnt"),
         Column("unit_price", "单价", Q, national="pric"),
@@ -182,7 +185,7 @@ CATALOG = Table(
         Column("item_code", "医保目录编码", S, national="hilist_code"),
         Column("item_name", "名称", S, national="hilist_name"),
         Column("generic_name", "通用名", S, nullable=True),
-        Column("fee_category", "收费项目类别", S),
+        Column("fee_category", "收费项目类别", S, digits=2),
         Column("price_cap", "最高限价", Q, nullable=True, meaning="yuan per unit"),
         Column("gender_limit", "限定性别", S, nullable=True),
         Column("max_daily_quantity", "日最大数量", Q, nullable=True),

@@ -240,17 +240,25 @@ class _PartReader:
             self.folder / f"{index:05d}.utf-8.csv")
         in_place = in_place and contract_form
         staged, found, hashes, rows = [], [], [], 0
+        zero_padded: dict[str, int] = {}
         # One chunk is written while the next is read and checked (Polars releases the
         # GIL), so both cores stay busy; at most two chunks are held.
         with ThreadPoolExecutor(max_workers=1) as writer:
             written = None
             for n, raw in enumerate(chunks):
                 rows += raw.height
-                good, bad = check_part(raw.with_columns(pl.lit(index, pl.UInt32).alias(PART)),
-                                       self.table)
+                checked = check_part(raw.with_columns(pl.lit(index, pl.UInt32).alias(PART)),
+                                     self.table)
+                good, bad = checked.clean, checked.entries
                 if in_place and not (bad.is_empty() and _unchanged(raw, good, self.table)):
-                    # Not clean after all: read this file again, staging its clean rows.
-                    return self._part(path, index, False, [])
+                    # Not clean after all: read this file again, staging its clean rows
+                    # (its headers are noted already).
+                    again: list[str] = []
+                    part = self._part(path, index, False, again)
+                    notes += [note for note in again if note not in notes]
+                    return part
+                for column, count in checked.zero_padded.items():
+                    zero_padded[column] = zero_padded.get(column, 0) + count
                 found.append(bad)
                 hashes.append(key_hashes(good, self.table))
                 if good.height and not in_place:
@@ -263,6 +271,10 @@ class _PartReader:
                 written.result()
         if in_place:
             staged = [StagedFile(path, index, in_place=True)]
+        for column, count in zero_padded.items():
+            digits = self.table.column(column).digits
+            notes.append(f"{shown}: {column}: {count:,} code(s) given back their leading "
+                         f"zeros, read as {digits} digits (1 → {'1'.zfill(digits)})")
         return InputFile(shown, self.table.name, rows, sha256), staged, found, hashes
 
 
@@ -565,8 +577,14 @@ def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Exp
     """A typed column converts directly when that is exact and cannot fail: dates and
     times, and decimals or integers whose every value fits the contract decimal
     (rounded half away from zero). Anything else, binary floats and values that may not
-    fit included, goes through text and is checked like a CSV cell."""
+    fit included, goes through text and is checked like a CSV cell; a whole float bound
+    for a text column goes as the integer it holds."""
     column = pl.col(name)
+    if target == pl.String and source.is_float():
+        # A code kept as a float (a pandas column with gaps) is its integer: 1.0 -> "1".
+        whole = column.cast(pl.Int64, strict=False)
+        return (pl.when(whole == column).then(whole.cast(pl.String))
+                .otherwise(column.cast(pl.String)))
     if source.is_temporal() and target.is_temporal():
         if getattr(source, "time_zone", None):
             column = column.dt.replace_time_zone(None)  # keep the local wall-clock time

@@ -11,6 +11,7 @@ All work is column-wise Polars; the only Python loops run over columns and check
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 from functools import reduce
 from typing import TYPE_CHECKING
 
@@ -68,8 +69,15 @@ _DIGITS_ONLY = {"%Y%m%d%H%M%S": 14, "%Y%m%d": 8}
 _DECIMAL_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
 
 
-def check_part(raw: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Type one input file's rows; return its clean rows and its quarantine entries.
+@dataclass
+class CheckedPart:
+    clean: pl.DataFrame  # the rows kept, contract-typed, with PART and LINE
+    entries: pl.DataFrame  # quarantine entries (ENTRY_SCHEMA)
+    zero_padded: dict[str, int]  # column -> codes given back their leading zeros
+
+
+def check_part(raw: pl.DataFrame, table: Table) -> CheckedPart:
+    """Type one input file's rows: its clean rows and its quarantine entries.
 
     ``raw`` holds the table's columns in contract order, each either text or already
     of its contract type, plus PART and LINE. The clean rows keep PART and LINE so
@@ -77,6 +85,13 @@ def check_part(raw: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFr
     """
     from_text = [c for c in table.columns if raw.schema[c.name] == pl.String]
     texts = raw.with_columns(_blank_to_null(pl.col(c.name)) for c in from_text)
+    padded = [c for c in from_text if c.digits]
+    zero_padded = texts.select(_lost_zeros(pl.col(c.name), c.digits).sum()
+                               for c in padded).row(0, named=True) if padded else {}
+    texts = texts.with_columns(pl.when(_lost_zeros(pl.col(c.name), c.digits))
+                               .then(pl.col(c.name).str.zfill(c.digits))
+                               .otherwise(pl.col(c.name)) for c in padded
+                               if zero_padded[c.name])
     # Looked up in the chunk's values: the cheapest exact way to read each column.
     formats = {c.name: _formats(texts[c.name], c.type) for c in from_text if c.type in FORMATS}
     rounded = {c.name for c in from_text
@@ -104,7 +119,8 @@ def check_part(raw: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFr
 
     bad_row = reduce(operator.or_, (mask for _, _, mask in findings))
     entries = [_entry(raw, *finding) for finding in findings if finding[2].any()]
-    return frame.filter(~bad_row).select(*table.column_names, PART, LINE), _entries(entries)
+    return CheckedPart(frame.filter(~bad_row).select(*table.column_names, PART, LINE),
+                       _entries(entries), {k: v for k, v in zero_padded.items() if v})
 
 
 def key_hashes(clean: pl.DataFrame, table: Table) -> pl.Series:
@@ -161,6 +177,11 @@ def _entries(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 def _absent(name: str) -> str:
     return f"{name} is absent"
+
+
+def _lost_zeros(text: pl.Expr, digits: int) -> pl.Expr:
+    """A code written with fewer digits than it has (``1`` for fee category ``01``)."""
+    return text.str.contains(r"^\d+$") & (text.str.len_bytes() < digits)
 
 
 def _blank_to_null(text: pl.Expr) -> pl.Expr:
