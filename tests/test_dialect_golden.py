@@ -41,7 +41,7 @@ BY_KIND = {
     "filter": "duplicate_charge.over_price_cap",          # lookup join, decimal parameter
     "aggregate": "duplicate_charge.repeated_line",         # arg_min
     "sequence": "split_hospitalisation.readmission",       # LAG, date_diff('day'), [x]
-    # date_diff('second'), list_sort(list(DISTINCT …))
+    # date_diff('microsecond'), arg_max, list_sort(list(DISTINCT …))
     "correlate": "pharmacy_card_skimming.impossible_travel",
     "window": "pharmacy_card_skimming.offsite_burst",      # epoch, FILTER (WHERE), band join
     "period_change": "key_item_growth.monthly_growth",     # date_trunc, INTERVAL 1 MONTH on dates

@@ -8,7 +8,7 @@ WITH settlements AS (  -- effective settlements: reversal rows and what they rev
                                 FROM read_parquet('DATA/settlements.parquet')
                                 WHERE reversed_settlement_id IS NOT NULL)
 )
-SELECT stay.settlement_id, any_value(stay.fund_amount) AS amount_at_risk
+SELECT stay.settlement_id, any_value(least(stay.fund_amount, stay.total_amount)) AS amount_at_risk
 FROM settlements AS stay
 JOIN settlements AS other ON other.person_id = stay.person_id
 WHERE stay.medical_type = '21' AND stay.discharge_time IS NOT NULL

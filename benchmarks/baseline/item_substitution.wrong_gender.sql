@@ -13,5 +13,5 @@ FROM read_parquet('DATA/fee_lines.parquet') AS f
 JOIN settlements AS s ON s.settlement_id = f.settlement_id
 JOIN read_parquet('DATA/persons.parquet') AS p ON p.person_id = s.person_id
 JOIN read_parquet('DATA/catalog.parquet') AS c ON c.item_code = f.item_code
-WHERE c.gender_limit IS NOT NULL AND p.gender <> c.gender_limit
+WHERE c.gender_limit IN ('1', '2') AND p.gender IN ('1', '2') AND p.gender <> c.gender_limit
 GROUP BY f.settlement_id, f.item_code

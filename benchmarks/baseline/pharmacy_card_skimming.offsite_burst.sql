@@ -1,6 +1,7 @@
 -- At one pharmacy, >= 5 distinct off-site persons' purchases (41) within 10 minutes
--- (last - first <= 10 min). Members of qualifying windows no more than 10 minutes apart are
--- one burst, keyed by its first settlement; at risk: the burst's fund amount.
+-- (last - first <= 10 min). Members of qualifying windows less than 10 minutes apart are
+-- one burst, keyed by its first settlement; at risk: the burst's fund amount (each
+-- settlement's at most its total).
 WITH settlements AS (  -- effective settlements: reversal rows and what they reverse removed
     SELECT *
     FROM read_parquet('DATA/settlements.parquet')
@@ -10,7 +11,8 @@ WITH settlements AS (  -- effective settlements: reversal rows and what they rev
                                 WHERE reversed_settlement_id IS NOT NULL)
 ),
 offsite AS (
-    SELECT settlement_id, institution_id, person_id, admit_time, fund_amount
+    SELECT settlement_id, institution_id, person_id, admit_time,
+           least(fund_amount, total_amount) AS fund_amount
     FROM settlements
     WHERE medical_type = '41' AND substr(insured_region, 1, 4) <> substr(visit_region, 1, 4)
 ),
@@ -31,7 +33,7 @@ members AS (  -- purchases inside at least one window of >= 5 cards
     WHERE burst_start IS NOT NULL
 ),
 bursts AS (
-    SELECT *, sum(CASE WHEN gap <= INTERVAL 10 MINUTE THEN 0 ELSE 1 END) OVER (
+    SELECT *, sum(CASE WHEN gap < INTERVAL 10 MINUTE THEN 0 ELSE 1 END) OVER (
                   PARTITION BY institution_id ORDER BY admit_time, settlement_id) AS burst
     FROM (SELECT *, admit_time - lag(admit_time) OVER (
                         PARTITION BY institution_id ORDER BY admit_time, settlement_id) AS gap

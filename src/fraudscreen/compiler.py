@@ -288,7 +288,7 @@ class _Compiler:
         self.names(det.partition_by, cols, p + ("partition_by",))
         self.names([det.time], cols, p + ("time",))
         key = list(sources.BY_NAME[det.source].key)
-        t, width = self._span(det)
+        t, width, length = self._span(det)
         part = det.partition_by
         # Members are ordered by their real time (ties by key); spans are measured on __t.
         order = ", ".join([_q(det.time)] + [_q(k) for k in key])
@@ -310,7 +310,7 @@ class _Compiler:
         by_part = f"PARTITION BY {_cols(part)} ORDER BY {order}"
         self.ctes.append((
             "runs",
-            f"SELECT g.*, sum(CASE WHEN g.__gap > {width} THEN 1 ELSE 0 END) OVER ({by_part}"
+            f"SELECT g.*, sum(CASE WHEN g.__gap >= {length} THEN 1 ELSE 0 END) OVER ({by_part}"
             f" ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __run FROM"
             f" (SELECT members.*, __t - LAG(__t) OVER ({by_part}) AS __gap FROM members) AS g"))
         self.ctes.append((
@@ -338,8 +338,11 @@ class _Compiler:
         return cols | set(det.measures) | {"member_seq", "member_count",
                                            "related_settlement_ids", "first_time", "last_time"}
 
-    def _span(self, det: Window) -> tuple[str, int]:
-        """The numeric time axis and the inclusive width of the span on it."""
+    def _span(self, det: Window) -> tuple[str, int, int]:
+        """The numeric time axis, the inclusive width of the span on it (a span of N
+        days holds dates at most N - 1 apart, of N minutes times at most N minutes apart),
+        and its length: members at least that far apart are not "closer than the window"
+        and start a new run."""
         given = {k: v for k, v in det.span.model_dump().items() if v is not None}
         if len(given) != 1:
             raise self.rule.error("span takes exactly one of minutes, hours, days",
@@ -354,9 +357,9 @@ class _Compiler:
             raise self.rule.error("span must be at least 1", "detect", "span", unit)
         time = _q(det.time)
         if unit == "days":
-            return f"date_diff('day', DATE '1970-01-01', CAST({time} AS DATE))", n - 1
+            return f"date_diff('day', DATE '1970-01-01', CAST({time} AS DATE))", n - 1, n
         seconds = n * (60 if unit == "minutes" else 3600)
-        return f"epoch(CAST({time} AS TIMESTAMP))", seconds
+        return f"epoch(CAST({time} AS TIMESTAMP))", seconds, seconds
 
     def period_change(self, det: PeriodChange, cols: set[str]) -> set[str]:
         p = ("detect",)

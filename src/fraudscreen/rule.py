@@ -203,6 +203,7 @@ class Expected(_Model):
     related_settlement_ids: list[str] | None = None
     period_start: dt.date | None = None
     amount_at_risk: Decimal | None = None
+    message: str | None = None  # the whole sentence, exactly
 
 
 class RuleTest(_Model):

@@ -55,7 +55,7 @@ SOURCES: tuple[Source, ...] = (
         SELECT s.*,
                CAST(s.admit_time AS DATE) AS admit_date,
                CAST(s.discharge_time AS DATE) AS discharge_date,
-               substr(s.diagnosis_code, 1, 3) AS diagnosis_category,
+               upper(substr(s.diagnosis_code, 1, 3)) AS diagnosis_category,
                substr(s.visit_region, 1, 4) AS visit_area,
                substr(s.insured_region, 1, 4) AS insured_area,
                substr(s.insured_region, 1, 4) <> substr(s.visit_region, 1, 4) AS off_site
@@ -67,7 +67,7 @@ SOURCES: tuple[Source, ...] = (
                OR CAST(s.admit_time AS DATE) BETWEEN :window_start AND :window_end)
         """,
         "Effective settlements (reversals removed) in the analysis window, with "
-        "admit/discharge dates, diagnosis_category (ICD-10 3-character), pooling "
+        "admit/discharge dates, diagnosis_category (ICD-10 3-character, upper case), pooling "
         "areas and off_site.",
         materialize=True,
     ),

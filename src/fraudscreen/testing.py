@@ -22,7 +22,7 @@ from fraudscreen.screen import make_engine, screen
 DEFAULTS: dict[str, dict[str, Any]] = {
     "settlements": {"insurance_type": "310", "medical_type": "11",
                     "insured_region": "350902", "visit_region": "350902",
-                    "total_amount": 0, "fund_amount": 0},
+                    "fund_amount": 0},
     "fee_lines": {"fee_category": "09", "quantity": 1, "unit_price": 0, "amount": 0},
     "persons": {"gender": "1", "birth_date": dt.date(1970, 1, 1), "insured_region": "350902"},
     "institutions": {"kind": "hospital", "region": "350902", "name": ""},
@@ -59,6 +59,7 @@ def table(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
         full = {**DEFAULTS.get(name, {}), **row}
         if name == "settlements":
             full.setdefault("settle_time", full.get("discharge_time") or full.get("admit_time"))
+            full.setdefault("total_amount", full["fund_amount"])  # the fund pays part of it
         if name == "fee_lines":
             full.setdefault("line_id", f"L{i + 1}")
             full.setdefault("item_name", full.get("item_code"))

@@ -15,7 +15,7 @@ WITH src AS (
     t."settlement_id",
     LIST_SORT(ARRAY_AGG(DISTINCT o.settlement_id)) AS related_settlement_ids,
     MAX("o"."admit_time") AS "earlier_time",
-    MIN("o"."visit_area") AS "earlier_area"
+    ARG_MAX("o"."visit_area", CAST("o"."admit_time" AS TEXT) || "o"."settlement_id") AS "earlier_area"
   FROM src AS t
   JOIN oth AS o
     ON t."person_id" = o."person_id"
@@ -28,7 +28,7 @@ WITH src AS (
           "o"."admit_time" = "t"."admit_time" AND "o"."settlement_id" < "t"."settlement_id"
         )
       )
-      AND DATE_DIFF('SECOND', "o"."admit_time", "t"."admit_time") < 3 * 3600
+      AND DATE_DIFF('MICROSECOND', "o"."admit_time", "t"."admit_time") < 3 * 3600000000
     )
   GROUP BY
     t."settlement_id"
@@ -50,7 +50,7 @@ SELECT
   CAST(NULL AS DATE) AS "period_start",
   CAST(NULL AS DATE) AS "period_end",
   COALESCE(CAST("related_settlement_ids" AS TEXT[]), CAST([] AS TEXT[])) AS related_settlement_ids,
-  CAST(ROUND(GREATEST(CAST(fund_amount AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
+  CAST(ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
   admit_time AS "ev__admit_time",
   visit_area AS "ev__visit_area",
   earlier_time AS "ev__earlier_time",

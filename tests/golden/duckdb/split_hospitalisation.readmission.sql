@@ -4,8 +4,10 @@ WITH src AS (
   FROM (
     SELECT
       s.*
-    FROM "stays" AS s
+    FROM "settlements" AS s
   ) AS j
+  WHERE
+    medical_type = '21'
 ), seq AS (
   SELECT
     src.*,
@@ -36,7 +38,7 @@ SELECT
   CAST(NULL AS DATE) AS "period_start",
   CAST(NULL AS DATE) AS "period_end",
   COALESCE(CAST("related_settlement_ids" AS TEXT[]), CAST([] AS TEXT[])) AS related_settlement_ids,
-  CAST(ROUND(GREATEST(CAST(fund_amount AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
+  CAST(ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
   DATE_DIFF('DAY', "prev__discharge_date", admit_date) AS "ev__gap_days",
   diagnosis_category AS "ev__diagnosis_category",
   "prev__settlement_id" AS "ev__earlier_settlement_id",

@@ -4,8 +4,10 @@ WITH src AS (
   FROM (
     SELECT
       s.*
-    FROM "stays" AS s
+    FROM "settlements" AS s
   ) AS j
+  WHERE
+    medical_type = '21'
 ), seq AS (
   SELECT
     src.*,
@@ -38,7 +40,7 @@ SELECT
   CAST(NULL AS DATE) AS "period_start",
   CAST(NULL AS DATE) AS "period_end",
   COALESCE(CAST("related_settlement_ids" AS TEXT[]), CAST(ARRAY[] AS TEXT[])) AS related_settlement_ids,
-  CAST(ROUND(GREATEST(CAST(fund_amount AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
+  CAST(ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
   (
     CAST(admit_date AS DATE) - CAST("prev__discharge_date" AS DATE)
   ) AS "ev__gap_days",

@@ -15,7 +15,7 @@ WITH src AS (
     t.`settlement_id`,
     ARRAY_SORT(COLLECT_LIST(DISTINCT o.settlement_id)) AS related_settlement_ids,
     MAX(`o`.`admit_time`) AS `earlier_time`,
-    MIN(`o`.`visit_area`) AS `earlier_area`
+    MAX_BY(`o`.`visit_area`, CAST(`o`.`admit_time` AS STRING) || `o`.`settlement_id`) AS `earlier_area`
   FROM src AS t
   JOIN oth AS o
     ON t.`person_id` = o.`person_id`
@@ -29,20 +29,16 @@ WITH src AS (
         )
       )
       AND (
-        FLOOR(
-          CAST(TIMESTAMPDIFF(
-            MICROSECOND,
-            CAST('1970-01-01 00:00:00' AS TIMESTAMP_NTZ),
-            CAST(`t`.`admit_time` AS TIMESTAMP_NTZ)
-          ) AS DOUBLE) / 1000000
-        ) - FLOOR(
-          CAST(TIMESTAMPDIFF(
-            MICROSECOND,
-            CAST('1970-01-01 00:00:00' AS TIMESTAMP_NTZ),
-            CAST(`o`.`admit_time` AS TIMESTAMP_NTZ)
-          ) AS DOUBLE) / 1000000
+        TIMESTAMPDIFF(
+          MICROSECOND,
+          CAST('1970-01-01 00:00:00' AS TIMESTAMP_NTZ),
+          CAST(`t`.`admit_time` AS TIMESTAMP_NTZ)
+        ) - TIMESTAMPDIFF(
+          MICROSECOND,
+          CAST('1970-01-01 00:00:00' AS TIMESTAMP_NTZ),
+          CAST(`o`.`admit_time` AS TIMESTAMP_NTZ)
         )
-      ) < 3 * 3600
+      ) < 3 * 3600000000
     )
   GROUP BY
     t.`settlement_id`
@@ -64,7 +60,7 @@ SELECT
   CAST(NULL AS DATE) AS `period_start`,
   CAST(NULL AS DATE) AS `period_end`,
   COALESCE(CAST(`related_settlement_ids` AS ARRAY<STRING>), CAST(ARRAY() AS ARRAY<STRING>)) AS related_settlement_ids,
-  CAST(CASE WHEN TYPEOF(GREATEST(CAST(fund_amount AS DECIMAL(38, 10)), 0)) IN ('double', 'float') THEN ROUND(GREATEST(CAST(fund_amount AS DECIMAL(38, 10)), 0) * 100, 0) / 100 ELSE ROUND(GREATEST(CAST(fund_amount AS DECIMAL(38, 10)), 0), 2) END AS DECIMAL(16, 2)) AS amount_at_risk,
+  CAST(CASE WHEN TYPEOF(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0)) IN ('double', 'float') THEN ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0) * 100, 0) / 100 ELSE ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0), 2) END AS DECIMAL(16, 2)) AS amount_at_risk,
   admit_time AS `ev__admit_time`,
   visit_area AS `ev__visit_area`,
   earlier_time AS `ev__earlier_time`,

@@ -53,7 +53,7 @@ WITH src AS (
 ), runs AS (
   SELECT
     g.*,
-    SUM(CASE WHEN g.__gap > 600 THEN 1 ELSE 0 END) OVER (
+    SUM(CASE WHEN g.__gap >= 600 THEN 1 ELSE 0 END) OVER (
       PARTITION BY `institution_id`
       ORDER BY `admit_time` NULLS LAST, `settlement_id` NULLS LAST
       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
@@ -86,7 +86,7 @@ WITH src AS (
     MAX(`admit_time`) AS last_time,
     COUNT(DISTINCT person_id) AS `cards`,
     COUNT(*) AS `settlements_in_burst`,
-    SUM(fund_amount) AS `burst_fund`
+    SUM(LEAST(fund_amount, total_amount)) AS `burst_fund`
   FROM seqd
   GROUP BY
     `institution_id`,

@@ -4,8 +4,10 @@ WITH src AS (
   FROM (
     SELECT
       s.*
-    FROM `stays` AS s
+    FROM `settlements` AS s
   ) AS j
+  WHERE
+    medical_type = '21'
 ), seq AS (
   SELECT
     src.*,
@@ -48,7 +50,7 @@ SELECT
   CAST(NULL AS DATE) AS `period_start`,
   CAST(NULL AS DATE) AS `period_end`,
   COALESCE(CAST(`related_settlement_ids` AS ARRAY<STRING>), CAST(ARRAY() AS ARRAY<STRING>)) AS related_settlement_ids,
-  CAST(CASE WHEN TYPEOF(GREATEST(CAST(fund_amount AS DECIMAL(38, 10)), 0)) IN ('double', 'float') THEN ROUND(GREATEST(CAST(fund_amount AS DECIMAL(38, 10)), 0) * 100, 0) / 100 ELSE ROUND(GREATEST(CAST(fund_amount AS DECIMAL(38, 10)), 0), 2) END AS DECIMAL(16, 2)) AS amount_at_risk,
+  CAST(CASE WHEN TYPEOF(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0)) IN ('double', 'float') THEN ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0) * 100, 0) / 100 ELSE ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0), 2) END AS DECIMAL(16, 2)) AS amount_at_risk,
   DATEDIFF(CAST(admit_date AS DATE), CAST(`prev__discharge_date` AS DATE)) AS `ev__gap_days`,
   diagnosis_category AS `ev__diagnosis_category`,
   `prev__settlement_id` AS `ev__earlier_settlement_id`,

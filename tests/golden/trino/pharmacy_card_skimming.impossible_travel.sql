@@ -15,7 +15,10 @@ WITH src AS (
     t."settlement_id",
     ARRAY_SORT(ARRAY_AGG(DISTINCT o.settlement_id)) AS related_settlement_ids,
     MAX("o"."admit_time") AS "earlier_time",
-    MIN("o"."visit_area") AS "earlier_area"
+    MAX_BY(
+      "o"."visit_area",
+      CONCAT(CAST("o"."admit_time" AS VARCHAR), CAST("o"."settlement_id" AS VARCHAR))
+    ) AS "earlier_area"
   FROM src AS t
   JOIN oth AS o
     ON t."person_id" = o."person_id"
@@ -29,10 +32,10 @@ WITH src AS (
         )
       )
       AND DATE_DIFF(
-        'SECOND',
-        DATE_TRUNC('SECOND', "o"."admit_time"),
-        DATE_TRUNC('SECOND', "t"."admit_time")
-      ) < 3 * 3600
+        'MICROSECOND',
+        DATE_TRUNC('MICROSECOND', "o"."admit_time"),
+        DATE_TRUNC('MICROSECOND', "t"."admit_time")
+      ) < 3 * 3600000000
     )
   GROUP BY
     t."settlement_id"
@@ -54,7 +57,7 @@ SELECT
   CAST(NULL AS DATE) AS "period_start",
   CAST(NULL AS DATE) AS "period_end",
   COALESCE(CAST("related_settlement_ids" AS ARRAY(VARCHAR)), CAST(ARRAY[] AS ARRAY(VARCHAR))) AS related_settlement_ids,
-  CAST(ROUND(GREATEST(CAST(fund_amount AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
+  CAST(ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
   admit_time AS "ev__admit_time",
   visit_area AS "ev__visit_area",
   earlier_time AS "ev__earlier_time",
