@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -159,6 +160,36 @@ def test_window_restricts_the_data(tmp_path):
                "--to", "2024-01-31").exit_code == 0
     found = pl.read_parquet(out / "suspicions.parquet")
     assert "split_hospitalisation.readmission" not in set(found["rule_id"])  # A is outside
+
+
+def test_window_keeps_lines_charged_in_it_and_judges_a_stay_whole(tmp_path):
+    """A stay admitted before --from still bills into the window (here: a drug the
+    hospital never bought); a stay running past --to keeps its later lines, so the
+    days after the window are not taken for idle days."""
+    stays = [
+        dict(settlement_id="EARLY", person_id="P1", institution_id="H1", medical_type="21",
+             admit_time="2024-02-05 08:00:00", discharge_time="2024-02-20 10:00:00"),
+        dict(settlement_id="LATE", person_id="P2", institution_id="H1", medical_type="21",
+             admit_time="2024-02-27 08:00:00", discharge_time="2024-03-05 10:00:00"),
+    ]
+    lines = [dict(settlement_id="EARLY", item_code="DRUG", fee_category="09",
+                  charge_time="2024-02-12 09:00:00", quantity=50, unit_price=2, amount=100)]
+    lines += [dict(settlement_id="LATE", item_code="CARE", fee_category="05",
+                   charge_time=f"2024-{day} 09:00:00", quantity=1, unit_price=1, amount=1)
+              for day in ("02-27", "02-28", "02-29", "03-01", "03-02", "03-03", "03-04")]
+    data = data_folder(tmp_path, stays, [dict(line_id=f"L{i}", **row)
+                                         for i, row in enumerate(lines)])
+    table("purchases", [dict(institution_id="H1", item_code="OTHER",
+                             purchase_date="2024-02-01", quantity=1)]
+          ).write_parquet(data / "purchases.parquet")
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--from", "2024-02-10",
+               "--to", "2024-02-29").exit_code == 0
+    found = pl.read_parquet(out / "suspicions.parquet")
+    bought = found.filter(pl.col("rule_id") == "item_substitution.billed_more_than_bought")
+    assert bought.select("institution_id", "item_code", "amount_at_risk").rows() == [
+        ("H1", "DRUG", Decimal("100.00"))]
+    assert "bed_holding.idle_stay" not in set(found["rule_id"])
 
 
 def test_a_failing_rule_is_exit_1_and_the_others_still_run(tmp_path):

@@ -48,7 +48,7 @@ def _table(name: str, doc: str) -> Source:
 
 SOURCES: tuple[Source, ...] = (
     Source(
-        "settlements",
+        "effective_settlements",
         ("settlement_id",),
         ("settlements",),
         """
@@ -63,13 +63,23 @@ SOURCES: tuple[Source, ...] = (
         WHERE s.reversed_settlement_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM input_settlements AS r
                           WHERE r.reversed_settlement_id = s.settlement_id)
-          AND (NOT :filter_window
-               OR CAST(s.admit_time AS DATE) BETWEEN :window_start AND :window_end)
         """,
-        "Effective settlements (reversals removed) in the analysis window, with "
+        "Every effective settlement (reversals removed), whatever the analysis window, "
+        "with the columns of `settlements`: the context a `--from/--to` window cuts off "
+        "(a stay admitted before it whose lines are charged in it).",
+        materialize=True,
+    ),
+    Source(
+        "settlements",
+        ("settlement_id",),
+        ("settlements",),
+        """
+        SELECT * FROM effective_settlements
+        WHERE NOT :filter_window OR admit_date BETWEEN :window_start AND :window_end
+        """,
+        "Effective settlements (reversals removed) admitted in the analysis window, with "
         "admit/discharge dates, diagnosis_category (ICD-10 3-character, upper case), pooling "
         "areas and off_site.",
-        materialize=True,
     ),
     Source(
         "fee_lines",
@@ -80,12 +90,13 @@ SOURCES: tuple[Source, ...] = (
                s.person_id, s.institution_id, s.medical_type, s.admit_time, s.admit_date,
                s.discharge_time, s.discharge_date, s.off_site
         FROM input_fee_lines AS f
-        JOIN settlements AS s ON s.settlement_id = f.settlement_id
+        JOIN effective_settlements AS s ON s.settlement_id = f.settlement_id
         WHERE NOT :filter_window
            OR CAST(f.charge_time AS DATE) BETWEEN :window_start AND :window_end
         """,
-        "Fee lines of effective settlements, with charge_date and their settlement's "
-        "person, institution, medical type and dates.",
+        "Fee lines of effective settlements charged in the analysis window (whenever "
+        "their settlement was admitted), with charge_date and their settlement's person, "
+        "institution, medical type and dates.",
         # A view, not a table: the input fee lines are already in memory (Arrow) and
         # each rule reads a few of their columns, so joining the materialised
         # settlements per rule is cheaper than a wide copy that spills past the memory
@@ -118,14 +129,14 @@ SOURCES: tuple[Source, ...] = (
                  unnest(generate_series(CAST(s.admit_date AS TIMESTAMP),
                                         CAST(s.discharge_date AS TIMESTAMP) - INTERVAL 1 DAY,
                                         INTERVAL 1 DAY)) AS d(day)
-        ), fees AS (
-            SELECT f.settlement_id, f.charge_date AS day, count(*) AS line_count,
+        ), fees AS (  -- every line of the stay, also one charged after the window
+            SELECT f.settlement_id, CAST(f.charge_time AS DATE) AS day, count(*) AS line_count,
                    sum(f.amount) AS amount,
                    count(*) FILTER (WHERE f.fee_category NOT IN ('01', '02', '07'))
                        AS care_lines
-            FROM fee_lines AS f
-            WHERE f.medical_type = '21'
-            GROUP BY f.settlement_id, f.charge_date
+            FROM input_fee_lines AS f
+            WHERE f.settlement_id IN (SELECT settlement_id FROM stays)
+            GROUP BY f.settlement_id, CAST(f.charge_time AS DATE)
         )
         SELECT days.*, coalesce(fees.line_count, 0) AS line_count,
                coalesce(fees.amount, 0) AS amount,
@@ -134,7 +145,8 @@ SOURCES: tuple[Source, ...] = (
           ON fees.settlement_id = days.settlement_id AND fees.day = days.day
         """,
         "One row per day of a stay, admit date inclusive to discharge date exclusive, "
-        "with the day's line_count and amount; basic_only is true when the day has no "
+        "with the day's line_count and amount (all the stay's lines: with --from/--to, "
+        "also those charged after the window); basic_only is true when the day has no "
         "lines or only 01 床位费 / 02 诊察费 / 07 护理费 lines.",
     ),
     Source(
