@@ -495,6 +495,20 @@ def test_parquet_typed_and_text_columns(tmp_path):
         ("fee_lines.parquet", 2, "unit_price", "oops", "bad decimal")]
 
 
+def test_parquet_instants_are_read_as_china_standard_time(tmp_path):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    beijing = pl.Series([T0]).dt.replace_time_zone("Asia/Shanghai")  # 08:30 in Beijing
+    (tmp_path / "fee_lines").mkdir()
+    for part, zone in (("a", "UTC"), ("b", "Asia/Tokyo"), ("c", "Asia/Shanghai")):
+        pl.DataFrame({
+            "line_id": [f"L{part}"], "settlement_id": ["S1"], "item_code": ["X"],
+            "item_name": ["a"], "fee_category": ["09"],
+            "charge_time": beijing.dt.convert_time_zone(zone),  # 00:30Z, 09:30 Tokyo
+            "quantity": [1], "unit_price": [1], "amount": [1],
+        }).write_parquet(tmp_path / "fee_lines" / f"{part}.parquet")
+    assert load_folder(tmp_path).table("fee_lines")["charge_time"].to_list() == [T0] * 3
+
+
 def test_write_quarantine_replaces_the_file_whole(tmp_path):
     data = gbk_export(tmp_path)
     out = tmp_path / "new" / "out"

@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+# "Dates are compared as calendar dates in local time": the contract's timestamps are
+# wall-clock times in China Standard Time. A Parquet timestamp that is an instant (with a
+# time zone, as Spark writes them, in UTC) is read as its time here.
+LOCAL_TIME_ZONE = "Asia/Shanghai"
+
 
 class ColumnType(StrEnum):
     """Contract types; each maps to one DuckDB and one Polars type."""

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from fraudscreen.contract import INPUT_TABLES, Column, Table
+from fraudscreen.contract import INPUT_TABLES, LOCAL_TIME_ZONE, Column, Table
 from fraudscreen.expressions import sql_string
 from fraudscreen.quarantine import LINE, PART, check_part, duplicate_keys, key_hashes
 
@@ -587,7 +587,8 @@ def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Exp
                 .otherwise(column.cast(pl.String)))
     if source.is_temporal() and target.is_temporal():
         if getattr(source, "time_zone", None):
-            column = column.dt.replace_time_zone(None)  # keep the local wall-clock time
+            # An instant (Spark writes UTC): its wall-clock time where the care happened.
+            column = column.dt.convert_time_zone(LOCAL_TIME_ZONE).dt.replace_time_zone(None)
         return column.cast(target)
     if isinstance(target, pl.Decimal) and _integer_digits(source) <= (
             target.precision - target.scale):
