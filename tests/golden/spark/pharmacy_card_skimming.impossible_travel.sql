@@ -65,5 +65,6 @@ SELECT
   visit_area AS `ev__visit_area`,
   earlier_time AS `ev__earlier_time`,
   earlier_area AS `ev__earlier_area`,
-  fund_amount AS `ev__fund_amount`
+  fund_amount AS `ev__fund_amount`,
+  3 AS `ev__min_hours`
 FROM hits
