@@ -429,6 +429,10 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     result = cli.invoke(app, ["nightly", "--inbox", str(inbox.parent), "--store",
                               str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output  # a drop without fee_lines is fine
+    result = cli.invoke(app, ["nightly", "--inbox", str(inbox.parent), "--store",
+                              str(tmp_path / "s.duckdb"), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "holds the input" in result.output
+    assert (inbox / "p.parquet").exists()
     result = cli.invoke(app, ["suppress", "add", "--store", str(tmp_path / "s.duckdb"), "--rule",
                               "no.such_rule", "--person", "P", "--reason", "x", "--owner", "y",
                               "--until", "2030-01-01"])

@@ -192,6 +192,29 @@ def test_window_keeps_lines_charged_in_it_and_judges_a_stay_whole(tmp_path):
     assert "bed_holding.idle_stay" not in set(found["rule_id"])
 
 
+@pytest.mark.parametrize("where", ["data", "parent", "other folder", "file"])
+def test_an_out_folder_that_is_not_ours_to_replace_is_refused_before_any_work(tmp_path, where):
+    data = data_folder(tmp_path)
+    (tmp_path / "other folder").mkdir()
+    (tmp_path / "other folder" / "notes.txt").write_text("mine")
+    (tmp_path / "file").write_text("mine")
+    out = {"data": data, "parent": tmp_path}.get(where, tmp_path / where)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = run("--data", str(data), "--out", str(out))
+    assert result.exit_code == 2
+    assert "--out" in result.output
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_an_earlier_output_folder_is_replaced(tmp_path):
+    data = data_folder(tmp_path)
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out)).exit_code == 0
+    (out / "stale.txt").write_text("from before")
+    assert run("--data", str(data), "--out", str(out)).exit_code == 0
+    assert not (out / "stale.txt").exists() and (out / "run.json").exists()
+
+
 def test_a_failing_rule_is_exit_1_and_the_others_still_run(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("""\

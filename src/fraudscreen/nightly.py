@@ -71,7 +71,7 @@ from fraudscreen.ingest import (
     drop_rows,
     load_folder,
 )
-from fraudscreen.output import staged, write_csv, write_json, write_suspicions
+from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
 from fraudscreen.quarantine import DUPLICATE_KEY, ENTRY_SCHEMA, LINE, PART
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.runner import ScreenOptions
@@ -386,6 +386,7 @@ def reversal_map(settlements: store.StoredTable) -> dict[str, str]:
 def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
     """One night, start to finish; raises IngestError, RuleError or StoreError."""
     began = time.perf_counter()
+    check_out(opts.out, [opts.inbox, opts.store])
     started = dt.datetime.now().replace(microsecond=0)
     today = opts.today or dt.date.today()
     notes: list[str] = []

@@ -20,6 +20,27 @@ import polars as pl
 BOM = "\ufeff"
 
 
+MARKER = "run.json"  # every output folder has one: what makes it safe to replace
+
+
+def check_out(out_dir: Path, inputs: list[Path]) -> None:
+    """Refuse an output folder whose replacement would destroy something else: the
+    data (``--out`` naming the data folder or a folder above it), a file, or a folder
+    that is not an earlier output. Checked before any work is done."""
+    out = Path(out_dir).resolve()
+    for given in inputs:
+        path = Path(given).resolve()
+        if path == out or out in path.parents:
+            raise ValueError(f"--out {out_dir} holds the input {given}: the output folder is "
+                             "replaced whole, so it must be another folder")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise ValueError(f"--out {out_dir} is a folder with other files in it (no {MARKER}): "
+                         "the output folder is replaced whole; name a new or empty folder, "
+                         "or an earlier output folder")
+
+
 @contextlib.contextmanager
 def staged(out_dir: Path) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``out_dir`` whole."""

@@ -17,7 +17,7 @@ import polars as pl
 
 from fraudscreen import __version__
 from fraudscreen.ingest import Ingestion, load_folder
-from fraudscreen.output import staged, write_csv, write_json, write_suspicions
+from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
 from fraudscreen.privacy import apply_profile, check_profile, site_secret
 from fraudscreen.report import write_reports
 from fraudscreen.ruleset import RuleSet
@@ -126,6 +126,7 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
 def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
     """The whole run; raises IngestError/RuleError for unusable input or rules."""
     began = time.perf_counter()
+    check_out(opts.out, [opts.data])
     check_profile(opts.profile)
     if opts.profile == "public":
         site_secret()  # fail now, not after an hour of screening
