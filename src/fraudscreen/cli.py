@@ -175,7 +175,9 @@ def _date(value: str | None, flag: str) -> dt.date | None:
 @app.command()
 def run(
     data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced whole on success).")],
+    out: Annotated[Path, typer.Option("--out", help=(
+        "Output folder, replaced whole on success: a new or empty folder, or an earlier "
+        "output (never the data folder or one above it)."))],
     rules: RulesOpt = [],
     only: OnlyOpt = [],
     param: ParamOpt = [],
