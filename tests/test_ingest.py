@@ -205,6 +205,27 @@ def test_column_map_renames_site_headers(tmp_path):
         load_folder(tmp_path, column_map=mapping)
 
 
+def test_the_specs_other_chinese_names_are_headers_too(tmp_path):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS,
+              [settlement("S1"), settlement("S2", reversed_settlement_id="S1")], header="zh")
+    text = (tmp_path / "settlements.csv").read_text(encoding="utf-8")
+    text = text.replace("入院时间", "就诊时间").replace("原结算ID", "原结算ID (冲销)")
+    (tmp_path / "settlements.csv").write_text(text, encoding="utf-8")
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [])
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("settlements")["reversed_settlement_id"].to_list() == [None, "S1"]
+    assert not ingestion.notes
+
+
+def test_a_repeated_header_is_an_error_naming_it(tmp_path):
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    lines = (tmp_path / "fee_lines.csv").read_text(encoding="utf-8").splitlines()
+    lines = [lines[0] + ",amount", lines[1] + ",99"]
+    (tmp_path / "fee_lines.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(IngestError, match="header 'amount' appears more than once"):
+        load_folder(tmp_path)
+
+
 def test_unknown_columns_dropped_and_absent_nullable_columns_filled(tmp_path):
     folder(tmp_path, [settlement("S1")], [])
     rows = "line_id,settlement_id,item_code,item_name,fee_category,charge_time,quantity,"

@@ -215,6 +215,19 @@ def test_an_earlier_output_folder_is_replaced(tmp_path):
     assert not (out / "stale.txt").exists() and (out / "run.json").exists()
 
 
+def test_ingestion_notes_are_shown_even_quiet_and_kept_in_run_json_and_report(tmp_path):
+    data = data_folder(tmp_path)
+    table("settlements", STAYS).rename({"reversed_settlement_id": "冲销标志"}).write_parquet(
+        data / "settlements.parquet")
+    out = tmp_path / "out"
+    result = run("--data", str(data), "--out", str(out))
+    assert result.exit_code == 0
+    assert "ignored columns not in the contract: 冲销标志" in result.output
+    notes = json.loads((out / "run.json").read_text(encoding="utf-8"))["ingestion_notes"]
+    assert any("冲销标志" in n for n in notes)
+    assert "冲销标志" in (out / "report.html").read_text(encoding="utf-8")
+
+
 def test_a_failing_rule_is_exit_1_and_the_others_still_run(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("""\

@@ -70,6 +70,7 @@ class Column:
     # A code of exactly this many digits, whose leading zeros an integer column or a
     # spreadsheet (which reads 01 as 1) may have dropped: ingestion restores them.
     digits: int | None = None
+    zh_other: tuple[str, ...] = ()  # the spec's other Chinese names for the column
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class Table:
         for c in self.columns:
             aliases[c.name] = c.name
             aliases[c.zh] = c.name
+            for other in c.zh_other:
+                aliases[other] = c.name
             if c.national:
                 aliases[c.national] = c.name
         return aliases
@@ -119,7 +122,7 @@ SETTLEMENTS = Table(
                meaning="6-digit region where the person is insured"),
         Column("visit_region", "就医地医保区划", S, national="fix_blng_admdvs",
                meaning="6-digit region where the care or purchase happened"),
-        Column("admit_time", "入院时间", TS, national="begndate",
+        Column("admit_time", "入院时间", TS, national="begndate", zh_other=("就诊时间",),
                meaning="start of stay, visit, or purchase time"),
         Column("discharge_time", "出院时间", TS, nullable=True, national="enddate",
                meaning="end of an inpatient stay"),
@@ -130,6 +133,7 @@ SETTLEMENTS = Table(
         Column("total_amount", "医疗费总额", M, national="medfee_sumamt"),
         Column("fund_amount", "基金支付总额", M, national="fund_pay_sumamt"),
         Column("reversed_settlement_id", "原结算ID", S, nullable=True,
+               zh_other=("原结算ID (冲销)", "原结算ID(冲销)", "原结算ID（冲销）"),
                national="init_setl_id", meaning="set on a reversal (冲销) row"),
     ),
 )
@@ -191,7 +195,8 @@ CATALOG = Table(
         Column("item_name", "名称", S, national="hilist_name"),
         Column("generic_name", "通用名", S, nullable=True),
         Column("fee_category", "收费项目类别", S, digits=2),
-        Column("price_cap", "最高限价", Q, nullable=True, meaning="yuan per unit"),
+        Column("price_cap", "最高限价", Q, nullable=True, meaning="yuan per unit",
+               zh_other=("支付标准",)),
         Column("gender_limit", "限定性别", S, nullable=True),
         Column("max_daily_quantity", "日最大数量", Q, nullable=True),
     ),

@@ -181,6 +181,7 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
         ],
         "tables": tables,
         "missing": manifest.get("missing_optional_tables") or [],
+        "notes": manifest.get("ingestion_notes") or [],
         "quarantine": quarantine,
         "rules": [{**r, "family_zh": FAMILIES.get(r.get("family"), r.get("family")),
                    "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),

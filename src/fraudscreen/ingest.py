@@ -19,6 +19,7 @@ import codecs
 import difflib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -468,6 +469,14 @@ def _read_csv(
         if source != path:  # the transcoded copy; never the input
             source.unlink(missing_ok=True)
         raise _unreadable(path, "CSV", err) from None
+    repeated = [c for c in columns
+                if (m := re.fullmatch(r"(.*)_duplicated_\d+", c)) and m[1] in columns]
+    if repeated:
+        if source != path:
+            source.unlink(missing_ok=True)
+        base = re.fullmatch(r"(.*)_duplicated_\d+", repeated[0])[1]
+        raise IngestError(f"{path}: header {base.strip()!r} appears more than once; "
+                          "which column is meant?")
     headers = _match_headers(columns, table, renames, path, shown, notes)
 
     def chunks() -> Iterator[pl.DataFrame]:

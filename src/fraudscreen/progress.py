@@ -53,6 +53,10 @@ class Progress:
                     f"screening with {self.total} rule(s)",
                     important=bool(bad), rows=rows, quarantined_cells=bad,
                     seconds=round(seconds, 3))
+        # Ignored columns and files, columns left empty, codes repaired: each can change
+        # what the rules find, so they are shown even under --quiet.
+        for note in ingestion.notes:
+            self._event("note", f"[yellow]note[/]: {note}", important=True, note=note)
 
     def rule_done(self, outcome) -> None:
         self.done += 1
@@ -66,11 +70,21 @@ class Progress:
                     reason=outcome.reason, seconds=round(outcome.seconds, 3))
 
     def summary(self, result) -> None:
-        orphans = result.screening.integrity.get("fee_lines_without_settlement", 0)
+        integrity = result.screening.integrity
+        orphans = integrity.get("fee_lines_without_settlement", 0)
         if orphans:
             self._event("warning", f"[yellow]warning[/]: {orphans} fee line(s) name a "
                                    "settlement that is not in settlements; no rule can use them",
                         important=True, fee_lines_without_settlement=orphans)
+        unknown = integrity.get("reversals_of_unknown_settlements", 0)
+        if unknown:
+            self._event("warning", f"[yellow]warning[/]: {unknown} reversal row(s) name a "
+                                   "settlement that is not in settlements",
+                        important=True, reversals_of_unknown_settlements=unknown)
+        if result.strict_failed:
+            self._event("warning", "[red]--strict[/]: rows were quarantined (see "
+                                   "quarantine.csv), so the run exits 1",
+                        important=True, strict=True)
         if self.json:
             self._event("done", "", suspicions=result.screening.suspicions.height,
                         exit_code=result.exit_code, out=result.manifest.get("out"))

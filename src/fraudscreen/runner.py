@@ -60,6 +60,7 @@ class RunResult:
     ingestion: Ingestion
     manifest: dict
     exit_code: int
+    strict_failed: bool = False  # --strict and rows were quarantined
 
 
 def load_rules(opts: ScreenOptions) -> RuleSet:
@@ -114,6 +115,7 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
         "rows_read": ingestion.rows_read,
         "rows_kept": ingestion.rows_kept,
         "missing_optional_tables": ingestion.missing_optional,
+        "ingestion_notes": ingestion.notes,
         "reference_data": screening.origins,
         "quarantine": quarantine_counts(ingestion.quarantine),
         "integrity": screening.integrity,
@@ -164,7 +166,8 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
             shutil.rmtree(folder / scratch, ignore_errors=True)
     failed = any(o.status == "failed" for o in screening.outcomes)
     strict_fail = opts.strict and ingestion.quarantine.height > 0
-    return RunResult(screening, ingestion, doc, 1 if failed or strict_fail else 0)
+    return RunResult(screening, ingestion, doc, 1 if failed or strict_fail else 0,
+                     strict_fail)
 
 
 def _engine_options(opts: RunOptions, folder: Path) -> dict:
