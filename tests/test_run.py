@@ -228,6 +228,23 @@ def test_ingestion_notes_are_shown_even_quiet_and_kept_in_run_json_and_report(tm
     assert "冲销标志" in (out / "report.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("lines", ["none", "all bad"])
+def test_no_usable_fee_line_is_an_error_not_a_list_of_idle_stays(tmp_path, lines):
+    bad = [dict(line_id="L1", settlement_id="A", item_code="X",
+                charge_time="2024-01-01 09:00:00", quantity=1, unit_price=1, amount=1)]
+    data = data_folder(tmp_path, lines=[] if lines == "none" else bad)
+    if lines == "all bad":
+        (data / "fee_lines.parquet").unlink()
+        (data / "fee_lines.csv").write_text(
+            "line_id,settlement_id,item_code,item_name,fee_category,charge_time,quantity,"
+            "unit_price,amount\nL1,A,X,x,09,2024-01-01T09:00:00Z,1,1,1\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run("--data", str(data), "--out", str(out))
+    assert result.exit_code == 2
+    assert "table fee_lines has no usable row" in result.output
+    assert not out.exists()
+
+
 def test_a_failing_rule_is_exit_1_and_the_others_still_run(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("""\

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from fraudscreen import __version__
-from fraudscreen.ingest import Ingestion, load_folder
+from fraudscreen.ingest import IngestError, Ingestion, load_folder
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
 from fraudscreen.privacy import apply_profile, check_profile, site_secret
 from fraudscreen.report import write_reports
@@ -146,6 +146,7 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         ingested = time.perf_counter()
         if progress:
             progress.read(ingestion, ingested - began)
+        _check_usable(ingestion, opts)
         engine = make_engine(opts.engine, **_engine_options(opts, folder))
         try:
             screening = screen(ingestion.tables, ruleset, engine, opts.window_from,
@@ -168,6 +169,19 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
     strict_fail = opts.strict and ingestion.quarantine.height > 0
     return RunResult(screening, ingestion, doc, 1 if failed or strict_fail else 0,
                      strict_fail)
+
+
+def _check_usable(ingestion: Ingestion, opts: RunOptions) -> None:
+    """A required table without a usable row is a failed export, not a quiet night: with
+    no fee lines every stay would look idle."""
+    for name in ("settlements", "fee_lines"):
+        read = ingestion.rows_read.get(name)
+        if read is not None and not ingestion.rows_kept.get(name):
+            why = (f"all {read:,} of its rows were quarantined" if read
+                   else "it has no rows")
+            raise IngestError(f"{opts.data}: table {name} has no usable row ({why}); "
+                              f"`fraudscreen validate --data {opts.data} --out DIR` "
+                              "writes quarantine.csv with the reasons")
 
 
 def _engine_options(opts: RunOptions, folder: Path) -> dict:
