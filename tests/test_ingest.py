@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from fraudscreen.cli import app
 from fraudscreen.contract import FEE_LINES, SETTLEMENTS, ColumnType, Table
 from fraudscreen.ingest import IngestError, load_folder, write_quarantine
+from fraudscreen.quarantine import SCIENTIFIC
 
 T0 = dt.datetime(2024, 3, 1, 8, 30, 0)
 
@@ -412,7 +413,7 @@ def test_codes_in_integer_or_float_parquet_columns_read_as_their_integers(tmp_pa
         "line_id": ["L1", "L2", "L3"], "settlement_id": ["S1"] * 3,
         "item_code": [12.0, 1.5, -3.0], "item_name": ["a"] * 3,
         "fee_category": [1, 9, 14], "charge_time": [T0] * 3, "quantity": [1] * 3,
-        "unit_price": [1] * 3, "amount": [1] * 3, "doctor_id": [None, 7.0, None],
+        "unit_price": [1] * 3, "amount": [1] * 3, "doctor_id": [float("nan"), 7.0, None],
     }).write_parquet(tmp_path / "fee_lines.parquet")
     fees = load_folder(tmp_path).table("fee_lines")
     assert fees.select("item_code", "fee_category", "doctor_id").rows() == [
@@ -428,6 +429,16 @@ def test_a_file_in_contract_form_whose_codes_lost_zeros_is_staged_and_noted_once
         assert ingestion.table("fee_lines")["fee_category"].to_list() == ["09", "02"]
         assert sum("leading zeros" in n for n in ingestion.notes) == 1
         assert sum("extra" in n for n in ingestion.notes) == 1  # header notes not repeated
+
+
+def test_ids_that_excel_turned_into_scientific_notation_are_quarantined(tmp_path):
+    settlements = [settlement("S1", person_id="3.30106E+13"), settlement("S2"),
+                   settlement("S3", person_id="3.3E+13"), settlement("S4", person_id="E+1")]
+    folder(tmp_path, settlements, [fee_line("L1")])
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("settlements")["settlement_id"].to_list() == ["S2", "S4"]
+    assert ingestion.quarantine.select("line", "column", "value", "reason").rows() == [
+        (2, "person_id", "3.30106E+13", SCIENTIFIC), (4, "person_id", "3.3E+13", SCIENTIFIC)]
 
 
 def test_duplicate_keys_and_discharge_before_admission(tmp_path):

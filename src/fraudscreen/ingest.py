@@ -590,10 +590,11 @@ def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Exp
     for a text column goes as the integer it holds."""
     column = pl.col(name)
     if target == pl.String and source.is_float():
-        # A code kept as a float (a pandas column with gaps) is its integer: 1.0 -> "1".
+        # A code kept as a float (a pandas column with gaps) is its integer: 1.0 -> "1";
+        # NaN is a gap, not the code "NaN".
         whole = column.cast(pl.Int64, strict=False)
-        return (pl.when(whole == column).then(whole.cast(pl.String))
-                .otherwise(column.cast(pl.String)))
+        return (pl.when(column.is_nan()).then(None).when(whole == column)
+                .then(whole.cast(pl.String)).otherwise(column.cast(pl.String)).alias(name))
     if source.is_temporal() and target.is_temporal():
         if getattr(source, "time_zone", None):
             # An instant (Spark writes UTC): its wall-clock time where the care happened.

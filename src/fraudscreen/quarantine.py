@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from fraudscreen.contract import ColumnType, Table
+from fraudscreen.contract import Column, ColumnType, Table
 
 if TYPE_CHECKING:
     from fraudscreen.ingest import StagedFile
@@ -32,6 +32,7 @@ ENTRY_SCHEMA = {
 }
 
 MISSING = "missing value"
+SCIENTIFIC = "number in scientific notation (digits lost, e.g. by Excel)"
 EMPTY_ROW = "empty row"
 DUPLICATE_KEY = "duplicate key"
 BAD_VALUE = {
@@ -67,6 +68,8 @@ DECIMALS = (ColumnType.MONEY, ColumnType.QUANTITY)
 # Digit-only formats need every digit: chrono would read '2024010203040' as 03:04:00.
 _DIGITS_ONLY = {"%Y%m%d%H%M%S": 14, "%Y%m%d": 8}
 _DECIMAL_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
+# A long number Excel shows as 3.30106E+13: the id or code it was is lost.
+_SCIENTIFIC_TEXT = r"^[+-]?\d(?:\.\d+)?[eE]\+\d+$"
 
 
 @dataclass
@@ -120,6 +123,9 @@ def check_part(raw: pl.DataFrame, table: Table) -> CheckedPart:
     for column, reason, condition in ROW_RULES.get(table.name, ()):
         findings.append((column, reason, frame.select(condition.fill_null(False)).to_series()))
 
+    for c in _scientific(texts, from_text):
+        findings.append((c.name, SCIENTIFIC, texts[c.name].str.contains(_SCIENTIFIC_TEXT)
+                         .fill_null(False)))
     bad_row = reduce(operator.or_, (mask for _, _, mask in findings))
     entries = [_entry(raw, *finding) for finding in findings if finding[2].any()]
     return CheckedPart(frame.filter(~bad_row).select(*table.column_names, PART, LINE),
@@ -180,6 +186,18 @@ def _entries(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 def _absent(name: str) -> str:
     return f"{name} is absent"
+
+
+def _scientific(texts: pl.DataFrame, from_text: list[Column]) -> list[Column]:
+    """Text columns whose first thousand values hold a number in scientific notation:
+    Excel mangles a whole column of long numbers at once, so the head shows it (checking
+    every value of every column would cost a second per 20 M rows)."""
+    text = [c for c in from_text if c.type is ColumnType.STRING]
+    if not text:
+        return []
+    head = texts.head(1000).select(pl.col(c.name).str.contains(_SCIENTIFIC_TEXT).any()
+                                   for c in text).row(0)
+    return [c for c, found in zip(text, head, strict=True) if found]
 
 
 def _lost_zeros(text: pl.Expr, digits: int) -> pl.Expr:
