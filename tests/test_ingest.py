@@ -375,9 +375,10 @@ def test_dates(tmp_path):
     folder(tmp_path, [settlement("S1")], [fee_line("L1")])
     persons = "人员编号,性别,出生日期,参保地医保区划\nP1,1,1980-01-31,010101\n"
     persons += "P2,2,1980/1/31,350902\nP3,1,19800131,350902\nP4,2,1980-02-30,350902\n"
+    persons += "P5,1,1980-01-31T00:00:00,350902\nP6,1,1980-01-31 00:00:00.000,350902\n"
     (tmp_path / "persons.csv").write_text(persons, encoding="utf-8")
     ingestion = load_folder(tmp_path)
-    assert ingestion.table("persons")["birth_date"].to_list() == [dt.date(1980, 1, 31)] * 3
+    assert ingestion.table("persons")["birth_date"].to_list() == [dt.date(1980, 1, 31)] * 5
     assert ingestion.table("persons")["insured_region"][0] == "010101"
     assert found(ingestion) == {("persons", 5, "birth_date", "bad date")}
     assert "persons" not in ingestion.missing_optional and "catalog" in ingestion.missing_optional

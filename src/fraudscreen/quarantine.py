@@ -62,7 +62,9 @@ TIMESTAMP_FORMATS = (
     "%Y/%m/%d",
     "%Y%m%d",
 )
-DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d")
+# A database export often writes a date as midnight of that day: the day is what counts.
+DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d",
+                "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y/%m/%d %H:%M:%S%.f")
 FORMATS = {ColumnType.TIMESTAMP: TIMESTAMP_FORMATS, ColumnType.DATE: DATE_FORMATS}
 DECIMALS = (ColumnType.MONEY, ColumnType.QUANTITY)
 # Digit-only formats need every digit: chrono would read '2024010203040' as 03:04:00.
