@@ -485,6 +485,17 @@ def test_line_numbers_count_quoted_line_breaks(tmp_path):
 # --- layouts: parts and Parquet -------------------------------------------------------
 
 
+def test_an_empty_csv_part_is_a_part_without_rows(tmp_path):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    write_csv(tmp_path / "fee_lines" / "a.csv", FEE_LINES, [fee_line("L1")])
+    (tmp_path / "fee_lines" / "b.csv").write_bytes(b"")
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1"]
+    assert [(f.path, f.rows) for f in ingestion.files if f.table == "fee_lines"] == [
+        ("fee_lines/a.csv", 1), ("fee_lines/b.csv", 0)]
+    assert "fee_lines/b.csv: empty file (not even a header): no rows" in ingestion.notes
+
+
 def test_folder_of_parts_read_in_name_order_with_duplicates_across_parts(tmp_path):
     write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
     parts = tmp_path / "fee_lines"
@@ -735,7 +746,7 @@ def test_parquet_chunks_follow_row_groups(monkeypatch, groups, chunks):
 @pytest.mark.parametrize("encoding", [None, "gbk"])
 def test_unreadable_csv_is_an_error_and_the_input_is_left_alone(tmp_path, encoding):
     data = folder(tmp_path / "data", [settlement("S1")], [fee_line("L1")])
-    (data / "settlements.csv").write_bytes(b"")
+    (data / "settlements.csv").write_bytes(b"\n")  # a blank line: no header
     work = tmp_path / "work"
     with pytest.raises(IngestError, match=r"settlements\.csv: cannot read as CSV"):
         load_folder(data, encoding=encoding, work_dir=work)

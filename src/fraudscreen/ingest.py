@@ -457,6 +457,9 @@ def _read_csv(
     codes keep their leading zeros; LINE is the file line. Headers are checked before
     any row is read; a file not in UTF-8 is first transcoded to ``scratch``, streamed."""
     digest, utf8_error, quoted = _scan(path, check_utf8=codec in (None, *_UTF8))
+    if path.stat().st_size == 0:  # a night's part with nothing in it
+        notes.append(f"{shown}: empty file (not even a header): no rows")
+        return digest, iter(())
     if codec in _UTF8 and utf8_error:
         raise IngestError(f"{path}: not valid UTF-8 ({utf8_error})")
     source = path  # Polars reads UTF-8 (with or without BOM) itself
