@@ -297,6 +297,14 @@ def test_unusable_encodings_are_ingest_errors(tmp_path):
         load_folder(tmp_path, encoding="klingon")
     with pytest.raises(IngestError, match=r"settlements\.csv.*not valid UTF-8"):
         load_folder(tmp_path, encoding="utf-8")
+    utf8 = write_csv(tmp_path / "settlements.csv", SETTLEMENTS,
+                     [settlement(f"S{i}", diagnosis_code="肺炎") for i in range(50)])
+    stray = utf8.stat().st_size - 10
+    raw = utf8.read_bytes()
+    utf8.write_bytes(raw[:stray] + b"\xff" + raw[stray:])
+    with pytest.raises(IngestError, match=rf"neither UTF-8 \(invalid start byte near byte "
+                                          rf"{stray}\) nor GB18030 \(near byte \d+\)"):
+        load_folder(tmp_path)
 
 
 # --- values --------------------------------------------------------------------------

@@ -464,7 +464,7 @@ def _read_csv(
         raise IngestError(f"{path}: not valid UTF-8 ({utf8_error})")
     source = path  # Polars reads UTF-8 (with or without BOM) itself
     if codec not in (None, *_UTF8) or utf8_error:
-        source = _transcode(path, codec, scratch)
+        source = _transcode(path, codec, scratch, utf8_error)
     scan = pl.scan_csv(source, infer_schema=False)
     try:
         columns = scan.collect_schema().names()
@@ -503,8 +503,9 @@ def _read_csv(
     return digest, chunks()
 
 
-def _transcode(path: Path, codec: str | None, target: Path) -> Path:
-    """A UTF-8 copy of a CSV file in the named codec, else GB18030, decoded in chunks."""
+def _transcode(path: Path, codec: str | None, target: Path, utf8_error: str = "") -> Path:
+    """A UTF-8 copy of a CSV file in the named codec, else GB18030, decoded in chunks
+    (``utf8_error``: why it is not UTF-8, for the message if GB18030 fails too)."""
     decoder = codecs.getincrementaldecoder(codec or "gb18030")()
     offset = start = 0  # bytes read; where the bytes being decoded begin
     try:
@@ -522,7 +523,7 @@ def _transcode(path: Path, codec: str | None, target: Path) -> Path:
             raise IngestError(
                 f"{path}: cannot be read as {codec}: {err.reason} near byte {at}") from None
         raise IngestError(
-            f"{path}: neither UTF-8 nor GB18030 (near byte {at}); "
+            f"{path}: neither UTF-8 ({utf8_error}) nor GB18030 (near byte {at}); "
             "name the encoding with --encoding"
         ) from None
     return target
