@@ -762,6 +762,19 @@ def test_unreadable_csv_is_an_error_and_the_input_is_left_alone(tmp_path, encodi
     assert not list(work.rglob("*.utf-8.csv"))
 
 
+@pytest.mark.parametrize(("tail", "where"), [
+    ('L2,S1,X,x,09,2024-03-02 09:00:00,1,1,1,D1,extra\n',
+     r"at line 3 \(11 fields; the header has 10\)"),
+    ('"L2,S1,X,x,09,2024-03-02 09:00:00,1,1,1,D1\nL3,S1\n', r"in the row starting at line 3"),
+])
+def test_a_csv_that_breaks_is_an_error_naming_the_line(tmp_path, tail, where):
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    with (tmp_path / "fee_lines.csv").open("a", encoding="utf-8") as f:
+        f.write(tail)
+    with pytest.raises(IngestError, match=rf"fee_lines\.csv: cannot read as CSV {where}"):
+        load_folder(tmp_path)
+
+
 def test_the_format_tried_first_is_the_one_most_sampled_values_are_in():
     from fraudscreen.contract import ColumnType
     from fraudscreen.quarantine import TIMESTAMP_FORMATS, _formats

@@ -16,6 +16,7 @@ chunk, not the input; a Parquet file is read chunk by chunk, a CSV file whole.
 from __future__ import annotations
 
 import codecs
+import csv
 import difflib
 import hashlib
 import os
@@ -495,7 +496,7 @@ def _read_csv(
                                    (lines + inner.cum_sum() - inner).alias(LINE))
                 line += frame.height + int(inner.sum())
         except (pl.exceptions.PolarsError, OSError) as err:
-            raise _unreadable(path, "CSV", err) from None
+            raise _unreadable(path, "CSV", err, _locate(source)) from None
         finally:
             if source != path:
                 source.unlink(missing_ok=True)
@@ -697,8 +698,29 @@ def _scan(path: Path, check_utf8: bool) -> tuple[str, str, bool]:
     return digest.hexdigest(), error, quoted
 
 
-def _unreadable(path: Path, kind: str, err: Exception) -> IngestError:
-    return IngestError(f"{path}: cannot read as {kind}: {str(err).splitlines()[0]}")
+def _unreadable(path: Path, kind: str, err: Exception, where: str = "") -> IngestError:
+    return IngestError(f"{path}: cannot read as {kind}{where}: {str(err).splitlines()[0]}")
+
+
+def _locate(source: Path) -> str:
+    """Where a CSV file stops being CSV, for the error message (read only on failure):
+    the first row with more fields than the header, or where quoting breaks."""
+    start = 1  # the line the row being read starts on
+    try:
+        with source.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, strict=True)
+            width = len(next(reader, []))
+            start = reader.line_num + 1
+            for record in reader:
+                if len(record) > width:  # a short row is quarantined; a long one is not CSV
+                    return (f" at line {start} ({len(record)} fields; the header "
+                            f"has {width})")
+                start = reader.line_num + 1
+    except csv.Error as err:
+        return f" in the row starting at line {start} ({err})"
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return ""
 
 
 def _sha256(path: Path) -> str:
