@@ -355,7 +355,8 @@ def test_end_to_end_run_writes_the_reports(tmp_path):
         pl.col("institution_id") == "H1")["amount_at_risk"].sum()
     assert result.manifest["suspicions"] == found.height
     assert "疑点月度趋势" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
-    before = {n: (tmp_path / "out" / n).read_bytes() for n in ("leads.csv", "leads.xlsx")}
+    before = {n: (tmp_path / "out" / n).read_bytes()
+              for n in ("leads.csv", "leads.xlsx", "report.html")}
     report_folder(tmp_path / "out")  # `fraudscreen report OUT` on a real run folder
     for name, content in before.items():
         assert (tmp_path / "out" / name).read_bytes() == content, name

@@ -212,8 +212,9 @@ def run(
 
     Writes OUT/suspicions.parquet and .csv, leads.csv, leads.xlsx, report.html,
     quarantine.csv and run.json. Exit 0 when the run completed (found or not),
-    1 when a rule failed (or --strict and rows were quarantined), 2 on unusable
-    input or rules.
+    1 when a rule failed, --strict and rows were quarantined, or the outputs could
+    not be written (the previous output folder is then left as it was), 2 on
+    unusable input, rules or --out.
     """
     from fraudscreen.ingest import IngestError
     from fraudscreen.progress import Progress

@@ -33,7 +33,9 @@ PALETTE = ("#2f6db5", "#d9822b", "#3a9a5b", "#c0392b", "#8e5fb5", "#16a5a5",
 STATUS_ZH = {"ran": "已运行", "skipped": "已跳过", "failed": "失败"}
 PROFILE_ZH = {"full": "完整（full）", "investigator": "调查（investigator）",
               "public": "公开脱敏（public）"}
-TIMING_ZH = {"ingest": "读取数据", "rules": "运行规则", "total": "合计"}
+# The total is known only once the report is written: shown in run.json, not here, so
+# that `fraudscreen report` regenerates the same page.
+TIMING_ZH = {"ingest": "读取数据", "rules": "运行规则"}
 
 
 def yuan(amount: Any) -> str:
@@ -175,8 +177,8 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
             ("隔离行数", f"{sum(int(q.get('rows', 0)) for q in quarantine):,}"),
             ("规则", (f"运行 {counts['ran']} 条，跳过 {counts['skipped']} 条，"
                      f"失败 {counts['failed']} 条")),
-            ("用时", "，".join(f"{TIMING_ZH.get(k, k)} {v} 秒" for k, v in timings.items())
-             or "—"),
+            ("用时", "，".join(f"{TIMING_ZH[k]} {v} 秒" for k, v in timings.items()
+                             if k in TIMING_ZH) or "—"),
             ("脱敏级别", PROFILE_ZH.get(profile, profile)),
         ],
         "tables": tables,
