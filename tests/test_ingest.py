@@ -271,6 +271,17 @@ def test_validate_quarantines_exactly_the_three_bad_lines(tmp_path):
     assert "3 row(s) quarantined" in strict.output
 
 
+def test_validate_warns_of_fee_lines_and_reversals_naming_no_settlement(tmp_path):
+    folder(tmp_path / "data", [settlement("S1"), settlement("R1", reversed_settlement_id="S9")],
+           [fee_line("L1"), fee_line("L2", settlement_id="S7"), fee_line("L3", settlement_id="S8")])
+    result = validate(tmp_path / "data", tmp_path / "out")
+    assert result.exit_code == 0
+    assert ("warning: 2 fee line(s) name a settlement that is not in settlements"
+            in result.output)
+    assert "warning: 1 reversal row(s) name a settlement that is not in settlements" in (
+        result.output)
+
+
 def test_validate_exits_2_naming_a_missing_required_table(tmp_path):
     write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [fee_line("L1")])
     result = validate(tmp_path, tmp_path / "out")

@@ -79,15 +79,19 @@ def validate(
     when any row was quarantined, 2 when the input is unusable.
     """
     from fraudscreen.ingest import IngestError, load_folder, print_summary, write_quarantine
+    from fraudscreen.screen import integrity_counts, integrity_warnings
 
     try:
         ingestion = load_folder(data, encoding=encoding, column_map=column_map)
     except IngestError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    ingestion.close()  # only the counts and the quarantine are wanted
+    with ingestion:  # only the counts and the quarantine are wanted
+        integrity = integrity_counts(ingestion.tables)
     write_quarantine(ingestion, out)
     print_summary(ingestion)
+    for warning in integrity_warnings(integrity):
+        typer.echo(f"warning: {warning}", err=True)
     rows = sum(ingestion.rows_read.values()) - sum(ingestion.rows_kept.values())
     if strict and rows:
         typer.echo(f"--strict: {rows} row(s) quarantined; see {out / 'quarantine.csv'}", err=True)

@@ -70,17 +70,11 @@ class Progress:
                     reason=outcome.reason, seconds=round(outcome.seconds, 3))
 
     def summary(self, result) -> None:
-        integrity = result.screening.integrity
-        orphans = integrity.get("fee_lines_without_settlement", 0)
-        if orphans:
-            self._event("warning", f"[yellow]warning[/]: {orphans} fee line(s) name a "
-                                   "settlement that is not in settlements; no rule can use them",
-                        important=True, fee_lines_without_settlement=orphans)
-        unknown = integrity.get("reversals_of_unknown_settlements", 0)
-        if unknown:
-            self._event("warning", f"[yellow]warning[/]: {unknown} reversal row(s) name a "
-                                   "settlement that is not in settlements",
-                        important=True, reversals_of_unknown_settlements=unknown)
+        from fraudscreen.screen import integrity_warnings
+
+        for warning in integrity_warnings(result.screening.integrity):
+            self._event("warning", f"[yellow]warning[/]: {warning}", important=True,
+                        warning=warning, **result.screening.integrity)
         if result.strict_failed:
             self._event("warning", "[red]--strict[/]: rows were quarantined (see "
                                    "quarantine.csv), so the run exits 1",

@@ -60,6 +60,32 @@ INTEGRITY_CHECKS = {
 }
 
 
+INTEGRITY_WARNINGS = {
+    "fee_lines_without_settlement":
+        "{n:,} fee line(s) name a settlement that is not in settlements; no rule can use them",
+    "reversals_of_unknown_settlements":
+        "{n:,} reversal row(s) name a settlement that is not in settlements",
+}
+
+
+def integrity_warnings(counts: dict[str, int]) -> list[str]:
+    """What the integrity counts say, for the console; nothing when all is well."""
+    return [text.format(n=counts[name]) for name, text in INTEGRITY_WARNINGS.items()
+            if counts.get(name)]
+
+
+def integrity_counts(tables: dict) -> dict[str, int]:
+    """The integrity counts of ingested tables, without screening (``validate``)."""
+    from fraudscreen.engine_duckdb import DuckDBEngine
+
+    engine = DuckDBEngine()
+    try:
+        engine.register(tables)
+        return {name: int(engine.query(sql).item()) for name, sql in INTEGRITY_CHECKS.items()}
+    finally:
+        engine.close()
+
+
 def make_engine(name: str, **options):
     if name == "duckdb":
         from fraudscreen.engine_duckdb import DuckDBEngine
