@@ -440,6 +440,19 @@ def test_codes_in_integer_or_float_parquet_columns_read_as_their_integers(tmp_pa
         ("12", "01", None), ("1.5", "09", "7"), ("-3", "14", None)]
 
 
+def test_float_amounts_read_through_their_shortest_text_also_when_tiny(tmp_path):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    pl.DataFrame({
+        "line_id": ["L1", "L2", "L3", "L4"], "settlement_id": ["S1"] * 4, "item_code": ["X"] * 4,
+        "item_name": ["a"] * 4, "fee_category": ["09"] * 4, "charge_time": [T0] * 4,
+        "quantity": [1e-7, 5e-5, 0.105, 1e16], "unit_price": [1.0] * 4, "amount": [1.0] * 4,
+    }).write_parquet(tmp_path / "fee_lines.parquet")
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("fee_lines")["quantity"].to_list() == [
+        Decimal("0.0000"), Decimal("0.0001"), Decimal("0.1050")]
+    assert ingestion.quarantine.select("line", "reason").rows() == [(4, "bad decimal")]
+
+
 def test_a_file_in_contract_form_whose_codes_lost_zeros_is_staged_and_noted_once(tmp_path):
     write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
     contract_parquet(tmp_path / "fee_lines.parquet", FEE_LINES,

@@ -605,6 +605,12 @@ def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Exp
             # An instant (Spark writes UTC): its wall-clock time where the care happened.
             column = column.dt.convert_time_zone(LOCAL_TIME_ZONE).dt.replace_time_zone(None)
         return column.cast(target)
+    if isinstance(target, pl.Decimal) and source.is_float():
+        # Shortest text, except that below 1e-5 Polars writes an exponent (9.9e-6), which
+        # the decimal check refuses; such a value is 0 at any contract scale (4 places).
+        text = column.cast(pl.String)
+        return pl.when(text.str.contains("e-", literal=True)).then(pl.lit("0")).otherwise(
+            text).alias(name)
     if isinstance(target, pl.Decimal) and _integer_digits(source) <= (
             target.precision - target.scale):
         if isinstance(source, pl.Decimal) and source.scale > target.scale:
