@@ -53,6 +53,11 @@ def compile_where(tmp_path: Path, where: str):
         ("\"amount > (SELECT count(*) FROM glob('*'))\"", "not allowed"),
         ("\"item_code = current_setting('home_directory')\"", "not allowed"),
         ("\"sum(amount) > 1\"", "aggregate"),
+        # a type from an extension would make DuckDB download and load it
+        ("\"TRY_CAST(item_code AS INET) IS NULL\"", "type INET is not allowed"),
+        ("\"CAST(item_code AS GEOMETRY) IS NULL\"", "type GEOMETRY is not allowed"),
+        # to_char's format would be lost in transpiling: it means another thing
+        ("\"to_char(charge_time, '%Y') = '2024'\"", "not allowed"),
     ],
 )
 def test_forbidden_expressions_are_refused(tmp_path, where, says):
@@ -175,6 +180,7 @@ def test_all_builtin_rules_compile_for_duckdb_and_spark():
     "amount > 1 AND item_code LIKE 'X%'",
     "coalesce(doctor_id, '') <> '' OR date_diff('day', admit_date, charge_date) > :limit",
     "CASE WHEN fee_category IN ('01', '02') THEN amount ELSE 0 END > 5",
+    "date_trunc('month', charge_date) = DATE '2024-01-01' AND CAST(amount AS DECIMAL(16, 2)) > 1",
 ])
 def test_ordinary_expressions_pass(tmp_path, text):
     compiled = compile_where(tmp_path, f'"{text}"')
@@ -188,3 +194,14 @@ def test_message_placeholders_must_exist(tmp_path):
         compile_rule(load_rule(path))
     assert "did you mean 'settlement_id'" in str(err.value)
 
+
+
+def test_the_engine_never_fetches_or_loads_an_extension():
+    from fraudscreen.engine_duckdb import connect
+
+    con = connect()
+    settings = dict(con.execute(
+        "SELECT name, value FROM duckdb_settings() WHERE name IN "
+        "('autoinstall_known_extensions', 'autoload_known_extensions')").fetchall())
+    assert settings == {"autoinstall_known_extensions": "false",
+                        "autoload_known_extensions": "false"}

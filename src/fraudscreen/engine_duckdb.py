@@ -32,6 +32,9 @@ def connect(memory_limit: str = "1.5GB", temp_dir: Path | None = None,
     con.execute("USE memory")  # what the engine creates is scratch, never a store's
     con.execute(f"SET memory_limit = {ex.sql_string(str(memory_limit))}")
     con.execute("SET preserve_insertion_order = false")
+    # Nothing a rule writes may fetch or load code (a cast to an extension's type would).
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = {ex.sql_string(str(temp_dir.resolve()))}")

@@ -46,8 +46,17 @@ _ALLOWED_FUNCTIONS: tuple[type[exp.Expression], ...] = (
     exp.Abs, exp.Round, exp.Floor, exp.Ceil, exp.Coalesce, exp.Greatest, exp.Least,
     exp.Nullif, exp.Substring, exp.Upper, exp.Lower, exp.Length, exp.Trim, exp.Concat,
     exp.StartsWith, exp.DateDiff, exp.DateTrunc, exp.Extract, exp.Year, exp.Month, exp.Day,
-    exp.Left, exp.Right, exp.StrPosition, exp.ArraySize, exp.ToChar,
+    exp.Left, exp.Right, exp.StrPosition, exp.ArraySize, exp.TimestampTrunc,
 )
+
+# Types a CAST may name: the engines' own. A type from an extension (INET, GEOMETRY) would
+# make DuckDB fetch and load code.
+_T = exp.DataType.Type
+_ALLOWED_TYPES = frozenset({
+    _T.TEXT, _T.VARCHAR, _T.CHAR, _T.NVARCHAR, _T.TINYINT, _T.SMALLINT, _T.INT, _T.BIGINT,
+    _T.DECIMAL, _T.DOUBLE, _T.FLOAT, _T.DATE, _T.TIMESTAMP, _T.TIMESTAMPNTZ, _T.BOOLEAN,
+    _T.ARRAY,
+})
 
 _AGGREGATES: tuple[type[exp.Expression], ...] = (
     exp.Sum, exp.Count, exp.Min, exp.Max, exp.Avg, exp.ArgMin, exp.ArgMax, exp.CountIf,
@@ -110,6 +119,10 @@ def check(tree: exp.Expression, scope: Scope) -> exp.Expression:
             raise ExpressionError(
                 f"{type(node).__name__} ({node.sql(DIALECT)!r}) is not allowed in rule expressions"
             )
+        if isinstance(node, exp.DataType) and node.this not in _ALLOWED_TYPES:
+            raise ExpressionError(
+                f"type {node.sql(DIALECT)} is not allowed in rule expressions (allowed: "
+                "VARCHAR, INTEGER, BIGINT, DECIMAL(p, s), DOUBLE, DATE, TIMESTAMP, BOOLEAN)")
         if isinstance(node, exp.Placeholder) and node.name not in scope.params:
             raise ExpressionError(
                 f"unknown parameter :{node.name}{suggest(node.name, scope.params)}"
