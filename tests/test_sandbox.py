@@ -121,6 +121,22 @@ def test_parameters_are_bound_as_literals_not_pasted(tmp_path):
     assert "item_code = 'x'' OR 1=1 --'" in sql
 
 
+def test_codes_given_as_parameters_stay_text_however_they_look(tmp_path):
+    """YAML 1.1 would read 001102000010000 as octal, 01 as 1 and 12:30 as 750."""
+    from fraudscreen.ruleset import RuleSet
+
+    path = rule_file(tmp_path, "item_code = :code AND fee_category IN (:cats)")
+    path.write_text(path.read_text().replace(
+        "limit: {type: int, default: 3}",
+        "code: {type: string, default: 0012}\n  cats: {type: list, default: [01, 07]}"))
+    rule = load_rule(path)
+    assert "item_code = '0012' AND fee_category IN ('01', '07')" in compile_rule(rule).sql
+    for value in ("001102000010000", "12:30"):
+        rules = RuleSet([rule]).with_params([f"test.sandbox.code={value}"], None)
+        compiled = compile_rule(rule, rules.overrides[rule.id])
+        assert f"item_code = '{value}'" in compiled.sql
+
+
 def test_bad_parameter_value_is_a_clear_error(tmp_path):
     path = rule_file(tmp_path, "quantity > :limit")
     with pytest.raises(RuleError) as err:

@@ -263,16 +263,26 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YamlLoader(_SafeLoader):
-    """YAML 1.2 booleans: only true/false. (YAML 1.1 reads ``on:`` as True.)"""
+    """YAML 1.2 booleans and numbers. YAML 1.1 reads ``on:`` as True, and a code as a
+    number: ``001102000010000`` as octal 77577850880, ``01`` as 1, ``12:30`` as 750. Here
+    only a plain decimal number without a leading zero is a number; the rest stays text."""
 
 
+_NUMBERS = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 YamlLoader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    k: [(tag, rx) for tag, rx in v if tag not in _NUMBERS]
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"))
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?$"
+               r"|^[-+]?\.[0-9]+(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."))
 
 
 def read_yaml(text: str):
