@@ -221,3 +221,49 @@ def test_the_engine_never_fetches_or_loads_an_extension():
         "('autoinstall_known_extensions', 'autoload_known_extensions')").fetchall())
     assert settings == {"autoinstall_known_extensions": "false",
                         "autoload_known_extensions": "false"}
+
+
+def test_a_parameter_may_not_take_the_runs_window_names(tmp_path):
+    path = rule_file(tmp_path, "charge_date >= :window_start")
+    path.write_text(path.read_text().replace("limit: {type: int, default: 3}",
+                                             "window_start: {type: date, default: 2024-05-01}"))
+    with pytest.raises(RuleError, match="'window_start' is the run's own"):
+        load_rule(path)
+
+
+@pytest.mark.parametrize("placeholder", ["{人员编号}", "{ amount }", "{person_id }"])
+def test_a_message_placeholder_must_be_a_name(tmp_path, placeholder):
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text().replace('"{settlement_id}"', f'"{placeholder}"'))
+    with pytest.raises(RuleError, match="is not a name"):
+        compile_rule(load_rule(path))
+
+
+def test_a_decimal_parameter_must_be_a_number(tmp_path):
+    from fraudscreen.rule import Param
+
+    for value in ("NaN", "Infinity", "-inf"):
+        with pytest.raises(ValueError, match="expected decimal"):
+            Param(type="decimal", default=1).coerce(value)
+
+
+def test_params_files_and_values_that_cannot_be_read_are_errors_not_tracebacks(tmp_path):
+    from fraudscreen.ruleset import RuleSet
+
+    rules = RuleSet.load()
+    for text in ("split_hospitalisation.readmission: 5\n", "a: [\n"):
+        (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+        with pytest.raises(RuleError, match="params file") as err:
+            rules.with_params([], tmp_path / "p.yaml")
+        assert str(tmp_path / "p.yaml") in str(err.value)
+    with pytest.raises(RuleError, match="cannot read the value"):
+        rules.with_params(["split_hospitalisation.readmission.max_gap_days='a"], None)
+
+
+def test_an_impossible_date_in_a_rule_names_the_file(tmp_path):
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text().replace("limit: {type: int, default: 3}",
+                                             "since: {type: date, default: 2024-13-01}"))
+    with pytest.raises(RuleError, match="month must be in 1..12") as err:
+        load_rule(path)
+    assert str(path) in str(err.value)

@@ -38,7 +38,6 @@ from fraudscreen.rule import (
     Window,
 )
 
-RUN_PARAMS = {"window_start", "window_end", "filter_window"}
 OUTPUT_FIELDS = ("settlement_id", "person_id", "institution_id", "item_code",
                  "period_start", "period_end")
 SKIPPED = "__skipped"  # column of the hits: groups a ``skip`` left unjudged
@@ -432,6 +431,12 @@ class _Compiler:
             ev = self.expr(text, ("emit", "evidence", name), scope, rewrite=rw)
             selects.append(f"{ev} AS {_q('ev__' + name)}")
         known = set(OUTPUT_FIELDS) | set(e.evidence) | {"amount_at_risk"}
+        for odd in re.findall(r"\{([^{}]*)\}", e.message):
+            if not _PLACEHOLDER.fullmatch(f"{{{odd}}}"):
+                raise self.rule.error(
+                    f"message placeholder {{{odd}}} is not a name: write an output field or "
+                    f"an evidence name in braces, e.g. {{person_id}}"
+                    f"{ex.suggest(odd.strip(), known)}", "emit", "message")
         for name in _PLACEHOLDER.findall(e.message):
             if name not in known:
                 raise self.rule.error(

@@ -36,6 +36,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+# Parameters every rule may use, bound by the run: a rule's own may not take their names.
+RUN_PARAMS = frozenset({"window_start", "window_end", "filter_window"})
+
+
 class Param(_Model):
     """A typed, documented rule parameter; analysts override it per run or site."""
 
@@ -51,7 +55,10 @@ class Param(_Model):
                     raise ValueError
                 return int(str(value))
             if self.type == "decimal":
-                return Decimal(str(value))
+                number = Decimal(str(value))
+                if not number.is_finite():
+                    raise ValueError
+                return number
             if self.type == "bool":
                 if isinstance(value, bool):
                     return value
@@ -239,6 +246,15 @@ class Rule(_Model):
     positions: dict[tuple, tuple[int, int]] = Field(default_factory=dict, exclude=True)
     content_hash: str = Field(default="", exclude=True)
 
+    @field_validator("params")
+    @classmethod
+    def _not_a_run_parameter(cls, v: dict[str, Param]) -> dict[str, Param]:
+        taken = sorted(set(v) & RUN_PARAMS)
+        if taken:
+            raise ValueError(f"parameter {taken[0]!r} is the run's own (:{taken[0]} is the "
+                             "analysis window); choose another name")
+        return v
+
     @field_validator("family")
     @classmethod
     def _known_family(cls, v: str) -> str:
@@ -324,6 +340,8 @@ def load_rule(path: Path) -> Rule:
     text = path.read_text(encoding="utf-8")
     try:
         node, data = _compose(text)
+    except ValueError as err:  # a scalar YAML types but cannot build: 2024-13-01
+        raise RuleError(f"not a valid value: {err} (dates are YYYY-MM-DD)", str(path)) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise RuleError(

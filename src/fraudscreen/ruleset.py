@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from fraudscreen.resources import shipped
 from fraudscreen.rule import Rule, RuleError, load_rule, read_yaml
 
@@ -68,8 +70,12 @@ class RuleSet:
         """Attach overrides from a site params YAML and ``RULE_ID.NAME=VALUE`` pairs."""
         overrides: dict[str, dict[str, Any]] = {}
         if site_file:
-            doc = read_yaml(site_file.read_text(encoding="utf-8")) or {}
-            if not isinstance(doc, dict):
+            try:
+                doc = read_yaml(site_file.read_text(encoding="utf-8")) or {}
+            except (yaml.YAMLError, ValueError, OSError) as err:
+                raise RuleError(f"params file: cannot read it: {err}", str(site_file)) from None
+            if not isinstance(doc, dict) or not all(
+                    isinstance(v, dict | None) for v in doc.values()):
                 raise RuleError("params file must map RULE_ID to {NAME: VALUE}", str(site_file))
             for rule_id, values in doc.items():
                 overrides.setdefault(rule_id, {}).update(values or {})
@@ -78,7 +84,11 @@ class RuleSet:
             rule_id, dot, name = target.rpartition(".")
             if not sep or not dot:
                 raise RuleError(f"--param {item!r}: write RULE_ID.NAME=VALUE")
-            overrides.setdefault(rule_id, {})[name] = read_yaml(value)
+            try:
+                overrides.setdefault(rule_id, {})[name] = read_yaml(value)
+            except (yaml.YAMLError, ValueError):
+                raise RuleError(f"--param {item!r}: cannot read the value; quote text "
+                                "that holds quotes or colons") from None
         for rule_id, values in overrides.items():
             rule = self.get(rule_id)
             for name, value in values.items():
