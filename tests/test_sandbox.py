@@ -267,3 +267,19 @@ def test_an_impossible_date_in_a_rule_names_the_file(tmp_path):
     with pytest.raises(RuleError, match="month must be in 1..12") as err:
         load_rule(path)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(("given", "says"), [
+    ("fee_line: [{settlement_id: S1}]", "no table 'fee_line'; did you mean 'fee_lines'?"),
+    ("fee_lines: [{settlement_id: S1, amonut: 5}]", "fee_lines has no column amonut"),
+    ("fee_lines: [{settlement_id: S1, amount: 5y}]", "cannot be read as its column's type"),
+])
+def test_a_test_whose_data_is_wrong_fails_saying_why(tmp_path, given, says):
+    from fraudscreen.testing import run_test
+
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text() + f"tests:\n  - name: t\n    given: {{{given}}}\n"
+                    "    expect: []\n", encoding="utf-8")
+    rule = load_rule(path)
+    result = run_test(rule, rule.tests[0])
+    assert not result.passed and says in result.diff[0]

@@ -8,6 +8,7 @@ alone on a fresh engine, exactly as ``run`` would.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -48,6 +49,18 @@ def _value(value: Any, ctype: ColumnType) -> Any:
     return value
 
 
+def _given(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
+    if name not in INPUT_TABLES:
+        close = difflib.get_close_matches(name, list(INPUT_TABLES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"no table {name!r}{hint}")
+    try:
+        return table(name, rows)
+    except (ArithmeticError, TypeError) as err:
+        raise ValueError(f"{name}: a value cannot be read as its column's type ({err!r})"
+                         ) from None
+
+
 def table(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
     """A contract-typed frame from test rows, defaults filled in."""
     spec = INPUT_TABLES[name]
@@ -79,7 +92,10 @@ class TestResult:
 
 
 def run_test(rule: Rule, test: RuleTest, engine: str = "duckdb") -> TestResult:
-    tables = {name: table(name, rows) for name, rows in test.given.items()}
+    try:
+        tables = {name: _given(name, rows) for name, rows in test.given.items()}
+    except (ValueError, ArithmeticError, TypeError) as err:  # the test's data, not the rule
+        return TestResult(rule, test, False, [f"given: {err}"])
     for required in ("settlements", "fee_lines"):
         tables.setdefault(required, table(required, []))
     ruleset = RuleSet([rule], {rule.id: test.params} if test.params else {})
