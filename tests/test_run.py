@@ -272,6 +272,35 @@ emit:
     statuses = {r["id"]: r["status"] for r in doc["rules"]}
     assert statuses["custom.overflow"] == "failed"
     assert statuses["split_hospitalisation.readmission"] == "ran"
+    reasons = {r["id"]: r["reason"] for r in doc["rules"]}
+    assert reasons["custom.overflow"].startswith(f"{bad}: ConversionException")
+
+
+def test_a_rule_whose_key_is_not_unique_fails_naming_its_file_and_line(tmp_path):
+    rule = tmp_path / "dup.yaml"
+    rule.write_text("""\
+id: custom.every_line
+version: "1"
+family: custom
+title: t
+description: d
+severity: low
+detect:
+  kind: filter
+  source: fee_lines
+  where: amount > 0
+emit:
+  amount_at_risk: amount
+  message: "{settlement_id}"
+  key: [settlement_id]
+""", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run("--data", str(data_folder(tmp_path)), "--out", str(out), "--rules", str(rule),
+                 "--only", "custom")
+    assert result.exit_code == 1
+    (doc,) = json.loads((out / "run.json").read_text(encoding="utf-8"))["rules"]
+    assert doc["status"] == "failed"
+    assert doc["reason"].startswith(f"{rule}:14:") and "two hits share a key" in doc["reason"]
 
 
 def test_json_log_format_is_one_event_per_line(tmp_path):

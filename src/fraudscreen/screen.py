@@ -172,9 +172,13 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
                 transpile(compiled.skip_sql, engine.dialect, pretty=False)).item())
             raw = raw.drop(SKIPPED)
         frame = suspicion.finalize(rule, compiled.evidence, raw)
-    except Exception as err:  # a rule's failure is recorded; the run goes on
-        return RuleOutcome(rule, "failed", f"{type(err).__name__}: {err}", params=params,
+    except RuleError as err:  # already names the rule's file and line
+        return RuleOutcome(rule, "failed", str(err), params=params,
                            seconds=time.perf_counter() - began), None
+    except Exception as err:  # a rule's failure is recorded; the run goes on
+        where = f"{rule.path}: " if rule.path else ""
+        return RuleOutcome(rule, "failed", f"{where}{type(err).__name__}: {err}",
+                           params=params, seconds=time.perf_counter() - began), None
     amount = sum(frame["amount_at_risk"].to_list(), start=0)
     outcome = RuleOutcome(rule, "ran", hits=frame.height, amount=f"{amount:.2f}",
                           seconds=time.perf_counter() - began, skipped_groups=skipped,

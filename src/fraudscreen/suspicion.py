@@ -91,8 +91,8 @@ def finalize(rule, evidence_names: list[str], raw: pl.DataFrame) -> pl.DataFrame
         })
     frame = pl.DataFrame(rows, schema=SCHEMA, orient="row")
     if frame["suspicion_id"].is_duplicated().any():
-        raise ValueError(f"rule {rule.id}: two hits share a key {rule.emit.key}; "
-                         "add the field that tells them apart to emit.key")
+        raise rule.error(f"two hits share a key {rule.emit.key}; add the field that tells "
+                         "them apart to emit.key", "emit", "key")
     return frame
 
 
