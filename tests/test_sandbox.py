@@ -283,3 +283,41 @@ def test_a_test_whose_data_is_wrong_fails_saying_why(tmp_path, given, says):
     rule = load_rule(path)
     result = run_test(rule, rule.tests[0])
     assert not result.passed and says in result.diff[0]
+
+
+AGGREGATE = """\
+id: test.per_doctor
+version: "1"
+family: custom
+title: t
+description: d
+severity: low
+detect:
+  kind: aggregate
+  source: fee_lines
+  group_by: [doctor_id]
+  measures:
+    lines: {measure}
+  having: lines > 1
+emit:
+  amount_at_risk: "0"
+  evidence: {{doctor: doctor_id}}
+  message: "{{doctor}}"
+  key: [doctor]
+"""
+
+
+@pytest.mark.parametrize(("measure", "ok"), [
+    ("quantity", False), ("sum(quantity) + amount", False), ("count(*)", True),
+    ("count(*) FILTER (WHERE amount > 0)", True), ("coalesce(doctor_id, '') || 'x'", True),
+])
+def test_an_aggregate_measure_reads_other_columns_only_through_an_aggregate(
+        tmp_path, measure, ok):
+    path = tmp_path / "r.yaml"
+    path.write_text(AGGREGATE.format(measure=measure), encoding="utf-8")
+    if ok:
+        compile_rule(load_rule(path))
+        return
+    with pytest.raises(RuleError, match="outside an aggregate") as err:
+        compile_rule(load_rule(path))
+    assert f"{path}:12:" in str(err.value)  # the measure's line

@@ -194,6 +194,14 @@ class _Compiler:
         self.names(det.group_by, cols, p + ("group_by",))
         measures = [f"{self.expr(m, p + ('measures', n), {'': cols}, aggregates=True)} AS {_q(n)}"
                     for n, m in det.measures.items()]
+        for n, m in det.measures.items():
+            loose = ex.outside_aggregates(ex.parse(m)) - set(det.group_by)
+            if loose:
+                name = sorted(loose)[0]
+                raise self.rule.error(
+                    f"measure {n!r} uses {name} outside an aggregate: a group has many rows; "
+                    f"write e.g. min({name}) or sum({name}), or add {name} to group_by",
+                    *p, "measures", n)
         rows = _min_group_rows(det)
         if rows > 1 and not det.skip:
             # Most groups have one row (e.g. fee lines that are not repeats): find the

@@ -133,6 +133,12 @@ def check(tree: exp.Expression, scope: Scope) -> exp.Expression:
     return tree
 
 
+def outside_aggregates(tree: exp.Expression) -> set[str]:
+    """Columns an expression reads outside any aggregate (and any subquery)."""
+    return {c.name for c in tree.find_all(exp.Column)  # FILTER (WHERE …) is the aggregate's
+            if c.find_ancestor(*_AGGREGATES, exp.Filter, exp.Select) is None}
+
+
 def _inside_subquery(node: exp.Expression) -> bool:
     return node.find_ancestor(exp.Select) is not None
 
