@@ -321,3 +321,12 @@ def test_an_aggregate_measure_reads_other_columns_only_through_an_aggregate(
     with pytest.raises(RuleError, match="outside an aggregate") as err:
         compile_rule(load_rule(path))
     assert f"{path}:12:" in str(err.value)  # the measure's line
+
+
+def test_hints_for_two_usual_slips(tmp_path):
+    with pytest.raises(RuleError, match="text goes in single quotes: 'X001'"):
+        compile_where(tmp_path, """'item_code = "X001"'""")
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text().replace('"{settlement_id}"', "结算: {settlement_id}"))
+    with pytest.raises(RuleError, match="must be quoted"):
+        load_rule(path)

@@ -182,9 +182,10 @@ def _check_columns(tree: exp.Expression, scope: Scope) -> None:
             )
         names = visible[qualifier]
         if column.name not in names:
-            raise ExpressionError(
-                f"unknown column {column.sql(DIALECT)!r}{suggest(column.name, names)}"
-            )
+            quoted = column.this.args.get("quoted") and not suggest(column.name, names)
+            hint = (f"; text goes in single quotes: '{column.name}'" if quoted
+                    else suggest(column.name, names))
+            raise ExpressionError(f"unknown column {column.sql(DIALECT)!r}{hint}")
 
 
 def sql_string(text: str) -> str:

@@ -344,8 +344,12 @@ def load_rule(path: Path) -> Rule:
         raise RuleError(f"not a valid value: {err} (dates are YYYY-MM-DD)", str(path)) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", err)
+        if "mapping values are not allowed" in str(problem):
+            problem = (f"{problem} (a value holding ': ' must be quoted, and a nested key "
+                       "indented under its parent)")
         raise RuleError(
-            f"not valid YAML: {getattr(err, 'problem', err)}",
+            f"not valid YAML: {problem}",
             str(path),
             mark.line + 1 if mark else None,
             mark.column + 1 if mark else None,
