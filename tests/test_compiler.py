@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
 
-from fraudscreen.compiler import _min_group_rows, compile_rule
-from fraudscreen.rule import Aggregate
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fraudscreen.compiler import _late_join, _min_group_rows, compile_rule
+from fraudscreen.rule import Aggregate, Filter, Lookup, Rule, RuleError
 from fraudscreen.ruleset import RuleSet
 
 
@@ -60,3 +64,122 @@ def test_groups_not_judged_are_counted_with_or_without_hits(bought, hits):
     outcome = result.outcomes[0]
     assert (outcome.status, outcome.hits, outcome.skipped_groups) == ("ran", hits, 1)
     assert "__skipped" not in result.suspicions.columns
+
+
+# -- attached columns joined after the kind's own step ---------------------------------
+
+def detection(kind: str = "aggregate", **fields) -> Filter | Aggregate:
+    if kind == "filter":
+        return Filter(kind="filter", source=fields.pop("source", "fee_lines"), **fields)
+    base = {"source": "fee_lines", "group_by": ["settlement_id", "person_id", "item_code"],
+            "measures": {"total": "sum(amount)"}, "having": "total > 0"}
+    return Aggregate(kind="aggregate", **{**base, **fields})
+
+
+@pytest.mark.parametrize("det, late", [
+    (detection(), True),
+    (detection(group_by=["person_id", "item_code"]), False),       # not by the key
+    (detection(where="medical_type = '41'"), False),               # reads one before
+    (detection(measures={"first": "min(admit_time)"}, having="first IS NOT NULL"), False),
+    (detection(measures={"p": "min(person_id)"}, having="p IS NOT NULL",
+               group_by=["settlement_id", "item_code"]), False),
+    (detection(lookups={"gender": Lookup(source="persons", on=["person_id"],
+                                         value="max(gender)")}), False),
+    (detection(lookups={"cap": Lookup(source="catalog", on=["item_code"],
+                                      value="max(price_cap)")}, where="cap IS NOT NULL"),
+     True),
+    (detection("filter", where="amount > 100"), True),
+    (detection("filter", where="amount > 100 AND off_site"), False),
+    (detection("filter", source="settlements", where="total_amount > 100"), False),
+])
+def test_late_join_only_when_nothing_reads_the_attached_columns_first(det, late):
+    assert (_late_join(det) is not None) is late
+
+
+def _two_plans(group_by: list[str], late: bool) -> Rule:
+    """One aggregate over fee lines written two ways: grouped on the attached person
+    and institution (late join) or taking them as min() of the group (plain join)."""
+    measures = {"total": "sum(amount)", "lines": "count(*)", "first": "min(line_id)"}
+    keys = ["settlement_id", *group_by]
+    if late:
+        keys[1:1] = ["person_id", "institution_id"]
+    else:
+        measures |= {"person_id": "min(person_id)", "institution_id": "min(institution_id)"}
+    return Rule.model_validate({
+        "id": f"test.{'late' if late else 'plain'}", "version": "1",
+        "family": "duplicate_charge", "title": "t", "description": "d", "severity": "low",
+        "detect": {"kind": "aggregate", "source": "fee_lines", "where": "quantity > 1",
+                   "group_by": keys, "measures": measures, "having": "lines >= 2"},
+        "emit": {"amount_at_risk": "total", "message": "{settlement_id}",
+                 "period_start": "charge_date" if "charge_date" in group_by else None,
+                 "evidence": {"first": "first", "lines": "lines"},
+                 "key": ["settlement_id", "item_code", "period_start"]}})
+
+
+SETTLEMENTS = ["S1", "S2", "S3", "S4"]
+
+
+@st.composite
+def claims(draw):
+    setts = [{"settlement_id": s, "person_id": draw(st.sampled_from("AB")),
+              "institution_id": draw(st.sampled_from(["H1", "H2"])), "medical_type": "11",
+              "admit_time": "2024-03-01 09:00:00"} for s in SETTLEMENTS]
+    reversed_ = draw(st.sets(st.sampled_from(SETTLEMENTS), max_size=2))
+    setts += [{**s, "settlement_id": f"R{s['settlement_id']}",
+               "reversed_settlement_id": s["settlement_id"]}
+              for s in setts if s["settlement_id"] in reversed_]
+    lines = [{"line_id": f"L{i:03d}",
+              "settlement_id": draw(st.sampled_from(SETTLEMENTS + ["RS1", "S9"])),
+              "item_code": draw(st.sampled_from("XY")),
+              "charge_time": f"2024-03-0{draw(st.integers(1, 3))} 10:00:00",
+              "quantity": draw(st.integers(1, 3)), "unit_price": 5,
+              "amount": draw(st.integers(1, 50))} for i in range(draw(st.integers(0, 14)))]
+    return setts, lines
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=claims(), group_by=st.sampled_from([["item_code"], ["item_code", "charge_date"]]),
+       window=st.booleans())
+def test_late_join_finds_what_the_plain_join_finds(data, group_by, window):
+    """Same suspicions either way, reversed settlements (and lines of no settlement)
+    included in the data, with and without a --from/--to window."""
+    from fraudscreen.engine_duckdb import DuckDBEngine
+    from fraudscreen.screen import screen
+    from fraudscreen.testing import table
+
+    setts, lines = data
+    tables = {"settlements": table("settlements", setts), "fee_lines": table("fee_lines", lines)}
+    late, plain = _two_plans(group_by, True), _two_plans(group_by, False)
+    assert "fee_line_rows" in compile_rule(late).sql
+    assert "fee_line_rows" not in compile_rule(plain).sql
+    span = (dt.date(2024, 3, 2), dt.date(2024, 3, 3)) if window else (None, None)
+    found = []
+    for rule in (late, plain):
+        engine = DuckDBEngine()
+        try:
+            result = screen(tables, RuleSet([rule], {}), engine, *span)
+        finally:
+            engine.close()
+        assert result.outcomes[0].status == "ran", result.outcomes[0].reason
+        # Suspicion ids differ with the rule id; everything else must not.
+        found.append(sorted(result.suspicions.select(
+            "settlement_id", "person_id", "institution_id", "item_code", "period_start",
+            "amount_at_risk", "evidence").rows()))
+    late_rows, plain_rows = found
+    assert late_rows == plain_rows
+    gone = {s["reversed_settlement_id"] for s in setts if s.get("reversed_settlement_id")}
+    assert not {r[0] for r in late_rows} & (gone | {"RS1", "S9"})
+
+
+def test_rows_before_the_join_cannot_be_named_in_a_rule(tmp_path):
+    """fee_line_rows holds lines of reversed settlements: compiled rules read it, never
+    a rule's own text."""
+    for detect in ({"kind": "filter", "source": "fee_line_rows", "where": "amount > 1"},
+                   {"kind": "filter", "source": "fee_lines",
+                    "where": "line_id IN (SELECT line_id FROM fee_line_rows)"}):
+        rule = Rule.model_validate({
+            "id": "test.rows", "version": "1", "family": "duplicate_charge", "title": "t",
+            "description": "d", "severity": "low", "detect": detect,
+            "emit": {"amount_at_risk": "amount", "message": "{settlement_id}"}})
+        with pytest.raises(RuleError, match="fee_line_rows"):
+            compile_rule(rule)

@@ -123,6 +123,8 @@ class _Compiler:
         self.extra_scope: dict[str, set[str]] = {}
         self.rewrite: Callable[[exp.Expression], exp.Expression] | None = None
         self.skip_condition: str | None = None
+        # The source's attached columns, when they are joined after the kind's own step.
+        self.late: sources.Attached | None = None
 
     # -- expressions -----------------------------------------------------------------
 
@@ -179,15 +181,24 @@ class _Compiler:
                 f" ON {_join_on('s', alias, lk.on)}")
             picked.append(f", {alias}.{_q(name)}")
         cols = cols | set(det.lookups)
-        inner = f"SELECT s.*{''.join(picked)} FROM {_q(det.source)} AS s{''.join(joins)}"
+        self.late = _late_join(det)
+        rows = self.late.rows if self.late else det.source
+        inner = f"SELECT s.*{''.join(picked)} FROM {_q(rows)} AS s{''.join(joins)}"
         where = (f" WHERE {self.expr(det.where, base + ('where',), {'': cols})}"
                  if det.where else "")
         self.ctes.append(("src", f"SELECT * FROM ({inner}) AS j{where}"))
         return cols
 
     def filter(self, det: Filter, cols: set[str]) -> set[str]:
-        self.ctes.append(("hits", "SELECT * FROM src"))
+        self.ctes.append(("hits", self._attach("src") if self.late else "SELECT * FROM src"))
         return cols
+
+    def _attach(self, rows: str) -> str:
+        """``rows`` with the source's attached columns joined back (see ``_late_join``)."""
+        att = self.late
+        picked = "".join(f", a.{_q(c)}" for c in att.columns)
+        return (f"SELECT g.*{picked} FROM {rows} AS g JOIN {_q(att.relation)} AS a"
+                f" ON {_join_on('g', 'a', [att.key])}")
 
     def aggregate(self, det: Aggregate, cols: set[str]) -> set[str]:
         p = ("detect",)
@@ -202,6 +213,7 @@ class _Compiler:
                     f"measure {n!r} uses {name} outside an aggregate: a group has many rows; "
                     f"write e.g. min({name}) or sum({name}), or add {name} to group_by",
                     *p, "measures", n)
+        keys = [k for k in det.group_by if not (self.late and k in self.late.columns)]
         rows = _min_group_rows(det)
         if rows > 1 and not det.skip:
             # Most groups have one row (e.g. fee lines that are not repeats): find the
@@ -210,14 +222,18 @@ class _Compiler:
             # The candidates read src's rows afresh (its body, not its name): DuckDB
             # materialises a CTE named twice, and a copy of 20 M fee lines spills past
             # the memory limit, which costs more than scanning them twice.
-            key = f"hash({_cols(det.group_by)})"
+            key = f"hash({_cols(keys)})"
             self.ctes.append(("cand", f"SELECT {key} AS __h FROM ({dict(self.ctes)['src']})"
                                       f" AS c GROUP BY {key} HAVING count(*) >= {rows}"))
             self.ctes.append(("src_c", f"SELECT * FROM src WHERE {key} IN"
                                        " (SELECT __h FROM cand)"))
         source = "src_c" if rows > 1 and not det.skip else "src"
-        self.ctes.append(("agg", f"SELECT {_cols(det.group_by)}, {', '.join(measures)}"
-                                 f" FROM {source} GROUP BY {_cols(det.group_by)}"))
+        grouped = (f"SELECT {_cols(keys)}, {', '.join(measures)} FROM {source}"
+                   f" GROUP BY {_cols(keys)}")
+        if self.late:  # the attached group keys, from the key they depend on
+            self.ctes.append(("agg_rows", grouped))
+            grouped = self._attach("agg_rows")
+        self.ctes.append(("agg", grouped))
         out = set(det.group_by) | set(det.measures)
         having = self.expr(det.having, p + ("having",), {"": out})
         judged = "TRUE"
@@ -478,6 +494,26 @@ class _Compiler:
         _assert_reads_sources(sql, {n for n, _ in self.ctes})
         return CompiledRule(self.rule, self.values, sql, self.needs, evidence, skip_sql,
                             sorted(hit_cols))
+
+
+def _late_join(det) -> sources.Attached | None:
+    """The source's attached columns, when the detection may join them after its own
+    step: it filters, or groups by their key, and reads none of them before that (in
+    ``where``, a lookup's ``on`` or a measure). Any expression that does not parse keeps
+    the plain plan (its error is reported where it is compiled)."""
+    att = sources.BY_NAME[det.source].attached
+    if att is None or not isinstance(det, (Filter, Aggregate)):
+        return None
+    if isinstance(det, Aggregate) and att.key not in det.group_by:
+        return None
+    used = {c for lk in det.lookups.values() for c in lk.on}
+    texts = [det.where, *(det.measures.values() if isinstance(det, Aggregate) else ())]
+    for text in filter(None, texts):
+        try:
+            used |= {c.name for c in ex.parse(text).find_all(exp.Column)}
+        except ex.ExpressionError:
+            return None
+    return None if used & set(att.columns) else att
 
 
 def _min_group_rows(det: Aggregate) -> int:

@@ -22,6 +22,29 @@ from fraudscreen.contract import INPUT_TABLES
 
 
 @dataclass(frozen=True)
+class Attached:
+    """Columns a source joins from another relation by key: a fee line's person,
+    institution and dates are its settlement's.
+
+    A rule that filters its rows, or groups them by the key, without reading these
+    columns can work on ``rows`` (the source before the join) and join them to its few
+    hits instead of to every row: 20 M fee lines grouped on four keys, not six. The inner
+    join also drops what ``rows`` holds beyond the source (lines of reversed
+    settlements), so the answer is the same.
+    """
+
+    rows: str  # an internal source: the source's own rows, before the join
+    key: str
+    relation: str
+    columns: tuple[str, ...]
+
+    def sql(self) -> str:
+        picked = ", ".join(f"a.{c}" for c in self.columns)
+        return (f"SELECT r.*, {picked} FROM {self.rows} AS r"
+                f" JOIN {self.relation} AS a ON a.{self.key} = r.{self.key}")
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
     key: tuple[str, ...]
@@ -31,6 +54,9 @@ class Source:
     # Computed once per run and kept (most rules read it), rather than a view that
     # every rule would recompute.
     materialize: bool = False
+    attached: Attached | None = None
+    # Read by compiled rules only, never named in a rule (it holds rows no rule may see).
+    internal: bool = False
 
 
 _ITEM_DAYS = """
@@ -39,6 +65,12 @@ _ITEM_DAYS = """
     FROM fee_lines AS f {where}
     GROUP BY f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id
 """
+
+
+_FEE_LINE_SETTLEMENT = Attached(
+    "fee_line_rows", "settlement_id", "effective_settlements",
+    ("person_id", "institution_id", "medical_type", "admit_time", "admit_date",
+     "discharge_time", "discharge_date", "off_site"))
 
 
 def _table(name: str, doc: str) -> Source:
@@ -82,18 +114,24 @@ SOURCES: tuple[Source, ...] = (
         "areas and off_site.",
     ),
     Source(
-        "fee_lines",
+        "fee_line_rows",
         ("line_id",),
         ("settlements", "fee_lines"),
         """
-        SELECT f.*, CAST(f.charge_time AS DATE) AS charge_date,
-               s.person_id, s.institution_id, s.medical_type, s.admit_time, s.admit_date,
-               s.discharge_time, s.discharge_date, s.off_site
+        SELECT f.*, CAST(f.charge_time AS DATE) AS charge_date
         FROM input_fee_lines AS f
-        JOIN effective_settlements AS s ON s.settlement_id = f.settlement_id
         WHERE NOT :filter_window
            OR CAST(f.charge_time AS DATE) BETWEEN :window_start AND :window_end
         """,
+        "Fee lines charged in the analysis window, of any settlement (reversed ones too): "
+        "fee_lines before it joins the effective settlements.",
+        internal=True,
+    ),
+    Source(
+        "fee_lines",
+        ("line_id",),
+        ("settlements", "fee_lines"),
+        _FEE_LINE_SETTLEMENT.sql(),
         "Fee lines of effective settlements charged in the analysis window (whenever "
         "their settlement was admitted), with charge_date and their settlement's person, "
         "institution, medical type and dates.",
@@ -102,6 +140,7 @@ SOURCES: tuple[Source, ...] = (
         # settlements per rule is cheaper than a wide copy that spills past the memory
         # limit at scale (20 M lines: 16 s to build, and every rule then reads it back
         # from disk).
+        attached=_FEE_LINE_SETTLEMENT,
     ),
     Source(
         "stays",
@@ -270,5 +309,5 @@ def describe(sql: str) -> tuple[str, ...]:
 
 @cache
 def columns() -> dict[str, tuple[str, ...]]:
-    """Columns of every source."""
-    return {s.name: describe(f'SELECT * FROM "{s.name}"') for s in SOURCES}
+    """Columns of every source a rule may name."""
+    return {s.name: describe(f'SELECT * FROM "{s.name}"') for s in SOURCES if not s.internal}

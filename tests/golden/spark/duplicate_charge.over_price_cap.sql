@@ -5,7 +5,7 @@ WITH src AS (
     SELECT
       s.*,
       `lk_price_cap`.`price_cap`
-    FROM `fee_lines` AS s
+    FROM `fee_line_rows` AS s
     LEFT JOIN (
       SELECT
         `item_code`,
@@ -23,8 +23,18 @@ WITH src AS (
     )
 ), hits AS (
   SELECT
-    *
-  FROM src
+    g.*,
+    a.`person_id`,
+    a.`institution_id`,
+    a.`medical_type`,
+    a.`admit_time`,
+    a.`admit_date`,
+    a.`discharge_time`,
+    a.`discharge_date`,
+    a.`off_site`
+  FROM src AS g
+  JOIN `effective_settlements` AS a
+    ON g.`settlement_id` = a.`settlement_id`
 )
 SELECT
   CAST(`settlement_id` AS STRING) AS `settlement_id`,

@@ -4,7 +4,7 @@ WITH src AS (
   FROM (
     SELECT
       s.*
-    FROM "fee_lines" AS s
+    FROM "fee_line_rows" AS s
   ) AS j
 ), cand AS (
   SELECT
@@ -15,7 +15,7 @@ WITH src AS (
     FROM (
       SELECT
         s.*
-      FROM "fee_lines" AS s
+      FROM "fee_line_rows" AS s
     ) AS j
   ) AS c
   GROUP BY
@@ -32,15 +32,13 @@ WITH src AS (
         __h
       FROM cand
     )
-), agg AS (
+), agg_rows AS (
   SELECT
     "settlement_id",
     "item_code",
     "charge_time",
     "quantity",
     "unit_price",
-    MIN(person_id) AS "person_id",
-    MIN(institution_id) AS "institution_id",
     COUNT(*) AS "copies",
     SUM(amount) AS "total_amount",
     MIN_BY(amount, line_id) AS "first_amount",
@@ -52,6 +50,20 @@ WITH src AS (
     "charge_time",
     "quantity",
     "unit_price"
+), agg AS (
+  SELECT
+    g.*,
+    a."person_id",
+    a."institution_id",
+    a."medical_type",
+    a."admit_time",
+    a."admit_date",
+    a."discharge_time",
+    a."discharge_date",
+    a."off_site"
+  FROM agg_rows AS g
+  JOIN "effective_settlements" AS a
+    ON g."settlement_id" = a."settlement_id"
 ), hits AS (
   SELECT
     *
