@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -183,3 +184,40 @@ def test_rows_before_the_join_cannot_be_named_in_a_rule(tmp_path):
             "emit": {"amount_at_risk": "amount", "message": "{settlement_id}"}})
         with pytest.raises(RuleError, match="fee_line_rows"):
             compile_rule(rule)
+
+
+def test_a_measure_named_like_an_attached_column_is_the_measure():
+    """Only the attached group keys are joined back: a measure called ``off_site`` (not
+    grouped on) keeps its own value instead of meeting the settlement's column."""
+    from fraudscreen.engine_duckdb import DuckDBEngine
+    from fraudscreen.screen import screen
+    from fraudscreen.testing import table
+
+    rule = Rule.model_validate({
+        "id": "test.named", "version": "1", "family": "duplicate_charge", "title": "t",
+        "description": "d", "severity": "low",
+        "detect": {"kind": "aggregate", "source": "fee_lines",
+                   "group_by": ["settlement_id", "person_id"],
+                   "measures": {"off_site": "count(*)"}, "having": "off_site >= 1"},
+        "emit": {"amount_at_risk": "off_site", "message": "{settlement_id}",
+                 "evidence": {"lines": "off_site"}}})
+    sql = compile_rule(rule).sql
+    # Two columns of one name would be ambiguous on Spark (DuckDB renames the second).
+    assert 'a."person_id"' in sql and 'a."off_site"' not in sql
+    tables = {
+        "settlements": table("settlements", [{
+            "settlement_id": "S1", "person_id": "A", "institution_id": "H",
+            "medical_type": "11", "admit_time": "2024-03-01 09:00:00",
+            "insured_region": "110101", "visit_region": "310101"}]),
+        "fee_lines": table("fee_lines", [{
+            "line_id": f"L{i}", "settlement_id": "S1", "item_code": "X",
+            "charge_time": "2024-03-01 10:00:00", "quantity": 1, "unit_price": 1,
+            "amount": 1} for i in range(3)])}
+    engine = DuckDBEngine()
+    try:
+        result = screen(tables, RuleSet([rule], {}), engine)
+    finally:
+        engine.close()
+    assert result.outcomes[0].status == "ran", result.outcomes[0].reason
+    assert result.suspicions["amount_at_risk"].to_list() == [Decimal("3.00")]
+    assert result.suspicions["person_id"].to_list() == ["A"]

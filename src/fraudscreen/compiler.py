@@ -190,13 +190,14 @@ class _Compiler:
         return cols
 
     def filter(self, det: Filter, cols: set[str]) -> set[str]:
-        self.ctes.append(("hits", self._attach("src") if self.late else "SELECT * FROM src"))
+        hits = self._attach("src", self.late.columns) if self.late else "SELECT * FROM src"
+        self.ctes.append(("hits", hits))
         return cols
 
-    def _attach(self, rows: str) -> str:
-        """``rows`` with the source's attached columns joined back (see ``_late_join``)."""
+    def _attach(self, rows: str, columns: tuple[str, ...] | list[str]) -> str:
+        """``rows`` with attached ``columns`` joined back by their key (``_late_join``)."""
         att = self.late
-        picked = "".join(f", a.{_q(c)}" for c in att.columns)
+        picked = "".join(f", a.{_q(c)}" for c in columns)
         return (f"SELECT g.*{picked} FROM {rows} AS g JOIN {_q(att.relation)} AS a"
                 f" ON {_join_on('g', 'a', [att.key])}")
 
@@ -232,7 +233,7 @@ class _Compiler:
                    f" GROUP BY {_cols(keys)}")
         if self.late:  # the attached group keys, from the key they depend on
             self.ctes.append(("agg_rows", grouped))
-            grouped = self._attach("agg_rows")
+            grouped = self._attach("agg_rows", [k for k in det.group_by if k not in keys])
         self.ctes.append(("agg", grouped))
         out = set(det.group_by) | set(det.measures)
         having = self.expr(det.having, p + ("having",), {"": out})

@@ -54,13 +54,7 @@ WITH src AS (
   SELECT
     g.*,
     a."person_id",
-    a."institution_id",
-    a."medical_type",
-    a."admit_time",
-    a."admit_date",
-    a."discharge_time",
-    a."discharge_date",
-    a."off_site"
+    a."institution_id"
   FROM agg_rows AS g
   JOIN "effective_settlements" AS a
     ON g."settlement_id" = a."settlement_id"
