@@ -190,16 +190,9 @@ class _Compiler:
         return cols
 
     def filter(self, det: Filter, cols: set[str]) -> set[str]:
-        hits = self._attach("src", self.late.columns) if self.late else "SELECT * FROM src"
+        hits = self.late.join("src", self.late.columns) if self.late else "SELECT * FROM src"
         self.ctes.append(("hits", hits))
         return cols
-
-    def _attach(self, rows: str, columns: tuple[str, ...] | list[str]) -> str:
-        """``rows`` with attached ``columns`` joined back by their key (``_late_join``)."""
-        att = self.late
-        picked = "".join(f", a.{_q(c)}" for c in columns)
-        return (f"SELECT g.*{picked} FROM {rows} AS g JOIN {_q(att.relation)} AS a"
-                f" ON {_join_on('g', 'a', [att.key])}")
 
     def aggregate(self, det: Aggregate, cols: set[str]) -> set[str]:
         p = ("detect",)
@@ -233,7 +226,7 @@ class _Compiler:
                    f" GROUP BY {_cols(keys)}")
         if self.late:  # the attached group keys, from the key they depend on
             self.ctes.append(("agg_rows", grouped))
-            grouped = self._attach("agg_rows", [k for k in det.group_by if k not in keys])
+            grouped = self.late.join("agg_rows", [k for k in det.group_by if k not in keys])
         self.ctes.append(("agg", grouped))
         out = set(det.group_by) | set(det.measures)
         having = self.expr(det.having, p + ("having",), {"": out})

@@ -38,10 +38,11 @@ class Attached:
     relation: str
     columns: tuple[str, ...]
 
-    def sql(self) -> str:
-        picked = ", ".join(f"a.{c}" for c in self.columns)
-        return (f"SELECT r.*, {picked} FROM {self.rows} AS r"
-                f" JOIN {self.relation} AS a ON a.{self.key} = r.{self.key}")
+    def join(self, rows: str, columns: tuple[str, ...] | list[str]) -> str:
+        """``rows`` (a relation with the key) with attached ``columns`` joined on."""
+        picked = "".join(f', a."{c}"' for c in columns)
+        return (f'SELECT g.*{picked} FROM {rows} AS g JOIN "{self.relation}" AS a'
+                f' ON g."{self.key}" = a."{self.key}"')
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ SOURCES: tuple[Source, ...] = (
         "fee_lines",
         ("line_id",),
         ("settlements", "fee_lines"),
-        _FEE_LINE_SETTLEMENT.sql(),
+        _FEE_LINE_SETTLEMENT.join("fee_line_rows", _FEE_LINE_SETTLEMENT.columns),
         "Fee lines of effective settlements charged in the analysis window (whenever "
         "their settlement was admitted), with charge_date and their settlement's person, "
         "institution, medical type and dates.",
