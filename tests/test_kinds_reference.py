@@ -1367,6 +1367,26 @@ def test_monthly_growth_counts_every_line_of_a_watched_item():
     check(GROWTH, data, ref_growth, expected=[])
 
 
+def test_repeated_lines_a_fraction_of_a_second_apart_are_two_suspicions():
+    """Regression: ids and messages printed times to the second, so two groups of
+    repeats 0.1 s apart shared a suspicion id and the whole rule failed ('two hits share
+    a key'), losing every repeated-line lead of the run."""
+    t1, t2 = at(0, 10).replace(microsecond=100000), at(0, 10).replace(microsecond=200000)
+    data = {"settlements": [settlement("S1", "P1", "H1", "11", at(0))],
+            "fee_lines": [line("L1", "S1", "X", t1, 1, 5), line("L2", "S1", "X", t1, 1, 5),
+                          line("L3", "S1", "X", t2, 1, 5), line("L4", "S1", "X", t2, 1, 5)]}
+    check(REPEATED, data, ref_repeated,
+          expected=[hit("S1", [], "X", "H1", "P1", None, 5)] * 2)
+    tables = {name: table(name, rows) for name, rows in data.items()}
+    eng = make_engine("duckdb")
+    try:
+        found = screen(tables, RuleSet([RULES[REPEATED]]), eng).suspicions
+    finally:
+        eng.close()
+    assert sorted(found["message"].str.extract(r"在(\S+ \S+)以").to_list()) == [
+        "2024-03-01 10:00:00.1", "2024-03-01 10:00:00.2"]
+
+
 def test_daily_cap_average_price_is_not_rounded_twice():
     """Regression (fixed in 76ad4aa): the DOUBLE quotient was cast to DECIMAL(18,4)
     before rounding to fen: 0.02 × 101.50 ÷ 2.02 = 1.0049504… became 1.0050 → 1.01."""

@@ -30,6 +30,8 @@ def text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
+        if value.microsecond:  # two times a fraction of a second apart must read apart
+            return value.isoformat(" ", "microseconds").rstrip("0")
         return value.strftime("%Y-%m-%d %H:%M:%S" if value.second else "%Y-%m-%d %H:%M")
     if isinstance(value, dt.date):
         return value.isoformat()
