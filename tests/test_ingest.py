@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from fraudscreen.cli import app
 from fraudscreen.contract import FEE_LINES, SETTLEMENTS, ColumnType, Table
 from fraudscreen.ingest import IngestError, load_folder, write_quarantine
-from fraudscreen.quarantine import SCIENTIFIC
+from fraudscreen.quarantine import REVERSAL_KEPT, REVERSED_BY_QUARANTINED, SCIENTIFIC
 
 T0 = dt.datetime(2024, 3, 1, 8, 30, 0)
 
@@ -490,6 +490,78 @@ def test_duplicate_keys_and_discharge_before_admission(tmp_path):
     }
     assert ingestion.table("settlements").select("settlement_id", "person_id").rows() == [
         ("S1", "P001"), ("S3", "P001")]
+
+
+# --- a reversal row that is quarantined still reverses -------------------------------
+
+def reversal(key: str, of: str, **values: str) -> dict[str, str]:
+    return settlement(key, reversed_settlement_id=of, total_amount="-1200.50",
+                      fund_amount="-900.00", **values)
+
+
+@pytest.mark.parametrize("broken, column, reason", [
+    ({"settle_time": ""}, "settle_time", "missing value"),
+    ({"admit_time": "2024-03-20 08:00:00"}, "discharge_time", "discharge before admission"),
+    ({"settlement_id": "S2"}, "settlement_id", "duplicate key"),
+])
+def test_a_quarantined_reversal_row_still_sets_aside_the_settlement_it_names(
+        tmp_path, broken, column, reason):
+    folder(tmp_path, [settlement("S1"), settlement("S2"), reversal("R1", "S1", **broken)],
+           [fee_line("L1")])
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.table("settlements")["settlement_id"].to_list() == ["S2"]
+        assert ingestion.rows_read["settlements"] == 3
+        assert found(ingestion) == {
+            ("settlements", 2, "settlement_id", REVERSED_BY_QUARANTINED),
+            ("settlements", 4, "reversed_settlement_id", REVERSAL_KEPT),
+            ("settlements", 4, column, reason)}
+
+
+def test_a_quarantined_reversal_of_a_reversal_sets_aside_both(tmp_path):
+    """R1 (quarantined) reverses R0, a clean reversal row of S1: setting R0 aside must not
+    bring S1 back."""
+    folder(tmp_path, [settlement("S1"), settlement("S2"), reversal("R0", "S1"),
+                      reversal("R1", "R0", settle_time="")], [fee_line("L1")])
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.table("settlements")["settlement_id"].to_list() == ["S2"]
+        assert {(r[1], r[3]) for r in found(ingestion)} == {
+            (2, REVERSED_BY_QUARANTINED), (4, REVERSED_BY_QUARANTINED),
+            (4, REVERSAL_KEPT), (5, REVERSAL_KEPT), (5, "missing value")}
+
+
+def test_a_quarantined_reversal_sets_aside_a_settlement_scanned_in_place(tmp_path):
+    clean = contract_parquet(tmp_path / "settlements" / "a.parquet", SETTLEMENTS,
+                             [settlement("S1"), settlement("S2")])
+    before = clean.read_bytes()
+    write_csv(tmp_path / "settlements" / "b.csv", SETTLEMENTS,
+              [reversal("R1", "S2", settle_time="")])
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [fee_line("L1")])
+    with load_folder(tmp_path) as ingestion:
+        assert not any(f.in_place for f in ingestion.tables["settlements"].files)
+        assert ingestion.table("settlements")["settlement_id"].to_list() == ["S1"]
+        assert ("settlements/a.parquet", 2, REVERSED_BY_QUARANTINED) in set(
+            ingestion.quarantine.select("file", "line", "reason").iter_rows())
+    assert clean.read_bytes() == before
+
+
+def test_no_lead_on_a_settlement_whose_reversal_row_was_quarantined(tmp_path):
+    """A readmission 5 days after discharge is a lead, unless the later stay was reversed
+    (冲销) — also when the reversal row itself is quarantined (found in review)."""
+    stays = [settlement("A", admit_time="2024-03-01 08:30:00"),
+             settlement("B", admit_time="2024-03-10 08:30:00",
+                        discharge_time="2024-03-12 10:00:00", settle_time="2024-03-12 11:00:00")]
+    fees = [fee_line("L1", settlement_id="A"), fee_line("L2", settlement_id="B",
+                                                         charge_time="2024-03-11 09:00:00")]
+    leads = {}
+    for case, extra in (("plain", []), ("reversed", [reversal("BR", "B", settle_time="")])):
+        data = folder(tmp_path / case / "data", stays + extra, fees)
+        out = tmp_path / case / "out"
+        result = CliRunner().invoke(app, ["run", "--data", str(data), "--out", str(out),
+                                          "--quiet"])
+        assert result.exit_code == 0, result.output
+        leads[case] = pl.read_parquet(out / "suspicions.parquet").filter(
+            pl.col("rule_id") == "split_hospitalisation.readmission")["settlement_id"].to_list()
+    assert leads == {"plain": ["B"], "reversed": []}
 
 
 def test_two_bad_cells_give_two_entries_but_one_row_and_empty_rows_one_entry(tmp_path):

@@ -10,6 +10,7 @@ All work is column-wise Polars; the only Python loops run over columns and check
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from dataclasses import dataclass
 from functools import reduce
@@ -31,6 +32,12 @@ ENTRY_SCHEMA = {
     "reason": pl.String,
 }
 
+# A reversal row (冲销) names the settlement it cancels in this column. Its reversal
+# stands even when the row itself is quarantined: the settlement it names is quarantined
+# too (``reversed_by_quarantined``), so a reversed settlement never produces a lead.
+REVERSED = "reversed_settlement_id"
+REVERSAL_KEPT = "quarantined reversal: the settlement it names is set aside too"
+REVERSED_BY_QUARANTINED = "reversed by a quarantined reversal row"
 MISSING = "missing value"
 SCIENTIFIC = "number in scientific notation (digits lost, e.g. by Excel)"
 EMPTY_ROW = "empty row"
@@ -79,6 +86,8 @@ class CheckedPart:
     clean: pl.DataFrame  # the rows kept, contract-typed, with PART and LINE
     entries: pl.DataFrame  # quarantine entries (ENTRY_SCHEMA)
     zero_padded: dict[str, int]  # column -> codes given back their leading zeros
+    # Quarantined rows that reverse a settlement: PART, LINE and the id they name.
+    reversals: pl.DataFrame = dataclasses.field(default_factory=lambda: _reversals([]))
 
 
 def check_part(raw: pl.DataFrame, table: Table) -> CheckedPart:
@@ -130,8 +139,11 @@ def check_part(raw: pl.DataFrame, table: Table) -> CheckedPart:
                          .fill_null(False)))
     bad_row = reduce(operator.or_, (mask for _, _, mask in findings))
     entries = [_entry(raw, *finding) for finding in findings if finding[2].any()]
+    reversals = (frame.filter(bad_row).select(PART, LINE, REVERSED).drop_nulls(REVERSED)
+                 if REVERSED in table.column_names else _reversals([]))
     return CheckedPart(frame.filter(~bad_row).select(*table.column_names, PART, LINE),
-                       _entries(entries), {k: v for k, v in zero_padded.items() if v})
+                       _entries(entries), {k: v for k, v in zero_padded.items() if v},
+                       reversals)
 
 
 def key_hashes(clean: pl.DataFrame, table: Table) -> pl.Series:
@@ -167,6 +179,48 @@ def duplicate_keys(staged: list[StagedFile], table: Table, hashes: pl.Series) ->
         value=pl.concat_str(table.key, separator=","),
         reason=pl.lit(DUPLICATE_KEY),
     )])
+
+
+def reversed_by_quarantined(staged: list[StagedFile], repeated: pl.DataFrame,
+                            reversals: list[pl.DataFrame]) -> pl.DataFrame:
+    """Quarantine entries for clean settlements that a quarantined row reverses, and
+    for those reversal rows (which keep their own entries for what was wrong with them).
+
+    ``reversals``: PART, LINE and REVERSED of the rows ``check_part`` quarantined that
+    name a settlement (``CheckedPart.reversals``); ``repeated``: the entries of rows
+    quarantined as duplicate keys, whose reversals stand too. A clean row set aside this
+    way that is itself a reversal passes its reversal on.
+    """
+    reversals = _reversals(reversals)
+    if reversals.is_empty() and repeated.is_empty():
+        return _entries([])
+    rows = pl.concat([
+        pl.scan_parquet(f.path).select("settlement_id", REVERSED).with_row_index(LINE, 1)
+        .select("settlement_id", REVERSED, pl.lit(f.part, pl.UInt32).alias(PART),
+                pl.col(LINE).cast(pl.Int64))
+        if f.in_place else pl.scan_parquet(f.path).select("settlement_id", REVERSED, PART, LINE)
+        for f in staged]).collect() if staged else _reversals([]).with_columns(
+            settlement_id=pl.lit(None, pl.String))
+    duplicates = rows.join(repeated.select(PART, LINE), on=[PART, LINE], how="semi")
+    rows = rows.join(repeated.select(PART, LINE), on=[PART, LINE], how="anti")
+    named = pl.concat([reversals, duplicates.select(PART, LINE, REVERSED).drop_nulls(REVERSED)])
+    entries = []
+    while not named.is_empty():
+        hit = rows.filter(pl.col("settlement_id").is_in(named[REVERSED].implode()))
+        rows = rows.filter(~pl.col("settlement_id").is_in(named[REVERSED].implode()))
+        entries += [
+            named.filter(pl.col(REVERSED).is_in(hit["settlement_id"].implode())).select(
+                PART, LINE, column=pl.lit(REVERSED), value=REVERSED,
+                reason=pl.lit(REVERSAL_KEPT)),
+            hit.select(PART, LINE, column=pl.lit("settlement_id"), value="settlement_id",
+                       reason=pl.lit(REVERSED_BY_QUARANTINED))]
+        named = hit.select(PART, LINE, REVERSED).drop_nulls(REVERSED)
+    return _entries(entries)
+
+
+def _reversals(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(frames) if frames else pl.DataFrame(
+        schema={PART: pl.UInt32, LINE: pl.Int64, REVERSED: pl.String})
 
 
 def _key(table: Table) -> pl.Expr:
