@@ -93,6 +93,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
+import json
 import os
 from collections import Counter, defaultdict
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -1365,6 +1366,34 @@ def test_monthly_growth_counts_every_line_of_a_watched_item():
                                name="GEN tablets")],
             "watchlist": [{"list_name": "site", "item_code": None, "generic_name": "GEN"}]}
     check(GROWTH, data, ref_growth, expected=[])
+
+
+def evidence(rule_id: str, data: dict) -> dict[str, dict]:
+    """Each suspicion's evidence, by its settlement."""
+    tables = {name: table(name, rows) for name, rows in data.items()}
+    eng = make_engine("duckdb")
+    try:
+        found = screen(tables, RuleSet([RULES[rule_id]]), eng).suspicions
+    finally:
+        eng.close()
+    return {r["settlement_id"]: json.loads(r["evidence"]) for r in found.iter_rows(named=True)}
+
+
+def test_the_latest_earlier_settlement_is_told_apart_by_a_fraction_of_a_second():
+    """Regression (found in review): the message's figures took the latest earlier
+    settlement by the text of its time and id, in which '08:00:00T0' sorts after
+    '08:00:00.5T1', so the area named was not the latest's."""
+    t0 = at(0, 8)
+    data = {"settlements": [
+        settlement("T0", "A", "H1", "11", t0, visit="350100"),
+        settlement("T1", "A", "H2", "11", t0.replace(microsecond=500000), visit="350900"),
+        settlement("T2", "A", "H3", "11", at(0, 10), visit="350200")]}
+    assert evidence(TRAVEL, data)["T2"]["earlier_area"] == "3509"
+    stay = settlement("S", "A", "H0", "21", at(0), at(5))
+    data = {"settlements": [stay,
+                            settlement("O1", "A", "H9", "11", at(2, 8)),
+                            settlement("O2", "A", "H1", "11", at(2, 8).replace(microsecond=5))]}
+    assert evidence(ELSEWHERE, data)["S"]["elsewhere_institution"] == "H9"
 
 
 def test_repeated_lines_a_fraction_of_a_second_apart_are_two_suspicions():
