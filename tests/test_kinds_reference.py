@@ -1379,6 +1379,20 @@ def evidence(rule_id: str, data: dict) -> dict[str, dict]:
     return {r["settlement_id"]: json.loads(r["evidence"]) for r in found.iter_rows(named=True)}
 
 
+def test_exclusive_items_names_the_partner_whose_amount_it_gives():
+    """Regression (found in review): the partner was the smallest code and the amount
+    the largest, which could be two different partners."""
+    data = {"settlements": [settlement("S1", "P1", "H1", "21", at(0))],
+            "fee_lines": [line("L1", "S1", "A", at(0, 10), amount=10),
+                          line("L2", "S1", "B", at(0, 11), amount=30),
+                          line("L3", "S1", "C", at(0, 12), amount=50)],
+            "item_pairs": [{"item_code_a": "A", "item_code_b": p, "relation": "exclusive"}
+                           for p in ("B", "C")]}
+    check(EXCLUSIVE, data, ref_exclusive)
+    found = evidence(EXCLUSIVE, data)["S1"]
+    assert (found["partner_item"], found["partner_amount"]) == ("C", "50.00")
+
+
 def test_the_latest_earlier_settlement_is_told_apart_by_a_fraction_of_a_second():
     """Regression (found in review): the message's figures took the latest earlier
     settlement by the text of its time and id, in which '08:00:00T0' sorts after
