@@ -38,14 +38,18 @@ def test_repeated_line_uses_the_candidate_shortcut_and_others_do_not():
 
 
 @pytest.mark.parametrize("bought, hits", [(100, 0), (50, 1)])
-def test_groups_not_judged_are_counted_with_or_without_hits(bought, hits):
+@pytest.mark.parametrize("count, skipped", [(["institution_id"], 1), ([], 2)])
+def test_groups_not_judged_are_counted_with_or_without_hits(bought, hits, count, skipped):
     """The count of a ``skip``'s groups rides on the hit rows; with none, it is asked for
-    on its own. Either way: P2 keeps no stock records, so its item is not judged."""
+    on its own. Either way: P2 keeps no stock records, so its items X and Y are not
+    judged: one institution (the built-in rule's ``count``), two groups (the default)."""
     from fraudscreen.engine_duckdb import DuckDBEngine
     from fraudscreen.screen import screen
     from fraudscreen.testing import table
 
     rule = RuleSet.load().get("item_substitution.billed_more_than_bought")
+    skip = rule.detect.skip.model_copy(update={"count": count})
+    rule = rule.model_copy(update={"detect": rule.detect.model_copy(update={"skip": skip})})
     tables = {
         "purchases": table("purchases", [{"institution_id": "P1", "item_code": "X",
                                           "purchase_date": "2024-03-01", "quantity": bought}]),
@@ -53,9 +57,10 @@ def test_groups_not_judged_are_counted_with_or_without_hits(bought, hits):
             {"settlement_id": s, "person_id": "A", "institution_id": i, "medical_type": "41",
              "admit_time": "2024-03-01 09:00:00"} for s, i in (("S1", "P1"), ("S2", "P2"))]),
         "fee_lines": table("fee_lines", [
-            {"settlement_id": s, "item_code": "X", "fee_category": "08",
-             "charge_time": "2024-03-01 09:00:00", "quantity": 100, "unit_price": 2,
-             "amount": 200} for s in ("S1", "S2")]),
+            {"line_id": f"{s}{item}", "settlement_id": s, "item_code": item,
+             "fee_category": "08", "charge_time": "2024-03-01 09:00:00", "quantity": 100,
+             "unit_price": 2, "amount": 200} for s, item in (("S1", "X"), ("S2", "X"),
+                                                              ("S2", "Y"))]),
     }
     engine = DuckDBEngine()
     try:
@@ -63,7 +68,7 @@ def test_groups_not_judged_are_counted_with_or_without_hits(bought, hits):
     finally:
         engine.close()
     outcome = result.outcomes[0]
-    assert (outcome.status, outcome.hits, outcome.skipped_groups) == ("ran", hits, 1)
+    assert (outcome.status, outcome.hits, outcome.skipped) == ("ran", hits, skipped)
     assert "__skipped" not in result.suspicions.columns
 
 

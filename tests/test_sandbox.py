@@ -331,3 +331,25 @@ def test_hints_for_two_usual_slips(tmp_path):
     path.write_text(path.read_text().replace('"{settlement_id}"', "结算: {settlement_id}"))
     with pytest.raises(RuleError, match="must be quoted"):
         load_rule(path)
+
+
+def test_a_skip_counts_only_columns_it_groups_by(tmp_path):
+    path = tmp_path / "rule.yaml"
+    path.write_text(BASE.format(where="true").replace("""  kind: filter
+  source: fee_lines
+  where: true
+""", """  kind: aggregate
+  source: fee_lines
+  group_by: [institution_id, item_code]
+  measures: {total: sum(amount)}
+  having: total > 0
+  skip:
+    when: total IS NULL
+    reason: r
+    count: [person_id]
+""").replace("amount_at_risk: amount", "amount_at_risk: total").replace(
+        "{settlement_id}", "{item_code}"), encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(path))
+    assert "unknown column 'person_id'" in str(err.value)
+    assert f"{path}:18:" in str(err.value)  # the `count:` line

@@ -122,7 +122,7 @@ class _Compiler:
         # rewrite that resolves them; and the condition of groups not judged.
         self.extra_scope: dict[str, set[str]] = {}
         self.rewrite: Callable[[exp.Expression], exp.Expression] | None = None
-        self.skip_condition: str | None = None
+        self.skip_count: str | None = None  # the query counting what a ``skip`` left out
         # The source's attached columns, when they are joined after the kind's own step.
         self.late: sources.Attached | None = None
 
@@ -234,7 +234,10 @@ class _Compiler:
         if det.skip:
             skip = self.expr(det.skip.when, p + ("skip", "when"), {"": out})
             judged = f"NOT coalesce({skip}, FALSE)"
-            self.skip_condition = skip
+            self.names(det.skip.count, set(det.group_by), p + ("skip", "count"))
+            self.skip_count = (f"SELECT count(*) FROM (SELECT DISTINCT {_cols(det.skip.count)}"
+                               f" FROM agg WHERE {skip}) AS s" if det.skip.count
+                               else f"SELECT count(*) FROM agg WHERE {skip}")
         self.ctes.append(("hits", f"SELECT * FROM agg WHERE {judged} AND ({having})"))
         return out
 
@@ -478,12 +481,11 @@ class _Compiler:
             hit_cols = kind(det, cols)
         select, evidence = self.emit(hit_cols)
         skip_sql = None
-        if self.skip_condition:
+        if self.skip_count:
             # Counted in the hits' own query (one pass over the source, not two); the
             # count alone is needed only when there is no hit to carry it.
-            skipped = f"SELECT count(*) FROM agg WHERE {self.skip_condition}"
-            select += f", ({skipped}) AS {SKIPPED}"
-            skip_sql = _with([c for c in self.ctes if c[0] != "hits"], skipped)
+            select += f", ({self.skip_count}) AS {SKIPPED}"
+            skip_sql = _with([c for c in self.ctes if c[0] != "hits"], self.skip_count)
         sql = _with(self.ctes, f"SELECT {select} FROM hits")
         _assert_reads_sources(sql, {n for n, _ in self.ctes})
         return CompiledRule(self.rule, self.values, sql, self.needs, evidence, skip_sql,

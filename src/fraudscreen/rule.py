@@ -100,6 +100,13 @@ class Skip(_Model):
 
     when: Expr
     reason: str
+    # What is counted: the distinct values of these group_by columns among the groups
+    # not judged (``[institution_id]``: institutions); empty, the groups themselves.
+    count: list[str] = []
+
+    def unit(self) -> str:
+        """What the count counts, for the run's record of the rule."""
+        return f"distinct {', '.join(self.count)}" if self.count else "groups"
 
 
 class Aggregate(_Detection):

@@ -91,7 +91,8 @@ def outcome_doc(o: RuleOutcome) -> dict:
     return {"id": r.id, "version": r.version, "family": r.family, "severity": r.severity,
             "status": o.status, "reason": o.reason, "hits": o.hits,
             "amount_at_risk": o.amount, "seconds": round(o.seconds, 3),
-            "skipped_groups": o.skipped_groups, "params": o.params,
+            "skipped": o.skipped, "skipped_unit": o.rule.detect.skip.unit()
+            if getattr(o.rule.detect, "skip", None) else None, "params": o.params,
             "path": r.path, "content_hash": r.content_hash}
 
 

@@ -31,7 +31,7 @@ class RuleOutcome:
     hits: int = 0
     amount: str = "0.00"
     seconds: float = 0.0
-    skipped_groups: int | None = None
+    skipped: int | None = None  # what a ``skip`` left unjudged (its ``unit()``)
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -181,9 +181,10 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
                            params=params, seconds=time.perf_counter() - began), None
     amount = sum(frame["amount_at_risk"].to_list(), start=0)
     outcome = RuleOutcome(rule, "ran", hits=frame.height, amount=f"{amount:.2f}",
-                          seconds=time.perf_counter() - began, skipped_groups=skipped,
+                          seconds=time.perf_counter() - began, skipped=skipped,
                           params=params)
     if skipped:
-        outcome.reason = f"{skipped} group(s) not judged: {rule.detect.skip.reason}"
+        outcome.reason = (f"{skipped} not judged ({rule.detect.skip.unit()}): "
+                          f"{rule.detect.skip.reason}")
     return outcome, frame
 
