@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from fraudscreen.cli import app
 from fraudscreen.contract import FEE_LINES, SETTLEMENTS, ColumnType, Table
 from fraudscreen.ingest import IngestError, load_folder, write_quarantine
-from fraudscreen.quarantine import REVERSAL_KEPT, REVERSED_BY_QUARANTINED, SCIENTIFIC
+from fraudscreen.quarantine import REVERSAL_STANDS, SCIENTIFIC, quarantined_reversals
 
 T0 = dt.datetime(2024, 3, 1, 8, 30, 0)
 
@@ -121,6 +121,10 @@ def table_file(draw):
             end = pairs["admit_time"][1] + stay
             pairs["discharge_time"] = (end.strftime("%Y-%m-%d %H:%M:%S"), end)
         text = {name: pair[0] for name, pair in pairs.items()}
+        bad = kind != "good" and (kind != "duplicate" or bool(kept))
+        if bad and pairs.get("reversed_settlement_id", (None, None))[1] is not None:
+            # a quarantined reversal row still names the settlement it reverses
+            quarantined.add((table.name, line, "reversed_settlement_id", REVERSAL_STANDS))
         if kind == "bad value":
             column = draw(st.sampled_from([c for c in table.columns if c.type in BAD]))
             text[column.name] = draw(st.sampled_from(BAD[column.type]))
@@ -504,44 +508,17 @@ def reversal(key: str, of: str, **values: str) -> dict[str, str]:
     ({"admit_time": "2024-03-20 08:00:00"}, "discharge_time", "discharge before admission"),
     ({"settlement_id": "S2"}, "settlement_id", "duplicate key"),
 ])
-def test_a_quarantined_reversal_row_still_sets_aside_the_settlement_it_names(
+def test_a_quarantined_reversal_row_names_the_settlement_it_still_reverses(
         tmp_path, broken, column, reason):
-    folder(tmp_path, [settlement("S1"), settlement("S2"), reversal("R1", "S1", **broken)],
-           [fee_line("L1")])
+    folder(tmp_path, [settlement("S1"), settlement("S2"), reversal("R1", "S1", **broken),
+                      settlement("S3", settle_time="")], [fee_line("L1")])
     with load_folder(tmp_path) as ingestion:
-        assert ingestion.table("settlements")["settlement_id"].to_list() == ["S2"]
-        assert ingestion.rows_read["settlements"] == 3
+        assert ingestion.table("settlements")["settlement_id"].to_list() == ["S1", "S2"]
         assert found(ingestion) == {
-            ("settlements", 2, "settlement_id", REVERSED_BY_QUARANTINED),
-            ("settlements", 4, "reversed_settlement_id", REVERSAL_KEPT),
-            ("settlements", 4, column, reason)}
-
-
-def test_a_quarantined_reversal_of_a_reversal_sets_aside_both(tmp_path):
-    """R1 (quarantined) reverses R0, a clean reversal row of S1: setting R0 aside must not
-    bring S1 back."""
-    folder(tmp_path, [settlement("S1"), settlement("S2"), reversal("R0", "S1"),
-                      reversal("R1", "R0", settle_time="")], [fee_line("L1")])
-    with load_folder(tmp_path) as ingestion:
-        assert ingestion.table("settlements")["settlement_id"].to_list() == ["S2"]
-        assert {(r[1], r[3]) for r in found(ingestion)} == {
-            (2, REVERSED_BY_QUARANTINED), (4, REVERSED_BY_QUARANTINED),
-            (4, REVERSAL_KEPT), (5, REVERSAL_KEPT), (5, "missing value")}
-
-
-def test_a_quarantined_reversal_sets_aside_a_settlement_scanned_in_place(tmp_path):
-    clean = contract_parquet(tmp_path / "settlements" / "a.parquet", SETTLEMENTS,
-                             [settlement("S1"), settlement("S2")])
-    before = clean.read_bytes()
-    write_csv(tmp_path / "settlements" / "b.csv", SETTLEMENTS,
-              [reversal("R1", "S2", settle_time="")])
-    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [fee_line("L1")])
-    with load_folder(tmp_path) as ingestion:
-        assert not any(f.in_place for f in ingestion.tables["settlements"].files)
-        assert ingestion.table("settlements")["settlement_id"].to_list() == ["S1"]
-        assert ("settlements/a.parquet", 2, REVERSED_BY_QUARANTINED) in set(
-            ingestion.quarantine.select("file", "line", "reason").iter_rows())
-    assert clean.read_bytes() == before
+            ("settlements", 4, "reversed_settlement_id", REVERSAL_STANDS),
+            ("settlements", 4, column, reason),
+            ("settlements", 5, "settle_time", "missing value")}
+        assert quarantined_reversals(ingestion.quarantine) == ["S1"]
 
 
 def test_no_lead_on_a_settlement_whose_reversal_row_was_quarantined(tmp_path):

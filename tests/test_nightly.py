@@ -25,7 +25,15 @@ from typer.testing import CliRunner
 from fraudscreen import rescreen, store
 from fraudscreen.cli import app
 from fraudscreen.ingest import load_folder
-from fraudscreen.nightly import KILL_ENV, KILL_POINTS, NOT_SUPPORTED, NightOptions, merge, run_night
+from fraudscreen.nightly import (
+    KILL_ENV,
+    KILL_POINTS,
+    NOT_SUPPORTED,
+    NightOptions,
+    merge,
+    run_night,
+    scratch_folder,
+)
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.sample import generate
 from fraudscreen.sample.drops import REFERENCE
@@ -47,10 +55,11 @@ def monthly_drops(data: Path, out: Path) -> list[Path]:
     return drops
 
 
-def one_run(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+def one_run(tables: dict[str, pl.DataFrame], quarantined_reversals=()) -> pl.DataFrame:
     engine = make_engine("duckdb")
     try:
-        return screen(tables, RuleSet.load(), engine).suspicions
+        return screen(tables, RuleSet.load(), engine,
+                      quarantined_reversals=quarantined_reversals).suspicions
     finally:
         engine.close()
 
@@ -182,7 +191,10 @@ def test_idle_night_reports_nothing_and_changes_nothing(fed, tmp_path):
     assert doc["new_suspicions"] == 0 and doc["files_skipped"] > 0
 
 
-def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path):
+@pytest.mark.parametrize("quarantined", [False, True])
+def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path, quarantined):
+    """``quarantined``: the reversal row has no settle_time, so it is quarantined; it
+    still reverses the settlement it names."""
     st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
     rows = open_rows(st).filter(pl.col("status") == "open")
     flagged = rows.filter(pl.col("rule_id") == "split_hospitalisation.readmission")
@@ -195,6 +207,8 @@ def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path):
         pl.lit(f"R{target}").alias("settlement_id"), pl.lit(target).alias("reversed_settlement_id"),
         -pl.col("total_amount"), -pl.col("fund_amount"),
         pl.datetime(2024, 7, 2, 9).alias("settle_time"))
+    if quarantined:
+        reversal = reversal.with_columns(pl.lit(None, pl.Datetime("us")).alias("settle_time"))
     repeated = settlements.filter(pl.col("settlement_id") != target).head(1)
     # late data too: one more copy of a line already flagged as repeated
     copied = rows.filter((pl.col("rule_id") == "duplicate_charge.repeated_line")
@@ -212,6 +226,9 @@ def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path):
     retracted = {r["suspicion_id"]: r["reason"] for r in doc["retracted"]}
     assert set(retracted) == set(resting["suspicion_id"]) != set()
     assert all("冲销" in reason and target in reason for reason in retracted.values())
+    if quarantined:
+        assert all("quarantined row (settlements/part-07-late.csv line 2)" in reason
+                   for reason in retracted.values())
     assert doc["new_suspicions"] == len(doc["new_suspicion_ids"])
     # a suspicion whose figures changed keeps its id and records the change
     assert copied["suspicion_id"] in doc["changed_suspicion_ids"]
@@ -229,9 +246,9 @@ def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path):
     assert dup.select("table", "file", "line").rows() == [
         ("settlements", "settlements/part-07-late.csv", 3)]
     # and the store still equals one run over all the data, reversal included
-    tables = {**fed["tables"], "settlements": pl.concat([settlements, reversal]),
-              "fee_lines": pl.concat([lines, late_line])}
-    expected = one_run(tables)
+    tables = {**fed["tables"], "fee_lines": pl.concat([lines, late_line]),
+              "settlements": settlements if quarantined else pl.concat([settlements, reversal])}
+    expected = one_run(tables, [target] if quarantined else [])
     opened = after.filter(pl.col("status") == "open")
     cols = ["suspicion_id", "amount_at_risk", "message"]
     assert (opened.select(cols).sort("suspicion_id").to_dicts()
@@ -247,6 +264,45 @@ def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path):
                                       "--out", str(export), "--all"])
     every = pl.read_parquet(export)
     assert set(every.filter(pl.col("status") == "retracted")["suspicion_id"]) == set(retracted)
+
+
+def test_a_quarantined_reversal_reverses_a_settlement_that_comes_on_a_later_night(
+        fed, tmp_path):
+    """Night 7 brings a reversal row of LATE (quarantined: no settle_time) before LATE
+    itself, a copy of a readmission under a new id, comes on night 8: no lead rests on
+    LATE, and the store equals one run over all the data."""
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    rows = open_rows(st).filter((pl.col("status") == "open") & (
+        pl.col("rule_id") == "split_hospitalisation.readmission"))
+    target = rows["settlement_id"][0]
+    settlements, lines = fed["tables"]["settlements"], fed["tables"]["fee_lines"]
+    late = settlements.filter(pl.col("settlement_id") == target).with_columns(
+        settlement_id=pl.lit("LATE"))
+    late_lines = lines.filter(pl.col("settlement_id") == target).with_columns(
+        settlement_id=pl.lit("LATE"), line_id=pl.lit("LATE-") + pl.col("line_id"))
+    reversal = late.with_columns(settlement_id=pl.lit("RLATE"), reversed_settlement_id=pl.lit(
+        "LATE"), settle_time=pl.lit(None, pl.Datetime("us")))
+    inbox = tmp_path / "inbox"
+    shutil.copytree(fed["inbox"], inbox)
+    reversal.write_csv(inbox / "settlements" / "part-07-reversal.csv")
+    night(inbox.absolute(), st, tmp_path / "out7", 7, today=dt.date(2024, 7, 3))
+    late.write_parquet(inbox / "settlements" / "part-08-late.parquet")
+    late_lines.write_parquet(inbox / "fee_lines" / "part-08-late.parquet")
+    night(inbox.absolute(), st, tmp_path / "out8", 8, today=dt.date(2024, 7, 4))
+
+    def resting(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.filter((pl.col("settlement_id") == "LATE")
+                            | pl.col("related_settlement_ids").list.contains("LATE"))
+
+    opened = open_rows(st).filter(pl.col("status") == "open")
+    assert resting(opened).is_empty()
+    tables = {**fed["tables"], "settlements": pl.concat([settlements, late]),
+              "fee_lines": pl.concat([lines, late_lines])}
+    assert not resting(one_run(tables)).is_empty()  # unreversed, LATE would be a lead
+    expected = one_run(tables, ["LATE"])
+    cols = ["suspicion_id", "amount_at_risk", "message"]
+    assert (opened.select(cols).sort("suspicion_id").to_dicts()
+            == expected.select(cols).sort("suspicion_id").to_dicts())
 
 
 @pytest.fixture(scope="module")
@@ -269,16 +325,19 @@ def crashes(fed, tmp_path_factory):
         copy_store(fed["stores"][NIGHTS - 1], root / f"{point}.duckdb")
     killed = {p: start(p, True) for p in KILL_POINTS}
     killed = {p: (proc.wait(), proc.communicate()[1].decode()) for p, proc in killed.items()}
+    left = {p: scratch_folder(root / f"{p}.duckdb").is_dir() for p in KILL_POINTS}
     rerun = {p: start(p, False) for p in KILL_POINTS}
     rerun = {p: (proc.wait(), proc.communicate()[1].decode()) for p, proc in rerun.items()}
-    return root, killed, rerun
+    return root, killed, rerun, left
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkill_then_rerun_equals_uninterrupted(fed, crashes, point):
-    root, killed, rerun = crashes
+    root, killed, rerun, left = crashes
     assert killed[point][0] == -signal.SIGKILL, killed[point][1]
     assert rerun[point][0] == 0, rerun[point][1]
+    # the killed night's scratch is beside the store (not in /tmp), and the rerun clears it
+    assert left[point] and not scratch_folder(root / f"{point}.duckdb").exists()
     assert store.snapshot(root / f"{point}.duckdb") == store.snapshot(fed["stores"][NIGHTS])
     # the night's leads are reported whatever the point of the crash
     doc = json.loads((root / f"out-{point}" / "run.json").read_text(encoding="utf-8"))

@@ -79,6 +79,7 @@ def validate(
     when any row was quarantined, 2 when the input is unusable.
     """
     from fraudscreen.ingest import IngestError, load_folder, print_summary, write_quarantine
+    from fraudscreen.quarantine import quarantined_reversals
     from fraudscreen.screen import integrity_counts, integrity_warnings
 
     try:
@@ -87,7 +88,8 @@ def validate(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     with ingestion:  # only the counts and the quarantine are wanted
-        integrity = integrity_counts(ingestion.tables)
+        integrity = integrity_counts(ingestion.tables,
+                                     quarantined_reversals(ingestion.quarantine))
     write_quarantine(ingestion, out)
     print_summary(ingestion)
     for warning in integrity_warnings(integrity):

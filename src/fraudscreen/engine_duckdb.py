@@ -11,6 +11,7 @@ input spills to disk instead of failing.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import sqlglot
 from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES
 from fraudscreen.reference import Table, resolve_inputs
+from fraudscreen.sources import QUARANTINED_REVERSALS
 
 
 def connect(memory_limit: str = "1.5GB", temp_dir: Path | None = None,
@@ -52,11 +54,22 @@ def register_empty(con: duckdb.DuckDBPyConnection) -> None:
     """Every input table, empty: enough to create the sources and describe them."""
     for name in INPUT_TABLES:
         con.execute(_empty_sql(name))
+    register_reversals(con, [])
+
+
+def register_reversals(con: duckdb.DuckDBPyConnection, settlement_ids: Sequence[str]
+                       ) -> None:
+    """The settlements quarantined reversal rows name (``sources.QUARANTINED_REVERSALS``)."""
+    frame = pl.DataFrame({"reversed_settlement_id": list(settlement_ids)}, schema={
+        "reversed_settlement_id": pl.String})
+    con.register(QUARANTINED_REVERSALS, frame.to_arrow())
 
 
 def register_inputs(con: duckdb.DuckDBPyConnection, tables: dict[str, Table],
-                    watchlists: list[Path] | None = None) -> dict[str, str]:
+                    watchlists: list[Path] | None = None,
+                    quarantined_reversals: Sequence[str] = ()) -> dict[str, str]:
     """Register the run's tables; returns where each came from (for run.json)."""
+    register_reversals(con, quarantined_reversals)
     frames, origin = resolve_inputs(tables, watchlists)
     for name, frame in frames.items():
         if frame is None:
@@ -95,9 +108,9 @@ class DuckDBEngine:
         store, attached); the engine's own relations still go to its in-memory catalog."""
         self.con = connect(memory_limit, temp_dir, threads, connection)
 
-    def register(self, tables: dict[str, Table],
-                 watchlists: list[Path] | None = None) -> dict[str, str]:
-        return register_inputs(self.con, tables, watchlists)
+    def register(self, tables: dict[str, Table], watchlists: list[Path] | None = None,
+                 quarantined_reversals: Sequence[str] = ()) -> dict[str, str]:
+        return register_inputs(self.con, tables, watchlists, quarantined_reversals)
 
     def create_sources(self, window: dict[str, Any]) -> None:
         create_sources(self.con, window)

@@ -23,6 +23,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES, ColumnType
 from fraudscreen.dialects import SPARK
 from fraudscreen.reference import Table, resolve_inputs
+from fraudscreen.sources import QUARANTINED_REVERSALS
 
 DEFAULT_MASTER = "local[*]"
 # Settings the transpiled SQL relies on; applied to every session, ours or given.
@@ -183,8 +185,13 @@ class SparkEngine:
 
     # -- inputs ----------------------------------------------------------------------
 
-    def register(self, tables: dict[str, Table],
-                 watchlists: list[Path] | None = None) -> dict[str, str]:
+    def register(self, tables: dict[str, Table], watchlists: list[Path] | None = None,
+                 quarantined_reversals: Sequence[str] = ()) -> dict[str, str]:
+        from pyspark.sql import types as T
+
+        self._view(QUARANTINED_REVERSALS, self.spark.createDataFrame(
+            [(i,) for i in quarantined_reversals],
+            T.StructType([T.StructField("reversed_settlement_id", T.StringType())])))
         frames, origin = resolve_inputs(tables, watchlists, set(self.spark_tables))
         for name, frame in frames.items():
             if frame is not None and not isinstance(frame, pl.DataFrame):

@@ -36,16 +36,7 @@ import yaml
 
 from fraudscreen.contract import INPUT_TABLES, LOCAL_TIME_ZONE, Column, Table
 from fraudscreen.expressions import sql_string
-from fraudscreen.quarantine import (
-    LINE,
-    PART,
-    REVERSED,
-    REVERSED_BY_QUARANTINED,
-    check_part,
-    duplicate_keys,
-    key_hashes,
-    reversed_by_quarantined,
-)
+from fraudscreen.quarantine import LINE, PART, check_part, duplicate_keys, key_hashes
 
 SUFFIXES = (".csv", ".parquet")
 QUARANTINE_COLUMNS = ("table", "file", "line", "column", "value", "reason")
@@ -224,40 +215,33 @@ class _PartReader:
         files: list[InputFile] = []
         found: list[pl.DataFrame] = []
         hashes: list[pl.Series] = []
-        reversals: list[pl.DataFrame] = []
         for offset, path in enumerate(parts):
             began = time.perf_counter()
-            info, part_files, entries, part_hashes, part_reversals = self._part(
-                path, self.first_part + offset, in_place, notes)
+            info, part_files, entries, part_hashes = self._part(path, self.first_part + offset,
+                                                                in_place, notes)
             if self.on_file:
                 self.on_file(info, time.perf_counter() - began)
             files.append(info)
             staged += part_files
             found += entries
             hashes += part_hashes
-            reversals += part_reversals
         repeated = duplicate_keys(staged, self.table, pl.concat(hashes) if hashes
                                   else pl.Series([], dtype=pl.UInt64))
-        found.append(repeated)
-        if REVERSED in self.table.column_names:
-            found.append(reversed_by_quarantined(staged, repeated, reversals))
-            repeated = pl.concat([repeated, found[-1].filter(
-                pl.col("reason") == REVERSED_BY_QUARANTINED)])
         if not repeated.is_empty() and any(f.in_place for f in staged):
             shutil.rmtree(self.folder)
             return self.stage(parts, False, [])  # already noted on the first reading
         drop_rows(staged, repeated)
+        found.append(repeated)
         rows = sum(pq.ParquetFile(f.path).metadata.num_rows for f in staged)
         return StagedTable(self.table.name, tuple(staged), rows), files, found
 
     def _part(self, path: Path, index: int, in_place: bool, notes: list[str]
-              ) -> tuple[InputFile, list[StagedFile], list[pl.DataFrame], list[pl.Series],
-                         list[pl.DataFrame]]:
+              ) -> tuple[InputFile, list[StagedFile], list[pl.DataFrame], list[pl.Series]]:
         shown, sha256, chunks, contract_form = _read_part(
             path, self.data_dir, self.table, self.codec, self.renames, notes,
             self.folder / f"{index:05d}.utf-8.csv")
         in_place = in_place and contract_form
-        staged, found, hashes, reversals, rows = [], [], [], [], 0
+        staged, found, hashes, rows = [], [], [], 0
         zero_padded: dict[str, int] = {}
         # One chunk is written while the next is read and checked (Polars releases the
         # GIL), so both cores stay busy; at most two chunks are held.
@@ -278,7 +262,6 @@ class _PartReader:
                 for column, count in checked.zero_padded.items():
                     zero_padded[column] = zero_padded.get(column, 0) + count
                 found.append(bad)
-                reversals.append(checked.reversals)
                 hashes.append(key_hashes(good, self.table))
                 if good.height and not in_place:
                     if written:
@@ -294,8 +277,7 @@ class _PartReader:
             digits = self.table.column(column).digits
             notes.append(f"{shown}: {column}: {count:,} code(s) given back their leading "
                          f"zeros, read as {digits} digits (1 → {'1'.zfill(digits)})")
-        return (InputFile(shown, self.table.name, rows, sha256), staged, found, hashes,
-                reversals)
+        return InputFile(shown, self.table.name, rows, sha256), staged, found, hashes
 
 
 def _unchanged(raw: pl.DataFrame, good: pl.DataFrame, table: Table) -> bool:

@@ -49,7 +49,6 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,7 +71,14 @@ from fraudscreen.ingest import (
     load_folder,
 )
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
-from fraudscreen.quarantine import DUPLICATE_KEY, ENTRY_SCHEMA, LINE, PART
+from fraudscreen.quarantine import (
+    DUPLICATE_KEY,
+    ENTRY_SCHEMA,
+    LINE,
+    PART,
+    REVERSAL_STANDS,
+    quarantined_reversals,
+)
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.runner import ScreenOptions
 from fraudscreen.screen import Screening
@@ -194,6 +200,13 @@ def unseen(con: duckdb.DuckDBPyConnection, files: list[InboxFile],
 
 # --- ingesting the new files -------------------------------------------------------
 
+def scratch_folder(store_path: Path) -> Path:
+    """The night's scratch folder (the inbox's new files linked, their rows staged),
+    beside the store: a night killed before it could remove it leaves it where the next
+    night, which starts by emptying it, finds it, instead of in /tmp."""
+    return Path(store_path).parent / f".{Path(store_path).name}.night"
+
+
 @dataclass
 class Intake:
     files: list[InboxFile]
@@ -205,12 +218,14 @@ class Intake:
 
 
 def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str | None,
-           column_map: Path | None) -> Intake:
+           column_map: Path | None, work: Path) -> Intake:
     """Read the new files as ``load_folder`` reads a data folder; drop stored keys.
 
-    The caller closes ``Intake.ingestion`` (its staged rows) when the night is done.
+    ``work``: the night's scratch folder (``scratch_folder``); the staged rows stay
+    there until the caller removes it when the night is done.
     """
-    stage = Path(tempfile.mkdtemp(prefix="fraudscreen-stage-"))
+    stage = work / "inbox"
+    stage.mkdir(parents=True)
     try:
         names: dict[str, InboxFile] = {}
         for i, f in enumerate(files):
@@ -229,7 +244,8 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
                              ).write_parquet(stage / f"{name}.parquet")
                 placeholders.add(f"{name}.parquet")
         # Every row staged (none scanned in place): rows whose key is stored are dropped.
-        ing = load_folder(stage, encoding=encoding, column_map=column_map, in_place=False)
+        ing = load_folder(stage, encoding=encoding, column_map=column_map, in_place=False,
+                          work_dir=work / "staged")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     try:
@@ -373,12 +389,30 @@ def _extra_schema() -> dict[str, pl.DataType]:
     return {k: kinds[v.split()[0]] for k, v in store.SUSPICION_EXTRA.items()}
 
 
-def reversal_map(settlements: store.StoredTable) -> dict[str, str]:
-    """Reversed settlement id → the id of (the first) reversal row naming it."""
+def reversal_map(settlements: store.StoredTable, quarantined: pl.DataFrame
+                 ) -> dict[str, str]:
+    """Reversed settlement id → the id of (the first) reversal row naming it, or where a
+    quarantined reversal row naming it is (``quarantined``: quarantine entries)."""
     rows = settlements.con.sql(
         f"SELECT reversed_settlement_id, min(settlement_id) FROM ({settlements.sql()}) "
         "WHERE reversed_settlement_id IS NOT NULL GROUP BY ALL").fetchall()
-    return dict(rows)
+    named = (quarantined.filter(pl.col("reason") == REVERSAL_STANDS)
+             .sort("file", "line").unique("value", keep="first", maintain_order=True))
+    where = {r["value"]: f"a quarantined row ({r['file']} line {r['line']})"
+             for r in named.iter_rows(named=True)}
+    return where | dict(rows)
+
+
+def reversals_quarantined(con: duckdb.DuckDBPyConnection, intake: Intake | None
+                          ) -> pl.DataFrame:
+    """The quarantine entries, stored and the night's, of reversal rows that still
+    reverse (table, file, line, column, value, reason)."""
+    stored = store.frame(con, 'SELECT "table", file, line, "column", value, reason '
+                              "FROM quarantine WHERE reason = ?", [REVERSAL_STANDS])
+    if intake is None:
+        return stored
+    tonight = intake.quarantine.filter(pl.col("reason") == REVERSAL_STANDS)
+    return pl.concat([stored, tonight.select(stored.columns)], how="vertical_relaxed")
 
 
 # --- one night ------------------------------------------------------------------------
@@ -391,11 +425,13 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
     today = opts.today or dt.date.today()
     notes: list[str] = []
     con = store.open_store(opts.store)
+    work = scratch_folder(opts.store)  # emptied only once the store is ours
+    shutil.rmtree(work, ignore_errors=True)
     intake: Intake | None = None
     try:
         files = scan_inbox(opts.inbox, notes)
         fresh, skipped = unseen(con, files, notes)
-        intake = ingest(con, fresh, opts.encoding, opts.column_map) if fresh else None
+        intake = ingest(con, fresh, opts.encoding, opts.column_map, work) if fresh else None
         _hook("after_ingest")
         ingested = time.perf_counter()
 
@@ -415,13 +451,17 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
             view = con.cursor()
             new = intake.tables if intake else {}
             tables = rescreen.all_tables(con, view, new)
-            reversals = reversal_map(tables["settlements"])
+            quarantined = reversals_quarantined(con, intake)
+            reversals = reversal_map(tables["settlements"], quarantined)
             # New rules, parameters or watch lists, or rules that failed last night: all.
-            scope = (rescreen.touched(con, view, tables, new) if intake is not None and last
+            scope = (rescreen.touched(con, view, tables, new,
+                                      quarantined_reversals(intake.quarantine))
+                     if intake is not None and last
                      and last["ruleset_hash"] == rules_hash and not last["rules_failed"]
                      else rescreen.Scope(full=True))
             plan = scope.plan(ruleset)
-            screening = rescreen.screen_night(con, tables, ruleset, opts, plan)
+            screening = rescreen.screen_night(con, tables, ruleset, opts, plan,
+                                              quarantined_reversals(quarantined))
             ran = {o.rule.id for o in screening.outcomes if o.status == "ran"}
             night = (last["night"] + 1) if last else 1
             merged = merge(store.suspicions(con), screening.suspicions, ran,
@@ -445,8 +485,7 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
         strict_fail = opts.strict and intake is not None and intake.quarantine.height > 0
         return NightResult(night, committed, doc, 1 if failed or strict_fail else 0)
     finally:
-        if intake is not None:
-            intake.ingestion.close()
+        shutil.rmtree(work, ignore_errors=True)
         con.close()
 
 

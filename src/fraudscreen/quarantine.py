@@ -10,7 +10,6 @@ All work is column-wise Polars; the only Python loops run over columns and check
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 from dataclasses import dataclass
 from functools import reduce
@@ -32,12 +31,12 @@ ENTRY_SCHEMA = {
     "reason": pl.String,
 }
 
-# A reversal row (冲销) names the settlement it cancels in this column. Its reversal
-# stands even when the row itself is quarantined: the settlement it names is quarantined
-# too (``reversed_by_quarantined``), so a reversed settlement never produces a lead.
+# A reversal row (冲销) names the settlement it cancels in this column. Its reversal stands
+# even when the row itself is quarantined: such a row gets one more entry, whose value is
+# the settlement it names, and the engines treat that settlement as reversed
+# (``quarantined_reversals``), so a reversed settlement never produces a lead.
 REVERSED = "reversed_settlement_id"
-REVERSAL_KEPT = "quarantined reversal: the settlement it names is set aside too"
-REVERSED_BY_QUARANTINED = "reversed by a quarantined reversal row"
+REVERSAL_STANDS = "quarantined reversal row: the settlement it names is still reversed"
 MISSING = "missing value"
 SCIENTIFIC = "number in scientific notation (digits lost, e.g. by Excel)"
 EMPTY_ROW = "empty row"
@@ -86,8 +85,6 @@ class CheckedPart:
     clean: pl.DataFrame  # the rows kept, contract-typed, with PART and LINE
     entries: pl.DataFrame  # quarantine entries (ENTRY_SCHEMA)
     zero_padded: dict[str, int]  # column -> codes given back their leading zeros
-    # Quarantined rows that reverse a settlement: PART, LINE and the id they name.
-    reversals: pl.DataFrame = dataclasses.field(default_factory=lambda: _reversals([]))
 
 
 def check_part(raw: pl.DataFrame, table: Table) -> CheckedPart:
@@ -139,11 +136,10 @@ def check_part(raw: pl.DataFrame, table: Table) -> CheckedPart:
                          .fill_null(False)))
     bad_row = reduce(operator.or_, (mask for _, _, mask in findings))
     entries = [_entry(raw, *finding) for finding in findings if finding[2].any()]
-    reversals = (frame.filter(bad_row).select(PART, LINE, REVERSED).drop_nulls(REVERSED)
-                 if REVERSED in table.column_names else _reversals([]))
+    if REVERSED in table.column_names:
+        entries.append(_reversal_entries(frame.filter(bad_row)))
     return CheckedPart(frame.filter(~bad_row).select(*table.column_names, PART, LINE),
-                       _entries(entries), {k: v for k, v in zero_padded.items() if v},
-                       reversals)
+                       _entries(entries), {k: v for k, v in zero_padded.items() if v})
 
 
 def key_hashes(clean: pl.DataFrame, table: Table) -> pl.Series:
@@ -163,10 +159,11 @@ def duplicate_keys(staged: list[StagedFile], table: Table, hashes: pl.Series) ->
     if hashes.n_unique() == hashes.len():  # the usual case, and several times cheaper
         return _entries([])
     suspects = hashes.filter(hashes.is_duplicated()).unique()
+    read = [*table.key, *([REVERSED] if REVERSED in table.column_names else [])]
     located = [
-        pl.scan_parquet(f.path).select(table.key).with_row_index(LINE, offset=1).select(
-            *table.key, pl.lit(f.part, pl.UInt32).alias(PART), pl.col(LINE).cast(pl.Int64))
-        if f.in_place else pl.scan_parquet(f.path).select(*table.key, PART, LINE)
+        pl.scan_parquet(f.path).select(read).with_row_index(LINE, offset=1).select(
+            *read, pl.lit(f.part, pl.UInt32).alias(PART), pl.col(LINE).cast(pl.Int64))
+        if f.in_place else pl.scan_parquet(f.path).select(*read, PART, LINE)
         for f in staged
     ]
     rows = (pl.concat(located).filter(_key(table).hash().is_in(suspects.implode()))
@@ -178,49 +175,20 @@ def duplicate_keys(staged: list[StagedFile], table: Table, hashes: pl.Series) ->
         column=pl.lit(",".join(table.key)),
         value=pl.concat_str(table.key, separator=","),
         reason=pl.lit(DUPLICATE_KEY),
-    )])
+    ), *([_reversal_entries(repeated)] if REVERSED in read else [])])
 
 
-def reversed_by_quarantined(staged: list[StagedFile], repeated: pl.DataFrame,
-                            reversals: list[pl.DataFrame]) -> pl.DataFrame:
-    """Quarantine entries for clean settlements that a quarantined row reverses, and
-    for those reversal rows (which keep their own entries for what was wrong with them).
-
-    ``reversals``: PART, LINE and REVERSED of the rows ``check_part`` quarantined that
-    name a settlement (``CheckedPart.reversals``); ``repeated``: the entries of rows
-    quarantined as duplicate keys, whose reversals stand too. A clean row set aside this
-    way that is itself a reversal passes its reversal on.
-    """
-    reversals = _reversals(reversals)
-    if reversals.is_empty() and repeated.is_empty():
-        return _entries([])
-    rows = pl.concat([
-        pl.scan_parquet(f.path).select("settlement_id", REVERSED).with_row_index(LINE, 1)
-        .select("settlement_id", REVERSED, pl.lit(f.part, pl.UInt32).alias(PART),
-                pl.col(LINE).cast(pl.Int64))
-        if f.in_place else pl.scan_parquet(f.path).select("settlement_id", REVERSED, PART, LINE)
-        for f in staged]).collect() if staged else _reversals([]).with_columns(
-            settlement_id=pl.lit(None, pl.String))
-    duplicates = rows.join(repeated.select(PART, LINE), on=[PART, LINE], how="semi")
-    rows = rows.join(repeated.select(PART, LINE), on=[PART, LINE], how="anti")
-    named = pl.concat([reversals, duplicates.select(PART, LINE, REVERSED).drop_nulls(REVERSED)])
-    entries = []
-    while not named.is_empty():
-        hit = rows.filter(pl.col("settlement_id").is_in(named[REVERSED].implode()))
-        rows = rows.filter(~pl.col("settlement_id").is_in(named[REVERSED].implode()))
-        entries += [
-            named.filter(pl.col(REVERSED).is_in(hit["settlement_id"].implode())).select(
-                PART, LINE, column=pl.lit(REVERSED), value=REVERSED,
-                reason=pl.lit(REVERSAL_KEPT)),
-            hit.select(PART, LINE, column=pl.lit("settlement_id"), value="settlement_id",
-                       reason=pl.lit(REVERSED_BY_QUARANTINED))]
-        named = hit.select(PART, LINE, REVERSED).drop_nulls(REVERSED)
-    return _entries(entries)
+def quarantined_reversals(quarantine: pl.DataFrame) -> list[str]:
+    """The settlements that quarantined reversal rows name (sorted, once each): engines
+    treat them as reversed, like those named by clean reversal rows."""
+    return sorted(quarantine.filter((pl.col("table") == "settlements")
+                                    & (pl.col("reason") == REVERSAL_STANDS))["value"].unique())
 
 
-def _reversals(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    return pl.concat(frames) if frames else pl.DataFrame(
-        schema={PART: pl.UInt32, LINE: pl.Int64, REVERSED: pl.String})
+def _reversal_entries(quarantined: pl.DataFrame) -> pl.DataFrame:
+    """One entry per quarantined row that names a settlement it reverses."""
+    return quarantined.filter(pl.col(REVERSED).is_not_null()).select(
+        PART, LINE, column=pl.lit(REVERSED), value=REVERSED, reason=pl.lit(REVERSAL_STANDS))
 
 
 def _key(table: Table) -> pl.Expr:

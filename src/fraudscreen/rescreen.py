@@ -41,7 +41,7 @@ def all_tables(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
 
 
 def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: ScreenOptions,
-            view: duckdb.DuckDBPyConnection,
+            view: duckdb.DuckDBPyConnection, reversed_ids: list[str],
             data_window: tuple[dt.date, dt.date] | None = None) -> Screening:
     """Screen on ``view`` (DuckDB) or on Spark, which gets the tables as frames."""
     spill = Path(tempfile.mkdtemp(prefix="fraudscreen-spill-"))
@@ -50,7 +50,7 @@ def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: Screen
     engine = make_engine(opts.engine, **options)
     try:
         return screen(tables, ruleset, engine, None, None, opts.watchlists,
-                      data_window=data_window)
+                      data_window=data_window, quarantined_reversals=reversed_ids)
     finally:
         engine.close()
         shutil.rmtree(spill, ignore_errors=True)
@@ -100,11 +100,17 @@ class Scope:
 
 
 def touched(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
-            tables: dict[str, store.StoredTable], new: dict[str, StagedTable]) -> Scope:
-    """The persons and institutions whose data the night's new rows add to or reverse."""
+            tables: dict[str, store.StoredTable], new: dict[str, StagedTable],
+            reversed_tonight: list[str] = ()) -> Scope:
+    """The persons and institutions whose data the night's new rows add to or reverse
+    (``reversed_tonight``: settlements the night's quarantined reversal rows name)."""
     if any(name in new for name in SHARED_TABLES):
         return Scope(full=True)
     settlements = []
+    if reversed_tonight:
+        view.register("nightly_quarantined_reversals", pl.DataFrame(
+            {"settlement_id": list(reversed_tonight)}, schema={"settlement_id": pl.String}))
+        settlements.append("SELECT settlement_id FROM nightly_quarantined_reversals")
     if "settlements" in new:
         rows = new["settlements"].sql()
         settlements += [f"SELECT settlement_id FROM ({rows})",
@@ -188,19 +194,22 @@ def restricted(view: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTa
 
 
 def screen_night(con: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTable],
-                 ruleset: RuleSet, opts: ScreenOptions, plan: dict[str, str]) -> Screening:
+                 ruleset: RuleSet, opts: ScreenOptions, plan: dict[str, str],
+                 reversed_ids: list[str]) -> Screening:
     """The night's screening (``plan``: ``Scope.plan``): the rules that run over all the
     data first, then person and institution rules over what the night touched, with the
-    same window."""
+    same window. ``reversed_ids``: the settlements quarantined reversal rows name, on
+    any night so far."""
     by_kind = {kind: [r for r in ruleset.rules if plan[r.id] == kind]
                for kind in ("all", "person", "institution")}
-    whole = _screen(tables, RuleSet(by_kind["all"], ruleset.overrides), opts, con.cursor())
+    whole = _screen(tables, RuleSet(by_kind["all"], ruleset.overrides), opts, con.cursor(),
+                    reversed_ids)
     parts = [whole]
     for kind in ("person", "institution"):
         if by_kind[kind]:
             parts.append(_screen(restricted(con.cursor(), tables, kind),
                                  RuleSet(by_kind[kind], ruleset.overrides), opts,
-                                 con.cursor(), data_window=whole.window))
+                                 con.cursor(), reversed_ids, data_window=whole.window))
     outcomes = {o.rule.id: o for part in parts for o in part.outcomes}
     return Screening(suspicion.order(pl.concat([p.suspicions for p in parts])),
                      [outcomes[r.id] for r in ruleset.rules], whole.window, whole.origins,

@@ -19,6 +19,7 @@ from fraudscreen import __version__
 from fraudscreen.ingest import IngestError, Ingestion, load_folder
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
 from fraudscreen.privacy import apply_profile, check_profile, site_secret
+from fraudscreen.quarantine import quarantined_reversals
 from fraudscreen.report import write_reports
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.screen import RuleOutcome, Screening, make_engine, screen
@@ -151,7 +152,9 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         engine = make_engine(opts.engine, **_engine_options(opts, folder))
         try:
             screening = screen(ingestion.tables, ruleset, engine, opts.window_from,
-                               opts.window_to, opts.watchlists, on_rule)
+                               opts.window_to, opts.watchlists, on_rule,
+                               quarantined_reversals=quarantined_reversals(
+                                   ingestion.quarantine))
         finally:
             engine.close()
         screened = time.perf_counter()

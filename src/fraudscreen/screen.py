@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,8 @@ INTEGRITY_CHECKS = {
     "removed_by_reversal":
         "SELECT count(*) AS n FROM input_settlements AS s WHERE s.reversed_settlement_id "
         "IS NOT NULL OR EXISTS (SELECT 1 FROM input_settlements AS r "
-        "WHERE r.reversed_settlement_id = s.settlement_id)",
+        "WHERE r.reversed_settlement_id = s.settlement_id) OR EXISTS (SELECT 1 FROM "
+        "input_quarantined_reversals AS q WHERE q.reversed_settlement_id = s.settlement_id)",
 }
 
 
@@ -74,13 +75,14 @@ def integrity_warnings(counts: dict[str, int]) -> list[str]:
             if counts.get(name)]
 
 
-def integrity_counts(tables: dict) -> dict[str, int]:
+def integrity_counts(tables: dict, quarantined_reversals: Sequence[str] = ()
+                     ) -> dict[str, int]:
     """The integrity counts of ingested tables, without screening (``validate``)."""
     from fraudscreen.engine_duckdb import DuckDBEngine
 
     engine = DuckDBEngine()
     try:
-        engine.register(tables)
+        engine.register(tables, quarantined_reversals=quarantined_reversals)
         return {name: int(engine.query(sql).item()) for name, sql in INTEGRITY_CHECKS.items()}
     finally:
         engine.close()
@@ -102,10 +104,13 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
            window_from: dt.date | None = None, window_to: dt.date | None = None,
            watchlists: list[Path] | None = None,
            on_rule: Callable[[RuleOutcome], None] | None = None,
-           data_window: tuple[dt.date, dt.date] | None = None) -> Screening:
+           data_window: tuple[dt.date, dt.date] | None = None,
+           quarantined_reversals: Sequence[str] = ()) -> Screening:
     """``data_window``: the analysis window of a larger data set these tables are a part
-    of (a nightly re-screen of some persons), used as it is and filtering nothing."""
-    origins = engine.register(tables, watchlists)
+    of (a nightly re-screen of some persons), used as it is and filtering nothing.
+    ``quarantined_reversals``: settlements that reversal rows left out of ``tables``
+    (quarantined) name; they are reversed all the same."""
+    origins = engine.register(tables, watchlists, quarantined_reversals)
     if data_window:
         run_params = {"window_start": data_window[0], "window_end": data_window[1],
                       "filter_window": False}

@@ -20,6 +20,11 @@ from functools import cache
 
 from fraudscreen.contract import INPUT_TABLES
 
+# The settlements named by reversal rows that were quarantined (one column,
+# reversed_settlement_id): reversed all the same. Engines register it beside the inputs
+# (empty when there are none); no rule can name it.
+QUARANTINED_REVERSALS = "input_quarantined_reversals"
+
 
 @dataclass(frozen=True)
 class Attached:
@@ -96,8 +101,11 @@ SOURCES: tuple[Source, ...] = (
         WHERE s.reversed_settlement_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM input_settlements AS r
                           WHERE r.reversed_settlement_id = s.settlement_id)
+          AND NOT EXISTS (SELECT 1 FROM input_quarantined_reversals AS q
+                          WHERE q.reversed_settlement_id = s.settlement_id)
         """,
-        "Every effective settlement (reversals removed), whatever the analysis window, "
+        "Every effective settlement (reversals removed, also those of quarantined reversal "
+        "rows), whatever the analysis window, "
         "with the columns of `settlements`: the context a `--from/--to` window cuts off "
         "(a stay admitted before it whose lines are charged in it).",
         materialize=True,
