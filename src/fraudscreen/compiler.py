@@ -119,7 +119,7 @@ class _Compiler:
         self.needs: set[str] = set()
         self.ctes: list[tuple[str, str]] = []
         # What the kind adds for the emit stage: extra qualifiers (``prev``) and the
-        # rewrite that resolves them; and the condition of groups not judged.
+        # rewrite that resolves them.
         self.extra_scope: dict[str, set[str]] = {}
         self.rewrite: Callable[[exp.Expression], exp.Expression] | None = None
         self.skip_count: str | None = None  # the query counting what a ``skip`` left out
