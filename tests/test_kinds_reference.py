@@ -99,6 +99,7 @@ from collections import Counter, defaultdict
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -216,7 +217,8 @@ def hit(settlement_id=None, related=(), item_code=None, institution_id=None, per
             period_start, amount)
 
 
-def engine_hits(rule_id: str, given: dict[str, list[dict]]) -> Counter:
+def screened(rule_id: str, given: dict[str, list[dict]]) -> pl.DataFrame:
+    """The rule's suspicions on DuckDB (it must have run)."""
     tables = {name: table(name, rows) for name, rows in given.items()}
     for required in ("settlements", "fee_lines"):
         tables.setdefault(required, table(required, []))
@@ -227,10 +229,15 @@ def engine_hits(rule_id: str, given: dict[str, list[dict]]) -> Counter:
         eng.close()
     (outcome,) = result.outcomes
     assert outcome.status == "ran", f"{rule_id} {outcome.status}: {outcome.reason}"
+    return result.suspicions
+
+
+def engine_hits(rule_id: str, given: dict[str, list[dict]]) -> Counter:
+    result = screened(rule_id, given)
     return Counter(
         hit(r["settlement_id"], r["related_settlement_ids"] or (), r["item_code"],
             r["institution_id"], r["person_id"], r["period_start"], r["amount_at_risk"])
-        for r in result.suspicions.iter_rows(named=True))
+        for r in result.iter_rows(named=True))
 
 
 def check(rule_id: str, given: dict[str, list[dict]], reference, expected=None) -> None:
@@ -1370,13 +1377,8 @@ def test_monthly_growth_counts_every_line_of_a_watched_item():
 
 def evidence(rule_id: str, data: dict) -> dict[str, dict]:
     """Each suspicion's evidence, by its settlement."""
-    tables = {name: table(name, rows) for name, rows in data.items()}
-    eng = make_engine("duckdb")
-    try:
-        found = screen(tables, RuleSet([RULES[rule_id]]), eng).suspicions
-    finally:
-        eng.close()
-    return {r["settlement_id"]: json.loads(r["evidence"]) for r in found.iter_rows(named=True)}
+    return {r["settlement_id"]: json.loads(r["evidence"])
+            for r in screened(rule_id, data).iter_rows(named=True)}
 
 
 def test_exclusive_items_names_the_partner_whose_amount_it_gives():
@@ -1420,12 +1422,7 @@ def test_repeated_lines_a_fraction_of_a_second_apart_are_two_suspicions():
                           line("L3", "S1", "X", t2, 1, 5), line("L4", "S1", "X", t2, 1, 5)]}
     check(REPEATED, data, ref_repeated,
           expected=[hit("S1", [], "X", "H1", "P1", None, 5)] * 2)
-    tables = {name: table(name, rows) for name, rows in data.items()}
-    eng = make_engine("duckdb")
-    try:
-        found = screen(tables, RuleSet([RULES[REPEATED]]), eng).suspicions
-    finally:
-        eng.close()
+    found = screened(REPEATED, data)
     assert sorted(found["message"].str.extract(r"在(\S+ \S+)以").to_list()) == [
         "2024-03-01 10:00:00.1", "2024-03-01 10:00:00.2"]
 
