@@ -7,10 +7,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from fraudscreen.cli import app
+from fraudscreen.contract import SUSPICIONS
 from fraudscreen.testing import table
 
 STAYS = [
@@ -64,6 +66,10 @@ def test_run_writes_every_output(tmp_path):
     assert str(readmission["amount_at_risk"][0]) == "1000.00"
     assert "分解住院" in readmission["message"][0] or "再次入院" in readmission["message"][0]
     assert (out / "suspicions.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    # the file's schema says what the contract says: names, order, what may be null
+    schema = pq.read_schema(out / "suspicions.parquet")
+    assert [(f.name, f.nullable) for f in schema] == [
+        (c.name, c.nullable) for c in SUSPICIONS.columns]
 
 
 def test_run_json_is_a_complete_manifest(tmp_path):

@@ -16,6 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fraudscreen.contract import SUSPICIONS
 
 BOM = "\ufeff"
 
@@ -73,8 +77,18 @@ def write_csv(frame: pl.DataFrame, path: Path) -> None:
 
 
 def write_suspicions(frame: pl.DataFrame, folder: Path) -> None:
-    frame.write_parquet(folder / "suspicions.parquet", statistics=False)
+    write_parquet(frame, folder / "suspicions.parquet")
     write_csv(frame, folder / "suspicions.csv")
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    """Suspicions (with any columns after the contract's) as Parquet whose schema says
+    what the contract says: a column it does not declare nullable is ``required``, so a
+    reader can rely on it (and a null there fails here, not downstream)."""
+    table = frame.to_arrow()
+    required = {c.name for c in SUSPICIONS.columns if not c.nullable}
+    schema = pa.schema([f.with_nullable(f.name not in required) for f in table.schema])
+    pq.write_table(table.cast(schema), path, write_statistics=False)
 
 
 def write_json(doc: dict, path: Path) -> None:

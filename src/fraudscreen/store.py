@@ -253,7 +253,7 @@ def export(con: duckdb.DuckDBPyConnection, out: Path, include_all: bool,
     columns after the contract's. Parquet, or CSV when ``out`` ends in ``.csv``;
     written aside and moved into place. Returns the number of rows.
     """
-    from fraudscreen.output import write_csv
+    from fraudscreen.output import write_csv, write_parquet
     from fraudscreen.suspicion import order
 
     rows = suspicions(con)
@@ -272,7 +272,7 @@ def export(con: duckdb.DuckDBPyConnection, out: Path, include_all: bool,
         if out.suffix.lower() == ".csv":
             write_csv(shaped, tmp)
         else:
-            shaped.write_parquet(tmp, statistics=False)
+            write_parquet(shaped, tmp)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
