@@ -263,6 +263,15 @@ def test_report_html_is_self_contained_with_svg_charts(written):
     assert "运行 1 条，跳过 1 条" in html and "needs table purchases" in html
 
 
+def test_report_says_how_many_suspicions_no_lead_holds(tmp_path, written):
+    assert 'id="unled"' not in (written / "report.html").read_text(encoding="utf-8")
+    lone = sus("S90", "duplicate_charge", "site_rule", "low", None, None, "180.00", "z")
+    write_reports(tmp_path, frame([*ROWS, lone]), MANIFEST, "full")
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert re.search(r'id="unled">另有 1 条疑点（¥180.00）既无机构也无人员', html)
+    assert "S90" not in (tmp_path / "leads.csv").read_text(encoding="utf-8-sig")
+
+
 def test_monthly_trend_uses_period_or_evidence_date_and_fills_gaps():
     months = by_month(frame()).rows()
     # S07 (wrong gender) has neither a period nor a date in its evidence: 未知, last

@@ -50,3 +50,19 @@ def test_a_scope_the_detection_does_not_keep_together_is_flagged():
     found = [f for f in lint(wrong) if f.code == "FS007"]
     assert len(found) == 1 and "partition_by ['institution_id']" in found[0].message
     assert found[0].where.endswith(":18:1")  # the scope line of offsite_burst.yaml
+
+
+def test_suspicions_that_no_lead_would_hold_are_flagged():
+    """A rule whose hits name neither an institution nor a person (here: grouped by item
+    alone) gives suspicions that neither roll-up of the lead list holds."""
+    repeated = next(r for r in RULES if r.id == "duplicate_charge.repeated_line")
+    by_item = repeated.model_copy(update={
+        "scope": "global",
+        "detect": repeated.detect.model_copy(update={"group_by": ["item_code"]}),
+        "emit": repeated.emit.model_copy(update={
+            "key": ["item_code"], "evidence": {"copies": "copies"},
+            "message": "项目{item_code}重复{copies}次"})})
+    assert [f.code for f in lint(by_item)] == ["FS008"]
+    named = by_item.model_copy(update={"emit": by_item.emit.model_copy(update={
+        "institution_id": "'H1'"})})
+    assert [f.code for f in lint(named)] == []

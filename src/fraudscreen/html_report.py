@@ -225,6 +225,10 @@ def context(suspicions: pl.DataFrame, manifest: dict, profile: str) -> dict:
                  f"{r['suspicions']} 条，{yuan(r['amount_at_risk'])}", PALETTE[0])
              for r in months.iter_rows(named=True)], "疑点月度趋势", "疑点数")
     detail = ordered(suspicions)
+    # Suspicions neither roll-up holds (a site rule's hits with no institution and no
+    # person; lint warns of such rules, FS008): said, never silently left out.
+    unled = suspicions.filter(pl.col("institution_id").is_null()
+                              & pl.col("person_id").is_null())
     sections = []
     for f, zh in fams.items():
         rows = detail.filter(pl.col("family") == f)
@@ -248,6 +252,9 @@ def context(suspicions: pl.DataFrame, manifest: dict, profile: str) -> dict:
         "months": [{**r, "amount_shown": yuan(r["amount_at_risk"])}
                    for r in months.iter_rows(named=True)],
         "sections": sections,
+        "unled": {"count": unled.height,
+                  "amount": yuan(unled.get_column("amount_at_risk").sum() if unled.height
+                                 else 0)},
     }
 
 

@@ -38,6 +38,8 @@ CHECKS = {
     "FS006": ("warning", "amount_basis missing: say how amount_at_risk is computed"),
     "FS007": ("warning", "scope not kept together by the detection: a nightly store could "
                          "drift from one run"),
+    "FS008": ("warning", "suspicions name neither an institution nor a person, so no lead "
+                         "holds them (leads roll up per institution and per person)"),
 }
 
 # Columns that keep one hit's rows within one person (institution): the entity's own id,
@@ -67,9 +69,13 @@ def lint(rule: Rule) -> list[Finding]:
         if name not in used:
             found.append(_finding("FS003", rule, name, "params", name))
     try:
-        compile_rule(rule)
+        compiled = compile_rule(rule)
     except RuleError as err:
         found.append(_finding("FS004", rule, str(err)))
+    else:
+        if not any(getattr(rule.emit, n) is not None or n in compiled.hit_columns
+                   for n in ("institution_id", "person_id")):
+            found.append(_finding("FS008", rule, "emit institution_id or person_id", "emit"))
     if rule.family not in FAMILIES:
         found.append(_finding("FS005", rule, rule.family, "family"))
     if not rule.amount_basis:
