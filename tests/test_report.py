@@ -410,6 +410,13 @@ def test_public_profile_pseudonymises_everywhere_and_keeps_institutions(tmp_path
     wb = openpyxl.load_workbook(out / "leads.xlsx")
     assert [r[1] for r in wb["人员线索"].iter_rows(min_row=2, values_only=True)] == \
         [expected[p] for p in PERSON_ORDER]
+    # suspicion ids keyed too: a plain id hashes the rule's key, person id included
+    ids = {r["suspicion_id"] for r in ROWS}
+    public_ids = set(pl.read_csv(out / "leads.csv")["suspicion_ids"].str.split(";")
+                     .explode())
+    assert public_ids == {"S" + hmac.new(SECRET.encode(), s.encode(), hashlib.sha256)
+                          .hexdigest()[:20] for s in ids}
+    assert not any(s.encode() in content for s in ids for content in files.values())
     # consistent: another run with the same secret, the same pseudonyms
     again = tmp_path / "again"
     again.mkdir()

@@ -8,9 +8,11 @@ investigator   person ids and messages; evidence fields that name a birth date
                or an age are dropped (the shipped rules have none)
 public         institution, settlement and item ids, amounts, messages; every
                person id (column, message text, evidence) is replaced by a
-               pseudonym ``P`` + 16 hex of HMAC-SHA256(site secret, id); evidence
-               fields that name a person's name, birth date, age, certificate
-               number, phone or address are dropped
+               pseudonym ``P`` + 16 hex of HMAC-SHA256(site secret, id), and every
+               suspicion id by ``S`` + 20 hex of HMAC-SHA256(site secret, id) (a
+               plain id hashes the rule's key, which may hold the person id);
+               evidence fields that name a person's name, birth date, age,
+               certificate number, phone or address are dropped
 =============  ==============================================================
 
 A dropped evidence field's value is also masked (``＊＊``) wherever it appears as
@@ -71,6 +73,14 @@ def pseudonym(person_id: str, secret: str) -> str:
     return "P" + digest.hexdigest()[:16]
 
 
+def public_suspicion_id(suspicion_id: str, secret: str) -> str:
+    """A suspicion's id as a public output shows it. The plain id is SHA-256 of the rule's
+    key: given the ids beside it (settlement, item), anyone could test a guessed person
+    id against it. Keyed, it stays stable per site and tells nothing."""
+    digest = hmac.new(secret.encode("utf-8"), suspicion_id.encode("utf-8"), hashlib.sha256)
+    return "S" + digest.hexdigest()[:20]
+
+
 def apply_profile(suspicions: pl.DataFrame, profile: str,
                   secret: str | None = None) -> pl.DataFrame:
     """The suspicions as ``profile`` may show them (same schema, same rows, same order)."""
@@ -99,7 +109,9 @@ def _pseudonymise(frame: pl.DataFrame, secret: str) -> pl.DataFrame:
             expr = expr.str.replace_many(others, [mapping[k] for k in others])
         return pl.when(pl.col(col).is_null()).then(None).otherwise(expr)
 
+    ids = {s: public_suspicion_id(s, secret) for s in frame.get_column("suspicion_id")}
     return frame.with_columns(
+        pl.col("suspicion_id").replace_strict(ids),
         pl.col("person_id").replace(mapping),
         in_text("message").alias("message"),
         in_text("evidence").alias("evidence"),
