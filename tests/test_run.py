@@ -280,6 +280,11 @@ emit:
     assert statuses["split_hospitalisation.readmission"] == "ran"
     reasons = {r["id"]: r["reason"] for r in doc["rules"]}
     assert reasons["custom.overflow"].startswith(f"{bad}: ConversionException")
+    # the folder is written, and says it is not a complete screening
+    assert doc["status"] == {"exit_code": 1, "failed_rules": ["custom.overflow"],
+                             "strict_quarantine": False}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "运行不完整：规则 custom.overflow 失败" in html
 
 
 def test_a_rule_whose_key_is_not_unique_fails_naming_its_file_and_line(tmp_path):

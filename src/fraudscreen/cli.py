@@ -182,8 +182,10 @@ def _date(value: str | None, flag: str) -> dt.date | None:
 def run(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help=(
-        "Output folder, replaced whole on success: a new or empty folder, or an earlier "
-        "output (never the data folder or one above it)."))],
+        "Output folder, replaced whole once the screening has run (also when a rule "
+        "failed or --strict found quarantined rows: run.json's status says so): a new "
+        "or empty folder, or an earlier output (never the data folder or one above "
+        "it)."))],
     rules: RulesOpt = [],
     only: OnlyOpt = [],
     param: ParamOpt = [],

@@ -181,6 +181,7 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
                              if k in TIMING_ZH) or "—"),
             ("脱敏级别", PROFILE_ZH.get(profile, profile)),
         ],
+        "incomplete": _incomplete(manifest.get("status") or {}),
         "tables": tables,
         "missing": manifest.get("missing_optional_tables") or [],
         "notes": manifest.get("ingestion_notes") or [],
@@ -192,6 +193,14 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
         "amount": yuan(suspicions.get_column("amount_at_risk").sum()
                        if suspicions.height else 0),
     }
+
+
+def _incomplete(status: dict) -> str:
+    """Why this is not a complete screening ('' when it is)."""
+    why = [f"规则 {r} 失败" for r in status.get("failed_rules") or []]
+    if status.get("strict_quarantine"):
+        why.append("--strict 下有隔离行")
+    return f"运行不完整：{'；'.join(why)}（退出码 1）" if why else ""
 
 
 def _lead_rows(frame: pl.DataFrame) -> list[dict]:

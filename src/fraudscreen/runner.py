@@ -164,15 +164,18 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         write_csv(_shareable(ingestion.quarantine, opts.profile), folder / "quarantine.csv")
         doc = manifest(opts, ingestion, screening, {
             "ingest": ingested - began, "rules": screened - ingested})
+        failed = [o.rule.id for o in screening.outcomes if o.status == "failed"]
+        strict_fail = opts.strict and ingestion.quarantine.height > 0
+        # The folder is written either way (its quarantine.csv and failed rules are what
+        # to fix), but says plainly that it is not a complete screening.
+        doc["status"] = {"exit_code": 1 if failed or strict_fail else 0,
+                         "failed_rules": failed, "strict_quarantine": strict_fail}
         write_reports(folder, screening.suspicions, doc, opts.profile)
         doc["timings_seconds"]["total"] = round(time.perf_counter() - began, 3)
         write_json(doc, folder / "run.json")
         for scratch in (WORK, SPILL):
             shutil.rmtree(folder / scratch, ignore_errors=True)
-    failed = any(o.status == "failed" for o in screening.outcomes)
-    strict_fail = opts.strict and ingestion.quarantine.height > 0
-    return RunResult(screening, ingestion, doc, 1 if failed or strict_fail else 0,
-                     strict_fail)
+    return RunResult(screening, ingestion, doc, doc["status"]["exit_code"], strict_fail)
 
 
 def _check_usable(ingestion: Ingestion, opts: RunOptions) -> None:
