@@ -285,6 +285,17 @@ def test_monthly_trend_uses_period_or_evidence_date_and_fills_gaps():
     assert months["2024-07"] == 0 and months["2024-09"] == 1 and months["未知"] == 2
 
 
+def test_a_suspicion_is_dated_by_its_own_settlement_not_the_first_date_in_its_evidence():
+    """Regression (found in review): a readmission was counted in the month of the
+    earlier stay's discharge, a hoarding run at its first purchase, not the flagged last."""
+    rows = [sus("R1", "split_hospitalisation", "readmission", "high", "H1", PA, "1.00", "r",
+                evidence={"earlier_discharge_date": "2024-04-29", "admit_date": "2024-05-03"}),
+            sus("H1", "pharmacy_card_skimming", "hoarding", "medium", "P1", PB, "1.00", "h",
+                evidence={"first_time": "2024-03-29 18:30", "last_time": "2024-04-18 19:05"})]
+    assert [(m, n) for m, n, _ in by_month(frame(rows)).rows()] == [
+        ("2024-04", 1), ("2024-05", 1)]
+
+
 # ---- determinism, empty, report_folder ----------------------------------------------
 
 def test_same_suspicions_give_the_same_bytes(tmp_path, written):

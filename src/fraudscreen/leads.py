@@ -77,12 +77,20 @@ def _severity_rank() -> pl.Expr:
     return pl.col("severity").replace_strict(SEVERITY_RANK, default=0, return_dtype=pl.Int8)
 
 
+# Evidence fields that date the settlement a suspicion is about, best first: its admission,
+# its charge, the last purchase of a run (the one flagged). An earlier stay's discharge in
+# the same evidence must not date a readmission.
+WHEN_FIELDS = ("admit_date", "admit_time", "charge_date", "charge_time", "last_time")
+
+
 def month_expr() -> pl.Expr:
-    """The month a suspicion belongs to: its period start, else the first date in its
-    evidence (admission, charge or purchase date)."""
-    first_date = (pl.col("evidence").str.extract(r'"(\d{4}-\d{2}-\d{2})', 1)
-                  .str.to_date("%Y-%m-%d", strict=False))
-    return pl.coalesce(pl.col("period_start"), first_date).dt.truncate("1mo")
+    """The month a suspicion belongs to: its period start, else the date in the first of
+    WHEN_FIELDS its evidence has, else the first date in its evidence."""
+    dates = [pl.col("evidence").str.extract(rf'"{name}":\s*"(\d{{4}}-\d{{2}}-\d{{2}})', 1)
+             for name in WHEN_FIELDS]
+    dates.append(pl.col("evidence").str.extract(r'"(\d{4}-\d{2}-\d{2})', 1))
+    return pl.coalesce(pl.col("period_start"), pl.coalesce(dates).str.to_date(
+        "%Y-%m-%d", strict=False)).dt.truncate("1mo")
 
 
 def ordered(suspicions: pl.DataFrame) -> pl.DataFrame:
