@@ -356,3 +356,53 @@ def test_public_profile_hides_person_ids_in_quarantine(tmp_path, monkeypatch):
     assert ",P1," in (full / "quarantine.csv").read_text(encoding="utf-8-sig")
     shared = (public / "quarantine.csv").read_text(encoding="utf-8-sig")
     assert "duplicate key" in shared and ",P1," not in shared
+
+
+def test_a_stopped_run_writes_nothing_and_says_so(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM mid-run: exit 130, one line, the earlier output untouched and no
+    staging folder left behind."""
+    import fraudscreen.runner as runner
+
+    data, out = data_folder(tmp_path), tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "screen", interrupted)
+    result = run("--data", str(data), "--out", str(out))
+    assert result.exit_code == 130
+    assert "stopped: nothing was written" in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+
+
+def test_an_interrupted_query_stops_the_run_instead_of_failing_the_rule(monkeypatch):
+    """DuckDB reports Ctrl-C during a query as its own error; once a stop was asked for,
+    that is a stop, not one failed rule among others (whose output would be published)."""
+    from fraudscreen import stop
+    from fraudscreen.ruleset import RuleSet
+    from fraudscreen.screen import make_engine, screen
+
+    def screened():
+        engine = make_engine("duckdb")
+        plain = engine.query
+
+        def query(sql: str) -> pl.DataFrame:
+            if "src AS" in sql:  # a rule's statement, not the run's own queries
+                raise RuntimeError("Query interrupted")
+            return plain(sql)
+
+        engine.query = query
+        tables = {"settlements": table("settlements", []), "fee_lines": table("fee_lines", [])}
+        try:
+            rules = RuleSet([RuleSet.load().get("duplicate_charge.repeated_line")])
+            return screen(tables, rules, engine).outcomes[0]
+        finally:
+            engine.close()
+
+    assert screened().status == "failed"  # no stop asked for: an ordinary failure
+    monkeypatch.setattr(stop, "_requested", True)
+    with pytest.raises(KeyboardInterrupt):
+        screened()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -82,15 +83,18 @@ def validate(
     from fraudscreen.quarantine import quarantined_reversals
     from fraudscreen.screen import integrity_counts, integrity_warnings
 
-    try:
-        ingestion = load_folder(data, encoding=encoding, column_map=column_map)
-    except IngestError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    with ingestion:  # only the counts and the quarantine are wanted
-        integrity = integrity_counts(ingestion.tables,
-                                     quarantined_reversals(ingestion.quarantine))
-    write_quarantine(ingestion, out)
+    with _stoppable(f"{out} is as it was"):
+        try:
+            ingestion = load_folder(data, encoding=encoding, column_map=column_map)
+        except IngestError as err:
+            raise _fail(err) from None
+        with ingestion:  # only the counts and the quarantine are wanted
+            integrity = integrity_counts(ingestion.tables,
+                                         quarantined_reversals(ingestion.quarantine))
+        try:
+            write_quarantine(ingestion, out)
+        except OSError as err:
+            raise _fail(f"could not write {out / 'quarantine.csv'}: {err}") from None
     print_summary(ingestion)
     for warning in integrity_warnings(integrity):
         typer.echo(f"warning: {warning}", err=True)
@@ -159,6 +163,26 @@ def _fail(err: Exception, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+STOPPED = 130  # the shell's code for a process ended by Ctrl-C
+
+
+@contextlib.contextmanager
+def _stoppable(what: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM ends ``what`` with a one-line message and exit 130, never a
+    traceback; the code it wraps has already left its outputs as they were."""
+    from fraudscreen import stop
+
+    stop.install()
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except BaseException as err:
+        if isinstance(err, KeyboardInterrupt) or stop.requested():
+            raise _fail(f"stopped: {what}", STOPPED) from None
+        raise
+
+
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
     out = {}
     for item in items:
@@ -222,7 +246,8 @@ def run(
     quarantine.csv and run.json. Exit 0 when the run completed (found or not),
     1 when a rule failed, --strict and rows were quarantined, or the outputs could
     not be written (the previous output folder is then left as it was), 2 on
-    unusable input, rules or --out.
+    unusable input, rules or --out, 130 when stopped (Ctrl-C, SIGTERM: nothing is
+    written).
     """
     from fraudscreen.ingest import IngestError
     from fraudscreen.progress import Progress
@@ -238,7 +263,8 @@ def run(
         spark_master=spark_master, spark_tables=_pairs(spark_table, "--spark-table"))
     try:
         ruleset = load_rules(opts)
-        with Progress(quiet, len(ruleset.rules), log_format) as progress:
+        with (_stoppable(f"nothing was written; {out} is as it was"),
+              Progress(quiet, len(ruleset.rules), log_format) as progress):
             result = run_screen(opts, ruleset, progress)
             progress.summary(result)
     except (IngestError, RuleError, ValueError) as err:
@@ -446,7 +472,8 @@ def nightly(
     not reported before (suspicions.parquet/.csv, leads.csv, leads.xlsx,
     report.html), changes.csv (new, changed, retracted, superseded, reopened),
     the night's quarantine.csv and run.json. Exit 0 ok, 1 a rule failed (or
-    --strict and rows were quarantined), 2 unusable input, rules or store.
+    --strict and rows were quarantined), 2 unusable input, rules or store, 130
+    stopped (Ctrl-C, SIGTERM: the store is left as it was).
     """
     import duckdb
 
@@ -462,7 +489,8 @@ def nightly(
         column_map=column_map, strict=strict, engine=engine, memory_limit=memory_limit,
         threads=threads, profile=profile, today=_date(today, "--today"))
     try:
-        result = run_night(opts, load_rules(opts))
+        with _stoppable("nothing of this night was kept; the store is as it was"):
+            result = run_night(opts, load_rules(opts))
     except (IngestError, RuleError, StoreError, ValueError) as err:
         raise _fail(err) from None
     except duckdb.Error as err:  # the store file itself (disk full, corrupt file)

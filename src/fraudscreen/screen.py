@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from fraudscreen import suspicion
+from fraudscreen import stop, suspicion
 from fraudscreen.compiler import SKIPPED, compile_rule, transpile
 from fraudscreen.rule import Rule, RuleError
 from fraudscreen.ruleset import RuleSet
@@ -181,6 +181,8 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
         return RuleOutcome(rule, "failed", str(err), params=params,
                            seconds=time.perf_counter() - began), None
     except Exception as err:  # a rule's failure is recorded; the run goes on
+        if stop.requested():  # DuckDB's error for an interrupted query: stop, not fail
+            raise KeyboardInterrupt from err
         where = f"{rule.path}: " if rule.path else ""
         return RuleOutcome(rule, "failed", f"{where}{type(err).__name__}: {err}",
                            params=params, seconds=time.perf_counter() - began), None
