@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -406,3 +407,27 @@ def test_an_interrupted_query_stops_the_run_instead_of_failing_the_rule(monkeypa
     monkeypatch.setattr(stop, "_requested", True)
     with pytest.raises(KeyboardInterrupt):
         screened()
+
+
+def test_quarantine_counts_rows_by_file_and_line(tmp_path):
+    """Regression (found in review): rows were counted by line alone, so bad rows on the
+    same line of two parts were one row; the report summed rows over reasons, so a row
+    with two reasons was two."""
+    data = tmp_path / "data"
+    (data / "fee_lines").mkdir(parents=True)
+    table("settlements", STAYS).write_parquet(data / "settlements.parquet")
+    for part, lines in (("p1", LINES[:2]), ("p2", LINES[2:])):
+        text = table("fee_lines", lines).with_columns(pl.all().cast(pl.String))
+        text = text.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("bad"))
+                                 .otherwise(pl.col("amount")).alias("amount"))
+        if part == "p2":  # its bad row has a second bad cell
+            text = text.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("x"))
+                                     .otherwise(pl.col("quantity")).alias("quantity"))
+        text.write_csv(data / "fee_lines" / f"{part}.csv")
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out)).exit_code == 0
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert {(q["reason"], q["rows"], q["cells"]) for q in doc["quarantine"]} == {
+        ("bad decimal", 2, 3)}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert re.search(r"<dt>隔离行数</dt><dd>2</dd>", html)

@@ -174,7 +174,8 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
                         + ("（指定）" if window.get("given") else "（按数据）")),
             ("读取行数", f"{sum(read.values()):,}"),
             ("保留行数", f"{sum(kept.values()):,}"),
-            ("隔离行数", f"{sum(int(q.get('rows', 0)) for q in quarantine):,}"),
+            # Read minus kept: a row with two reasons is one row.
+            ("隔离行数", f"{sum(read.values()) - sum(kept.values()):,}"),
             ("规则", (f"运行 {counts['ran']} 条，跳过 {counts['skipped']} 条，"
                      f"失败 {counts['failed']} 条")),
             ("用时", "，".join(f"{TIMING_ZH[k]} {v} 秒" for k, v in timings.items()

@@ -70,10 +70,11 @@ def load_rules(opts: ScreenOptions) -> RuleSet:
 
 
 def quarantine_counts(quarantine: pl.DataFrame) -> list[dict]:
+    """Per table and reason: the rows (a row is a file and a line) and the cells."""
     if quarantine.is_empty():
         return []
     rows = (quarantine.group_by(["table", "reason"])
-            .agg(pl.col("line").n_unique().alias("rows"), pl.len().alias("cells"))
+            .agg(pl.struct("file", "line").n_unique().alias("rows"), pl.len().alias("cells"))
             .sort(["table", "reason"]))
     return rows.to_dicts()
 
