@@ -371,6 +371,13 @@ def test_decimals_are_exact_and_round_half_away_from_zero(tmp_path, text, money,
         ("2024-03-01 08:30:00 x", None),
         ("2024-02-30 08:30:00", None),
         ("01/03/2024 08:30", None),
+        # years outside 1900-2099 (found in review: year 0 passed, then broke the run)
+        ("1900-01-01 00:00:00", dt.datetime(1900, 1, 1)),
+        ("2099-12-31 23:59:59", dt.datetime(2099, 12, 31, 23, 59, 59)),
+        ("1899-12-31 23:59:59", None),
+        ("0000-01-01 00:00:00", None),
+        ("12024-03-01 08:30:00", None),
+        ("2100-01-01", None),
     ],
 )
 def test_timestamp_formats(tmp_path, text, expected):
@@ -778,6 +785,16 @@ def test_clean_file_in_contract_form_is_scanned_in_place(tmp_path):
     assert fees["item_name"].to_list() == ["阿莫西林胶囊"] * 4  # b.parquet's was stripped
     assert scanned.sort("line_id").equals(fees)
     assert padded.exists() and slow.exists()
+
+
+def test_a_parquet_time_outside_the_years_is_a_bad_timestamp(tmp_path):
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    contract_parquet(tmp_path / "fee_lines.parquet", FEE_LINES,
+                     [fee_line("L1"), fee_line("L2", charge_time="0001-01-01 00:00:00")])
+    with load_folder(tmp_path) as ingestion:
+        assert not any(f.in_place for f in ingestion.tables["fee_lines"].files)
+        assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1"]
+        assert found(ingestion) == {("fee_lines", 2, "charge_time", "bad timestamp")}
 
 
 @pytest.mark.parametrize("bad", [{"settlement_id": None}, {"item_code": "  "}])

@@ -72,6 +72,7 @@ TIMESTAMP_FORMATS = (
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d",
                 "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y/%m/%d %H:%M:%S%.f")
 FORMATS = {ColumnType.TIMESTAMP: TIMESTAMP_FORMATS, ColumnType.DATE: DATE_FORMATS}
+YEARS = (1900, 2099)  # the years a date or time in the contract's tables may have
 DECIMALS = (ColumnType.MONEY, ColumnType.QUANTITY)
 # Digit-only formats need every digit: chrono would read '2024010203040' as 03:04:00.
 _DIGITS_ONLY = {"%Y%m%d%H%M%S": 14, "%Y%m%d": 8}
@@ -119,6 +120,11 @@ def check_part(raw: pl.DataFrame, table: Table) -> CheckedPart:
     )
     for name, tried in formats.items():
         frame = frame.with_columns(_retry_formats(frame, texts, name, tried[1:]))
+    # A year no claim can have (0000, 19999, a text or Parquet default of 0001) is a bad
+    # value, not a date: it would stretch the analysis window or break it.
+    frame = frame.with_columns(
+        pl.when(pl.col(c.name).dt.year().is_between(*YEARS)).then(pl.col(c.name))
+        .alias(c.name) for c in table.columns if c.type in FORMATS)
 
     empty = frame.select(pl.all_horizontal(_absent(c.name) for c in table.columns)).to_series()
     findings: list[tuple[str | None, str, pl.Series]] = [(None, EMPTY_ROW, empty)]
