@@ -431,3 +431,49 @@ def test_quarantine_counts_rows_by_file_and_line(tmp_path):
         ("bad decimal", 2, 3)}
     html = (out / "report.html").read_text(encoding="utf-8")
     assert re.search(r"<dt>隔离行数</dt><dd>2</dd>", html)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["run", "--memory-limit", "lots"], "write a size such as 1.5GB"),
+    (["run", "--threads", "0"], "--threads"),
+    (["run", "--watchlist", "/nonexistent"], "does not exist"),
+    (["run", "--from", "2024-06-30", "--to", "2024-01-01"], "is after --to"),
+    (["validate", "--encoding", "base64"], "unknown encoding 'base64'"),
+])
+def test_bad_options_are_one_line_errors_before_any_work(tmp_path, args, says):
+    """Found in review: each of these was a traceback, or an exit 0 that screened
+    nothing (--from after --to)."""
+    data = data_folder(tmp_path)
+    result = CliRunner().invoke(app, [*args, "--data", str(data), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_inputs_that_cannot_be_read_are_errors_naming_them(tmp_path):
+    data = data_folder(tmp_path)
+    (data / "fee_lines.parquet").rename(tmp_path / "moved.parquet")
+    (data / "fee_lines").mkdir()
+    (data / "fee_lines" / "p1.parquet").symlink_to(tmp_path / "gone.parquet")
+    result = CliRunner().invoke(app, ["validate", "--data", str(data), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert f"{data / 'fee_lines' / 'p1.parquet'}: a link to" in result.output
+
+
+def test_a_rule_test_of_an_unknown_rule_is_an_error():
+    result = CliRunner().invoke(app, ["rules", "test", "split_hospitalisation.readmision"])
+    assert result.exit_code == 2
+    assert "did you mean 'split_hospitalisation.readmission'" in result.output
+
+
+def test_report_of_a_folder_with_unreadable_files_is_an_error(tmp_path):
+    out = tmp_path / "out"
+    assert run("--data", str(data_folder(tmp_path)), "--out", str(out)).exit_code == 0
+    (out / "suspicions.parquet").write_bytes(b"PAR1 cut short")
+    result = CliRunner().invoke(app, ["report", str(out)])
+    assert result.exit_code == 2 and "cannot be read as the run's suspicions" in result.output
+    (out / "run.json").write_text("[]", encoding="utf-8")
+    result = CliRunner().invoke(app, ["report", str(out)])
+    assert result.exit_code == 2 and "not a run's manifest" in result.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -108,7 +109,8 @@ def validate(
 def sample(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the data tables into.")],
     scale: Annotated[
-        float, typer.Option("--scale", help="1 ≈ one million fee lines; 0.01 for a quick look.")
+        float, typer.Option("--scale", min=0.001, max=1000,
+                            help="1 ≈ one million fee lines; 0.01 for a quick look.")
     ] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 7,
     truth: Annotated[
@@ -140,14 +142,23 @@ ParamsFileOpt = Annotated[
     Path | None, typer.Option("--params", help="Site params YAML: {RULE_ID: {NAME: VALUE}}.")
 ]
 WatchlistOpt = Annotated[
-    list[Path], typer.Option("--watchlist", help="Extra watch-list YAML files or folders.")
+    list[Path], typer.Option("--watchlist", exists=True,
+                             help="Extra watch-list YAML files or folders.")
 ]
 EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (default) or spark.")]
+def _memory_limit(value: str) -> str:
+    """A size DuckDB takes (1.5GB, 800MB, 4GiB, 50%): checked before any work is done."""
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B|%)\s*", value, re.IGNORECASE):
+        raise typer.BadParameter(f"{value!r}: write a size such as 1.5GB, 800MB or 4GiB")
+    return value
+
+
 MemoryLimitOpt = Annotated[
-    str, typer.Option("--memory-limit", help="DuckDB memory limit; beyond it, spill to disk. "
+    str, typer.Option("--memory-limit", callback=_memory_limit,
+                      help="DuckDB memory limit; beyond it, spill to disk. "
                       "The whole process peaks about 0.4 GB above it.")
 ]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="DuckDB threads.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="DuckDB threads.")]
 ProfileOpt = Annotated[
     str, typer.Option("--profile", help="full | investigator | public (pseudonymised).")
 ]
@@ -255,9 +266,12 @@ def run(
     from fraudscreen.runner import RunOptions, load_rules
     from fraudscreen.runner import run as run_screen
 
+    window_from, window_to = _date(date_from, "--from"), _date(date_to, "--to")
+    if window_from and window_to and window_from > window_to:
+        raise _fail(f"--from {window_from} is after --to {window_to}")
     opts = RunOptions(
         data=data, out=out, rules=rules, only=only, params=param, params_file=params_file,
-        window_from=_date(date_from, "--from"), window_to=_date(date_to, "--to"),
+        window_from=window_from, window_to=window_to,
         encoding=encoding, column_map=column_map, strict=strict, engine=engine,
         memory_limit=memory_limit, threads=threads, watchlists=watchlist, profile=profile,
         spark_master=spark_master, spark_tables=_pairs(spark_table, "--spark-table"))
@@ -372,10 +386,14 @@ def rules_test(
     engine: Annotated[str, typer.Option("--engine", help="duckdb or spark")] = "duckdb",
 ) -> None:
     """Run every rule's inline tests; show expected vs actual for failures."""
+    from fraudscreen.rule import RuleError
     from fraudscreen.testing import run_test
 
     ruleset = _ruleset(rules)
-    selected = [r for r in ruleset.rules if not rule_ids or r.id in rule_ids]
+    try:
+        selected = [ruleset.get(i) for i in rule_ids] if rule_ids else ruleset.rules
+    except RuleError as err:  # a misspelt id would otherwise test nothing and pass
+        raise _fail(err) from None
     passed = failed = 0
     for rule in selected:
         for test in rule.tests:

@@ -149,7 +149,10 @@ def load_folder(
     codec = _codec(encoding)
     renames = _load_column_map(Path(column_map)) if column_map else {}
     notes: list[str] = []
-    entries = _find_tables(data_dir, notes)
+    try:
+        entries = _find_tables(data_dir, notes)
+    except OSError as err:
+        raise _unlistable(data_dir, err) from None
     for table in INPUT_TABLES.values():
         if table.required and table.name not in entries and table.name not in external:
             raise IngestError(
@@ -237,9 +240,12 @@ class _PartReader:
 
     def _part(self, path: Path, index: int, in_place: bool, notes: list[str]
               ) -> tuple[InputFile, list[StagedFile], list[pl.DataFrame], list[pl.Series]]:
-        shown, sha256, chunks, contract_form = _read_part(
-            path, self.data_dir, self.table, self.codec, self.renames, notes,
-            self.folder / f"{index:05d}.utf-8.csv")
+        try:
+            shown, sha256, chunks, contract_form = _read_part(
+                path, self.data_dir, self.table, self.codec, self.renames, notes,
+                self.folder / f"{index:05d}.utf-8.csv")
+        except PermissionError as err:
+            raise IngestError(f"{path}: cannot be read ({err.strerror})") from None
         in_place = in_place and contract_form
         staged, found, hashes, rows = [], [], [], 0
         zero_padded: dict[str, int] = {}
@@ -357,9 +363,12 @@ def _codec(encoding: str | None) -> str | None:
     if encoding is None:
         return None
     try:
-        return codecs.lookup(encoding).name
+        info = codecs.lookup(encoding)
     except LookupError:
-        raise IngestError(f"unknown encoding {encoding!r}; use utf-8, gb18030 or gbk") from None
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):  # base64, rot13
+        raise IngestError(f"unknown encoding {encoding!r}; use utf-8, gb18030 or gbk")
+    return info.name
 
 
 def _load_column_map(path: Path) -> dict[str, str]:
@@ -409,9 +418,15 @@ def _parts(entry: Path, notes: list[str]) -> list[Path]:
     if entry.is_file():
         return [entry]
     parts = []
-    for part in sorted(entry.iterdir()):
+    try:
+        listed = sorted(entry.iterdir())
+    except OSError as err:
+        raise _unlistable(entry, err) from None
+    for part in listed:
         if part.name.startswith((".", "_")):
             continue
+        if part.is_symlink() and not part.exists():  # an unmounted share, a moved file
+            raise IngestError(f"{part}: a link to {os.readlink(part)}, which does not exist")
         if part.is_file() and part.suffix.lower() in SUFFIXES:
             parts.append(part)
         else:
@@ -517,12 +532,12 @@ def _transcode(path: Path, codec: str | None, target: Path, utf8_error: str = ""
                 offset += len(chunk)
             start = offset - len(decoder.getstate()[0])
             out.write(decoder.decode(b"", final=True))
-    except UnicodeDecodeError as err:
+    except UnicodeError as err:  # UTF-16 without a BOM raises the base class
         target.unlink(missing_ok=True)
-        at = start + err.start
+        at = start + getattr(err, "start", 0)
         if codec:
-            raise IngestError(
-                f"{path}: cannot be read as {codec}: {err.reason} near byte {at}") from None
+            raise IngestError(f"{path}: cannot be read as {codec}: "
+                              f"{getattr(err, 'reason', err)} near byte {at}") from None
         raise IngestError(
             f"{path}: neither UTF-8 ({utf8_error}) nor GB18030 (near byte {at}); "
             "name the encoding with --encoding"
@@ -706,6 +721,10 @@ def _scan(path: Path, check_utf8: bool) -> tuple[str, str, bool]:
 
 def _unreadable(path: Path, kind: str, err: Exception, where: str = "") -> IngestError:
     return IngestError(f"{path}: cannot read as {kind}{where}: {str(err).splitlines()[0]}")
+
+
+def _unlistable(folder: Path, err: OSError) -> IngestError:
+    return IngestError(f"{folder}: cannot list the folder ({err.strerror or err})")
 
 
 def _locate(source: Path) -> str:

@@ -49,9 +49,18 @@ def report_folder(out_dir: Path, profile: str = "full", secret: str | None = Non
     for needed in (parquet, manifest_path):
         if not needed.is_file():
             raise FileNotFoundError(f"{needed} not found: is {out_dir} a fraudscreen run folder?")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    suspicions = pl.read_parquet(parquet).select(
-        pl.col(name).cast(dtype) for name, dtype in SCHEMA.items())
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{manifest_path}: not a run's manifest ({err})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{manifest_path}: not a run's manifest (a JSON object)")
+    try:
+        suspicions = pl.read_parquet(parquet).select(
+            pl.col(name).cast(dtype) for name, dtype in SCHEMA.items())
+    except pl.exceptions.PolarsError as err:
+        raise ValueError(f"{parquet}: cannot be read as the run's suspicions "
+                         f"({str(err).splitlines()[0]})") from None
     stored = manifest.get("suspicions_profile", "full")
     # A run that already pseudonymised suspicions.parquet: pseudonymising again would
     # hash the pseudonyms, and the raw ids are not there to show.
