@@ -890,3 +890,41 @@ def test_a_chunk_whose_decimals_fit_the_scale_is_cast_directly_with_the_same_val
     direct, rounded = (frame.select(_decimal(pl.col("v"), pl.Decimal(16, scale), r)).to_series()
                        for r in (False, True))
     assert direct.to_list() == rounded.to_list()
+
+
+def test_a_table_written_by_spark_is_a_folder_of_parts(tmp_path):
+    """Spark writes fee_lines.parquet/ as a folder of part files beside _SUCCESS and .crc
+    files (found in review: it was 'required table fee_lines not found')."""
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    spark = tmp_path / "fee_lines.parquet"
+    contract_parquet(spark / "part-00000-x.snappy.parquet", FEE_LINES, [fee_line("L1")])
+    contract_parquet(spark / "part-00001-x.snappy.parquet", FEE_LINES, [fee_line("L2")])
+    (spark / "_SUCCESS").touch()
+    (spark / ".part-00000-x.snappy.parquet.crc").write_bytes(b"crc")
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1", "L2"]
+        assert [f.path for f in ingestion.files if f.table == "fee_lines"] == [
+            "fee_lines.parquet/part-00000-x.snappy.parquet",
+            "fee_lines.parquet/part-00001-x.snappy.parquet"]
+        assert not any("ignored fee_lines.parquet" in n or "_SUCCESS" in n or ".crc" in n
+                       for n in ingestion.notes)
+
+
+def test_trailing_columns_with_no_header_are_ignored_and_noted(tmp_path):
+    """An export's trailing empty columns (`…,doctor_id,,`) had been 'header '' appears
+    more than once' (found in review)."""
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    path = tmp_path / "fee_lines.csv"
+    path.write_text("\n".join(line + ",," for line in path.read_text(encoding="utf-8")
+                               .splitlines()) + "\n", encoding="utf-8")
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1"]
+        assert "fee_lines.csv: ignored 2 column(s) with no header" in ingestion.notes
+
+
+def test_a_tab_separated_file_is_an_error_that_says_so(tmp_path):
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    path = tmp_path / "fee_lines.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace(",", "\t"), encoding="utf-8")
+    with pytest.raises(IngestError, match="separated by tabs, semicolons or bars"):
+        load_folder(tmp_path)

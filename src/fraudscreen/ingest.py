@@ -402,7 +402,9 @@ def _find_tables(data_dir: Path, notes: list[str]) -> dict[str, list[Path]]:
     for entry in sorted(data_dir.iterdir()):
         if entry.name.startswith((".", "_")):
             continue
-        name = entry.name if entry.is_dir() else entry.stem
+        # A folder of parts is NAME/, or NAME.parquet/ as Spark writes a table.
+        name = (entry.name.removesuffix(entry.suffix) if entry.suffix.lower() in SUFFIXES
+                else entry.name) if entry.is_dir() else entry.stem
         if name not in INPUT_TABLES or not (entry.is_dir() or entry.suffix.lower() in SUFFIXES):
             notes.append(f"ignored {entry.name}: not a contract table")
         elif name in entries:
@@ -488,8 +490,10 @@ def _read_csv(
         if source != path:  # the transcoded copy; never the input
             source.unlink(missing_ok=True)
         raise _unreadable(path, "CSV", err) from None
-    repeated = [c for c in columns
-                if (m := re.fullmatch(r"(.*)_duplicated_\d+", c)) and m[1] in columns]
+    # Polars names a repeated header H_duplicated_N; blank ones (an export's trailing
+    # empty columns) are not a question of which column is meant.
+    repeated = [c for c in columns if (m := re.fullmatch(r"(.*)_duplicated_\d+", c))
+                and m[1] in columns and m[1].strip()]
     if repeated:
         if source != path:
             source.unlink(missing_ok=True)
@@ -659,8 +663,12 @@ def _match_headers(
     aliases = {alias.casefold(): name for alias, name in table.header_aliases().items()}
     matched: dict[str, str] = {}
     unknown: list[str] = []
+    blank = 0
     for header in headers:
         clean = header.replace("\ufeff", "").strip()
+        if not clean or re.fullmatch(r"_duplicated_\d+", clean):
+            blank += 1
+            continue
         name = renames.get(clean)
         if name not in table.column_names:
             name = aliases.get(clean.casefold())
@@ -672,6 +680,10 @@ def _match_headers(
             )
         else:
             matched[name] = header
+    if not matched and len(unknown) == 1 and re.search(r"[\t;|]", unknown[0]):
+        raise IngestError(f"{path}: the header is one column ({unknown[0][:60]!r}): is the "
+                          "file separated by tabs, semicolons or bars? Save it as "
+                          "comma-separated CSV")
     for column in table.columns:
         if column.name not in matched and not column.nullable:
             accepted = ", ".join(a for a in (column.name, column.zh, column.national) if a)
@@ -681,6 +693,8 @@ def _match_headers(
             )
     if unknown:
         notes.append(f"{shown}: ignored columns not in the contract: {', '.join(unknown)}")
+    if blank:
+        notes.append(f"{shown}: ignored {blank} column(s) with no header")
     filled = [c.name for c in table.columns if c.name not in matched]
     if filled:
         notes.append(f"{shown}: no column {', '.join(filled)}; left empty")
