@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from decimal import Decimal
@@ -89,6 +90,13 @@ def test_run_json_is_a_complete_manifest(tmp_path):
     assert rules["split_hospitalisation.readmission"]["hits"] == 1
     assert doc["window"]["start"] == "2024-01-01" and doc["window"]["end"] == "2024-02-01"
     assert doc["suspicions"] == sum(r["hits"] for r in rules.values())
+    # the reference lists behind the result, each with its checksum, and the options
+    shipped = {Path(f["path"]).name: f["sha256"] for f in doc["reference_files"]}
+    assert set(shipped) >= {"zhangye_2023.yaml", "item_pairs.csv"}
+    lists = Path(__file__).resolve().parents[1] / "drug_watchlists"
+    assert shipped["zhangye_2023.yaml"] == hashlib.sha256(
+        (lists / "zhangye_2023.yaml").read_bytes()).hexdigest()
+    assert doc["options"]["strict"] is False and doc["options"]["memory_limit"] == "1.5GB"
 
 
 def test_same_input_gives_byte_identical_suspicions(tmp_path):

@@ -454,7 +454,7 @@ def _read_part(
         sha256, chunks = _read_csv(path, table, codec, renames, notes, shown, scratch)
     else:
         chunks, contract_form = _read_parquet(path, table, renames, notes, shown)
-        sha256 = _sha256(path)
+        sha256 = file_sha256(path)
 
     def ordered(chunks: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
         for chunk in chunks:
@@ -762,7 +762,8 @@ def _locate(source: Path) -> str:
     return ""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read in chunks."""
     return _scan(path, check_utf8=False)[0]
 
 

@@ -68,6 +68,7 @@ from fraudscreen.ingest import (
     Ingestion,
     StagedTable,
     drop_rows,
+    file_sha256,
     load_folder,
 )
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
@@ -169,14 +170,6 @@ def scan_inbox(inbox: Path, notes: list[str]) -> list[InboxFile]:
     return files
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def unseen(con: duckdb.DuckDBPyConnection, files: list[InboxFile],
            notes: list[str]) -> tuple[list[InboxFile], int]:
     """The files whose content the store has not ingested; and how many were skipped."""
@@ -186,7 +179,7 @@ def unseen(con: duckdb.DuckDBPyConnection, files: list[InboxFile],
     fresh, seen_now, skipped = [], set(), 0
     for f in files:
         cached = by_stat.get((f.rel, f.size, f.mtime_ns))
-        f.sha256 = cached or _sha256(f.path)
+        f.sha256 = cached or file_sha256(f.path)
         if f.sha256 in known:
             skipped += 1
         elif f.sha256 in seen_now:
@@ -305,7 +298,7 @@ def fingerprint(ruleset: RuleSet, watchlists: list[Path]) -> str:
     doc = {
         "rules": [[r.id, r.version, r.content_hash] for r in ruleset.rules],
         "overrides": ruleset.overrides,
-        "watchlists": [_sha256(p) for p in watchlist_files(watchlists)],
+        "watchlists": [file_sha256(p) for p in watchlist_files(watchlists)],
     }
     text = json.dumps(doc, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -654,7 +647,7 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
               intake: Intake | None, screening: Screening | None, scope: rescreen.Scope | None,
               skipped: int, notes: list[str], committed: bool, pending: list[int],
               timings: dict[str, float]) -> dict:
-    from fraudscreen.runner import outcome_doc, quarantine_counts
+    from fraudscreen.runner import options_doc, outcome_doc, quarantine_counts
 
     ing = intake.ingestion if intake else None
     return {
@@ -686,6 +679,7 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
         "quarantine": quarantine_counts(intake.quarantine) if intake else [],
         "notes": notes + (ing.notes if ing else []),
         "reference_data": screening.origins if screening else {},
+        **options_doc(opts, screening.origins if screening else {}),
         "integrity": screening.integrity if screening else {},
         "rules": [outcome_doc(o) for o in screening.outcomes] if screening else [],
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},

@@ -69,6 +69,28 @@ def load_rules(opts: ScreenOptions) -> RuleSet:
             .with_params(opts.params, opts.params_file))
 
 
+def options_doc(opts: ScreenOptions, origins: dict[str, str]) -> dict:
+    """What the run was asked for beyond the data, for run.json: the options that shape
+    its suspicions, and each reference file it read (watch lists, the shipped item pairs)
+    with its checksum, so a result can be traced to the lists behind it."""
+    from fraudscreen.ingest import file_sha256
+    from fraudscreen.reference import watchlist_files
+    from fraudscreen.resources import shipped
+
+    files = list(watchlist_files(opts.watchlists))
+    if origins.get("item_pairs", "").startswith("rules/reference"):
+        files.append(shipped("rules") / "reference" / "item_pairs.csv")
+    return {
+        "options": {"rules": [str(p) for p in opts.rules], "only": opts.only,
+                    "params": opts.params,
+                    "params_file": str(opts.params_file) if opts.params_file else None,
+                    "strict": opts.strict, "encoding": opts.encoding,
+                    "column_map": str(opts.column_map) if opts.column_map else None,
+                    "memory_limit": opts.memory_limit, "threads": opts.threads},
+        "reference_files": [{"path": str(f), "sha256": file_sha256(f)} for f in files],
+    }
+
+
 def quarantine_counts(quarantine: pl.DataFrame) -> list[dict]:
     """Per table and reason: the rows (a row is a file and a line) and the cells."""
     if quarantine.is_empty():
@@ -120,6 +142,7 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
         "missing_optional_tables": ingestion.missing_optional,
         "ingestion_notes": ingestion.notes,
         "reference_data": screening.origins,
+        **options_doc(opts, screening.origins),
         "quarantine": quarantine_counts(ingestion.quarantine),
         "integrity": screening.integrity,
         "rules": [outcome_doc(o) for o in screening.outcomes],
