@@ -191,10 +191,12 @@ def test_idle_night_reports_nothing_and_changes_nothing(fed, tmp_path):
     assert doc["new_suspicions"] == 0 and doc["files_skipped"] > 0
 
 
-@pytest.mark.parametrize("quarantined", [False, True])
-def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path, quarantined):
-    """``quarantined``: the reversal row has no settle_time, so it is quarantined; it
-    still reverses the settlement it names."""
+@pytest.mark.parametrize("variant", ["clean", "no settle_time", "the original's id"])
+def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path, variant):
+    """The reversal row is clean, or quarantined (no settle_time; or it repeats the
+    original's settlement id, already stored, as some exports write a 冲销 row): it
+    reverses the settlement it names all the same."""
+    quarantined = variant != "clean"
     st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
     rows = open_rows(st).filter(pl.col("status") == "open")
     flagged = rows.filter(pl.col("rule_id") == "split_hospitalisation.readmission")
@@ -207,8 +209,10 @@ def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path, quarantined):
         pl.lit(f"R{target}").alias("settlement_id"), pl.lit(target).alias("reversed_settlement_id"),
         -pl.col("total_amount"), -pl.col("fund_amount"),
         pl.datetime(2024, 7, 2, 9).alias("settle_time"))
-    if quarantined:
+    if variant == "no settle_time":
         reversal = reversal.with_columns(pl.lit(None, pl.Datetime("us")).alias("settle_time"))
+    elif variant == "the original's id":
+        reversal = reversal.with_columns(settlement_id=pl.lit(target))
     repeated = settlements.filter(pl.col("settlement_id") != target).head(1)
     # late data too: one more copy of a line already flagged as repeated
     copied = rows.filter((pl.col("rule_id") == "duplicate_charge.repeated_line")
@@ -244,7 +248,8 @@ def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path, quarantined):
     q = pl.read_csv(tmp_path / "out" / "quarantine.csv")
     dup = q.filter(pl.col("reason") == "duplicate key")
     assert dup.select("table", "file", "line").rows() == [
-        ("settlements", "settlements/part-07-late.csv", 3)]
+        ("settlements", "settlements/part-07-late.csv", line)
+        for line in ([2, 3] if variant == "the original's id" else [3])]
     # and the store still equals one run over all the data, reversal included
     tables = {**fed["tables"], "fee_lines": pl.concat([lines, late_line]),
               "settlements": settlements if quarantined else pl.concat([settlements, reversal])}

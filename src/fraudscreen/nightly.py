@@ -78,7 +78,9 @@ from fraudscreen.quarantine import (
     LINE,
     PART,
     REVERSAL_STANDS,
+    REVERSED,
     quarantined_reversals,
+    reversal_entries,
 )
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.runner import ScreenOptions
@@ -255,7 +257,8 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
             stored = _stored_keys(con, new_rows)
             if stored.height:
                 drop_rows(list(new_rows.files), stored)
-                tables[name] = StagedTable(name, new_rows.files, new_rows.rows - stored.height)
+                dropped = stored.filter(pl.col("reason") == DUPLICATE_KEY).height
+                tables[name] = StagedTable(name, new_rows.files, new_rows.rows - dropped)
                 found.append(stored.select(
                     table=pl.lit(name),
                     file=pl.col(PART).replace_strict(
@@ -275,18 +278,23 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
 
 def _stored_keys(con: duckdb.DuckDBPyConnection, rows: StagedTable) -> pl.DataFrame:
     """Quarantine entries (PART, LINE, column, value, reason) for staged rows whose key
-    the store already holds."""
-    key = INPUT_TABLES[rows.name].key
-    if not key or not rows.files:
+    the store already holds; such a row that reverses a settlement still does (as in
+    ``quarantine.duplicate_keys``: a 冲销 row often repeats the original's id)."""
+    table = INPUT_TABLES[rows.name]
+    if not table.key or not rows.files:
         return pl.DataFrame(schema=ENTRY_SCHEMA)
-    cols = ", ".join(f'"{k}"' for k in key)
+    read = [*table.key, *([REVERSED] if REVERSED in table.column_names else [])]
     files = ", ".join(sql_string(str(f.path.resolve())) for f in rows.files)
+    cols, key = (", ".join(f'"{c}"' for c in names) for names in (read, table.key))
     found = store.frame(con, f"SELECT {cols}, {PART}, {LINE} FROM read_parquet([{files}]) "
-                             f'SEMI JOIN "{rows.name}" USING ({cols}) ORDER BY {PART}, {LINE}')
-    return found.select(pl.col(PART).cast(pl.UInt32), pl.col(LINE).cast(pl.Int64),
-                        column=pl.lit(",".join(key)),
-                        value=pl.concat_str(list(key), separator=","),
-                        reason=pl.lit(DUPLICATE_KEY))
+                             f'SEMI JOIN "{rows.name}" USING ({key}) ORDER BY {PART}, {LINE}'
+                        ).with_columns(pl.col(PART).cast(pl.UInt32), pl.col(LINE).cast(pl.Int64))
+    repeated = found.select(PART, LINE, column=pl.lit(",".join(table.key)),
+                            value=pl.concat_str(list(table.key), separator=","),
+                            reason=pl.lit(DUPLICATE_KEY))
+    if REVERSED not in read:
+        return repeated
+    return pl.concat([repeated, reversal_entries(found)])
 
 
 # --- screening and merging ----------------------------------------------------------

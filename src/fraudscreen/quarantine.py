@@ -143,7 +143,7 @@ def check_part(raw: pl.DataFrame, table: Table) -> CheckedPart:
     bad_row = reduce(operator.or_, (mask for _, _, mask in findings))
     entries = [_entry(raw, *finding) for finding in findings if finding[2].any()]
     if REVERSED in table.column_names:
-        entries.append(_reversal_entries(frame.filter(bad_row)))
+        entries.append(reversal_entries(frame.filter(bad_row)))
     return CheckedPart(frame.filter(~bad_row).select(*table.column_names, PART, LINE),
                        _entries(entries), {k: v for k, v in zero_padded.items() if v})
 
@@ -181,7 +181,7 @@ def duplicate_keys(staged: list[StagedFile], table: Table, hashes: pl.Series) ->
         column=pl.lit(",".join(table.key)),
         value=pl.concat_str(table.key, separator=","),
         reason=pl.lit(DUPLICATE_KEY),
-    ), *([_reversal_entries(repeated)] if REVERSED in read else [])])
+    ), *([reversal_entries(repeated)] if REVERSED in read else [])])
 
 
 def quarantined_reversals(quarantine: pl.DataFrame) -> list[str]:
@@ -191,7 +191,7 @@ def quarantined_reversals(quarantine: pl.DataFrame) -> list[str]:
                                     & (pl.col("reason") == REVERSAL_STANDS))["value"].unique())
 
 
-def _reversal_entries(quarantined: pl.DataFrame) -> pl.DataFrame:
+def reversal_entries(quarantined: pl.DataFrame) -> pl.DataFrame:
     """One entry per quarantined row that names a settlement it reverses."""
     return quarantined.filter(pl.col(REVERSED).is_not_null()).select(
         PART, LINE, column=pl.lit(REVERSED), value=REVERSED, reason=pl.lit(REVERSAL_STANDS))
