@@ -501,3 +501,31 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
                               "no.such_rule", "--person", "P", "--reason", "x", "--owner", "y",
                               "--until", "2030-01-01"])
     assert result.exit_code == 2 and "error:" in result.output
+
+
+def test_a_public_night_names_no_person_and_no_plain_id(fed, tmp_path, monkeypatch):
+    """Found in review: a public night wrote suspicions.*, changes.csv and run.json with
+    raw person ids and plain suspicion ids (and, without a secret, committed the night
+    before failing)."""
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    before = store.snapshot(st)
+    monkeypatch.delenv("FRAUDSCREEN_SITE_SECRET", raising=False)
+    with pytest.raises(ValueError, match="FRAUDSCREEN_SITE_SECRET"):
+        night(fed["inbox"], st, tmp_path / "nosecret", NIGHTS, profile="public")
+    assert store.snapshot(st) == before and not (tmp_path / "nosecret").exists()
+
+    monkeypatch.setenv("FRAUDSCREEN_SITE_SECRET", "a-site-secret")
+    out = tmp_path / "public"
+    doc = night(fed["inbox"], st, out, NIGHTS, profile="public")
+    assert doc["new_suspicions"] > 0 and doc["suspicions_profile"] == "public"
+    stored = open_rows(st)
+    persons = set(stored["person_id"].drop_nulls())
+    ids = set(stored["suspicion_id"])
+    for path in out.iterdir():
+        text = path.read_bytes().decode("utf-8", errors="ignore") if path.suffix != ".xlsx" \
+            else ""
+        leaked = {p for p in persons if p in text} | {i for i in ids if i in text}
+        assert not leaked, f"{path.name}: {sorted(leaked)[:3]}"
+    shown = pl.read_parquet(out / "suspicions.parquet")
+    assert shown.height and not shown["suspicion_id"].is_in(list(ids)).any()
+    assert not shown["person_id"].is_in(list(persons)).any()

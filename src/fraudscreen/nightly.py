@@ -72,6 +72,7 @@ from fraudscreen.ingest import (
     load_folder,
 )
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
+from fraudscreen.privacy import apply_profile, pseudonymise, public_suspicion_id, site_secret
 from fraudscreen.quarantine import (
     DUPLICATE_KEY,
     ENTRY_SCHEMA,
@@ -422,6 +423,8 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
     """One night, start to finish; raises IngestError, RuleError or StoreError."""
     began = time.perf_counter()
     check_out(opts.out, [opts.inbox, opts.store])
+    # A public night needs its secret before it commits anything (run checks it first too).
+    secret = site_secret() if opts.profile == "public" else None
     started = dt.datetime.now().replace(microsecond=0)
     today = opts.today or dt.date.today()
     notes: list[str] = []
@@ -480,7 +483,7 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
             night = last["night"] if last else None
         _hook("after_commit")
 
-        doc = _write_outputs(con, opts, night, today, started, intake, screening, scope,
+        doc = _write_outputs(con, opts, secret, night, today, started, intake, screening, scope,
                              skipped, notes, committed, {"ingest": ingested - began,
                                                          "rules": screened - ingested}, began)
         strict_fail = opts.strict and intake is not None and intake.quarantine.height > 0
@@ -547,13 +550,21 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> 
 
 # --- the night's output -----------------------------------------------------------
 
-def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, night: int | None,
+def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: str | None,
+                   night: int | None,
                    today: dt.date, started: dt.datetime, intake: Intake | None,
                    screening: Screening | None, scope: rescreen.Scope | None, skipped: int,
                    notes: list[str], committed: bool, timings: dict[str, float],
                    began: float) -> dict:
-    """Write OUT (whole or not at all), then mark what it reported — in that order."""
+    """Write OUT (whole or not at all), then mark what it reported — in that order.
+
+    With ``secret`` (profile public) nothing written names a person or a plain
+    suspicion id, as in ``run``."""
     from fraudscreen.report import write_reports
+    from fraudscreen.runner import shareable
+
+    def public(ids: list[str]) -> list[str]:
+        return sorted(public_suspicion_id(i, secret) for i in ids) if secret else ids
 
     pending = [r[0] for r in con.execute(
         "SELECT night FROM nights WHERE NOT outputs_written ORDER BY night").fetchall()]
@@ -578,15 +589,15 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, night: in
                     committed, pending, timings)
     doc.update({
         "new_suspicions": new.height,
-        "new_suspicion_ids": new["suspicion_id"].sort().to_list(),
+        "new_suspicion_ids": public(new["suspicion_id"].sort().to_list()),
         "reopened_suspicions": leads.filter(reopened).height,
-        "reopened_suspicion_ids": leads.filter(reopened)["suspicion_id"].sort().to_list(),
+        "reopened_suspicion_ids": public(leads.filter(reopened)["suspicion_id"].sort().to_list()),
         "retracted_suspicions": retracted.height,
-        "retracted": _closed(retracted),
+        "retracted": _closed(retracted, secret),
         "superseded_suspicions": superseded.height,
-        "superseded": _closed(superseded),
+        "superseded": _closed(superseded, secret),
         "changed_suspicions": changed.height,
-        "changed_suspicion_ids": changed["suspicion_id"].sort().to_list(),
+        "changed_suspicion_ids": public(changed["suspicion_id"].sort().to_list()),
         "leads_suspicions": shown.height,
         "open_suspicions": rows.filter(is_open).height,
         "suppressed_open_suspicions": rows.filter(
@@ -594,11 +605,13 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, night: in
         "suspicions": shown.height,
     })
     _clean_leftovers(opts.out)
+    changes = _changes_frame(rows, pending)
     with staged(opts.out) as folder:
-        write_suspicions(shown, folder)
-        write_csv(_changes_frame(rows, pending), folder / "changes.csv")
-        write_csv(quarantine, folder / "quarantine.csv")
-        write_reports(folder, shown, doc, opts.profile)
+        write_suspicions(apply_profile(shown, "public", secret) if secret else shown, folder)
+        write_csv(pseudonymise(changes, secret, ("detail",)) if secret else changes,
+                  folder / "changes.csv")
+        write_csv(shareable(quarantine, opts.profile), folder / "quarantine.csv")
+        write_reports(folder, shown, doc, opts.profile, secret)
         doc["timings_seconds"]["total"] = round(time.perf_counter() - began, 3)
         write_json(doc, folder / "run.json")
     _hook("after_outputs")
@@ -626,9 +639,12 @@ def _order(frame: pl.DataFrame) -> pl.DataFrame:
     return order(frame)
 
 
-def _closed(frame: pl.DataFrame) -> list[dict]:
-    return (frame.sort("suspicion_id")
-            .select("suspicion_id", "rule_id", "settlement_id", "reason").to_dicts())
+def _closed(frame: pl.DataFrame, secret: str | None) -> list[dict]:
+    closed = frame.select("suspicion_id", "rule_id", "settlement_id", "reason")
+    if secret:  # the reason names settlements only, never a person
+        closed = closed.with_columns(pl.col("suspicion_id").map_elements(
+            lambda i: public_suspicion_id(i, secret), return_dtype=pl.String))
+    return closed.sort("suspicion_id").to_dicts()
 
 
 def _changes_frame(rows: pl.DataFrame, pending: list[int]) -> pl.DataFrame:
@@ -663,6 +679,8 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
         "version": __version__,
         "mode": "nightly",
         "engine": opts.engine,
+        "profile": opts.profile,
+        "suspicions_profile": "public" if opts.profile == "public" else "full",
         "started": started.isoformat(timespec="seconds"),
         "night": night,
         "night_date": today,

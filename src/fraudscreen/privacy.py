@@ -91,11 +91,14 @@ def apply_profile(suspicions: pl.DataFrame, profile: str,
         return suspicions
     frame = _drop_evidence_fields(suspicions, DROPPED_KEYS[profile])
     if profile == "public":
-        frame = _pseudonymise(frame, site_secret(secret))
+        frame = pseudonymise(frame, site_secret(secret))
     return frame
 
 
-def _pseudonymise(frame: pl.DataFrame, secret: str) -> pl.DataFrame:
+def pseudonymise(frame: pl.DataFrame, secret: str,
+                 texts: tuple[str, ...] = ("message", "evidence")) -> pl.DataFrame:
+    """``frame`` (any table with ``suspicion_id`` and ``person_id``, such as a night's
+    changes) with its person and suspicion ids replaced, also inside ``texts``."""
     # One HMAC per distinct person, never per suspicion.
     ids = frame.get_column("person_id").drop_nulls().unique().sort().to_list()
     mapping = {pid: pseudonym(pid, secret) for pid in ids}
@@ -113,8 +116,7 @@ def _pseudonymise(frame: pl.DataFrame, secret: str) -> pl.DataFrame:
     return frame.with_columns(
         pl.col("suspicion_id").replace_strict(ids),
         pl.col("person_id").replace(mapping),
-        in_text("message").alias("message"),
-        in_text("evidence").alias("evidence"),
+        *(in_text(col).alias(col) for col in texts),
     )
 
 

@@ -101,7 +101,7 @@ def quarantine_counts(quarantine: pl.DataFrame) -> list[dict]:
     return rows.to_dicts()
 
 
-def _shareable(quarantine: pl.DataFrame, profile: str) -> pl.DataFrame:
+def shareable(quarantine: pl.DataFrame, profile: str) -> pl.DataFrame:
     """Under the public profile a bad row's person id or birth date is not shown either."""
     if profile != "public":
         return quarantine
@@ -185,7 +185,7 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         # A public run shares no raw person id, suspicions.parquet included.
         write_suspicions(apply_profile(screening.suspicions, "public")
                          if opts.profile == "public" else screening.suspicions, folder)
-        write_csv(_shareable(ingestion.quarantine, opts.profile), folder / "quarantine.csv")
+        write_csv(shareable(ingestion.quarantine, opts.profile), folder / "quarantine.csv")
         doc = manifest(opts, ingestion, screening, {
             "ingest": ingested - began, "rules": screened - ingested})
         failed = [o.rule.id for o in screening.outcomes if o.status == "failed"]
