@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from fraudscreen import rescreen, store
 from fraudscreen.cli import app
-from fraudscreen.ingest import load_folder
+from fraudscreen.ingest import IngestError, load_folder
 from fraudscreen.nightly import (
     KILL_ENV,
     KILL_POINTS,
@@ -529,3 +529,19 @@ def test_a_public_night_names_no_person_and_no_plain_id(fed, tmp_path, monkeypat
     shown = pl.read_parquet(out / "suspicions.parquet")
     assert shown.height and not shown["suspicion_id"].is_in(list(ids)).any()
     assert not shown["person_id"].is_in(list(persons)).any()
+
+
+def test_a_keyless_table_re_sent_with_other_content_stops_the_night(fed, tmp_path):
+    """Found in review: purchases re-exported under the same names were stored twice, and
+    billed_more_than_bought leads were superseded as no longer supported."""
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    before = store.snapshot(st)
+    inbox = tmp_path / "inbox"
+    shutil.copytree(fed["inbox"], inbox)
+    part = sorted((inbox / "purchases").iterdir())[0]
+    rows = pl.read_parquet(part)
+    pl.concat([rows, rows.head(1)]).write_parquet(part)
+    opts = NightOptions(inbox=inbox, store=st, out=tmp_path / "out", today=dt.date(2024, 7, 1))
+    with pytest.raises(IngestError, match=f"purchases/{part.name}: ingested on night"):
+        run_night(opts, RuleSet.load())
+    assert store.snapshot(st) == before

@@ -179,12 +179,22 @@ def unseen(con: duckdb.DuckDBPyConnection, files: list[InboxFile],
     known = {r[0]: (r[1], r[2], r[3]) for r in con.execute(
         "SELECT sha256, path, size, mtime_ns FROM files").fetchall()}
     by_stat = {v: k for k, v in known.items()}
+    paths = {path: night for path, night in con.execute(
+        "SELECT path, max(night) FROM files GROUP BY path").fetchall()}
     fresh, seen_now, skipped = [], set(), 0
     for f in files:
         cached = by_stat.get((f.rel, f.size, f.mtime_ns))
         f.sha256 = cached or file_sha256(f.path)
         if f.sha256 in known:
             skipped += 1
+        elif f.rel in paths and not INPUT_TABLES[f.table].key:
+            # A keyed table's re-sent rows are caught as repeated keys; a table without a
+            # key (purchases) would count every row twice.
+            raise IngestError(
+                f"{f.rel}: ingested on night {paths[f.rel]} with other content, and "
+                f"{f.table} has no key, so its rows would be counted twice; deliver a "
+                "correction as a new file holding only the new rows, and move this one "
+                "out of the inbox")
         elif f.sha256 in seen_now:
             notes.append(f"skipped {f.rel}: same content as another new file")
             skipped += 1
