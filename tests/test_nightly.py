@@ -545,3 +545,17 @@ def test_a_keyless_table_re_sent_with_other_content_stops_the_night(fed, tmp_pat
     with pytest.raises(IngestError, match=f"purchases/{part.name}: ingested on night"):
         run_night(opts, RuleSet.load())
     assert store.snapshot(st) == before
+
+
+def test_messages_name_the_inbox_file_not_its_scratch_copy(tmp_path):
+    """Found in review: errors and notes named the night's linked copy
+    (.store.duckdb.night/inbox/settlements/000001-part-bad.csv)."""
+    inbox = tmp_path / "inbox"
+    (inbox / "settlements").mkdir(parents=True)
+    (inbox / "settlements" / "part-bad.csv").write_text("settlement_id,person_id\nS1,P1\n",
+                                                        encoding="utf-8")
+    opts = NightOptions(inbox=inbox, store=tmp_path / "s.duckdb", out=tmp_path / "out",
+                        today=dt.date(2024, 7, 1))
+    with pytest.raises(IngestError) as err:
+        run_night(opts, RuleSet.load())
+    assert str(err.value).startswith("settlements/part-bad.csv: table settlements needs")

@@ -249,9 +249,19 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
                 pl.DataFrame(schema={c.name: c.type.polars for c in table.columns}
                              ).write_parquet(stage / f"{name}.parquet")
                 placeholders.add(f"{name}.parquet")
+        def in_inbox(text: str) -> str:
+            """A message about a linked copy, about the inbox file instead."""
+            for linked, f in names.items():
+                text = text.replace(str(stage / linked), f.rel).replace(linked, f.rel)
+            return text
+
         # Every row staged (none scanned in place): rows whose key is stored are dropped.
-        ing = load_folder(stage, encoding=encoding, column_map=column_map, in_place=False,
-                          work_dir=work / "staged")
+        try:
+            ing = load_folder(stage, encoding=encoding, column_map=column_map,
+                              in_place=False, work_dir=work / "staged")
+        except IngestError as err:
+            raise IngestError(in_inbox(str(err))) from None
+        ing.notes[:] = [in_inbox(note) for note in ing.notes]
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     try:
