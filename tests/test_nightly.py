@@ -420,9 +420,14 @@ def test_feedback_and_rule_stats(fed, tmp_path):
     cli = CliRunner()
     bad = tmp_path / "bad.csv"
     bad.write_text("\ufeffsuspicion_id,result,amount_recovered,note\n"
-                   f"{one['suspicion_id']},属实,100,\nSNOPE,不属实,,\n", encoding="utf-8")
+                   f"{one['suspicion_id']},属实,100,\nSNOPE,不属实,,\n"
+                   # an amount DECIMAL(16,2) cannot hold, and one in scientific notation
+                   f"{one['suspicion_id']},属实,99999999999999999999,\n"
+                   f"{one['suspicion_id']},属实,1e3,\n", encoding="utf-8")
     result = cli.invoke(app, ["leads", "feedback", "--store", str(st), str(bad)])
     assert result.exit_code == 2 and "SNOPE" in result.output and "Traceback" not in result.output
+    assert "line 4: amount_recovered '99999999999999999999'" in result.output
+    assert "line 5: amount_recovered '1e3'" in result.output
     good = tmp_path / "good.csv"
     good.write_text("\ufeff疑点编号,线索对象编号,核查结果,追回金额,备注,核查人\n"
                     f"{one['suspicion_id']},,属实,1200.50,已追回,李\n"

@@ -32,6 +32,7 @@ Every change a night makes is one transaction (see ``fraudscreen.nightly``).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -365,8 +366,11 @@ def import_feedback(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, int
         amount = None
         if r["amount_recovered"] is not None:
             try:
-                amount = Decimal(r["amount_recovered"].replace(",", "")).quantize(Decimal("0.01"))
-                if not amount.is_finite() or amount < 0:
+                text = r["amount_recovered"].replace(",", "").strip()
+                if not re.fullmatch(r"\d+(\.\d*)?|\.\d+", text):  # no 1e3, no sign
+                    raise InvalidOperation
+                amount = Decimal(text).quantize(Decimal("0.01"))
+                if amount >= Decimal("1e14"):  # beyond DECIMAL(16,2)
                     raise InvalidOperation
             except InvalidOperation:
                 problems.append(f"line {line}: amount_recovered {r['amount_recovered']!r} "
