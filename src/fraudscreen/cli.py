@@ -511,6 +511,8 @@ def nightly(
             result = run_night(opts, load_rules(opts))
     except (IngestError, RuleError, StoreError, ValueError) as err:
         raise _fail(err) from None
+    except duckdb.OutOfMemoryException as err:
+        raise _fail(f"out of memory ({err}); raise --memory-limit or --threads 1", 1) from None
     except duckdb.Error as err:  # the store file itself (disk full, corrupt file)
         raise _fail(f"store {store}: {err}") from None
     except OSError as err:

@@ -124,8 +124,10 @@ def open_store(path: Path, create: bool = True, read_only: bool = False
         con.execute(f"ATTACH {sql_string(str(path.resolve()))} AS {CATALOG}{mode}")
         con.execute(f"USE {CATALOG}")
     except duckdb.IOException as err:
-        raise StoreError(f"{path}: cannot open the store ({_first_line(err)}); "
-                         "is another fraudscreen process using it?") from None
+        held = "lock" in str(err).lower()  # DuckDB: "Could not set lock on file"
+        raise StoreError(f"{path}: cannot open the store ({_first_line(err)})"
+                         + ("; is another fraudscreen process using it?" if held else "")
+                         ) from None
     except duckdb.Error as err:
         raise StoreError(f"{path}: not a fraudscreen store ({_first_line(err)})") from None
     if read_only:
