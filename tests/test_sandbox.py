@@ -353,3 +353,28 @@ def test_a_skip_counts_only_columns_it_groups_by(tmp_path):
         compile_rule(load_rule(path))
     assert "unknown column 'person_id'" in str(err.value)
     assert f"{path}:18:" in str(err.value)  # the `count:` line
+
+
+@pytest.mark.parametrize("where", ["amount AS x", "SELECT amount FROM fee_lines",
+                                   "amount > 0 ；", "'*'"])
+def test_what_is_not_a_value_is_refused_where_a_value_is_wanted(tmp_path, where):
+    """Found in review: these compiled, then broke the SQL of the run (a traceback that
+    lost every rule's result)."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert "is not a value" in str(err.value) and f"{tmp_path / 'rule.yaml'}:12:" in str(err.value)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("  where: amount > 0\n  where: amount < 0\n", "key 'where' is given twice"),
+    ("  where: item_code IN (:p)\nx: &a [1, 2]\ny: *a\n", "aliases (*name) are not allowed"),
+])
+def test_rule_files_refuse_repeated_keys_and_aliases(tmp_path, text, says):
+    """A key given twice kept only the last silently; nested aliases in 1 KB expanded to
+    gigabytes in `rules lint` (found in review)."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(BASE.format(where="true").replace("  where: true\n", text),
+                    encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        load_rule(path)
+    assert says in str(err.value) and str(path) in str(err.value)

@@ -34,6 +34,7 @@ from fraudscreen.rule import (
     PeriodChange,
     Query,
     Rule,
+    RuleError,
     Sequence,
     Window,
 )
@@ -372,7 +373,11 @@ class _Compiler:
             if raw[1:] not in self.values:
                 raise self.rule.error(f"unknown parameter {raw}", "detect", "span", unit)
             raw = self.values[raw[1:]]
-        n = int(raw)
+        try:
+            n = int(raw)
+        except (TypeError, ValueError):
+            raise self.rule.error(f"span {unit}: {raw!r} is not a whole number", "detect",
+                                  "span", unit) from None
         if n < 1:
             raise self.rule.error("span must be at least 1", "detect", "span", unit)
         time = _q(det.time)
@@ -415,7 +420,7 @@ class _Compiler:
             tree = ex.parse(det.sql)
             if not isinstance(tree, exp.Select):
                 raise ex.ExpressionError("the query kind takes one SELECT statement")
-            tree = ex.bind(ex.check(tree, scope), self.values)
+            tree = ex.bind(ex.check(tree, scope, statement=True), self.values)
         except ex.ExpressionError as err:
             raise self.rule.error(f"detect.sql: {err}", "detect", "sql") from None
         for table in tree.find_all(exp.Table):
@@ -568,4 +573,11 @@ def _assert_reads_sources(sql: str, ctes: set[str]) -> None:
 def compile_rule(rule: Rule, overrides: dict[str, Any] | None = None,
                  run: dict[str, Any] | None = None) -> CompiledRule:
     values = resolve_params(rule, overrides or {}, run or default_run_params())
-    return _Compiler(rule, values).build()
+    try:
+        return _Compiler(rule, values).build()
+    except RuleError:
+        raise
+    except (sqlglot.errors.SqlglotError, ValueError) as err:
+        # What the checks above let through and the SQL then refuses: a failed rule,
+        # named, never a crash of the run that holds it.
+        raise rule.error(f"cannot be compiled: {str(err).splitlines()[0]}") from None

@@ -99,8 +99,9 @@ def suggest(name: str, options: set[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def check(tree: exp.Expression, scope: Scope) -> exp.Expression:
-    """Refuse anything outside the allow-list or the scope; returns the tree."""
+def check(tree: exp.Expression, scope: Scope, statement: bool = False) -> exp.Expression:
+    """Refuse anything outside the allow-list or the scope; returns the tree.
+    ``statement``: the tree is a query kind's SELECT, not a value."""
     for node in tree.walk():
         if isinstance(node, _ALLOWED_FUNCTIONS):
             in_subquery = _inside_subquery(node)
@@ -129,6 +130,13 @@ def check(tree: exp.Expression, scope: Scope) -> exp.Expression:
             )
         if isinstance(node, exp.Table):
             _check_table(node, scope)
+        if not statement and (isinstance(node, (exp.Alias, exp.Select)) or (
+                isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count))) \
+                and node.find_ancestor(exp.Subquery, exp.Exists, exp.In) is None:
+            # An expression is a value: `amount AS x`, `SELECT …` or `*` on their own
+            # (a stray ；, say, reads as an alias) belong in no rule field.
+            raise ExpressionError(f"{node.sql(DIALECT)!r} is not a value; write an expression "
+                                  "(a SELECT only inside EXISTS (…) or IN (…))")
     _check_columns(tree, scope)
     return tree
 

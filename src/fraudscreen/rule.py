@@ -317,9 +317,33 @@ def _compose(text: str) -> tuple[yaml.Node | None, Any]:
     loader = YamlLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _plain_tree(node, set())
         return node, None if node is None else loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def _plain_tree(node: yaml.Node, seen: set[int]) -> None:
+    """Refuse what a rule file has no use for and a reader would misread: an alias
+    (``*a``: a 1 KB file of nested aliases expands to gigabytes) and a key given twice
+    (YAML keeps the last silently: two ``where:`` lines, one of them ignored)."""
+    if id(node) in seen:
+        raise yaml.constructor.ConstructorError(
+            None, None, "aliases (*name) are not allowed in rule files: write the value out",
+            node.start_mark)
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key, value in node.value:
+            if key.value in keys:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key.value!r} is given twice", key.start_mark)
+            keys.add(key.value)
+            _plain_tree(value, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for value in node.value:
+            _plain_tree(value, seen)
 
 
 def _positions(node: yaml.Node, path: tuple = ()) -> dict[tuple, tuple[int, int]]:
