@@ -485,3 +485,58 @@ def test_report_of_a_folder_with_unreadable_files_is_an_error(tmp_path):
     (out / "run.json").write_text("[]", encoding="utf-8")
     result = CliRunner().invoke(app, ["report", str(out)])
     assert result.exit_code == 2 and "not a run's manifest" in result.output
+
+
+RUNAWAY = """\
+id: custom.runaway
+version: "1"
+family: custom
+title: t
+description: d
+severity: low
+detect:
+  kind: filter
+  source: fee_lines
+  where: EXISTS (SELECT 1 FROM fee_lines AS a JOIN fee_lines AS b ON TRUE
+                 JOIN fee_lines AS c ON TRUE WHERE a.amount + b.amount + c.amount < -1)
+emit:
+  amount_at_risk: amount
+  message: "{settlement_id}"
+  key: [line_id]
+  evidence: {line_id: line_id}
+"""
+
+
+def test_a_runaway_rule_is_stopped_and_recorded_as_failed(tmp_path):
+    """Found in review: a rule cross-joining the fee lines ran for ten minutes and more,
+    deaf to SIGTERM. Past --rule-timeout its statement is interrupted; the run goes on."""
+    rule = tmp_path / "runaway.yaml"
+    rule.write_text(RUNAWAY, encoding="utf-8")
+    out = tmp_path / "out"
+    data = Path(__file__).resolve().parents[1] / "sample_claims" / "data"
+    result = run("--data", str(data), "--out", str(out), "--rules", str(rule),
+                 "--only", "custom", "--only", "split_hospitalisation", "--rule-timeout", "1")
+    assert result.exit_code == 1, result.output
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    outcomes = {r["id"]: r for r in doc["rules"]}
+    assert outcomes["custom.runaway"]["status"] == "failed"
+    assert "stopped after 1 s (--rule-timeout)" in outcomes["custom.runaway"]["reason"]
+    assert outcomes["custom.runaway"]["seconds"] < 30
+    assert outcomes["split_hospitalisation.readmission"]["status"] == "ran"
+
+
+def test_a_rule_with_more_hits_than_a_lead_list_holds_fails(tmp_path, monkeypatch):
+    """Its hits are not all fetched: a rule flagging millions of rows would fill memory."""
+    import fraudscreen.screen as screen_module
+
+    monkeypatch.setattr(screen_module, "MAX_HITS", 3)
+    rule = tmp_path / "every.yaml"
+    rule.write_text(RUNAWAY.replace("custom.runaway", "custom.every_line").replace(
+        RUNAWAY[RUNAWAY.index("  where:"):RUNAWAY.index("emit:")], "  where: amount > 0\n"),
+        encoding="utf-8")
+    out = tmp_path / "out"
+    result = run("--data", str(data_folder(tmp_path)), "--out", str(out), "--rules",
+                 str(rule), "--only", "custom")
+    assert result.exit_code == 1
+    (doc,) = json.loads((out / "run.json").read_text(encoding="utf-8"))["rules"]
+    assert doc["status"] == "failed" and "more than 3 hits" in doc["reason"]

@@ -159,6 +159,9 @@ MemoryLimitOpt = Annotated[
                       "The whole process peaks about 0.4 GB above it.")
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="DuckDB threads.")]
+RuleTimeoutOpt = Annotated[float, typer.Option(
+    "--rule-timeout", min=0, help="Seconds one rule may run before it is stopped and recorded "
+    "as failed (the others still run); 0: no limit.")]
 ProfileOpt = Annotated[
     str, typer.Option("--profile", help="full | investigator | public (pseudonymised).")
 ]
@@ -235,6 +238,7 @@ def run(
     engine: EngineOpt = "duckdb",
     memory_limit: MemoryLimitOpt = "1.5GB",
     threads: ThreadsOpt = None,
+    rule_timeout: RuleTimeoutOpt = 3600.0,
     profile: ProfileOpt = "full",
     encoding: EncodingOpt = None,
     column_map: ColumnMapOpt = None,
@@ -273,7 +277,8 @@ def run(
         data=data, out=out, rules=rules, only=only, params=param, params_file=params_file,
         window_from=window_from, window_to=window_to,
         encoding=encoding, column_map=column_map, strict=strict, engine=engine,
-        memory_limit=memory_limit, threads=threads, watchlists=watchlist, profile=profile,
+        memory_limit=memory_limit, threads=threads, rule_timeout=rule_timeout,
+        watchlists=watchlist, profile=profile,
         spark_master=spark_master, spark_tables=_pairs(spark_table, "--spark-table"))
     try:
         ruleset = load_rules(opts)
@@ -477,6 +482,7 @@ def nightly(
     engine: EngineOpt = "duckdb",
     memory_limit: MemoryLimitOpt = "1.5GB",
     threads: ThreadsOpt = None,
+    rule_timeout: RuleTimeoutOpt = 3600.0,
     profile: ProfileOpt = "full",
     encoding: EncodingOpt = None,
     column_map: ColumnMapOpt = None,
@@ -505,7 +511,8 @@ def nightly(
         inbox=inbox, store=store, out=out, rules=rules, only=only, params=param,
         params_file=params_file, watchlists=watchlist, encoding=encoding,
         column_map=column_map, strict=strict, engine=engine, memory_limit=memory_limit,
-        threads=threads, profile=profile, today=_date(today, "--today"))
+        threads=threads, rule_timeout=rule_timeout, profile=profile,
+        today=_date(today, "--today"))
     try:
         with _stoppable("nothing of this night was kept; the store is as it was"):
             result = run_night(opts, load_rules(opts))

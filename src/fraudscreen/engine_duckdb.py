@@ -11,6 +11,7 @@ input spills to disk instead of failing.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import sqlglot
 from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES
 from fraudscreen.reference import Table, resolve_inputs
+from fraudscreen.screen import QueryTimeout
 from fraudscreen.sources import QUARANTINED_REVERSALS
 
 
@@ -115,8 +117,21 @@ class DuckDBEngine:
     def create_sources(self, window: dict[str, Any]) -> None:
         create_sources(self.con, window)
 
-    def query(self, sql: str) -> pl.DataFrame:
-        return pl.from_arrow(self.con.sql(sql).to_arrow_table())
+    def query(self, sql: str, timeout: float | None = None) -> pl.DataFrame:
+        """The statement's rows; past ``timeout`` seconds it is interrupted and
+        ``QueryTimeout`` raised (a runaway rule must not hold the night forever)."""
+        if not timeout:
+            return pl.from_arrow(self.con.sql(sql).to_arrow_table())
+        watchdog = threading.Timer(timeout, self.con.interrupt)
+        watchdog.start()
+        try:
+            return pl.from_arrow(self.con.sql(sql).to_arrow_table())
+        except duckdb.InterruptException:
+            if watchdog.finished.is_set():  # ours, not a Ctrl-C
+                raise QueryTimeout(timeout) from None
+            raise
+        finally:
+            watchdog.cancel()
 
     def close(self) -> None:
         self.con.close()

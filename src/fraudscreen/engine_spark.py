@@ -23,6 +23,8 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+import threading
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES, ColumnType
 from fraudscreen.dialects import SPARK
 from fraudscreen.reference import Table, resolve_inputs
+from fraudscreen.screen import QueryTimeout
 from fraudscreen.sources import QUARANTINED_REVERSALS
 
 DEFAULT_MASTER = "local[*]"
@@ -286,8 +289,23 @@ class SparkEngine:
         except Exception:  # AnalysisException: no such table or view
             return False
 
-    def query(self, sql: str) -> pl.DataFrame:
-        return to_polars(self.spark.sql(sql))
+    def query(self, sql: str, timeout: float | None = None) -> pl.DataFrame:
+        """The statement's rows; past ``timeout`` seconds its jobs are cancelled and
+        ``QueryTimeout`` raised."""
+        if not timeout:
+            return to_polars(self.spark.sql(sql))
+        sc, group = self.spark.sparkContext, f"fraudscreen-{uuid.uuid4().hex}"
+        sc.setJobGroup(group, "fraudscreen rule", interruptOnCancel=True)
+        watchdog = threading.Timer(timeout, sc.cancelJobGroup, [group])
+        watchdog.start()
+        try:
+            return to_polars(self.spark.sql(sql))
+        except Exception:
+            if watchdog.finished.is_set():
+                raise QueryTimeout(timeout) from None
+            raise
+        finally:
+            watchdog.cancel()
 
     def close(self) -> None:
         """Drop this run's inputs; the session (and the source views) stay for the next run."""

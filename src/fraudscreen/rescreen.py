@@ -50,7 +50,8 @@ def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: Screen
     engine = make_engine(opts.engine, **options)
     try:
         return screen(tables, ruleset, engine, None, None, opts.watchlists,
-                      data_window=data_window, quarantined_reversals=reversed_ids)
+                      data_window=data_window, quarantined_reversals=reversed_ids,
+                      rule_timeout=opts.rule_timeout or None)
     finally:
         engine.close()
         shutil.rmtree(spill, ignore_errors=True)

@@ -43,6 +43,7 @@ class ScreenOptions:
     memory_limit: str = "1.5GB"
     threads: int | None = None
     profile: str = "full"
+    rule_timeout: float = 3600.0  # seconds a rule may run (0: no limit; screen.RULE_TIMEOUT)
 
 
 @dataclass(kw_only=True)
@@ -86,7 +87,8 @@ def options_doc(opts: ScreenOptions, origins: dict[str, str]) -> dict:
                     "params_file": str(opts.params_file) if opts.params_file else None,
                     "strict": opts.strict, "encoding": opts.encoding,
                     "column_map": str(opts.column_map) if opts.column_map else None,
-                    "memory_limit": opts.memory_limit, "threads": opts.threads},
+                    "memory_limit": opts.memory_limit, "threads": opts.threads,
+                    "rule_timeout": opts.rule_timeout},
         "reference_files": [{"path": str(f), "sha256": file_sha256(f)} for f in files],
     }
 
@@ -178,7 +180,8 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
             screening = screen(ingestion.tables, ruleset, engine, opts.window_from,
                                opts.window_to, opts.watchlists, on_rule,
                                quarantined_reversals=quarantined_reversals(
-                                   ingestion.quarantine))
+                                   ingestion.quarantine),
+                               rule_timeout=opts.rule_timeout or None)
         finally:
             engine.close()
         screened = time.perf_counter()

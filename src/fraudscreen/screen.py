@@ -44,6 +44,16 @@ class Screening:
     integrity: dict[str, int] = field(default_factory=dict)
 
 
+class QueryTimeout(Exception):
+    """An engine's statement ran longer than it was allowed to (engines raise it)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"stopped after {seconds:g} s (--rule-timeout)")
+
+
+MAX_HITS = 1_000_000  # a rule's hits beyond this fail it (see _run_rule)
+RULE_TIMEOUT = 3600.0  # seconds a rule's statement may run (--rule-timeout; 0: no limit)
+
 # Rows no rule can use, counted so a run never loses them silently.
 INTEGRITY_CHECKS = {
     "fee_lines_without_settlement":
@@ -105,7 +115,8 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
            watchlists: list[Path] | None = None,
            on_rule: Callable[[RuleOutcome], None] | None = None,
            data_window: tuple[dt.date, dt.date] | None = None,
-           quarantined_reversals: Sequence[str] = ()) -> Screening:
+           quarantined_reversals: Sequence[str] = (),
+           rule_timeout: float | None = RULE_TIMEOUT) -> Screening:
     """``data_window``: the analysis window of a larger data set these tables are a part
     of (a nightly re-screen of some persons), used as it is and filtering nothing.
     ``quarantined_reversals``: settlements that reversal rows left out of ``tables``
@@ -125,7 +136,7 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
     frames, outcomes = [], []
     for rule in ruleset.rules:
         outcome, frame = _run_rule(rule, ruleset.overrides.get(rule.id, {}), run_params,
-                                   present, engine)
+                                   present, engine, rule_timeout)
         if frame is not None:
             frames.append(frame)
         outcomes.append(outcome)
@@ -157,7 +168,8 @@ def _create_sources(engine, window_from, window_to) -> dict:
 
 
 def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
-              engine) -> tuple[RuleOutcome, pl.DataFrame | None]:
+              engine, rule_timeout: float | None = None
+              ) -> tuple[RuleOutcome, pl.DataFrame | None]:
     """Compile and run one rule; its suspicions, or None when it was skipped or failed."""
     began = time.perf_counter()
     try:
@@ -170,7 +182,14 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
         return RuleOutcome(rule, "skipped", f"needs table {', '.join(missing)} (absent)",
                            params=params), None
     try:
-        raw = engine.query(compiled.sql_for(engine.dialect, pretty=False))
+        # One row past the cap tells a rule that flags too much, without holding all of
+        # its hits (millions of rows would fill the memory the limit promises to keep).
+        raw = engine.query(f"SELECT * FROM ({compiled.sql_for(engine.dialect, pretty=False)})"
+                           f" AS hits LIMIT {MAX_HITS + 1}", timeout=rule_timeout)
+        if raw.height > MAX_HITS:
+            return RuleOutcome(rule, "failed", f"{rule.path or rule.id}: more than "
+                               f"{MAX_HITS:,} hits: no lead list; tighten the rule",
+                               params=params, seconds=time.perf_counter() - began), None
         skipped = None
         if compiled.skip_sql:
             skipped = int(raw[SKIPPED][0] if raw.height else engine.query(
