@@ -66,3 +66,12 @@ def test_suspicions_that_no_lead_would_hold_are_flagged():
     named = by_item.model_copy(update={"emit": by_item.emit.model_copy(update={
         "institution_id": "'H1'"})})
     assert [f.code for f in lint(named)] == []
+
+
+def test_a_rule_whose_sql_cannot_bind_is_a_lint_error():
+    """Found in review: `amount > item_code` passed lint and failed every run."""
+    repeated = next(r for r in RULES if r.id == "duplicate_charge.repeated_line")
+    typed = repeated.model_copy(update={
+        "detect": repeated.detect.model_copy(update={"where": "amount > item_code"})})
+    found = [f for f in lint(typed) if f.code == "FS004"]
+    assert len(found) == 1 and "Cannot compare" in found[0].message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from fraudscreen import sources
 from fraudscreen.compiler import compile_rule
 from fraudscreen.contract import FAMILIES
 from fraudscreen.rule import Rule, RuleError
@@ -73,6 +74,9 @@ def lint(rule: Rule) -> list[Finding]:
     except RuleError as err:
         found.append(_finding("FS004", rule, str(err)))
     else:
+        bind_error = _binds(compiled.sql)
+        if bind_error:
+            found.append(_finding("FS004", rule, bind_error))
         if not any(getattr(rule.emit, n) is not None or n in compiled.hit_columns
                    for n in ("institution_id", "person_id")):
             found.append(_finding("FS008", rule, "emit institution_id or person_id", "emit"))
@@ -84,6 +88,19 @@ def lint(rule: Rule) -> list[Finding]:
     if scope:
         found.append(_finding("FS007", rule, scope, "scope"))
     return found
+
+
+def _binds(sql: str) -> str:
+    """Why DuckDB cannot bind the rule's statement over the contract's (empty) tables —
+    a type mismatch such as ``amount > item_code`` — or ''. Run-time conversions
+    (``CAST(item_name AS DECIMAL)``) only fail on data."""
+    import duckdb
+
+    try:
+        sources.describe(sql)
+    except duckdb.Error as err:
+        return str(err).splitlines()[0]
+    return ""
 
 
 def _scope_problem(rule: Rule) -> str:
