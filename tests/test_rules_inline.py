@@ -75,3 +75,19 @@ def test_a_rule_whose_sql_cannot_bind_is_a_lint_error():
         "detect": repeated.detect.model_copy(update={"where": "amount > item_code"})})
     found = [f for f in lint(typed) if f.code == "FS004"]
     assert len(found) == 1 and "Cannot compare" in found[0].message
+
+
+@pytest.mark.parametrize("emit, flagged", [
+    ({"person_id": "NULL", "evidence": {"who": "person_id"}}, "emit.evidence.who"),
+    ({"evidence": {"who": "concat('x', person_id)"}}, "emit.evidence.who"),
+    ({"amount_at_risk": "CAST(person_id AS DECIMAL(38, 0))"}, "emit.amount_at_risk"),
+    ({"evidence": {"who": "person_id"}}, None),  # whole, beside the person_id field
+])
+def test_person_ids_the_public_profile_cannot_find_are_flagged(emit, flagged):
+    """Found in review: a site rule could carry person ids past --profile public by
+    emitting them under another name, inside text, or as a number."""
+    repeated = next(r for r in RULES if r.id == "duplicate_charge.repeated_line")
+    changed = repeated.model_copy(update={"emit": repeated.emit.model_copy(update={
+        **emit, "evidence": {**repeated.emit.evidence, **emit.get("evidence", {})}})})
+    found = [f.message.rsplit(": ", 1)[-1] for f in lint(changed) if f.code == "FS009"]
+    assert found == ([flagged] if flagged else [])

@@ -9,9 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sqlglot import exp
+
 from fraudscreen import sources
 from fraudscreen.compiler import compile_rule
 from fraudscreen.contract import FAMILIES
+from fraudscreen.expressions import parse
 from fraudscreen.rule import Rule, RuleError
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
@@ -41,6 +44,9 @@ CHECKS = {
                          "drift from one run"),
     "FS008": ("warning", "suspicions name neither an institution nor a person, so no lead "
                          "holds them (leads roll up per institution and per person)"),
+    "FS009": ("warning", "a person id is emitted where the public profile cannot find it: it "
+                         "pseudonymises the person_id field's ids wherever they appear whole; "
+                         "emit person_id as it is, and never inside text or a sum"),
 }
 
 # Columns that keep one hit's rows within one person (institution): the entity's own id,
@@ -87,7 +93,33 @@ def lint(rule: Rule) -> list[Finding]:
     scope = _scope_problem(rule)
     if scope:
         found.append(_finding("FS007", rule, scope, "scope"))
+    for path in _hidden_person_ids(rule):
+        found.append(_finding("FS009", rule, ".".join(path), *path))
     return found
+
+
+def _hidden_person_ids(rule: Rule) -> list[tuple[str, ...]]:
+    """Emit fields that carry a person id the public profile would miss: the person_id
+    field itself set to something else (the ids elsewhere are then in no mapping), or a
+    person id worked into another value (concat, a sum, a cast)."""
+    e = rule.emit
+    fields = {("emit", n): getattr(e, n) for n in (
+        "settlement_id", "institution_id", "item_code", "related_settlement_ids",
+        "period_start", "period_end", "amount_at_risk")}
+    fields.update({("emit", "evidence", n): v for n, v in e.evidence.items()})
+    replaced = e.person_id is not None and e.person_id.strip() != "person_id"
+    hidden = []
+    for path, text in fields.items():
+        if text is None or text.startswith(":"):
+            continue
+        try:
+            tree = parse(text)
+        except Exception:  # compile reports it (FS004)
+            continue
+        bare = isinstance(tree, exp.Column) and path[1] == "evidence" and not replaced
+        if not bare and any(c.name == "person_id" for c in tree.find_all(exp.Column)):
+            hidden.append(path)
+    return hidden
 
 
 def _binds(sql: str) -> str:
