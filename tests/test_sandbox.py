@@ -378,3 +378,15 @@ def test_rule_files_refuse_repeated_keys_and_aliases(tmp_path, text, says):
     with pytest.raises(RuleError) as err:
         load_rule(path)
     assert says in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_subquery_column_that_names_the_rule_row_too_must_be_qualified(tmp_path):
+    """Found in review: `p.person_id = person_id` inside EXISTS bound both sides to the
+    subquery's table, so every fee line matched."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, "EXISTS (SELECT 1 FROM persons AS p "
+                                "WHERE p.person_id = person_id AND p.gender = '2')")
+    assert "'person_id' inside the subquery is its own table's column" in str(err.value)
+    compiled = compile_where(tmp_path, "person_id IN (SELECT p.person_id FROM persons AS p "
+                                       "WHERE p.gender = '2')")
+    assert "persons" in compiled.sql

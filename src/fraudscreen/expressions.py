@@ -176,13 +176,22 @@ def _check_columns(tree: exp.Expression, scope: Scope) -> None:
             continue
         visible = dict(scope.columns)
         select = column.find_ancestor(exp.Select)
+        inner: set[str] = set()
         while select is not None:  # subquery aliases shadow nothing but add names
             for table in select.find_all(exp.Table):
                 cols = scope.tables.get(table.name, set())
                 visible[table.alias_or_name] = cols
                 visible[""] = visible.get("", set()) | cols
+                inner |= cols
             select = select.find_ancestor(exp.Select)
         qualifier = column.table
+        if not qualifier and column.name in inner and column.name in scope.columns.get("", ()):
+            # SQL binds it to the subquery's table, which an analyst comparing with the
+            # rule's own row (p.person_id = person_id) does not expect: every row matches.
+            raise ExpressionError(
+                f"{column.name!r} inside the subquery is its own table's column, not the "
+                f"rule row's: qualify it with the subquery's alias, or compare with the "
+                f"row's {column.name} as {column.name} IN (SELECT {column.name} FROM …)")
         if qualifier not in visible:
             raise ExpressionError(
                 f"unknown qualifier {qualifier!r} in {column.sql(DIALECT)!r}"
