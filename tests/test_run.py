@@ -296,10 +296,10 @@ emit:
     assert "运行不完整：规则 custom.overflow 失败" in html
 
 
-def test_a_rule_whose_key_is_not_unique_fails_naming_its_file_and_line(tmp_path):
-    rule = tmp_path / "dup.yaml"
-    rule.write_text("""\
-id: custom.every_line
+def filter_rule(rule_id: str, where: str, key: str = "settlement_id") -> str:
+    """A site rule of kind filter over the fee lines, as YAML."""
+    return f"""\
+id: {rule_id}
 version: "1"
 family: custom
 title: t
@@ -308,12 +308,18 @@ severity: low
 detect:
   kind: filter
   source: fee_lines
-  where: amount > 0
+  where: {where}
 emit:
   amount_at_risk: amount
-  message: "{settlement_id}"
-  key: [settlement_id]
-""", encoding="utf-8")
+  message: "{{settlement_id}}"
+  key: [{key}]
+  evidence: {{line_id: line_id}}
+"""
+
+
+def test_a_rule_whose_key_is_not_unique_fails_naming_its_file_and_line(tmp_path):
+    rule = tmp_path / "dup.yaml"
+    rule.write_text(filter_rule("custom.every_line", "amount > 0"), encoding="utf-8")
     out = tmp_path / "out"
     result = run("--data", str(data_folder(tmp_path)), "--out", str(out), "--rules", str(rule),
                  "--only", "custom")
@@ -487,24 +493,9 @@ def test_report_of_a_folder_with_unreadable_files_is_an_error(tmp_path):
     assert result.exit_code == 2 and "not a run's manifest" in result.output
 
 
-RUNAWAY = """\
-id: custom.runaway
-version: "1"
-family: custom
-title: t
-description: d
-severity: low
-detect:
-  kind: filter
-  source: fee_lines
-  where: EXISTS (SELECT 1 FROM fee_lines AS a JOIN fee_lines AS b ON TRUE
-                 JOIN fee_lines AS c ON TRUE WHERE a.amount + b.amount + c.amount < -1)
-emit:
-  amount_at_risk: amount
-  message: "{settlement_id}"
-  key: [line_id]
-  evidence: {line_id: line_id}
-"""
+RUNAWAY = filter_rule("custom.runaway", "EXISTS (SELECT 1 FROM fee_lines AS a JOIN fee_lines "
+                      "AS b ON TRUE JOIN fee_lines AS c ON TRUE WHERE a.amount + b.amount "
+                      "+ c.amount < -1)", key="line_id")
 
 
 def test_a_runaway_rule_is_stopped_and_recorded_as_failed(tmp_path):
@@ -531,9 +522,8 @@ def test_a_rule_with_more_hits_than_a_lead_list_holds_fails(tmp_path, monkeypatc
 
     monkeypatch.setattr(screen_module, "MAX_HITS", 3)
     rule = tmp_path / "every.yaml"
-    rule.write_text(RUNAWAY.replace("custom.runaway", "custom.every_line").replace(
-        RUNAWAY[RUNAWAY.index("  where:"):RUNAWAY.index("emit:")], "  where: amount > 0\n"),
-        encoding="utf-8")
+    rule.write_text(filter_rule("custom.every_line", "amount > 0", key="line_id"),
+                    encoding="utf-8")
     out = tmp_path / "out"
     result = run("--data", str(data_folder(tmp_path)), "--out", str(out), "--rules",
                  str(rule), "--only", "custom")
