@@ -390,3 +390,11 @@ def test_a_subquery_column_that_names_the_rule_row_too_must_be_qualified(tmp_pat
     compiled = compile_where(tmp_path, "person_id IN (SELECT p.person_id FROM persons AS p "
                                        "WHERE p.gender = '2')")
     assert "persons" in compiled.sql
+
+
+def test_an_empty_expression_is_refused_at_its_line(tmp_path):
+    """Found in review: `where: ""` filtered nothing, so the rule flagged every row."""
+    with pytest.raises(RuleError) as err:
+        load_rule(rule_file(tmp_path, '""'))
+    assert "detect.where: is empty: write an expression" in str(err.value)
+    assert f"{tmp_path / 'rule.yaml'}:12:" in str(err.value)

@@ -19,7 +19,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-Expr = str  # a SQL expression in DuckDB syntax, validated by fraudscreen.expressions
+# A SQL expression in DuckDB syntax, validated by fraudscreen.expressions. Never blank:
+# an empty `where:` would otherwise filter nothing and flag every row.
+Expr = Annotated[str, Field(pattern=r"\S")]
 
 
 class RuleError(ValueError):
@@ -399,7 +401,9 @@ def load_rule(path: Path) -> Rule:
                 line, col = positions[tuple(loc[:n])]
                 break
         field = ".".join(str(p) for p in loc) or "(top level)"
-        raise RuleError(f"{field}: {first['msg']}", str(path), line, col) from None
+        msg = ("is empty: write an expression" if first["type"] == "string_pattern_mismatch"
+               else first["msg"])
+        raise RuleError(f"{field}: {msg}", str(path), line, col) from None
     rule.path = str(path)
     rule.positions = positions
     rule.content_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
