@@ -530,3 +530,15 @@ def test_a_rule_with_more_hits_than_a_lead_list_holds_fails(tmp_path, monkeypatc
     assert result.exit_code == 1
     (doc,) = json.loads((out / "run.json").read_text(encoding="utf-8"))["rules"]
     assert doc["status"] == "failed" and "more than 3 hits" in doc["reason"]
+
+
+def test_fee_lines_dated_before_2000_are_counted_and_warned_of(tmp_path):
+    """Found in review: one 1900-01-01 charge (a database's default date) silently
+    stretched the window back to 1900 and added growth leads over 'last month 0'."""
+    lines = [*LINES, dict(LINES[0], line_id="L9", charge_time="1900-01-01 00:00:00")]
+    out = tmp_path / "out"
+    result = run("--data", str(data_folder(tmp_path, lines=lines)), "--out", str(out))
+    assert result.exit_code == 0
+    assert "1 fee line(s) are charged before 2000" in " ".join(result.output.split())
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["integrity"]["fee_lines_before_2000"] == 1

@@ -68,6 +68,9 @@ INTEGRITY_CHECKS = {
         "IS NOT NULL OR EXISTS (SELECT 1 FROM input_settlements AS r "
         "WHERE r.reversed_settlement_id = s.settlement_id) OR EXISTS (SELECT 1 FROM "
         "input_quarantined_reversals AS q WHERE q.reversed_settlement_id = s.settlement_id)",
+    # A database's default date (1900-01-01) reads as a date; it stretches the window.
+    "fee_lines_before_2000":
+        "SELECT count(*) AS n FROM input_fee_lines WHERE charge_time < TIMESTAMP '2000-01-01'",
 }
 
 
@@ -76,6 +79,10 @@ INTEGRITY_WARNINGS = {
         "{n:,} fee line(s) name a settlement that is not in settlements; no rule can use them",
     "reversals_of_unknown_settlements":
         "{n:,} reversal row(s) name a settlement that is not in settlements",
+    "fee_lines_before_2000":
+        "{n:,} fee line(s) are charged before 2000 (a placeholder date such as 1900-01-01?): "
+        "they stretch the analysis window, and monthly growth judges every month from the "
+        "first; fix the export or run with --from/--to",
 }
 
 
