@@ -564,3 +564,19 @@ def test_messages_name_the_inbox_file_not_its_scratch_copy(tmp_path):
     with pytest.raises(IngestError) as err:
         run_night(opts, RuleSet.load())
     assert str(err.value).startswith("settlements/part-bad.csv: table settlements needs")
+
+
+def test_a_parameter_change_says_why_suspicions_went(fed, tmp_path):
+    """Found in review: suspicions a tighter --param no longer finds were superseded as
+    'no longer supported by the data', which blamed the data."""
+    from fraudscreen.nightly import RULES_CHANGED
+    from fraudscreen.runner import load_rules
+
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    opts = NightOptions(inbox=fed["inbox"], store=st, out=tmp_path / "out",
+                        today=dt.date(2024, 7, 1),
+                        params=["split_hospitalisation.readmission.max_gap_days=1"])
+    doc = run_night(opts, load_rules(opts)).manifest
+    gone = {r["rule_id"]: r["reason"] for r in doc["superseded"]}
+    assert gone and set(gone) == {"split_hospitalisation.readmission"}
+    assert set(gone.values()) == {RULES_CHANGED}

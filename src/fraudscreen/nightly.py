@@ -93,6 +93,8 @@ KILL_POINTS = ("after_ingest", "before_commit", "after_commit", "after_outputs")
 FIGURES = tuple(c.name for c in SUSPICIONS.columns
                 if c.name not in ("suspicion_id", "rule_id", "rule_version"))
 NOT_SUPPORTED = "no longer supported by the data"
+# Gone on a night whose rules, parameters or watch lists differ from the last night's.
+RULES_CHANGED = "no longer found with this night's rules, parameters or watch lists"
 
 
 @dataclass(kw_only=True)
@@ -341,7 +343,8 @@ def _plain(value: Any) -> Any:
 
 def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[str, str],
           reversals: dict[str, str], night: int,
-          judged: Callable[[dict], bool] = lambda row: True) -> Merge:
+          judged: Callable[[dict], bool] = lambda row: True,
+          gone: str = NOT_SUPPORTED) -> Merge:
     """The store's suspicions after this night's screening (see the module docstring).
 
     ``old`` is the stored table, ``found`` the screening's suspicions, ``ran`` the rules
@@ -395,7 +398,7 @@ def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[
             status = "superseded"
             now = versions.get(prev["rule_id"])
             reason = (f"rule {prev['rule_id']} is now version {now} (was {prev['rule_version']})"
-                      if now and now != prev["rule_version"] else NOT_SUPPORTED)
+                      if now and now != prev["rule_version"] else gone)
             result.superseded.append(sid)
         events = json.loads(prev["changes"])
         events.append({"night": night, "event": status, "reason": reason})
@@ -490,7 +493,9 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
             night = (last["night"] + 1) if last else 1
             merged = merge(store.suspicions(con), screening.suspicions, ran,
                            {r.id: r.version for r in ruleset.rules}, reversals, night,
-                           lambda row: scope.judged(plan.get(row["rule_id"], "all"), row))
+                           lambda row: scope.judged(plan.get(row["rule_id"], "all"), row),
+                           RULES_CHANGED if last and last["ruleset_hash"] != rules_hash
+                           else NOT_SUPPORTED)
         screened = time.perf_counter()
 
         failed = sum(o.status == "failed" for o in screening.outcomes) if screening else 0
