@@ -428,7 +428,7 @@ def reversal_map(settlements: store.StoredTable, quarantined: pl.DataFrame
     return where | dict(rows)
 
 
-def reversals_quarantined(con: duckdb.DuckDBPyConnection, intake: Intake | None
+def quarantined_reversal_entries(con: duckdb.DuckDBPyConnection, intake: Intake | None
                           ) -> pl.DataFrame:
     """The quarantine entries, stored and the night's, of reversal rows that still
     reverse (table, file, line, column, value, reason)."""
@@ -478,7 +478,7 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
             view = con.cursor()
             new = intake.tables if intake else {}
             tables = rescreen.all_tables(con, view, new)
-            quarantined = reversals_quarantined(con, intake)
+            quarantined = quarantined_reversal_entries(con, intake)
             reversals = reversal_map(tables["settlements"], quarantined)
             # New rules, parameters or watch lists, or rules that failed last night: all.
             scope = (rescreen.touched(con, view, tables, new,
@@ -589,7 +589,7 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
     from fraudscreen.runner import shareable
 
     def public(ids: list[str]) -> list[str]:
-        return sorted(public_suspicion_id(i, secret) for i in ids) if secret else ids
+        return sorted(_shown_ids(ids, secret))
 
     pending = [r[0] for r in con.execute(
         "SELECT night FROM nights WHERE NOT outputs_written ORDER BY night").fetchall()]
@@ -664,12 +664,17 @@ def _order(frame: pl.DataFrame) -> pl.DataFrame:
     return order(frame)
 
 
+def _shown_ids(ids: list[str], secret: str | None) -> list[str]:
+    """Suspicion ids as the night's outputs show them: keyed under the public profile."""
+    return [public_suspicion_id(i, secret) for i in ids] if secret else list(ids)
+
+
 def _closed(frame: pl.DataFrame, secret: str | None) -> list[dict]:
+    # The reason names settlements only, never a person.
     closed = frame.select("suspicion_id", "rule_id", "settlement_id", "reason")
-    if secret:  # the reason names settlements only, never a person
-        closed = closed.with_columns(pl.col("suspicion_id").map_elements(
-            lambda i: public_suspicion_id(i, secret), return_dtype=pl.String))
-    return closed.sort("suspicion_id").to_dicts()
+    return closed.with_columns(suspicion_id=pl.Series(
+        _shown_ids(closed["suspicion_id"].to_list(), secret), dtype=pl.String)
+    ).sort("suspicion_id").to_dicts()
 
 
 def _changes_frame(rows: pl.DataFrame, pending: list[int]) -> pl.DataFrame:
