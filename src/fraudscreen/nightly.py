@@ -429,7 +429,7 @@ def reversal_map(settlements: store.StoredTable, quarantined: pl.DataFrame
 
 
 def quarantined_reversal_entries(con: duckdb.DuckDBPyConnection, intake: Intake | None
-                          ) -> pl.DataFrame:
+                                 ) -> pl.DataFrame:
     """The quarantine entries, stored and the night's, of reversal rows that still
     reverse (table, file, line, column, value, reason)."""
     stored = store.frame(con, 'SELECT "table", file, line, "column", value, reason '
