@@ -29,6 +29,7 @@ from fraudscreen.nightly import (
     KILL_ENV,
     KILL_POINTS,
     NOT_SUPPORTED,
+    RULE_RETIRED,
     NightOptions,
     merge,
     run_night,
@@ -375,6 +376,11 @@ def test_suppression_holds_back_then_expires(fed, tmp_path):
     doc = night(fed["inbox"], st, tmp_path / "n6", NIGHTS)
     assert not set(doc["new_suspicion_ids"]) & set(held)
     assert target["suspicion_id"] in open_rows(st)["suspicion_id"].to_list()  # stored
+    # changes.csv logs them as new, and says what holds them back from the leads.
+    changes = pl.read_csv(tmp_path / "n6" / "changes.csv").filter(pl.col("event") == "new")
+    marked = changes.filter(pl.col("suppressed_by").is_not_null())
+    assert set(marked["suspicion_id"]) == set(held) and set(marked["suppressed_by"]) == {1}
+    assert set(changes["suspicion_id"]) - set(held) == set(doc["new_suspicion_ids"])
     listed = cli.invoke(app, ["suppress", "list", "--store", str(st), "--today", "2024-06-28"])
     assert "已约谈整改" in listed.output and f"holds {covered.height}" in listed.output
     export = tmp_path / "open.parquet"
@@ -480,6 +486,15 @@ def test_merge_records_changes_and_reasons():
     m3 = merge(m2.table, pl.DataFrame([sus("A", D("12.00"), "S1"), sus("C", D("1.00"))],
                                       schema=SCHEMA, orient="row"), {"r.a"}, {}, {"S3": "R3"}, 3)
     assert m3.reopened == ["C"] and not m3.changed and not m3.retracted
+    # r.b is no longer in the rule set: its open suspicion goes, whatever ran tonight;
+    # without `complete` (a night with --only) it stays.
+    m4 = merge(m3.table, found2, {"r.a"}, {"r.a": "1"}, {}, 4, complete=True)
+    got = {r["suspicion_id"]: r for r in m4.table.to_dicts()}
+    assert got["D"]["status"] == "superseded" and "D" in m4.superseded
+    assert got["D"]["reason"] == RULE_RETIRED.format(rule="r.b")
+    assert got["A"]["status"] == "open"
+    assert merge(m3.table, found2, {"r.a"}, {"r.a": "1"}, {}, 4).table.filter(
+        pl.col("suspicion_id") == "D")["status"].item() == "open"
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path):
@@ -564,6 +579,35 @@ def test_messages_name_the_inbox_file_not_its_scratch_copy(tmp_path):
     with pytest.raises(IngestError) as err:
         run_night(opts, RuleSet.load())
     assert str(err.value).startswith("settlements/part-bad.csv: table settlements needs")
+
+
+def test_a_rule_taken_out_of_the_rule_set_closes_its_suspicions(fed, tmp_path):
+    """Found in review: a rule taken out of the rule set left its suspicions open in the
+    store for ever. With --only, the rules left out keep theirs."""
+    from fraudscreen.runner import load_rules
+
+    gone_rule = "split_hospitalisation.readmission"
+    before = open_rows(fed["stores"][NIGHTS]).filter(pl.col("status") == "open")
+    held = set(before.filter(pl.col("rule_id") == gone_rule)["suspicion_id"])
+    assert held
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "only.duckdb")
+    opts = NightOptions(inbox=fed["inbox"], store=st, out=tmp_path / "only",
+                        today=dt.date(2024, 7, 1), only=["duplicate_charge"])
+    doc = run_night(opts, load_rules(opts)).manifest
+    assert not doc["superseded"]
+    assert open_rows(st).filter(pl.col("status") == "open").height == before.height
+
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    rules = RuleSet([r for r in RuleSet.load().rules if r.id != gone_rule])
+    opts = NightOptions(inbox=fed["inbox"], store=st, out=tmp_path / "out",
+                        today=dt.date(2024, 7, 1))
+    doc = run_night(opts, rules).manifest
+    assert {r["suspicion_id"] for r in doc["superseded"]} == held
+    assert {r["reason"] for r in doc["superseded"]} == {RULE_RETIRED.format(rule=gone_rule)}
+    changes = pl.read_csv(tmp_path / "out" / "changes.csv")
+    assert set(changes.filter(pl.col("event") == "superseded")["suspicion_id"]) == held
+    still = open_rows(st).filter(pl.col("status") == "open")
+    assert still.height == before.height - len(held)
 
 
 def test_a_parameter_change_says_why_suspicions_went(fed, tmp_path):

@@ -95,6 +95,8 @@ FIGURES = tuple(c.name for c in SUSPICIONS.columns
 NOT_SUPPORTED = "no longer supported by the data"
 # Gone on a night whose rules, parameters or watch lists differ from the last night's.
 RULES_CHANGED = "no longer found with this night's rules, parameters or watch lists"
+# Open on a night whose rule set (without --only) no longer holds the rule.
+RULE_RETIRED = "rule {rule} is no longer in the rule set"
 
 
 @dataclass(kw_only=True)
@@ -344,7 +346,7 @@ def _plain(value: Any) -> Any:
 def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[str, str],
           reversals: dict[str, str], night: int,
           judged: Callable[[dict], bool] = lambda row: True,
-          gone: str = NOT_SUPPORTED) -> Merge:
+          gone: str = NOT_SUPPORTED, complete: bool = False) -> Merge:
     """The store's suspicions after this night's screening (see the module docstring).
 
     ``old`` is the stored table, ``found`` the screening's suspicions, ``ran`` the rules
@@ -352,6 +354,8 @@ def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[
     ``versions`` each rule's current version and ``reversals`` reversed settlement id
     → the id of the reversal row. A stored suspicion the night did not ``judge`` (its
     person or institution untouched: see ``rescreen.Scope``) is left as it was, found or not.
+    ``complete``: ``versions`` names every rule in force (no ``--only``), so an open
+    suspicion of any other rule is superseded: its rule was taken out of the rule set.
     """
     schema = {**store.contract_shape(found).schema, **_extra_schema()}
     result = Merge(pl.DataFrame(schema=schema))
@@ -384,7 +388,9 @@ def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[
         row["changes"] = json.dumps(events, ensure_ascii=False)
         rows.append(row)
     for sid, prev in previous.items():
-        if prev["status"] != "open" or prev["rule_id"] not in ran or not judged(prev):
+        retired = complete and prev["rule_id"] not in versions
+        judged_tonight = prev["rule_id"] in ran and judged(prev)
+        if prev["status"] != "open" or not (retired or judged_tonight):
             rows.append(prev)
             continue
         resting = [prev["settlement_id"], *(prev["related_settlement_ids"] or [])]
@@ -397,7 +403,8 @@ def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[
         else:
             status = "superseded"
             now = versions.get(prev["rule_id"])
-            reason = (f"rule {prev['rule_id']} is now version {now} (was {prev['rule_version']})"
+            reason = (RULE_RETIRED.format(rule=prev["rule_id"]) if retired else
+                      f"rule {prev['rule_id']} is now version {now} (was {prev['rule_version']})"
                       if now and now != prev["rule_version"] else gone)
             result.superseded.append(sid)
         events = json.loads(prev["changes"])
@@ -495,7 +502,7 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
                            {r.id: r.version for r in ruleset.rules}, reversals, night,
                            lambda row: scope.judged(plan.get(row["rule_id"], "all"), row),
                            RULES_CHANGED if last and last["ruleset_hash"] != rules_hash
-                           else NOT_SUPPORTED)
+                           else NOT_SUPPORTED, complete=not opts.only)
         screened = time.perf_counter()
 
         failed = sum(o.status == "failed" for o in screening.outcomes) if screening else 0
@@ -678,10 +685,14 @@ def _closed(frame: pl.DataFrame, secret: str | None) -> list[dict]:
 
 
 def _changes_frame(rows: pl.DataFrame, pending: list[int]) -> pl.DataFrame:
-    """One row per event of the reported nights: new, changed, retracted, superseded, reopened."""
+    """One row per event of the reported nights: new, changed, retracted, superseded, reopened.
+
+    ``suppressed_by``: the suppression holding an open suspicion back from the leads, so
+    a new or reopened one that is not in them says why."""
     out = []
     for r in rows.select("suspicion_id", "rule_id", "institution_id", "person_id",
-                         "settlement_id", "amount_at_risk", "changes").iter_rows(named=True):
+                         "settlement_id", "amount_at_risk", "changes", "status",
+                         "suppressed_by").iter_rows(named=True):
         for e in json.loads(r["changes"]):
             if e["night"] in pending:
                 detail = e.get("reason") or (json.dumps(e["fields"], ensure_ascii=False)
@@ -690,10 +701,13 @@ def _changes_frame(rows: pl.DataFrame, pending: list[int]) -> pl.DataFrame:
                             "suspicion_id": r["suspicion_id"], "rule_id": r["rule_id"],
                             "institution_id": r["institution_id"], "person_id": r["person_id"],
                             "settlement_id": r["settlement_id"],
-                            "amount_at_risk": str(r["amount_at_risk"]), "detail": detail})
+                            "amount_at_risk": str(r["amount_at_risk"]), "detail": detail,
+                            "suppressed_by": r["suppressed_by"] if r["status"] == "open"
+                            else None})
     schema = {"night": pl.Int64, "event": pl.String, "suspicion_id": pl.String,
               "rule_id": pl.String, "institution_id": pl.String, "person_id": pl.String,
-              "settlement_id": pl.String, "amount_at_risk": pl.String, "detail": pl.String}
+              "settlement_id": pl.String, "amount_at_risk": pl.String, "detail": pl.String,
+              "suppressed_by": pl.Int32}
     return pl.DataFrame(out, schema=schema, orient="row").sort("night", "event", "suspicion_id")
 
 
