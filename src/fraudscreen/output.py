@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from fraudscreen.contract import SUSPICIONS
 
 BOM = "\ufeff"
+FORMULA_START = r"^[=+\-@\t\r]"
 
 
 MARKER = "run.json"  # every output folder has one: what makes it safe to replace
@@ -67,13 +68,26 @@ def staged(out_dir: Path) -> Iterator[Path]:
 
 
 def write_csv(frame: pl.DataFrame, path: Path) -> None:
-    """CSV that Excel opens with Chinese intact: UTF-8 with a BOM."""
-    flat = frame.with_columns(
+    """CSV that Excel opens with Chinese intact (UTF-8 with a BOM) and never runs: see
+    ``excel_text``."""
+    flat = excel_text(frame.with_columns(
         pl.col(c).list.join(";") for c, t in frame.schema.items() if isinstance(t, pl.List)
-    )
+    ))
     with path.open("w", encoding="utf-8", newline="") as fh:
         fh.write(BOM)
         flat.write_csv(fh)
+
+
+def excel_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text cells Excel would run as a formula (starting with = + - @, a tab or a return)
+    get a leading apostrophe. Ids, names and the quarantine's raw cells come from the
+    claims data, which a hospital writes; ``=HYPERLINK(...)`` there must stay text when
+    an inspector opens the CSV (OWASP, CSV injection). Parquet keeps the values as they
+    are."""
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(FORMULA_START)).then("'" + pl.col(c))
+        .otherwise(pl.col(c)).alias(c)
+        for c, t in frame.schema.items() if t == pl.String)
 
 
 def write_suspicions(frame: pl.DataFrame, folder: Path) -> None:
