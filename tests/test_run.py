@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from fraudscreen import runner
 from fraudscreen.cli import app
 from fraudscreen.contract import SUSPICIONS
 from fraudscreen.testing import table
@@ -99,13 +102,22 @@ def test_run_json_is_a_complete_manifest(tmp_path):
     assert doc["options"]["strict"] is False and doc["options"]["memory_limit"] == "1.5GB"
 
 
-def test_same_input_gives_byte_identical_suspicions(tmp_path):
+def test_same_input_gives_byte_identical_suspicions_and_leads(tmp_path, monkeypatch):
     data = data_folder(tmp_path)
     first, second = tmp_path / "o1", tmp_path / "o2"
     assert run("--data", str(data), "--out", str(first)).exit_code == 0
+    monkeypatch.setattr(runner, "dt", SimpleNamespace(datetime=_Later))  # a day later
     assert run("--data", str(data), "--out", str(second)).exit_code == 0
-    for name in ("suspicions.parquet", "suspicions.csv"):
+    for name in ("suspicions.parquet", "suspicions.csv", "leads.csv", "leads.xlsx"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    started = [json.loads((o / "run.json").read_text())["started"] for o in (first, second)]
+    assert started[0] != started[1]
+
+
+class _Later(dt.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return super().now(tz) + dt.timedelta(days=1)
 
 
 def test_reversed_settlements_never_produce_a_lead(tmp_path):

@@ -90,8 +90,10 @@ def _write(folder: Path, shown: pl.DataFrame, manifest: dict, profile: str) -> N
 
 
 def _created(manifest: dict) -> dt.datetime:
-    """The workbook's creation date: the run's start, so a rerun gives the same bytes."""
+    """The workbook's creation date: the last day of the data window, not the clock, so
+    two runs over the same input give the same bytes."""
     try:
-        return dt.datetime.fromisoformat(str(manifest["started"])).replace(tzinfo=None)
-    except (KeyError, ValueError):
+        return dt.datetime.combine(dt.date.fromisoformat(str(manifest["window"]["end"])),
+                                   dt.time())
+    except (KeyError, TypeError, ValueError):
         return FIXED_CREATED
