@@ -371,6 +371,13 @@ def test_decimals_are_exact_and_round_half_away_from_zero(tmp_path, text, money,
         ("2024-03-01 08:30:00 x", None),
         ("2024-02-30 08:30:00", None),
         ("01/03/2024 08:30", None),
+        # a zone makes an instant, read as China Standard Time (as zoned Parquet is)
+        ("2024-03-01T08:30:00+08:00", T0),
+        ("2024-03-01 08:30:00+0800", T0),
+        ("2024-03-01T00:30:00Z", T0),
+        ("2024-03-01T00:30:00.250Z", T0.replace(microsecond=250000)),
+        ("2024-02-29T19:30:00-05:00", T0),
+        ("2024-03-01T08:30+08:00", None),
         # years outside 1900-2099 (found in review: year 0 passed, then broke the run)
         ("1900-01-01 00:00:00", dt.datetime(1900, 1, 1)),
         ("2099-12-31 23:59:59", dt.datetime(2099, 12, 31, 23, 59, 59)),
@@ -406,9 +413,10 @@ def test_dates(tmp_path):
     persons = "人员编号,性别,出生日期,参保地医保区划\nP1,1,1980-01-31,010101\n"
     persons += "P2,2,1980/1/31,350902\nP3,1,19800131,350902\nP4,2,1980-02-30,350902\n"
     persons += "P5,1,1980-01-31T00:00:00,350902\nP6,1,1980-01-31 00:00:00.000,350902\n"
+    persons += "P7,1,1980-01-30T16:00:00Z,350902\n"  # midnight in China Standard Time
     (tmp_path / "persons.csv").write_text(persons, encoding="utf-8")
     ingestion = load_folder(tmp_path)
-    assert ingestion.table("persons")["birth_date"].to_list() == [dt.date(1980, 1, 31)] * 5
+    assert ingestion.table("persons")["birth_date"].to_list() == [dt.date(1980, 1, 31)] * 6
     assert ingestion.table("persons")["insured_region"][0] == "010101"
     assert found(ingestion) == {("persons", 5, "birth_date", "bad date")}
     assert "persons" not in ingestion.missing_optional and "catalog" in ingestion.missing_optional

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from fraudscreen.contract import Column, ColumnType, Table
+from fraudscreen.contract import LOCAL_TIME_ZONE, Column, ColumnType, Table
 
 if TYPE_CHECKING:
     from fraudscreen.ingest import StagedFile
@@ -67,10 +67,16 @@ TIMESTAMP_FORMATS = (
     "%Y-%m-%d",
     "%Y/%m/%d",
     "%Y%m%d",
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
 )
 # A database export often writes a date as midnight of that day: the day is what counts.
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d",
-                "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y/%m/%d %H:%M:%S%.f")
+                "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y/%m/%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+# A time with a zone (`Z`, `+08:00`, `+0800`) is an instant: it is read as the wall-clock
+# time in China Standard Time, like a zoned Parquet timestamp (`00:30Z` is `08:30`).
+_ZONED = "%#z"
 FORMATS = {ColumnType.TIMESTAMP: TIMESTAMP_FORMATS, ColumnType.DATE: DATE_FORMATS}
 YEARS = (1900, 2099)  # the years a date or time in the contract's tables may have
 DECIMALS = (ColumnType.MONEY, ColumnType.QUANTITY)
@@ -302,6 +308,10 @@ def _retry_formats(
 
 
 def _strptime(text: pl.Expr, dtype: pl.DataType, fmt: str) -> pl.Expr:
+    if fmt.endswith(_ZONED):
+        local = (text.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False, exact=True)
+                 .dt.convert_time_zone(LOCAL_TIME_ZONE).dt.replace_time_zone(None))
+        return local.dt.date() if dtype == pl.Date else local.cast(dtype)
     parsed = text.str.strptime(dtype, fmt, strict=False, exact=True)
     width = _DIGITS_ONLY.get(fmt)
     return parsed if width is None else pl.when(text.str.contains(rf"^\d{{{width}}}$")).then(parsed)
