@@ -264,7 +264,7 @@ def test_no_usable_fee_line_is_an_error_not_a_list_of_idle_stays(tmp_path, lines
         (data / "fee_lines.parquet").unlink()
         (data / "fee_lines.csv").write_text(
             "line_id,settlement_id,item_code,item_name,fee_category,charge_time,quantity,"
-            "unit_price,amount\nL1,A,X,x,09,2024-01-01T09:00:00Z,1,1,1\n", encoding="utf-8")
+            "unit_price,amount\nL1,A,X,x,09,2024-13-01 09:00:00,1,1,1\n", encoding="utf-8")
     out = tmp_path / "out"
     result = run("--data", str(data), "--out", str(out))
     assert result.exit_code == 2
@@ -579,3 +579,51 @@ def test_csv_cells_from_the_data_never_run_as_excel_formulas(tmp_path):
         assert shown in frame[column].to_list(), name
         for col in frame.columns:
             assert not frame[col].drop_nulls().str.contains(r"^[=+\-@]").any(), (name, col)
+
+
+@pytest.mark.parametrize("window_from", [
+    "2024-02-15",  # February cut short: not a month of billing to compare with
+    "2024-02-11",  # only the ¥1 line of February left: still not compared
+    "2024-02-01",  # February whole: ¥45,000 is under 1.5 × ¥30,001
+    "2024-03-01",  # March is the first month: nothing before it to compare with
+    None,          # the data's first month, whole here
+])
+def test_growth_never_compares_against_a_month_a_mid_month_from_cut_short(
+        tmp_path, window_from):
+    """Found in review (an oracle written from the spec): with --from 2024-02-15,
+    February's ¥1 in the window passed for its billing, and March's ¥45,000 was flagged
+    as growth over a month that billed ¥30,001."""
+    stays = [dict(settlement_id=s, person_id="A", institution_id="H1", medical_type="11",
+                  admit_time=f"2024-{day} 09:00:00")
+             for s, day in (("S1", "02-10"), ("S2", "02-20"), ("S3", "03-10"))]
+    lines = [dict(line_id=f"L{i}", settlement_id=s, item_code="ATV", item_name="阿托伐他汀钙片",
+                  fee_category="09", charge_time=f"2024-{day} 09:00:00", quantity=1,
+                  unit_price=amount, amount=amount)
+             for i, (s, day, amount) in enumerate((("S1", "02-10", 30000), ("S2", "02-20", 1),
+                                                   ("S3", "03-10", 45000)))]
+    data = data_folder(tmp_path, stays, lines)
+    window = ["--from", window_from, "--to", "2024-03-31"] if window_from else []
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--only", "key_item_growth",
+               *window).exit_code == 0
+    assert pl.read_parquet(out / "suspicions.parquet").is_empty()
+
+
+def test_growth_after_a_mid_month_from_is_judged_from_the_next_whole_month(tmp_path):
+    """The boundary's other side: a --from mid-February still judges April against a
+    whole March, and flags it (¥30,000 → ¥45,000, exactly ×1.5, +¥15,000)."""
+    stays = [dict(settlement_id=s, person_id="A", institution_id="H1", medical_type="11",
+                  admit_time=f"2024-{day} 09:00:00")
+             for s, day in (("S1", "02-20"), ("S2", "03-10"), ("S3", "04-10"))]
+    lines = [dict(line_id=f"L{i}", settlement_id=s, item_code="ATV", item_name="阿托伐他汀钙片",
+                  fee_category="09", charge_time=f"2024-{day} 09:00:00", quantity=1,
+                  unit_price=amount, amount=amount)
+             for i, (s, day, amount) in enumerate((("S1", "02-20", 1), ("S2", "03-10", 30000),
+                                                   ("S3", "04-10", 45000)))]
+    data = data_folder(tmp_path, stays, lines)
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--only", "key_item_growth",
+               "--from", "2024-02-15", "--to", "2024-04-30").exit_code == 0
+    found = pl.read_parquet(out / "suspicions.parquet")
+    assert found.select(pl.col("period_start").cast(pl.String), "amount_at_risk").rows() == [
+        ("2024-04-01", Decimal("15000.00"))]
