@@ -406,11 +406,9 @@ class _Compiler:
         out = set(det.group_by) | {"period_start", "period_end", "value", "previous_value",
                                    "increase", "previous_start"}
         having = self.expr(det.having, p + ("having",), {"": out})
-        self.ctes.append((
-            "hits",
-            "SELECT * FROM pc WHERE previous_start >="
-            f" CAST(date_trunc('month', {ex.literal(self.values['window_start']).sql('duckdb')})"
-            f" AS DATE) AND ({having})"))
+        first = ex.literal(_first_whole_month(self.values)).sql("duckdb")
+        self.ctes.append(("hits", f"SELECT * FROM pc WHERE previous_start >= {first}"
+                                  f" AND ({having})"))
         return out
 
     def query(self, det: Query) -> set[str]:
@@ -515,6 +513,21 @@ def _late_join(det) -> sources.Attached | None:
         except ex.ExpressionError:
             return None
     return None if used & set(att.columns) else att
+
+
+def _first_whole_month(values: dict[str, Any]) -> dt.date:
+    """The first month a period change may compare against: the window's first month.
+
+    The data's first month counts even when it starts mid-month (the spec: the month of
+    the earliest fee line), but a ``--from`` in mid-month cuts a month the data may hold
+    whole, and its few days would pass for a month of billing (¥1 against ¥30,000):
+    then the first month compared against is the next one.
+    """
+    start = values["window_start"]
+    first = start.replace(day=1)
+    if values.get("filter_window") and start.day != 1:
+        first = (first + dt.timedelta(days=31)).replace(day=1)
+    return first
 
 
 def _min_group_rows(det: Aggregate) -> int:

@@ -34,7 +34,7 @@ WITH src AS (
     *
   FROM pc
   WHERE
-    previous_start >= CAST(TRUNC(CAST('2000-01-01' AS DATE), 'MONTH') AS DATE)
+    previous_start >= CAST('2000-01-01' AS DATE)
     AND (
       value >= previous_value * CAST('1.5' AS DECIMAL(19, 1))
       AND increase >= CAST('10000' AS DECIMAL(18, 0))
