@@ -222,6 +222,23 @@ def test_the_specs_other_chinese_names_are_headers_too(tmp_path):
     assert not ingestion.notes
 
 
+@pytest.mark.parametrize("sep", [" / ", "/"])
+def test_the_specs_two_chinese_names_together_are_a_header_too(tmp_path, sep):
+    """Found in review: a header copied from the contract's table as it stands
+    ('最高限价 / 支付标准') was ignored, and every price cap was empty."""
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")], header="zh")
+    text = (tmp_path / "settlements.csv").read_text(encoding="utf-8")
+    (tmp_path / "settlements.csv").write_text(
+        text.replace("入院时间", f"入院时间{sep}就诊时间"), encoding="utf-8")
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [])
+    (tmp_path / "catalog.csv").write_text(
+        f"医保目录编码,名称,收费项目类别,最高限价{sep}支付标准\nX,x,09,12.5\n", encoding="utf-8")
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("catalog")["price_cap"].to_list() == [Decimal("12.5")]
+    assert ingestion.table("settlements")["admit_time"].null_count() == 0
+    assert not [n for n in ingestion.notes if "price_cap" in n or "admit_time" in n]
+
+
 def test_a_repeated_header_is_an_error_naming_it(tmp_path):
     folder(tmp_path, [settlement("S1")], [fee_line("L1")])
     lines = (tmp_path / "fee_lines.csv").read_text(encoding="utf-8").splitlines()
