@@ -627,3 +627,32 @@ def test_growth_after_a_mid_month_from_is_judged_from_the_next_whole_month(tmp_p
     found = pl.read_parquet(out / "suspicions.parquet")
     assert found.select(pl.col("period_start").cast(pl.String), "amount_at_risk").rows() == [
         ("2024-04-01", Decimal("15000.00"))]
+
+
+@pytest.mark.parametrize(("window", "flagged"), [
+    (("2024-03-01", "2024-03-31"), [("B", ["A"])]),  # A is before the window: context
+    (("2024-02-01", "2024-02-29"), []),              # B is after it: judged in March
+    (("2024-03-03", "2024-03-31"), []),              # B itself before the window
+    (None, [("B", ["A"])]),
+])
+def test_a_readmission_across_the_windows_start_is_found(tmp_path, window, flagged):
+    """Found in review: the stay before a readmission was cut off by --from, so a site
+    screening month by month never saw a readmission across a month's end."""
+    stays = [
+        dict(settlement_id="A", person_id="P", institution_id="H1", medical_type="21",
+             admit_time="2024-02-20 10:00:00", discharge_time="2024-02-28 10:00:00",
+             diagnosis_code="J18.900", fund_amount=100),
+        dict(settlement_id="B", person_id="P", institution_id="H1", medical_type="21",
+             admit_time="2024-03-02 10:00:00", discharge_time="2024-03-06 10:00:00",
+             diagnosis_code="J18.900", fund_amount=800),
+    ]
+    lines = [dict(line_id=f"L{s}", settlement_id=s, item_code="X",
+                  charge_time=f"2024-{day} 11:00:00", quantity=1, unit_price=1, amount=1)
+             for s, day in (("A", "02-20"), ("B", "03-02"))]
+    data = data_folder(tmp_path, stays, lines)
+    args = ["--from", window[0], "--to", window[1]] if window else []
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--only", "split_hospitalisation",
+               *args).exit_code == 0
+    found = pl.read_parquet(out / "suspicions.parquet")
+    assert found.select("settlement_id", "related_settlement_ids").rows() == flagged

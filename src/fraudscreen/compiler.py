@@ -184,6 +184,8 @@ class _Compiler:
         cols = cols | set(det.lookups)
         self.late = _late_join(det)
         rows = self.late.rows if self.late else det.source
+        if context := self._context(det):
+            rows = context.relation
         inner = f"SELECT s.*{''.join(picked)} FROM {_q(rows)} AS s{''.join(joins)}"
         where = (f" WHERE {self.expr(det.where, base + ('where',), {'': cols})}"
                  if det.where else "")
@@ -256,10 +258,21 @@ class _Compiler:
                           rewrite=self.rewrite)
         related = ("[prev__settlement_id]" if "settlement_id" in cols
                    else "CAST([] AS VARCHAR[])")
+        judged = ""
+        if context := self._context(det):  # earlier rows from before the window, too
+            start, end = (ex.literal(self.values[k]).sql("duckdb")
+                          for k in ("window_start", "window_end"))
+            judged = f" AND {_q(context.date)} BETWEEN {start} AND {end}"
         self.ctes.append(("hits", f"SELECT *, {related} AS related_settlement_ids FROM seq"
-                                  f" WHERE __has_prev AND ({match})"))
+                                  f" WHERE __has_prev{judged} AND ({match})"))
         self.extra_scope = {"prev": cols}
         return cols | {"prev__" + c for c in cols} | {"related_settlement_ids"}
+
+    def _context(self, det) -> sources.Context | None:
+        """Where a ``sequence`` under a ``--from/--to`` window reads its rows from."""
+        if not (isinstance(det, Sequence) and self.values.get("filter_window")):
+            return None
+        return sources.BY_NAME[det.source].context
 
     def _prev_columns(self, det: Sequence) -> set[str]:
         """Columns read as ``prev.x`` anywhere in the rule: only those are lagged."""

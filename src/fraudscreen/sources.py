@@ -51,6 +51,18 @@ class Attached:
 
 
 @dataclass(frozen=True)
+class Context:
+    """A windowed source's rows without the window, and the date column that puts a row
+    in it. A kind that compares a row with the ones before it (``sequence``) reads them
+    from here and judges only the rows in the window: a ``--from`` must not cut off the
+    stay before a readmission, or a site screening month by month never sees one that
+    crosses a month's end."""
+
+    relation: str
+    date: str
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
     key: tuple[str, ...]
@@ -63,6 +75,7 @@ class Source:
     attached: Attached | None = None
     # Read by compiled rules only, never named in a rule (it holds rows no rule may see).
     internal: bool = False
+    context: Context | None = None
 
 
 _ITEM_DAYS = """
@@ -120,7 +133,9 @@ SOURCES: tuple[Source, ...] = (
         """,
         "Effective settlements (reversals removed) admitted in the analysis window, with "
         "admit/discharge dates, diagnosis_category (ICD-10 3-character, upper case), pooling "
-        "areas and off_site.",
+        "areas and off_site. (A `sequence` rule's earlier rows may be admitted before the "
+        "window.)",
+        context=Context("effective_settlements", "admit_date"),
     ),
     Source(
         "fee_line_rows",
