@@ -657,3 +657,52 @@ def test_a_readmission_across_the_windows_start_is_found(tmp_path, window, flagg
                *args).exit_code == 0
     found = pl.read_parquet(out / "suspicions.parquet")
     assert found.select("settlement_id", "related_settlement_ids").rows() == flagged
+
+
+def _purchases(days: list[str]) -> tuple[list[dict], list[dict]]:
+    """A person's pharmacy purchases (medical type 41) of one drug, one a day."""
+    stays = [dict(settlement_id=f"D{i}", person_id="P", institution_id="P1", medical_type="41",
+                  admit_time=f"2024-{day} 09:00:00", fund_amount=10)
+             for i, day in enumerate(days)]
+    lines = [dict(line_id=f"L{i}", settlement_id=f"D{i}", item_code="X",
+                  charge_time=f"2024-{day} 09:00:00", quantity=1, unit_price=10, amount=10)
+             for i, day in enumerate(days)]
+    return stays, lines
+
+
+@pytest.mark.parametrize(("rule", "stays", "lines", "window", "flagged"), [
+    # hoarding: three purchases before --from and one in the window are a run of four
+    ("pharmacy_card_skimming.hoarding", *_purchases(["02-20", "02-25", "02-28", "03-02"]),
+     ("2024-03-01", "2024-03-31"), [("D3", ["D0", "D1", "D2"])]),
+    # ... judged in the window of its last purchase, not in the one before it
+    ("pharmacy_card_skimming.hoarding", *_purchases(["02-20", "02-25", "02-28", "03-02"]),
+     ("2024-02-01", "2024-02-29"), []),
+    # impossible travel: the earlier settlement is the evening before --from
+    ("pharmacy_card_skimming.impossible_travel",
+     [dict(settlement_id="E", person_id="P", institution_id="H1", visit_region="350902",
+           admit_time="2024-02-29 23:00:00", fund_amount=10),
+      dict(settlement_id="F", person_id="P", institution_id="H2", visit_region="110101",
+           admit_time="2024-03-01 01:00:00", fund_amount=20)],
+     [dict(line_id="L1", settlement_id="F", item_code="X", charge_time="2024-03-01 01:00:00")],
+     ("2024-03-01", "2024-03-31"), [("F", ["E"])]),
+    # elsewhere during the stay: the visit elsewhere is after --to, the stay in the window
+    ("bed_holding.elsewhere_during_stay",
+     [dict(settlement_id="S", person_id="P", institution_id="H1", medical_type="21",
+           admit_time="2024-02-25 09:00:00", discharge_time="2024-03-05 09:00:00",
+           fund_amount=100),
+      dict(settlement_id="V", person_id="P", institution_id="H2", medical_type="11",
+           admit_time="2024-03-02 09:00:00", fund_amount=10)],
+     [dict(line_id="L1", settlement_id="S", item_code="X", charge_time="2024-02-25 10:00:00")],
+     ("2024-02-01", "2024-02-29"), [("S", ["V"])]),
+])
+def test_window_and_correlate_rules_see_the_rows_around_the_window(
+        tmp_path, rule, stays, lines, window, flagged):
+    """Found in review: with --from/--to these rules saw only the window's rows, so a
+    hoarding run, an impossible journey or a visit elsewhere across the window's edge
+    was never flagged, whichever month was screened."""
+    data = data_folder(tmp_path, stays, lines)
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--only", rule, "--from", window[0],
+               "--to", window[1]).exit_code == 0
+    found = pl.read_parquet(out / "suspicions.parquet")
+    assert found.select("settlement_id", "related_settlement_ids").rows() == flagged

@@ -184,8 +184,8 @@ class _Compiler:
         cols = cols | set(det.lookups)
         self.late = _late_join(det)
         rows = self.late.rows if self.late else det.source
-        if context := self._context(det):
-            rows = context.relation
+        if isinstance(det, (Sequence, Window)) and (context := self._context(det.source)):
+            rows = context.relation  # the rows around; _judged keeps the flagged ones in it
         inner = f"SELECT s.*{''.join(picked)} FROM {_q(rows)} AS s{''.join(joins)}"
         where = (f" WHERE {self.expr(det.where, base + ('where',), {'': cols})}"
                  if det.where else "")
@@ -258,21 +258,23 @@ class _Compiler:
                           rewrite=self.rewrite)
         related = ("[prev__settlement_id]" if "settlement_id" in cols
                    else "CAST([] AS VARCHAR[])")
-        judged = ""
-        if context := self._context(det):  # earlier rows from before the window, too
-            start, end = (ex.literal(self.values[k]).sql("duckdb")
-                          for k in ("window_start", "window_end"))
-            judged = f" AND {_q(context.date)} BETWEEN {start} AND {end}"
         self.ctes.append(("hits", f"SELECT *, {related} AS related_settlement_ids FROM seq"
-                                  f" WHERE __has_prev{judged} AND ({match})"))
+                                  f" WHERE __has_prev{self._judged(det, 'seq')} AND ({match})"))
         self.extra_scope = {"prev": cols}
         return cols | {"prev__" + c for c in cols} | {"related_settlement_ids"}
 
-    def _context(self, det) -> sources.Context | None:
-        """Where a ``sequence`` under a ``--from/--to`` window reads its rows from."""
-        if not (isinstance(det, Sequence) and self.values.get("filter_window")):
-            return None
-        return sources.BY_NAME[det.source].context
+    def _context(self, source: str) -> sources.Context | None:
+        """Where a kind reads the rows it judges others by, under a --from/--to window."""
+        return sources.BY_NAME[source].context if self.values.get("filter_window") else None
+
+    def _judged(self, det, rows: str) -> str:
+        """The condition keeping ``rows`` (read from the source's context) to those of the
+        windowed source: the rows a rule may flag."""
+        if not self._context(det.source):
+            return ""
+        key = sources.BY_NAME[det.source].key
+        return (f" AND EXISTS (SELECT 1 FROM {_q(det.source)} AS w"
+                f" WHERE {_join_on('w', rows, key)})")
 
     def _prev_columns(self, det: Sequence) -> set[str]:
         """Columns read as ``prev.x`` anywhere in the rule: only those are lagged."""
@@ -297,7 +299,9 @@ class _Compiler:
         self.names(other.on, cols & o_cols, p + ("with", "on"))
         o_where = (f" WHERE {self.expr(other.where, p + ('with', 'where'), {'': o_cols})}"
                    if other.where else "")
-        self.ctes.append(("oth", f"SELECT * FROM {_q(other.source)}{o_where}"))
+        context = self._context(other.source)  # the other side may be outside the window
+        o_rows = context.relation if context else other.source
+        self.ctes.append(("oth", f"SELECT * FROM {_q(o_rows)}{o_where}"))
         scope = {"": cols, "this": cols, "other": o_cols}
         rw = _requalify({"this": "t.", "other": "o.", "": "t."})
         match = self.expr(det.match, p + ("match",), scope, rewrite=rw)
@@ -368,7 +372,8 @@ class _Compiler:
             "hits",
             f"SELECT seqd.*, agg.related_settlement_ids, agg.first_time, agg.last_time{picked}"
             f" FROM seqd JOIN agg ON {_join_on('seqd', 'agg', part)}"
-            f" AND seqd.__run = agg.__run WHERE seqd.member_seq = {anchor}"))
+            f" AND seqd.__run = agg.__run WHERE seqd.member_seq = {anchor}"
+            f"{self._judged(det, 'seqd')}"))
         return cols | set(det.measures) | {"member_seq", "member_count",
                                            "related_settlement_ids", "first_time", "last_time"}
 

@@ -52,14 +52,15 @@ class Attached:
 
 @dataclass(frozen=True)
 class Context:
-    """A windowed source's rows without the window, and the date column that puts a row
-    in it. A kind that compares a row with the ones before it (``sequence``) reads them
-    from here and judges only the rows in the window: a ``--from`` must not cut off the
-    stay before a readmission, or a site screening month by month never sees one that
-    crosses a month's end."""
+    """A windowed source's rows without the ``--from/--to`` window.
+
+    A kind that judges a row by the rows around it reads those from here: a
+    ``sequence`` its earlier rows, a ``window`` the members of a run, a ``correlate``
+    the other side. Only rows of the windowed source are judged (flagged). Without it a
+    window cut off the stay before a readmission, or the purchases before a hoarding
+    run, and a site screening month by month never saw one across a month's end."""
 
     relation: str
-    date: str
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,27 @@ _ITEM_DAYS = """
 """
 
 
+_SETTLEMENT_ITEMS = """
+    SELECT f.settlement_id, f.item_code, f.person_id, f.institution_id, f.medical_type,
+           f.admit_time, f.admit_date,
+           sum(f.quantity) AS quantity, sum(f.amount) AS amount,
+           count(*) AS line_count
+    FROM {fee_lines} AS f
+    GROUP BY f.settlement_id, f.item_code, f.person_id, f.institution_id,
+             f.medical_type, f.admit_time, f.admit_date
+"""
+
+
 _FEE_LINE_SETTLEMENT = Attached(
     "fee_line_rows", "settlement_id", "effective_settlements",
     ("person_id", "institution_id", "medical_type", "admit_time", "admit_date",
      "discharge_time", "discharge_date", "off_site"))
+
+
+# Fee lines of effective settlements whatever the window (`fee_lines` without it).
+_ALL_FEE_LINES = _FEE_LINE_SETTLEMENT.join(
+    "(SELECT f.*, CAST(f.charge_time AS DATE) AS charge_date FROM input_fee_lines AS f)",
+    _FEE_LINE_SETTLEMENT.columns)
 
 
 def _table(name: str, doc: str) -> Source:
@@ -133,9 +151,9 @@ SOURCES: tuple[Source, ...] = (
         """,
         "Effective settlements (reversals removed) admitted in the analysis window, with "
         "admit/discharge dates, diagnosis_category (ICD-10 3-character, upper case), pooling "
-        "areas and off_site. (A `sequence` rule's earlier rows may be admitted before the "
-        "window.)",
-        context=Context("effective_settlements", "admit_date"),
+        "areas and off_site. (The rows a `sequence`, `window` or `correlate` rule judges a "
+        "settlement by may be admitted outside the window.)",
+        context=Context("effective_settlements"),
     ),
     Source(
         "fee_line_rows",
@@ -250,17 +268,19 @@ SOURCES: tuple[Source, ...] = (
         "settlement_items",
         ("settlement_id", "item_code"),
         ("settlements", "fee_lines"),
-        """
-        SELECT f.settlement_id, f.item_code, f.person_id, f.institution_id, f.medical_type,
-               f.admit_time, f.admit_date,
-               sum(f.quantity) AS quantity, sum(f.amount) AS amount,
-               count(*) AS line_count
-        FROM fee_lines AS f
-        GROUP BY f.settlement_id, f.item_code, f.person_id, f.institution_id,
-                 f.medical_type, f.admit_time, f.admit_date
-        """,
+        _SETTLEMENT_ITEMS.format(fee_lines="fee_lines"),
         "One row per settlement and item (two lines of one item in one settlement are "
-        "one purchase), with the settlement's person, institution, type and time.",
+        "one purchase), with the settlement's person, institution, type and time. (A "
+        "`window` rule's other members may be charged before the analysis window.)",
+        context=Context("all_settlement_items"),
+    ),
+    Source(
+        "all_settlement_items",
+        ("settlement_id", "item_code"),
+        ("settlements", "fee_lines"),
+        _SETTLEMENT_ITEMS.format(fee_lines=f"({_ALL_FEE_LINES})"),
+        "settlement_items whatever the analysis window: its context.",
+        internal=True,
     ),
     Source(
         "watched_fee_lines",
