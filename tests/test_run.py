@@ -582,6 +582,17 @@ def test_csv_cells_from_the_data_never_run_as_excel_formulas(tmp_path):
             assert not frame[col].drop_nulls().str.contains(r"^[=+\-@]").any(), (name, col)
 
 
+def _watched_billing(tmp_path: Path, bills: list[tuple[str, int]]) -> Path:
+    """A data folder where hospital H1 bills a watch-listed drug once on each day given."""
+    stays = [dict(settlement_id=f"S{i}", person_id="A", institution_id="H1", medical_type="11",
+                  admit_time=f"2024-{day} 09:00:00") for i, (day, _) in enumerate(bills)]
+    lines = [dict(line_id=f"L{i}", settlement_id=f"S{i}", item_code="ATV",
+                  item_name="阿托伐他汀钙片", fee_category="09",
+                  charge_time=f"2024-{day} 09:00:00", quantity=1, unit_price=amount,
+                  amount=amount) for i, (day, amount) in enumerate(bills)]
+    return data_folder(tmp_path, stays, lines)
+
+
 @pytest.mark.parametrize("window_from", [
     "2024-02-15",  # February cut short: not a month of billing to compare with
     "2024-02-11",  # only the ¥1 line of February left: still not compared
@@ -594,15 +605,7 @@ def test_growth_never_compares_against_a_month_a_mid_month_from_cut_short(
     """Found in review (an oracle written from the spec): with --from 2024-02-15,
     February's ¥1 in the window passed for its billing, and March's ¥45,000 was flagged
     as growth over a month that billed ¥30,001."""
-    stays = [dict(settlement_id=s, person_id="A", institution_id="H1", medical_type="11",
-                  admit_time=f"2024-{day} 09:00:00")
-             for s, day in (("S1", "02-10"), ("S2", "02-20"), ("S3", "03-10"))]
-    lines = [dict(line_id=f"L{i}", settlement_id=s, item_code="ATV", item_name="阿托伐他汀钙片",
-                  fee_category="09", charge_time=f"2024-{day} 09:00:00", quantity=1,
-                  unit_price=amount, amount=amount)
-             for i, (s, day, amount) in enumerate((("S1", "02-10", 30000), ("S2", "02-20", 1),
-                                                   ("S3", "03-10", 45000)))]
-    data = data_folder(tmp_path, stays, lines)
+    data = _watched_billing(tmp_path, [("02-10", 30000), ("02-20", 1), ("03-10", 45000)])
     window = ["--from", window_from, "--to", "2024-03-31"] if window_from else []
     out = tmp_path / "out"
     assert run("--data", str(data), "--out", str(out), "--only", "key_item_growth",
@@ -613,15 +616,7 @@ def test_growth_never_compares_against_a_month_a_mid_month_from_cut_short(
 def test_growth_after_a_mid_month_from_is_judged_from_the_next_whole_month(tmp_path):
     """The boundary's other side: a --from mid-February still judges April against a
     whole March, and flags it (¥30,000 → ¥45,000, exactly ×1.5, +¥15,000)."""
-    stays = [dict(settlement_id=s, person_id="A", institution_id="H1", medical_type="11",
-                  admit_time=f"2024-{day} 09:00:00")
-             for s, day in (("S1", "02-20"), ("S2", "03-10"), ("S3", "04-10"))]
-    lines = [dict(line_id=f"L{i}", settlement_id=s, item_code="ATV", item_name="阿托伐他汀钙片",
-                  fee_category="09", charge_time=f"2024-{day} 09:00:00", quantity=1,
-                  unit_price=amount, amount=amount)
-             for i, (s, day, amount) in enumerate((("S1", "02-20", 1), ("S2", "03-10", 30000),
-                                                   ("S3", "04-10", 45000)))]
-    data = data_folder(tmp_path, stays, lines)
+    data = _watched_billing(tmp_path, [("02-20", 1), ("03-10", 30000), ("04-10", 45000)])
     out = tmp_path / "out"
     assert run("--data", str(data), "--out", str(out), "--only", "key_item_growth",
                "--from", "2024-02-15", "--to", "2024-04-30").exit_code == 0
