@@ -153,6 +153,38 @@ def test_yaml_errors_name_file_line_and_column(tmp_path):
     assert str(path) in str(err.value) and ":3:" in str(err.value)
 
 
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda t: t.replace("  source: fee_lines", "\tsource: fee_lines"),
+     ":11:1: not valid YAML: found a tab character that violates indentation "
+     "(a tab: YAML indents with spaces only)"),
+    (lambda t: t.replace("  source: fee_lines", "   source: fee_lines"),
+     ":11:10: not valid YAML: mapping values are not allowed in this context (a value "
+     "holding ': ' must be quoted, and a nested key indented under its parent)"),
+    (lambda t: t.replace("emit:\n  amount_at_risk", "emit:\n  amount_at_risk: x\n amount"),
+     "check the indentation"),
+])
+def test_yaml_slips_say_what_to_look_at(tmp_path, edit, says):
+    """Found in review: a tab or a misindented key gave PyYAML's words alone."""
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", "--rules", str(path), "--no-builtin"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert says in result.output
+
+
+def test_a_rule_file_not_in_utf8_is_an_error_at_its_first_bad_byte(tmp_path):
+    """Found in review: a rule file saved as GBK (Notepad's ANSI) crashed lint, test,
+    show and list with a traceback, and run without naming the file."""
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_bytes(path.read_text(encoding="utf-8").replace("title: t", "title: 重复收费")
+                     .encode("gbk"))
+    for args in (["rules", "lint", "--no-builtin"], ["rules", "list"],
+                 ["run", "--data", str(tmp_path), "--out", str(tmp_path / "out")]):
+        result = CliRunner().invoke(app, [*args, "--rules", str(path)])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert f"{path}:4:8: not UTF-8 (byte 0xd6)" in result.output, result.output
+
+
 def test_schema_errors_name_the_field_and_line(tmp_path):
     path = rule_file(tmp_path, "amount > 1")
     path.write_text(path.read_text().replace("severity: low", "severity: extreme"))

@@ -368,19 +368,47 @@ def _alias_path(loc: tuple) -> tuple:
     })) if loc else loc
 
 
+def _read_text(path: Path) -> str:
+    """A rule file's text; one that is not UTF-8 (an editor's GBK/ANSI) is a RuleError
+    at the first byte that is not."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise RuleError(f"cannot be read ({err.strerror})", str(path)) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise RuleError(f"not UTF-8 (byte 0x{raw[err.start]:02x}): save the rule file as "
+                        "UTF-8 (另存为 → 编码 UTF-8); GBK/ANSI is not read",
+                        str(path), line, column) from None
+
+
+# PyYAML's words for a tab or a misplaced key, and what an analyst should look at.
+_YAML_HINTS = (
+    ("mapping values are not allowed", "a value holding ': ' must be quoted, and a nested "
+                                       "key indented under its parent"),
+    ("did not find expected key", "check the indentation: the keys of one mapping line up"),
+    ("expected <block end>", "check the indentation: the keys of one mapping line up"),
+)
+
+
 def load_rule(path: Path) -> Rule:
     """Read one rule file; any problem is a RuleError naming file, line and column."""
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
         node, data = _compose(text)
     except ValueError as err:  # a scalar YAML types but cannot build: 2024-13-01
         raise RuleError(f"not a valid value: {err} (dates are YYYY-MM-DD)", str(path)) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", err)
-        if "mapping values are not allowed" in str(problem):
-            problem = (f"{problem} (a value holding ': ' must be quoted, and a nested key "
-                       "indented under its parent)")
+        problem = str(getattr(err, "problem", err))
+        hints = [hint for words, hint in _YAML_HINTS if words in problem]
+        if mark and text[mark.index:mark.index + 1] == "\t":
+            hints = ["a tab: YAML indents with spaces only"]
+        if hints:
+            problem = f"{problem} ({hints[0]})"
         raise RuleError(
             f"not valid YAML: {problem}",
             str(path),
