@@ -226,3 +226,61 @@ def test_a_measure_named_like_an_attached_column_is_the_measure():
     assert result.outcomes[0].status == "ran", result.outcomes[0].reason
     assert result.suspicions["amount_at_risk"].to_list() == [Decimal("3.00")]
     assert result.suspicions["person_id"].to_list() == ["A"]
+
+
+WINDOW_OVER_LINES = """
+id: t.window_lines
+version: "1"
+family: t
+title: t
+description: d
+severity: low
+detect:
+  kind: window
+  source: fee_lines
+  partition_by: [person_id, item_code]
+  time: charge_time
+  span: {days: 30}
+  having: sum(quantity) > 90
+  anchor: last
+emit:
+  amount_at_risk: "0"
+  message: "{settlement_id}"
+  key: [person_id, item_code, settlement_id]
+tests:
+  - name: a settlement with several member lines is named once, never its own hit's
+    given:
+      settlements:
+        - {settlement_id: S1, person_id: A, institution_id: H1, admit_time: 2024-03-01 09:00:00}
+        - {settlement_id: S2, person_id: A, institution_id: H1, admit_time: 2024-03-15 09:00:00}
+      fee_lines:
+        - {settlement_id: S1, item_code: D, charge_time: 2024-03-01 09:00:00, quantity: 30}
+        - {settlement_id: S1, item_code: D, charge_time: 2024-03-01 09:05:00, quantity: 30}
+        - {settlement_id: S2, item_code: D, charge_time: 2024-03-15 09:00:00, quantity: 20}
+        - {settlement_id: S2, item_code: D, charge_time: 2024-03-15 09:05:00, quantity: 11}
+    expect:
+      - {settlement_id: S2, related_settlement_ids: [S1]}
+  - name: every member line in the hit's own settlement leaves no related settlement
+    given:
+      settlements:
+        - {settlement_id: S1, person_id: A, institution_id: H1, admit_time: 2024-03-01 09:00:00}
+      fee_lines:
+        - {settlement_id: S1, item_code: D, charge_time: 2024-03-01 09:00:00, quantity: 50}
+        - {settlement_id: S1, item_code: D, charge_time: 2024-03-01 10:00:00, quantity: 41}
+    expect:
+      - {settlement_id: S1, related_settlement_ids: []}
+"""
+
+
+def test_a_window_over_fee_lines_names_each_other_settlement_once(tmp_path):
+    """Found in an analyst's review: members are rows, so a window over fee lines listed
+    a settlement once per line, and the hit's own settlement among its related ones."""
+    from fraudscreen.rule import load_rule
+    from fraudscreen.testing import run_test
+
+    path = tmp_path / "rule.yaml"
+    path.write_text(WINDOW_OVER_LINES, encoding="utf-8")
+    rule = load_rule(path)
+    for case in rule.tests:
+        result = run_test(rule, case)
+        assert result.passed, (case.name, result)

@@ -351,11 +351,16 @@ class _Compiler:
             f"SELECT g.*, sum(CASE WHEN g.__gap >= {length} THEN 1 ELSE 0 END) OVER ({by_part}"
             f" ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __run FROM"
             f" (SELECT members.*, __t - LAG(__t) OVER ({by_part}) AS __gap FROM members) AS g"))
+        # The anchor's settlement: the other members' settlements are its related ones
+        # (a settlement with several member rows, e.g. fee lines, is named once).
+        anchor_order = order if det.anchor == "first" else ", ".join(
+            f"{c} DESC" for c in [_q(det.time)] + [_q(k) for k in key])
         self.ctes.append((
             "seqd",
             f"SELECT runs.*, row_number() OVER (PARTITION BY {_cols(part)}, __run ORDER BY"
             f" {order}) AS member_seq, count(*) OVER (PARTITION BY {_cols(part)}, __run)"
-            f" AS member_count FROM runs"))
+            f" AS member_count, first_value(settlement_id) OVER (PARTITION BY {_cols(part)},"
+            f" __run ORDER BY {anchor_order}) AS __anchor_settlement FROM runs"))
         anchor = "1" if det.anchor == "first" else "member_count"  # seqd's own column
         scope = {"": cols | {"member_seq", "member_count"}}
         measures = "".join(
@@ -363,8 +368,9 @@ class _Compiler:
             for n, m in det.measures.items())
         self.ctes.append((
             "agg",
-            f"SELECT {_cols(part)}, __run, list_sort(list(settlement_id) FILTER (WHERE"
-            f" member_seq <> {anchor})) AS related_settlement_ids,"
+            f"SELECT {_cols(part)}, __run, coalesce(list_sort(list(DISTINCT settlement_id)"
+            f" FILTER (WHERE settlement_id <> __anchor_settlement)), CAST([] AS VARCHAR[]))"
+            f" AS related_settlement_ids,"
             f" min({_q(det.time)}) AS first_time, max({_q(det.time)}) AS last_time{measures}"
             f" FROM seqd GROUP BY {_cols(part)}, __run"))
         picked = "".join(f", agg.{_q(n)}" for n in det.measures)

@@ -62,14 +62,20 @@ WITH src AS (
   SELECT
     runs.*,
     ROW_NUMBER() OVER (PARTITION BY "institution_id", __run ORDER BY "admit_time", "settlement_id") AS member_seq,
-    COUNT(*) OVER (PARTITION BY "institution_id", __run) AS member_count
+    COUNT(*) OVER (PARTITION BY "institution_id", __run) AS member_count,
+    FIRST_VALUE(settlement_id) OVER (PARTITION BY "institution_id", __run ORDER BY "admit_time", "settlement_id") AS __anchor_settlement
   FROM runs
 ), agg AS (
   SELECT
     "institution_id",
     __run,
-    LIST_SORT(ARRAY_AGG(settlement_id) FILTER(WHERE
-      member_seq <> 1)) AS related_settlement_ids,
+    COALESCE(
+      LIST_SORT(
+        ARRAY_AGG(DISTINCT settlement_id) FILTER(WHERE
+          settlement_id <> __anchor_settlement)
+      ),
+      CAST([] AS TEXT[])
+    ) AS related_settlement_ids,
     MIN("admit_time") AS first_time,
     MAX("admit_time") AS last_time,
     COUNT(DISTINCT person_id) AS "cards",

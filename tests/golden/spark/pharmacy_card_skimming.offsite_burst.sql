@@ -74,14 +74,23 @@ WITH src AS (
       PARTITION BY `institution_id`, __run
       ORDER BY `admit_time` NULLS LAST, `settlement_id` NULLS LAST
     ) AS member_seq,
-    COUNT(*) OVER (PARTITION BY `institution_id`, __run) AS member_count
+    COUNT(*) OVER (PARTITION BY `institution_id`, __run) AS member_count,
+    FIRST_VALUE(settlement_id) OVER (
+      PARTITION BY `institution_id`, __run
+      ORDER BY `admit_time` NULLS LAST, `settlement_id` NULLS LAST
+    ) AS __anchor_settlement
   FROM runs
 ), agg AS (
   SELECT
     `institution_id`,
     __run,
-    ARRAY_SORT(COLLECT_LIST(settlement_id) FILTER(WHERE
-      member_seq <> 1)) AS related_settlement_ids,
+    COALESCE(
+      ARRAY_SORT(
+        COLLECT_LIST(DISTINCT settlement_id) FILTER(WHERE
+          settlement_id <> __anchor_settlement)
+      ),
+      CAST(ARRAY() AS ARRAY<STRING>)
+    ) AS related_settlement_ids,
     MIN(`admit_time`) AS first_time,
     MAX(`admit_time`) AS last_time,
     COUNT(DISTINCT person_id) AS `cards`,
