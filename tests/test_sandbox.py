@@ -387,14 +387,31 @@ def test_a_skip_counts_only_columns_it_groups_by(tmp_path):
     assert f"{path}:18:" in str(err.value)  # the `count:` line
 
 
-@pytest.mark.parametrize("where", ["amount AS x", "SELECT amount FROM fee_lines",
-                                   "amount > 0 ；", "'*'"])
+@pytest.mark.parametrize("where", ["amount AS x", "SELECT amount FROM fee_lines", "'*'"])
 def test_what_is_not_a_value_is_refused_where_a_value_is_wanted(tmp_path, where):
     """Found in review: these compiled, then broke the SQL of the run (a traceback that
     lost every rule's result)."""
     with pytest.raises(RuleError) as err:
         compile_where(tmp_path, where)
     assert "is not a value" in str(err.value) and f"{tmp_path / 'rule.yaml'}:12:" in str(err.value)
+
+
+@pytest.mark.parametrize(("where", "says"), [
+    ("amount > 0 ；", "full-width '；' at column 12 of 'amount > 0 ；': write ASCII ';'"),
+    ("fee_category = ‘08’", "full-width '‘' at column 16"),
+    ("quantity，amount > 1", "full-width '，' at column 9"),
+    ("amount >＝ 1", "full-width '＝' at column 9"),
+])
+def test_full_width_punctuation_is_named_with_its_ascii(tmp_path, where, says):
+    """Found in an analyst's review: 'quantity，amount' read as one unknown column
+    ("did you mean 'quantity'?") and ‘08’ as a name."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert says in str(err.value) and f"{tmp_path / 'rule.yaml'}:12:" in str(err.value)
+
+
+def test_full_width_punctuation_inside_a_string_is_data(tmp_path):
+    assert "（" in compile_where(tmp_path, "item_name LIKE '%（%'").sql
 
 
 @pytest.mark.parametrize("text, says", [

@@ -79,8 +79,27 @@ class Scope:
     aggregates: bool = False
 
 
+# Full-width punctuation a Chinese input method types, and the ASCII a rule needs.
+_FULL_WIDTH = {"，": ",", "；": ";", "（": "(", "）": ")", "：": ":", "＝": "=", "＞": ">",
+               "＜": "<", "！": "!", "‘": "'", "’": "'", "“": "'", "”": "'", "\u3000": " "}
+
+
+def _full_width(text: str) -> None:
+    """Refuse full-width punctuation outside a quoted string, naming it: otherwise
+    ``quantity，amount`` reads as one unknown column and ``‘08’`` as a name."""
+    quoted = False
+    for i, ch in enumerate(text):
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch in _FULL_WIDTH:
+            raise ExpressionError(f"full-width {ch!r} at column {i + 1} of {text!r}: write "
+                                  f"ASCII {_FULL_WIDTH[ch]!r} (switch the input method to "
+                                  "half-width, 半角)")
+
+
 def parse(text: str) -> exp.Expression:
     """Parse one expression; a syntax error becomes an ExpressionError."""
+    _full_width(str(text))
     try:
         tree = sqlglot.parse_one(str(text), read=DIALECT)
     except ParseError as err:
