@@ -284,3 +284,58 @@ def test_a_window_over_fee_lines_names_each_other_settlement_once(tmp_path):
     for case in rule.tests:
         result = run_test(rule, case)
         assert result.passed, (case.name, result)
+
+
+GROUPED_QUERY = """
+id: t.grouped_query
+version: "1"
+family: t
+title: t
+description: d
+severity: low
+params:
+  max_visits: {type: int, default: 2}
+detect:
+  kind: query
+  sql: >
+    SELECT institution_id, admit_date, count(*) AS visits, sum(fund_amount) AS fund
+    FROM settlements WHERE medical_type = '11'
+    GROUP BY institution_id, admit_date HAVING count(*) > :max_visits
+emit:
+  amount_at_risk: fund
+  evidence: {day: admit_date, visits: visits}
+  message: "{institution_id} {day} {visits}"
+  key: [institution_id, day]
+tests:
+  - name: three outpatient visits in a day at one institution are flagged, two are not
+    given:
+      settlements:
+        - {settlement_id: S1, person_id: A, institution_id: H1, fund_amount: 10,
+           admit_time: 2024-03-01 09:00:00}
+        - {settlement_id: S2, person_id: B, institution_id: H1, fund_amount: 20,
+           admit_time: 2024-03-01 10:00:00}
+        - {settlement_id: S3, person_id: C, institution_id: H1, fund_amount: 30,
+           admit_time: 2024-03-01 11:00:00}
+        - {settlement_id: S4, person_id: A, institution_id: H2, fund_amount: 10,
+           admit_time: 2024-03-01 09:00:00}
+        - {settlement_id: S5, person_id: B, institution_id: H2, fund_amount: 20,
+           admit_time: 2024-03-01 10:00:00}
+      fee_lines:
+        - {settlement_id: S1, item_code: X, charge_time: 2024-03-01 09:00:00}
+    expect:
+      - {institution_id: H1, amount_at_risk: 60}
+"""
+
+
+def test_a_query_may_group_and_filter_its_groups(tmp_path):
+    """Found in an analyst's review: the escape hatch refused GROUP BY, so the usual
+    'escape' (a count per institution and day) could not be written."""
+    from fraudscreen.rule import load_rule
+    from fraudscreen.testing import run_test
+
+    path = tmp_path / "rule.yaml"
+    path.write_text(GROUPED_QUERY, encoding="utf-8")
+    rule = load_rule(path)
+    assert "HAVING COUNT(*) > 2" in compile_rule(rule).sql_for("duckdb", pretty=False)
+    result = run_test(rule, rule.tests[0])
+    assert result.passed, result

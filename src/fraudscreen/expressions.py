@@ -37,7 +37,7 @@ _ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
     exp.Case, exp.If, exp.Cast, exp.TryCast, exp.DataType, exp.DataTypeParam, exp.Interval,
     exp.Var, exp.Tuple, exp.Array, exp.Distinct, exp.Filter, exp.Where,
     exp.Exists, exp.Select, exp.From, exp.Table, exp.TableAlias, exp.Subquery, exp.Join,
-    exp.Alias, exp.Star, exp.DPipe,
+    exp.Alias, exp.Star, exp.DPipe, exp.Group, exp.Having,
 )
 
 # Functions a rule may call: pure, deterministic, and available on every engine we target.
