@@ -122,6 +122,23 @@ def test_inline_case_on_spark_as_on_duckdb(spark, recorded, rule, case):
     assert_same(recorded["duckdb"], recorded["spark"])
 
 
+@pytest.mark.parametrize("text", ["GROUPED_QUERY", "WINDOW_OVER_LINES"])
+def test_analyst_shaped_rules_on_spark_as_on_duckdb(spark, recorded, tmp_path, text):
+    """A query that groups, and a window over fee lines (several lines of a settlement
+    among the members): test_compiler's rules, each inline case on both engines."""
+    import test_compiler
+    from fraudscreen.rule import load_rule
+
+    path = tmp_path / "rule.yaml"
+    path.write_text(getattr(test_compiler, text), encoding="utf-8")
+    rule = load_rule(path)
+    for case in rule.tests:
+        for engine in ("spark", "duckdb"):
+            result = testing.run_test(rule, case, engine)
+            assert result.passed, (engine, case.name, result.diff)
+        assert_same(recorded["duckdb"], recorded["spark"])
+
+
 @pytest.fixture(scope="module")
 def sample_tables(tmp_path_factory):
     """sample_claims/data when it is there, else a small generated prefecture: the
