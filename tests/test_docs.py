@@ -49,3 +49,11 @@ def test_every_rule_page_names_its_legal_basis_and_an_example():
         basis = text.split("## Legal basis and sources")[1].split("##")[0]
         assert basis.strip().startswith("- "), name
         assert "## Example hit" in text, name
+
+
+def test_rule_schema_offers_only_what_a_rule_file_holds():
+    """Found in an analyst's review: editors offered path, positions and content_hash
+    (set by the loader) as completions, and a test could not expect period_end."""
+    schema = Rule.model_json_schema(by_alias=True)
+    assert not {"path", "positions", "content_hash"} & set(schema["properties"])
+    assert {"period_start", "period_end"} <= set(schema["$defs"]["Expected"]["properties"])

@@ -427,9 +427,15 @@ def rules_docs(
 
 @rules_app.command("schema")
 def rules_schema(
-    out: Annotated[Path, typer.Option("--out")] = Path("docs/rule.schema.json"),
+    out: Annotated[Path, typer.Option(
+        "--out", help="Where to write it; the default is the project's own copy, relative "
+                      "to the current folder.")] = Path("docs/rule.schema.json"),
 ) -> None:
-    """Write the JSON Schema of rule files (for editor completion)."""
+    """Write the JSON Schema of rule files (for editor completion).
+
+    Point the editor at the shipped docs/rule.schema.json, or write one where your rules
+    live: fraudscreen rules schema --out my_rules/rule.schema.json
+    """
     import json
 
     from fraudscreen.rule import Rule

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 # A SQL expression in DuckDB syntax, validated by fraudscreen.expressions. Never blank:
 # an empty `where:` would otherwise filter nothing and flag every row.
@@ -218,6 +219,7 @@ class Expected(_Model):
     item_code: str | None = None
     related_settlement_ids: list[str] | None = None
     period_start: dt.date | None = None
+    period_end: dt.date | None = None
     amount_at_risk: Decimal | None = None
     message: str | None = None  # the whole sentence, exactly
 
@@ -251,9 +253,11 @@ class Rule(_Model):
     tests: list[RuleTest] = Field(default_factory=list)
 
     # Where the rule came from; set by the loader, not written by analysts.
-    path: str | None = Field(default=None, exclude=True)
-    positions: dict[tuple, tuple[int, int]] = Field(default_factory=dict, exclude=True)
-    content_hash: str = Field(default="", exclude=True)
+    # Set by load_rule, never written in a rule file (so not in its JSON Schema either).
+    path: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+    positions: SkipJsonSchema[dict[tuple, tuple[int, int]]] = Field(default_factory=dict,
+                                                                     exclude=True)
+    content_hash: SkipJsonSchema[str] = Field(default="", exclude=True)
 
     @field_validator("params")
     @classmethod

@@ -124,7 +124,8 @@ def _compare(test: RuleTest, actual: list[dict]) -> tuple[bool, list[str]]:
             left.remove(match)
     for a in left:
         shown = {k: a[k] for k in ("settlement_id", "person_id", "institution_id", "item_code",
-                                   "related_settlement_ids", "period_start", "amount_at_risk")
+                                   "related_settlement_ids", "period_start", "period_end",
+                                   "amount_at_risk")
                  if a.get(k) not in (None, [])}
         diff.append(f"+ unexpected {shown}  ({a['message']})")
     return not diff, diff
