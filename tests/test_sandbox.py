@@ -59,6 +59,10 @@ def compile_where(tmp_path: Path, where: str):
         ("\"CAST(item_code AS GEOMETRY) IS NULL\"", "type GEOMETRY is not allowed"),
         # to_char's format would be lost in transpiling: it means another thing
         ("\"to_char(charge_time, '%Y') = '2024'\"", "not allowed"),
+        # named as written, with the allowed ones as a rule writes them (found in review)
+        ("\"regexp_matches(item_name, 'x')\"", "function regexp_matches() is not allowed"),
+        ("\"random() > 0.5\"", "date_diff, date_trunc, day, extract"),
+        ("\"random() > 0.5\"", "strpos, substr"),
     ],
 )
 def test_forbidden_expressions_are_refused(tmp_path, where, says):

@@ -130,7 +130,9 @@ def check(tree: exp.Expression, scope: Scope, statement: bool = False) -> exp.Ex
                 )
             continue
         if isinstance(node, exp.Func) and not isinstance(node, _ALLOWED_NODES):
-            name = node.sql_name() if not isinstance(node, exp.Anonymous) else node.name
+            # As DuckDB spells it (what the analyst wrote), not sqlglot's class name.
+            name = node.name if isinstance(node, exp.Anonymous) else \
+                node.sql(DIALECT).split("(")[0]
             raise ExpressionError(
                 f"function {name.lower()}() is not allowed in rule expressions "
                 f"(allowed: {', '.join(sorted(_function_names()))})"
@@ -170,9 +172,15 @@ def _inside_subquery(node: exp.Expression) -> bool:
     return node.find_ancestor(exp.Select) is not None
 
 
+# The DuckDB names of allowed functions whose sqlglot name differs.
+_DUCKDB_NAMES = {exp.DateDiff: "date_diff", exp.StrPosition: "strpos", exp.Substring: "substr",
+                 exp.TimestampTrunc: "date_trunc", exp.ArraySize: "array_length"}
+
+
 def _function_names() -> set[str]:
-    return {f.sql_names()[0].lower() if f.sql_names() else f.__name__.lower()
-            for f in _ALLOWED_FUNCTIONS}
+    """The allowed functions as a rule writes them."""
+    return {_DUCKDB_NAMES.get(f) or (f.sql_names()[0].lower() if f.sql_names()
+                                     else f.__name__.lower()) for f in _ALLOWED_FUNCTIONS}
 
 
 def _check_table(node: exp.Table, scope: Scope) -> None:
