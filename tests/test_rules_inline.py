@@ -77,6 +77,20 @@ def test_a_rule_whose_sql_cannot_bind_is_a_lint_error():
     assert len(found) == 1 and "Cannot compare" in found[0].message
 
 
+def test_a_rule_that_does_not_compile_is_shown_where_the_mistake_is():
+    """Found in an analyst's review: FS004 was placed at the rule's first line (1:1),
+    with the real position and 'rule ID:' repeated inside its message."""
+    readmission = next(r for r in RULES if r.id == "split_hospitalisation.readmission")
+    typo = readmission.model_copy(update={"detect": readmission.detect.model_copy(update={
+        "match": readmission.detect.match.replace("diagnosis_category =",
+                                                  "diagnosis_categry =")})})
+    [found] = [f for f in lint(typo) if f.code == "FS004"]
+    line, col = readmission.position("detect", "match")
+    assert found.where == f"{readmission.path}:{line}:{col}" and line > 1
+    assert found.message.startswith("rule does not compile: detect.match: unknown column "
+                                    "'diagnosis_categry'; did you mean 'diagnosis_category'?")
+
+
 @pytest.mark.parametrize("emit, flagged", [
     ({"person_id": "NULL", "evidence": {"who": "person_id"}}, "emit.evidence.who"),
     ({"evidence": {"who": "concat('x', person_id)"}}, "emit.evidence.who"),

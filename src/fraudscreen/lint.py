@@ -7,7 +7,7 @@ gate on errors and read warnings.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlglot import exp
 
@@ -77,8 +77,9 @@ def lint(rule: Rule) -> list[Finding]:
             found.append(_finding("FS003", rule, name, "params", name))
     try:
         compiled = compile_rule(rule)
-    except RuleError as err:
-        found.append(_finding("FS004", rule, str(err)))
+    except RuleError as err:  # shown where the error is, not at the rule's first line
+        finding = _finding("FS004", rule, err.message.removeprefix(f"rule {rule.id}: "))
+        found.append(replace(finding, where=err.where or finding.where))
     else:
         bind_error = _binds(compiled.sql)
         if bind_error:

@@ -30,9 +30,9 @@ class RuleError(ValueError):
 
     def __init__(self, message: str, file: str | None = None, line: int | None = None,
                  col: int | None = None):
-        self.file, self.line, self.col = file, line, col
-        where = ":".join(str(p) for p in (file, line, col) if p is not None)
-        super().__init__(f"{where}: {message}" if where else message)
+        self.file, self.line, self.col, self.message = file, line, col, message
+        self.where = ":".join(str(p) for p in (file, line, col) if p is not None)
+        super().__init__(f"{self.where}: {message}" if self.where else message)
 
 
 class _Model(BaseModel):
