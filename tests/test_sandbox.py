@@ -308,7 +308,8 @@ def test_an_impossible_date_in_a_rule_names_the_file(tmp_path):
 
 @pytest.mark.parametrize(("given", "says"), [
     ("fee_line: [{settlement_id: S1}]", "no table 'fee_line'; did you mean 'fee_lines'?"),
-    ("fee_lines: [{settlement_id: S1, amonut: 5}]", "fee_lines has no column amonut"),
+    ("fee_lines: [{settlement_id: S1, amonut: 5}]",
+     "fee_lines row 1 has no column 'amonut'; did you mean 'amount'?"),
     ("fee_lines: [{settlement_id: S1, amount: 5y}]", "cannot be read as its column's type"),
 ])
 def test_a_test_whose_data_is_wrong_fails_saying_why(tmp_path, given, says):
@@ -320,6 +321,7 @@ def test_a_test_whose_data_is_wrong_fails_saying_why(tmp_path, given, says):
     rule = load_rule(path)
     result = run_test(rule, rule.tests[0])
     assert not result.passed and says in result.diff[0]
+    assert result.diff[0].startswith(f"{path}:18:")  # the test's `given:` line
 
 
 AGGREGATE = """\

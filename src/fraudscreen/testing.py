@@ -66,9 +66,12 @@ def table(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
     spec = INPUT_TABLES[name]
     filled = []
     for i, row in enumerate(rows):
-        unknown = set(row) - set(spec.column_names)
+        unknown = sorted(set(row) - set(spec.column_names))
         if unknown:
-            raise ValueError(f"{name} has no column {', '.join(sorted(unknown))}")
+            close = difflib.get_close_matches(unknown[0], spec.column_names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{name} row {i + 1} has no column "
+                             f"{', '.join(map(repr, unknown))}{hint}")
         full = {**DEFAULTS.get(name, {}), **row}
         if name == "settlements":
             full.setdefault("settle_time", full.get("discharge_time") or full.get("admit_time"))
@@ -95,7 +98,10 @@ def run_test(rule: Rule, test: RuleTest, engine: str = "duckdb") -> TestResult:
     try:
         tables = {name: _given(name, rows) for name, rows in test.given.items()}
     except (ValueError, ArithmeticError, TypeError) as err:  # the test's data, not the rule
-        return TestResult(rule, test, False, [f"given: {err}"])
+        index = next((i for i, t in enumerate(rule.tests) if t is test), None)
+        line, col = rule.position("tests", index, "given") if index is not None else (None, None)
+        where = ":".join(str(p) for p in (rule.path, line, col) if p is not None)
+        return TestResult(rule, test, False, [f"{where + ': ' if where else ''}given: {err}"])
     for required in ("settlements", "fee_lines"):
         tables.setdefault(required, table(required, []))
     ruleset = RuleSet([rule], {rule.id: test.params} if test.params else {})
