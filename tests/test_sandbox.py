@@ -197,6 +197,21 @@ def test_schema_errors_name_the_field_and_line(tmp_path):
     assert "severity" in str(err.value) and f"{path}:6:" in str(err.value)
 
 
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda t: t.replace("params:", "param:"),
+     ":7:1: param: unknown key 'param'; did you mean 'params'?"),
+    (lambda t: t.replace("  where: {where}", "  where: {where}\n  measures: {{n: count(*)}}"),
+     ":13:3: detect.measures: 'measures' does not belong here"),
+])
+def test_a_key_out_of_place_is_named_with_the_nearest_one(tmp_path, edit, says):
+    """Found in an analyst's review: pydantic's 'Extra inputs are not permitted'."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(edit(BASE).format(where="amount > 1"), encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        load_rule(path)
+    assert says in str(err.value)
+
+
 def test_unknown_kind_is_refused(tmp_path):
     path = rule_file(tmp_path, "amount > 1")
     path.write_text(path.read_text().replace("kind: filter", "kind: magic"))

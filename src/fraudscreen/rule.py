@@ -10,6 +10,7 @@ in a rule names ``file:line:col``.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import re
 from decimal import Decimal, InvalidOperation
@@ -398,6 +399,20 @@ _YAML_HINTS = (
 )
 
 
+def _unknown_key(key: str) -> str:
+    """A key no part of a rule file has, with the nearest one that exists."""
+    models, keys = list(_Model.__subclasses__()), set()
+    while models:
+        model = models.pop()
+        models += model.__subclasses__()
+        keys |= {f.alias or name for name, f in model.model_fields.items()
+                 if not f.exclude}
+    if key in keys:
+        return f"{key!r} does not belong here (another detection kind or section takes it)"
+    close = difflib.get_close_matches(key, sorted(keys), n=1)
+    return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+
+
 def load_rule(path: Path) -> Rule:
     """Read one rule file; any problem is a RuleError naming file, line and column."""
     text = _read_text(path)
@@ -434,6 +449,7 @@ def load_rule(path: Path) -> Rule:
                 break
         field = ".".join(str(p) for p in loc) or "(top level)"
         msg = ("is empty: write an expression" if first["type"] == "string_pattern_mismatch"
+               else _unknown_key(str(loc[-1])) if first["type"] == "extra_forbidden" and loc
                else first["msg"])
         raise RuleError(f"{field}: {msg}", str(path), line, col) from None
     rule.path = str(path)
