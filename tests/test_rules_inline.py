@@ -77,6 +77,20 @@ def test_a_rule_whose_sql_cannot_bind_is_a_lint_error():
     assert len(found) == 1 and "Cannot compare" in found[0].message
 
 
+def test_a_parameter_typed_with_full_width_quotes_is_a_lint_warning():
+    """Found in an analyst's review: a default of “08” raised nothing, and the rule
+    silently matched no fee line."""
+    from fraudscreen.rule import Param
+
+    rule = next(r for r in RULES if r.id == "split_hospitalisation.readmission")
+    for default in ("“08”", ["Z51", "Z29，"]):
+        typed = rule.model_copy(update={"params": {
+            **rule.params, "planned_categories": Param(type="list" if isinstance(
+                default, list) else "string", default=default)}})
+        assert [f.code for f in lint(typed)] == ["FS010"], default
+    assert [f.code for f in lint(rule)] == []
+
+
 def test_a_rule_that_does_not_compile_is_shown_where_the_mistake_is():
     """Found in an analyst's review: FS004 was placed at the rule's first line (1:1),
     with the real position and 'rule ID:' repeated inside its message."""

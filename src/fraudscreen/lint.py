@@ -47,12 +47,17 @@ CHECKS = {
     "FS009": ("warning", "a person id is emitted where the public profile cannot find it: it "
                          "pseudonymises the person_id field's ids wherever they appear whole; "
                          "emit person_id as it is, and never inside text or a sum"),
+    "FS010": ("warning", "a parameter's value holds full-width punctuation (“08”, ‘，’): "
+                         "it is compared as written, so it likely matches nothing; use ASCII"),
 }
 
 # Columns that keep one hit's rows within one person (institution): the entity's own id,
 # or a settlement's, since a settlement belongs to one person and one institution.
 _SCOPE_KEYS = {"person": {"person_id", "settlement_id"},
                "institution": {"institution_id", "settlement_id"}}
+
+
+_FULL_WIDTH = set("“”‘’，；：（）")
 
 
 def _finding(code: str, rule: Rule, detail: str = "", *path) -> Finding:
@@ -72,9 +77,13 @@ def lint(rule: Rule) -> list[Finding]:
         found.append(_finding("FS002", rule, "", "tests"))
     text = rule.model_dump_json(include={"detect", "emit"}, by_alias=True)
     used = set(_PARAM.findall(text))
-    for name in rule.params:
+    for name, param in rule.params.items():
         if name not in used:
             found.append(_finding("FS003", rule, name, "params", name))
+        values = param.default if isinstance(param.default, list) else [param.default]
+        if any(isinstance(v, str) and set(v) & _FULL_WIDTH for v in values):
+            found.append(_finding("FS010", rule, f"{name} = {param.default!r}",
+                                  "params", name, "default"))
     try:
         compiled = compile_rule(rule)
     except RuleError as err:  # shown where the error is, not at the rule's first line
