@@ -41,6 +41,9 @@ def test_a_failing_expectation_is_reported_with_a_diff():
     result = run_test(rule, case)
     assert not result.passed
     assert any(line.startswith("- expected") for line in result.diff)
+    # as a test writes its rows, not Python reprs (Decimal('2500.50'), datetime.date(…))
+    assert not any("Decimal(" in line or "datetime" in line for line in result.diff)
+    assert any("related_settlement_ids: [" in line for line in result.diff), result.diff
 
 
 def test_a_scope_the_detection_does_not_keep_together_is_flagged():

@@ -125,7 +125,7 @@ def _compare(test: RuleTest, actual: list[dict]) -> tuple[bool, list[str]]:
         match = next((a for a in left if all(_same(a.get(k), v) for k, v in want.items())),
                      None)
         if match is None:
-            diff.append(f"- expected {want}")
+            diff.append(f"- expected {_shown(want)}")
         else:
             left.remove(match)
     for a in left:
@@ -133,8 +133,15 @@ def _compare(test: RuleTest, actual: list[dict]) -> tuple[bool, list[str]]:
                                    "related_settlement_ids", "period_start", "period_end",
                                    "amount_at_risk")
                  if a.get(k) not in (None, [])}
-        diff.append(f"+ unexpected {shown}  ({a['message']})")
+        diff.append(f"+ unexpected {_shown(shown)}  ({a['message']})")
     return not diff, diff
+
+
+def _shown(fields: dict[str, Any]) -> str:
+    """Fields as a test writes them (YAML flow style), not as Python reprs."""
+    def text(v: Any) -> str:
+        return f"[{', '.join(map(text, v))}]" if isinstance(v, list) else str(v)
+    return "{" + ", ".join(f"{k}: {text(v)}" for k, v in fields.items()) + "}"
 
 
 def _same(actual: Any, wanted: Any) -> bool:
