@@ -139,6 +139,28 @@ def test_analyst_shaped_rules_on_spark_as_on_duckdb(spark, recorded, tmp_path, t
         assert_same(recorded["duckdb"], recorded["spark"])
 
 
+def test_money_keeps_its_scale_where_a_product_needs_more_than_38_digits(spark, recorded):
+    """Found in review: sum(quantity) × a 4-place price needs DECIMAL(44, 8); Spark cut it
+    to 6 places and rounded twice: 1.3333 × 30.0045 = 40.00499985 came out 40.01."""
+    from fraudscreen.rule import RuleTest
+
+    rule = next(r for r in RULES if r.id == "duplicate_charge.bed_days_beyond_stay")
+    case = RuleTest.model_validate({
+        "name": "4.3333 bed days at 30.0045 for a 3-day stay",
+        "given": {"settlements": [dict(
+            settlement_id="S1", person_id="P1", institution_id="H1", medical_type="21",
+            admit_time="2024-03-01 10:00:00", discharge_time="2024-03-04 10:00:00",
+            fund_amount=200)],
+            "fee_lines": [dict(settlement_id="S1", item_code="BED1", fee_category="01",
+                               charge_time="2024-03-01 10:00:00", quantity="4.3333",
+                               unit_price="30.0045", amount="130.02")]},
+        "expect": [{"settlement_id": "S1", "amount_at_risk": "40.00"}]})
+    for engine in ("spark", "duckdb"):
+        result = testing.run_test(rule, case, engine)
+        assert result.passed, (engine, result.diff)
+    assert_same(recorded["duckdb"], recorded["spark"])
+
+
 @pytest.fixture(scope="module")
 def sample_tables(tmp_path_factory):
     """sample_claims/data when it is there, else a small generated prefecture: the
