@@ -86,12 +86,15 @@ def test_a_parameter_typed_with_full_width_quotes_is_a_lint_warning():
     from fraudscreen.rule import Param
 
     rule = next(r for r in RULES if r.id == "split_hospitalisation.readmission")
-    for default in ("“08”", ["Z51", "Z29，"]):
+    for default in ("“08”", ["Z51", "‘Z29’"]):
         typed = rule.model_copy(update={"params": {
             **rule.params, "planned_categories": Param(type="list" if isinstance(
                 default, list) else "string", default=default)}})
         assert [f.code for f in lint(typed)] == ["FS010"], default
     assert [f.code for f in lint(rule)] == []
+    named = rule.model_copy(update={"params": {**rule.params, "planned_categories": Param(
+        type="list", default=["人血白蛋白（20%）", "复方，制剂"])}})
+    assert [f.code for f in lint(named)] == []  # a name may hold full-width punctuation
 
 
 def test_a_rule_that_does_not_compile_is_shown_where_the_mistake_is():

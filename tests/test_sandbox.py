@@ -431,8 +431,21 @@ def test_full_width_punctuation_is_named_with_its_ascii(tmp_path, where, says):
     assert says in str(err.value) and f"{tmp_path / 'rule.yaml'}:12:" in str(err.value)
 
 
-def test_full_width_punctuation_inside_a_string_is_data(tmp_path):
-    assert "（" in compile_where(tmp_path, "item_name LIKE '%（%'").sql
+@pytest.mark.parametrize("where", [
+    "item_name LIKE '%（%'",                      # a string
+    "item_name <> '' -- 门诊（普通门诊），备注",       # a comment (found in review)
+    "item_name <> '' /* 注释，x */",
+])
+def test_full_width_punctuation_in_strings_and_comments_is_text(tmp_path, where):
+    assert compile_where(tmp_path, where).sql
+
+
+def test_a_full_width_slip_in_a_multi_line_expression_names_its_line():
+    from fraudscreen import expressions as ex
+
+    with pytest.raises(ex.ExpressionError, match="full-width '；' at line 2, column 5"):
+        ex.parse("x =\n  1 ；")
+    ex.parse('"次数（次）" > 2')  # a quoted name may hold any text
 
 
 @pytest.mark.parametrize("text, says", [

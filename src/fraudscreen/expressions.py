@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 DIALECT = "duckdb"
 
@@ -85,16 +87,24 @@ _FULL_WIDTH = {"，": ",", "；": ";", "（": "(", "）": ")", "：": ":", "＝"
 
 
 def _full_width(text: str) -> None:
-    """Refuse full-width punctuation outside a quoted string, naming it: otherwise
-    ``quantity，amount`` reads as one unknown column and ``‘08’`` as a name."""
-    quoted = False
-    for i, ch in enumerate(text):
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch in _FULL_WIDTH:
-            raise ExpressionError(f"full-width {ch!r} at column {i + 1} of {text!r}: write "
-                                  f"ASCII {_FULL_WIDTH[ch]!r} (switch the input method to "
-                                  "half-width, 半角)")
+    """Refuse full-width punctuation in the SQL itself, naming it: otherwise
+    ``quantity，amount`` reads as one unknown column and ``‘08’`` as a name. Strings,
+    quoted identifiers and comments may hold any text: only bare words are looked at."""
+    try:
+        tokens = sqlglot.tokenize(text, read=DIALECT)
+    except TokenError:
+        return  # parse() says what is wrong
+    for token in tokens:
+        bad = next((ch for ch in token.text if ch in _FULL_WIDTH), None)
+        if token.token_type is not TokenType.VAR or bad is None:
+            continue
+        line = text.splitlines()[token.line - 1] if text.splitlines() else text
+        at = f"column {line.find(bad) + 1}"
+        if "\n" in text.strip():
+            at = f"line {token.line}, {at}"
+        raise ExpressionError(f"full-width {bad!r} at {at} of {text!r}: write ASCII "
+                              f"{_FULL_WIDTH[bad]!r} (switch the input method to "
+                              "half-width, 半角)")
 
 
 def parse(text: str) -> exp.Expression:
@@ -130,9 +140,11 @@ def check(tree: exp.Expression, scope: Scope, statement: bool = False) -> exp.Ex
                 )
             continue
         if isinstance(node, exp.Func) and not isinstance(node, _ALLOWED_NODES):
-            # As DuckDB spells it (what the analyst wrote), not sqlglot's class name.
+            # As DuckDB spells it (what the analyst wrote, mostly), not sqlglot's class
+            # name; an operator (->>) by its class.
+            spelled = re.match(r"[A-Za-z_][A-Za-z0-9_]*(?=\()", node.sql(DIALECT))
             name = node.name if isinstance(node, exp.Anonymous) else \
-                node.sql(DIALECT).split("(")[0]
+                spelled.group(0) if spelled else node.sql_name()
             raise ExpressionError(
                 f"function {name.lower()}() is not allowed in rule expressions "
                 f"(allowed: {', '.join(sorted(_function_names()))})"

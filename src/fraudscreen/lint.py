@@ -47,8 +47,8 @@ CHECKS = {
     "FS009": ("warning", "a person id is emitted where the public profile cannot find it: it "
                          "pseudonymises the person_id field's ids wherever they appear whole; "
                          "emit person_id as it is, and never inside text or a sum"),
-    "FS010": ("warning", "a parameter's value holds full-width punctuation (“08”, ‘，’): "
-                         "it is compared as written, so it likely matches nothing; use ASCII"),
+    "FS010": ("warning", "a parameter's value holds full-width quotes (“08”): it is compared "
+                         "as written, quotes included, so it likely matches nothing"),
 }
 
 # Columns that keep one hit's rows within one person (institution): the entity's own id,
@@ -57,7 +57,9 @@ _SCOPE_KEYS = {"person": {"person_id", "settlement_id"},
                "institution": {"institution_id", "settlement_id"}}
 
 
-_FULL_WIDTH = set("“”‘’，；：（）")
+# Typed by a Chinese input method for quotes; a value never holds them (a name may hold
+# full-width parentheses or commas: 人血白蛋白（20%）).
+_FULL_WIDTH = set("“”‘’")
 
 
 def _finding(code: str, rule: Rule, detail: str = "", *path) -> Finding:
