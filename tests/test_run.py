@@ -613,6 +613,19 @@ def test_growth_never_compares_against_a_month_a_mid_month_from_cut_short(
     assert pl.read_parquet(out / "suspicions.parquet").is_empty()
 
 
+@pytest.mark.parametrize("window", [[], ["--to", "2024-03-31"], ["--to", "2024-02-29"]])
+def test_a_to_alone_keeps_the_datas_first_month_however_it_starts(tmp_path, window):
+    """Found in review: with --to alone the data's first month (from 15 January) was
+    taken for one a --from had cut short, and February's growth was missed."""
+    data = _watched_billing(tmp_path, [("01-15", 20000), ("02-10", 30000), ("03-10", 10)])
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--only", "key_item_growth",
+               *window).exit_code == 0
+    found = pl.read_parquet(out / "suspicions.parquet")
+    assert found.select(pl.col("period_start").cast(pl.String), "amount_at_risk").rows() == [
+        ("2024-02-01", Decimal("10000.00"))]
+
+
 def test_growth_after_a_mid_month_from_is_judged_from_the_next_whole_month(tmp_path):
     """The boundary's other side: a --from mid-February still judges April against a
     whole March, and flags it (¥30,000 → ¥45,000, exactly ×1.5, +¥15,000)."""

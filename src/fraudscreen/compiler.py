@@ -549,7 +549,7 @@ def _first_whole_month(values: dict[str, Any]) -> dt.date:
     """
     start = values["window_start"]
     first = start.replace(day=1)
-    if values.get("filter_window") and start.day != 1:
+    if values.get("from_given") and start.day != 1:
         first = (first + dt.timedelta(days=31)).replace(day=1)
     return first
 

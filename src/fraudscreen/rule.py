@@ -41,7 +41,7 @@ class _Model(BaseModel):
 
 
 # Parameters every rule may use, bound by the run: a rule's own may not take their names.
-RUN_PARAMS = frozenset({"window_start", "window_end", "filter_window"})
+RUN_PARAMS = frozenset({"window_start", "window_end", "filter_window", "from_given"})
 
 
 class Param(_Model):

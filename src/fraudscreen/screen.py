@@ -168,7 +168,9 @@ def _create_sources(engine, window_from, window_to) -> dict:
             engine.dialect, pretty=False)).row(0)
     params = {"window_start": window_from or first or dt.date(1900, 1, 1),
               "window_end": window_to or last or dt.date(2999, 12, 31),
-              "filter_window": bool(window_from or window_to)}
+              "filter_window": bool(window_from or window_to),
+              # the start is the analyst's, not the data's first charge date
+              "from_given": window_from is not None}
     if params["filter_window"]:
         engine.create_sources(params)
     return params
