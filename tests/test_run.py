@@ -714,3 +714,50 @@ def test_window_and_correlate_rules_see_the_rows_around_the_window(
                "--to", window[1]).exit_code == 0
     found = pl.read_parquet(out / "suspicions.parquet")
     assert found.select("settlement_id", "related_settlement_ids").rows() == flagged
+
+
+HOARDING_BY_CATEGORY = """
+id: site.drug_hoarding
+version: "1"
+family: pharmacy_card_skimming
+title: t
+description: d
+severity: low
+detect:
+  kind: window
+  source: {source}
+  lookups:
+    category: {{source: fee_lines, on: [settlement_id, item_code], value: max(fee_category)}}
+  where: category = '09'
+  partition_by: [person_id, item_code]
+  time: {time}
+  span: {{days: 30}}
+  having: count(DISTINCT settlement_id) >= 4
+  anchor: last
+emit:
+  amount_at_risk: "0"
+  message: "{{settlement_id}}"
+  key: [person_id, item_code, settlement_id]
+"""
+
+
+@pytest.mark.parametrize(("source", "time"), [("settlement_items", "admit_time"),
+                                              ("fee_lines", "charge_time")])
+def test_a_window_rules_lookups_and_fee_lines_reach_around_the_window_too(
+        tmp_path, source, time):
+    """Found in review: the rows before --from came with no lookup value (the lookup read
+    the window's fee lines), so a `where` on it dropped them again; and a window over
+    fee lines saw only the window's."""
+    stays, lines = _purchases(["02-20", "02-25", "02-28", "03-02"])
+    data = data_folder(tmp_path, stays, lines)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(HOARDING_BY_CATEGORY.format(source=source, time=time),
+                                  encoding="utf-8")
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--rules", str(rules), "--only",
+               "site.drug_hoarding", "--from", "2024-03-01", "--to", "2024-03-31"
+               ).exit_code == 0
+    found = pl.read_parquet(out / "suspicions.parquet")
+    assert found.select("settlement_id", "related_settlement_ids").rows() == [
+        ("D3", ["D0", "D1", "D2"])]

@@ -165,6 +165,7 @@ class _Compiler:
         """CTE ``src``: source rows with lookups joined and ``where`` applied."""
         base = ("detect",)
         cols = self.source(det.source, base + ("source",))
+        around = isinstance(det, (Sequence, Window))  # reads the rows around the window
         joins, picked = [], []
         for name, lk in det.lookups.items():
             path = base + ("lookups", name)
@@ -176,15 +177,16 @@ class _Compiler:
             where = (f" WHERE {self.expr(lk.where, path + ('where',), {'': lk_cols})}"
                      if lk.where else "")
             alias = _q(f"lk_{name}")
+            context = self._context(lk.source) if around else None  # for those rows too
             joins.append(
                 f" LEFT JOIN (SELECT {_cols(lk.on)}, {value} AS {_q(name)}"
-                f" FROM {_q(lk.source)}{where} GROUP BY {_cols(lk.on)}) AS {alias}"
-                f" ON {_join_on('s', alias, lk.on)}")
+                f" FROM {_q(context.relation if context else lk.source)}{where}"
+                f" GROUP BY {_cols(lk.on)}) AS {alias} ON {_join_on('s', alias, lk.on)}")
             picked.append(f", {alias}.{_q(name)}")
         cols = cols | set(det.lookups)
         self.late = _late_join(det)
         rows = self.late.rows if self.late else det.source
-        if isinstance(det, (Sequence, Window)) and (context := self._context(det.source)):
+        if around and (context := self._context(det.source)):
             rows = context.relation  # the rows around; _judged keeps the flagged ones in it
         inner = f"SELECT s.*{''.join(picked)} FROM {_q(rows)} AS s{''.join(joins)}"
         where = (f" WHERE {self.expr(det.where, base + ('where',), {'': cols})}"

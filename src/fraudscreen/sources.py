@@ -183,6 +183,15 @@ SOURCES: tuple[Source, ...] = (
         # limit at scale (20 M lines: 16 s to build, and every rule then reads it back
         # from disk).
         attached=_FEE_LINE_SETTLEMENT,
+        context=Context("all_fee_lines"),
+    ),
+    Source(
+        "all_fee_lines",
+        ("line_id",),
+        ("settlements", "fee_lines"),
+        _ALL_FEE_LINES,
+        "fee_lines whatever the analysis window: its context.",
+        internal=True,
     ),
     Source(
         "stays",
@@ -278,7 +287,7 @@ SOURCES: tuple[Source, ...] = (
         "all_settlement_items",
         ("settlement_id", "item_code"),
         ("settlements", "fee_lines"),
-        _SETTLEMENT_ITEMS.format(fee_lines=f"({_ALL_FEE_LINES})"),
+        _SETTLEMENT_ITEMS.format(fee_lines="all_fee_lines"),
         "settlement_items whatever the analysis window: its context.",
         internal=True,
     ),
