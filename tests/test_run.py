@@ -761,3 +761,28 @@ def test_a_window_rules_lookups_and_fee_lines_reach_around_the_window_too(
     found = pl.read_parquet(out / "suspicions.parquet")
     assert found.select("settlement_id", "related_settlement_ids").rows() == [
         ("D3", ["D0", "D1", "D2"])]
+
+
+def test_a_site_familys_title_names_it_in_the_leads_the_workbook_and_the_report(tmp_path):
+    """Found in an analyst's review: a new family showed as its English id beside
+    分解住院 and 重复收费 in leads.csv, leads.xlsx and report.html."""
+    import openpyxl
+
+    stays, lines = _purchases(["03-01", "03-05", "03-09", "03-12"])
+    data = data_folder(tmp_path, stays, lines)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = HOARDING_BY_CATEGORY.format(source="settlement_items", time="admit_time")
+    (rules / "r.yaml").write_text(text.replace(
+        "family: pharmacy_card_skimming", "family: site_hoarding\nfamily_title: 囤药倒卖"),
+        encoding="utf-8")
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--rules", str(rules)).exit_code == 0
+    manifest = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert {r["id"]: r["family_title"] for r in manifest["rules"]}["site.drug_hoarding"] == \
+        "囤药倒卖"
+    person = pl.read_csv(out / "leads.csv").filter(pl.col("lead_id") == "P")
+    assert "囤药倒卖" in person["families"].item()
+    assert "囤药倒卖" in openpyxl.load_workbook(out / "leads.xlsx").sheetnames
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "囤药倒卖" in page and ">site_hoarding" not in page  # ids only in anchors

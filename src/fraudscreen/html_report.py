@@ -19,7 +19,15 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from fraudscreen.contract import FAMILIES, INPUT_TABLES
-from fraudscreen.leads import SEVERITY_ZH, by_family, by_month, families, ordered, rollup
+from fraudscreen.leads import (
+    SEVERITY_ZH,
+    by_family,
+    by_month,
+    families,
+    family_titles,
+    ordered,
+    rollup,
+)
 from fraudscreen.xlsx import display_width
 
 TOP = 20
@@ -187,7 +195,8 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
         "missing": manifest.get("missing_optional_tables") or [],
         "notes": manifest.get("ingestion_notes") or [],
         "quarantine": quarantine,
-        "rules": [{**r, "family_zh": FAMILIES.get(r.get("family"), r.get("family")),
+        "rules": [{**r, "family_zh": FAMILIES.get(r.get("family"))
+                   or r.get("family_title") or r.get("family"),
                    "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),
                    "amount_shown": yuan(r.get("amount_at_risk") or 0)} for r in rules],
         "suspicions": suspicions.height,
@@ -213,12 +222,13 @@ def _lead_rows(frame: pl.DataFrame) -> list[dict]:
 
 
 def context(suspicions: pl.DataFrame, manifest: dict, profile: str) -> dict:
-    fams = families(suspicions)
+    titles = family_titles(manifest)
+    fams = families(suspicions, titles)
     color = {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(fams)}
     fam_rows = [{**r, "amount_shown": yuan(r["amount_at_risk"])}
-                for r in by_family(suspicions).iter_rows(named=True)]
-    institutions = rollup(suspicions, "institution")
-    persons = rollup(suspicions, "person")
+                for r in by_family(suspicions, titles).iter_rows(named=True)]
+    institutions = rollup(suspicions, "institution", titles)
+    persons = rollup(suspicions, "person", titles)
     months = by_month(suspicions)
     charts = {}
     if suspicions.height:
@@ -234,7 +244,7 @@ def context(suspicions: pl.DataFrame, manifest: dict, profile: str) -> dict:
             [Bar(r["month"], r["suspicions"],
                  f"{r['suspicions']} 条，{yuan(r['amount_at_risk'])}", PALETTE[0])
              for r in months.iter_rows(named=True)], "疑点月度趋势", "疑点数")
-    detail = ordered(suspicions)
+    detail = ordered(suspicions, titles)
     # Suspicions neither roll-up holds (a site rule's hits with no institution and no
     # person; lint warns of such rules, FS008): said, never silently left out.
     unled = suspicions.filter(pl.col("institution_id").is_null()

@@ -10,6 +10,7 @@ amount at risk, severity, suspicion id.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -36,10 +37,20 @@ class LeadColumn:
     kind: str   # text | int | money | list
 
 
-def families(suspicions: pl.DataFrame) -> dict[str, str]:
-    """Every contract family (in contract order), then any other family present."""
+Titles = Mapping[str, str]  # a site family's Chinese name (a rule's family_title)
+
+
+def families(suspicions: pl.DataFrame, titles: Titles | None = None) -> dict[str, str]:
+    """Every contract family (in contract order), then any other family present, by its
+    rule's ``family_title`` when it has one, else by its id."""
     extra = sorted(set(suspicions.get_column("family").unique().drop_nulls()) - set(FAMILIES))
-    return {**FAMILIES, **{f: f for f in extra}}
+    return {**FAMILIES, **{f: (titles or {}).get(f, f) for f in extra}}
+
+
+def family_titles(manifest: dict) -> dict[str, str]:
+    """The ``family_title`` of each site family, from a run's manifest (``run.json``)."""
+    return {r["family"]: r["family_title"] for r in manifest.get("rules") or []
+            if isinstance(r, dict) and r.get("family_title") and r.get("family")}
 
 
 def lead_columns(fams: dict[str, str], lead_type: str | None = None) -> list[LeadColumn]:
@@ -93,9 +104,9 @@ def month_expr() -> pl.Expr:
         "%Y-%m-%d", strict=False)).dt.truncate("1mo")
 
 
-def ordered(suspicions: pl.DataFrame) -> pl.DataFrame:
+def ordered(suspicions: pl.DataFrame, titles: Titles | None = None) -> pl.DataFrame:
     """Suspicions in lead order: amount at risk, severity, id; with helper columns."""
-    fams = families(suspicions)
+    fams = families(suspicions, titles)
     return (suspicions
             .with_columns(_sev=_severity_rank(),
                           family_zh=pl.col("family").replace_strict(fams, default=None),
@@ -104,14 +115,15 @@ def ordered(suspicions: pl.DataFrame) -> pl.DataFrame:
                   descending=[True, True, False], nulls_last=True))
 
 
-def rollup(suspicions: pl.DataFrame, lead_type: str) -> pl.DataFrame:
+def rollup(suspicions: pl.DataFrame, lead_type: str,
+           titles: Titles | None = None) -> pl.DataFrame:
     """One row per institution (or person) with at least one suspicion, ranked."""
     key = LEAD_TYPES[lead_type]
-    fams = families(suspicions)
+    fams = families(suspicions, titles)
     order = list(fams)
     in_lead = ["amount_at_risk", "_sev", "suspicion_id"]
     desc = [True, True, False]
-    base = ordered(suspicions).filter(pl.col(key).is_not_null()).with_columns(
+    base = ordered(suspicions, titles).filter(pl.col(key).is_not_null()).with_columns(
         _ford=pl.col("family").replace_strict({f: i for i, f in enumerate(order)},
                                               return_dtype=pl.Int32))
     agg = base.group_by(key).agg(
@@ -141,10 +153,10 @@ def rollup(suspicions: pl.DataFrame, lead_type: str) -> pl.DataFrame:
     return ranked.select(c.name for c in lead_columns(fams) if c.name != "lead_type")
 
 
-def leads(suspicions: pl.DataFrame) -> pl.DataFrame:
+def leads(suspicions: pl.DataFrame, titles: Titles | None = None) -> pl.DataFrame:
     """Institution leads, then person leads, each ranked from 1."""
-    fams = families(suspicions)
-    parts = [rollup(suspicions, t).select(pl.lit(t).alias("lead_type"), pl.all())
+    fams = families(suspicions, titles)
+    parts = [rollup(suspicions, t, titles).select(pl.lit(t).alias("lead_type"), pl.all())
              for t in LEAD_TYPES]
     return pl.concat(parts).select(c.name for c in lead_columns(fams))
 
@@ -156,9 +168,9 @@ def csv_frame(lead_table: pl.DataFrame) -> pl.DataFrame:
         for name, dtype in lead_table.schema.items() if isinstance(dtype, pl.List))
 
 
-def by_family(suspicions: pl.DataFrame) -> pl.DataFrame:
+def by_family(suspicions: pl.DataFrame, titles: Titles | None = None) -> pl.DataFrame:
     """Suspicions and amount at risk per family, every family listed (contract order)."""
-    fams = families(suspicions)
+    fams = families(suspicions, titles)
     totals = suspicions.group_by("family").agg(
         pl.len().cast(pl.Int64).alias("suspicions"),
         pl.col("amount_at_risk").sum().cast(MONEY).alias("amount_at_risk"))

@@ -38,7 +38,8 @@ CHECKS = {
     "FS002": ("error", "tests must include a case with a hit and a case with no hit"),
     "FS003": ("warning", "parameter declared but never used"),
     "FS004": ("error", "rule does not compile"),
-    "FS005": ("info", "family is not one of the built-in families; document it"),
+    "FS005": ("info", "a new family without family_title: the leads and the report show "
+                      "its id; give its Chinese name (family_title: 超量开药)"),
     "FS006": ("warning", "amount_basis missing: say how amount_at_risk is computed"),
     "FS007": ("warning", "scope not kept together by the detection: a nightly store could "
                          "drift from one run"),
@@ -98,7 +99,7 @@ def lint(rule: Rule) -> list[Finding]:
         if not any(getattr(rule.emit, n) is not None or n in compiled.hit_columns
                    for n in ("institution_id", "person_id")):
             found.append(_finding("FS008", rule, "emit institution_id or person_id", "emit"))
-    if rule.family not in FAMILIES:
+    if rule.family not in FAMILIES and not rule.family_title:
         found.append(_finding("FS005", rule, rule.family, "family"))
     if not rule.amount_basis:
         found.append(_finding("FS006", rule))

@@ -82,9 +82,10 @@ def report_folder(out_dir: Path, profile: str = "full", secret: str | None = Non
 
 def _write(folder: Path, shown: pl.DataFrame, manifest: dict, profile: str) -> None:
     """The three files from suspicions the profile has already been applied to."""
-    lead_table = leads.leads(shown)
+    titles = leads.family_titles(manifest)
+    lead_table = leads.leads(shown, titles)
     write_csv(leads.csv_frame(lead_table), folder / "leads.csv")
-    xlsx.write_workbook(folder / "leads.xlsx", lead_table, shown, _created(manifest))
+    xlsx.write_workbook(folder / "leads.xlsx", lead_table, shown, _created(manifest), titles)
     page = html_report.render(shown, manifest, profile)
     (folder / "report.html").write_text(page, encoding="utf-8", newline="\n")
 

@@ -236,6 +236,9 @@ class Rule(_Model):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
     version: str
     family: str
+    # A site family's Chinese name, as the leads and the report show it (the built-in
+    # families have theirs): family: excess_prescribing, family_title: 超量开药.
+    family_title: str | None = None
     title: str
     description: str
     severity: Literal["low", "medium", "high"]

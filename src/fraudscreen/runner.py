@@ -114,7 +114,8 @@ def shareable(quarantine: pl.DataFrame, profile: str) -> pl.DataFrame:
 
 def outcome_doc(o: RuleOutcome) -> dict:
     r = o.rule
-    return {"id": r.id, "version": r.version, "family": r.family, "severity": r.severity,
+    return {"id": r.id, "version": r.version, "family": r.family,
+            "family_title": r.family_title, "severity": r.severity,
             "status": o.status, "reason": o.reason, "hits": o.hits,
             "amount_at_risk": o.amount, "seconds": round(o.seconds, 3),
             "skipped": o.skipped, "skipped_unit": o.rule.detect.skip.unit()

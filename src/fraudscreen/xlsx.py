@@ -17,7 +17,15 @@ import polars as pl
 import xlsxwriter
 
 from fraudscreen.contract import SUSPICIONS
-from fraudscreen.leads import SEVERITY_ZH, LeadColumn, families, lead_columns, ordered, separator
+from fraudscreen.leads import (
+    SEVERITY_ZH,
+    LeadColumn,
+    Titles,
+    families,
+    lead_columns,
+    ordered,
+    separator,
+)
 
 MONEY_FORMAT = '"¥"#,##0.00'
 DATE_FORMAT = "yyyy-mm-dd"
@@ -48,8 +56,8 @@ def display_width(text: str) -> int:
 
 
 def write_workbook(path: Path, lead_table: pl.DataFrame, suspicions: pl.DataFrame,
-                   created: dt.datetime) -> None:
-    fams = families(suspicions)
+                   created: dt.datetime, titles: Titles | None = None) -> None:
+    fams = families(suspicions, titles)
     # constant_memory: rows go to disk as they are written (in order), so a big run
     # does not hold every cell in memory.
     wb = xlsxwriter.Workbook(str(path), {"constant_memory": True,
@@ -63,7 +71,7 @@ def write_workbook(path: Path, lead_table: pl.DataFrame, suspicions: pl.DataFram
         rows = lead_table.filter(pl.col("lead_type") == lead_type).with_columns(
             pl.col("max_severity").replace_strict(SEVERITY_ZH, default=pl.col("max_severity")))
         _sheet(wb, fmt, name, lead_columns(fams, lead_type), rows)
-    by_order = ordered(suspicions).with_columns(
+    by_order = ordered(suspicions, titles).with_columns(
         pl.col("severity").replace_strict(SEVERITY_ZH, default=pl.col("severity")))
     for family, zh in fams.items():
         _sheet(wb, fmt, sheet_name(zh), SUSPICION_COLUMNS,
