@@ -624,3 +624,23 @@ def test_a_parameter_change_says_why_suspicions_went(fed, tmp_path):
     gone = {r["rule_id"]: r["reason"] for r in doc["superseded"]}
     assert gone and set(gone) == {"split_hospitalisation.readmission"}
     assert set(gone.values()) == {RULES_CHANGED}
+
+
+def test_a_night_that_screens_nothing_still_names_a_site_family(fed, tmp_path):
+    """Found in review: an idle night's manifest had no rules, so its leads and report
+    showed a site family by its id."""
+    rule = tmp_path / "rules" / "r.yaml"
+    rule.parent.mkdir()
+    text = (Path(__file__).parent.parent / "rules" / "pharmacy_card_skimming" /
+            "hoarding.yaml").read_text(encoding="utf-8")
+    rule.write_text(text.replace("id: pharmacy_card_skimming.hoarding", "id: site_x.hoarding")
+                    .replace("family: pharmacy_card_skimming",
+                             "family: site_x\nfamily_title: 囤药倒卖"), encoding="utf-8")
+    rules = RuleSet.load([rule.parent])
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    for n, out in enumerate(("screened", "idle")):
+        opts = NightOptions(inbox=fed["inbox"], store=st, out=tmp_path / out,
+                            today=dt.date(2024, 7, 1 + n))
+        doc = run_night(opts, rules).manifest
+        assert doc["screened"] is (out == "screened")
+        assert doc["family_titles"] == {"site_x": "囤药倒卖"}

@@ -542,3 +542,30 @@ def test_html_detail_tables_stop_at_the_cap_and_say_so(monkeypatch):
     html = html_report.render(frame(), MANIFEST, "full")
     assert "本类别另有 2 条涉嫌金额较小的疑点未在此列出" in html  # duplicate_charge: 4 rows
     assert "S05" in html and "S10" in html and "S03" not in html.split('id="details"')[1]
+
+
+@pytest.mark.parametrize("titles", [
+    {"site_a": "重复收费"},                      # a built-in family's name
+    {"site_a": "机构线索"},                      # a lead sheet's
+    {"site_a": "'囤药'"},                        # apostrophes Excel refuses at the ends
+    {"site_a": "History"},                      # Excel's own
+    {"site_a": "囤药", "site_b": "囤药"},        # two site families alike
+    {"site_a": "超" * 40, "site_b": "超" * 40 + "乙"},  # alike in their first 31
+])
+def test_a_family_title_never_makes_a_workbook_that_cannot_be_written(tmp_path, titles):
+    """Found in review: a site family titled like another sheet crashed the whole run
+    (xlsxwriter's DuplicateWorksheetName) and left no output folder."""
+    from fraudscreen import leads, xlsx
+
+    rows = [dict(suspicion_id=f"s{i}", rule_id=f"{f}.r", rule_version="1", family=f,
+                 severity="low", institution_id="H1", person_id=None, settlement_id="S1",
+                 related_settlement_ids=[], item_code=None, period_start=None,
+                 period_end=None, amount_at_risk=Decimal("1.00"), message="m", evidence="{}")
+            for i, f in enumerate(["duplicate_charge", *titles])]
+    shown = pl.DataFrame(rows, schema=SCHEMA, orient="row")
+    path = tmp_path / "leads.xlsx"
+    xlsx.write_workbook(path, leads.leads(shown, titles), shown, dt.datetime(2024, 1, 1),
+                        titles)
+    names = openpyxl.load_workbook(path).sheetnames
+    assert len({n.lower() for n in names}) == len(names)
+    assert all(len(n) <= 31 and not n.startswith("'") and n != "History" for n in names)

@@ -786,3 +786,31 @@ def test_a_site_familys_title_names_it_in_the_leads_the_workbook_and_the_report(
     assert "囤药倒卖" in openpyxl.load_workbook(out / "leads.xlsx").sheetnames
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "囤药倒卖" in page and ">site_hoarding" not in page  # ids only in anchors
+
+
+def test_a_window_rule_over_a_source_with_no_context_looks_up_the_window_only(tmp_path):
+    """Found in review: a window rule over item_days (the window's rows only) counted, in
+    its fee_lines lookup, a line charged before --from, where a filter rule over the same
+    rows did not."""
+    stays = [dict(settlement_id="S", person_id="P", institution_id="H1", medical_type="21",
+                  admit_time="2024-02-26 09:00:00", discharge_time="2024-03-05 09:00:00")]
+    lines = [dict(line_id=f"L{i}", settlement_id="S", item_code="X",
+                  charge_time=f"2024-{day} 09:00:00") for i, day in enumerate(["02-27", "03-02"])]
+    data = data_folder(tmp_path, stays, lines)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(HOARDING_BY_CATEGORY.format(source="item_days",
+                                                              time="charge_date")
+                                  .replace("max(fee_category)", "count(*)")
+                                  .replace("category = '09'", "category >= 2")
+                                  .replace("count(DISTINCT settlement_id) >= 4", "count(*) >= 1"),
+                                  encoding="utf-8")
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--rules", str(rules), "--only",
+               "site.drug_hoarding", "--from", "2024-03-01", "--to", "2024-03-31"
+               ).exit_code == 0
+    assert pl.read_parquet(out / "suspicions.parquet").is_empty()
+    out = tmp_path / "all"  # without the window both lines are the settlement's
+    assert run("--data", str(data), "--out", str(out), "--rules", str(rules), "--only",
+               "site.drug_hoarding").exit_code == 0
+    assert pl.read_parquet(out / "suspicions.parquet").height == 1

@@ -481,3 +481,38 @@ def test_an_empty_expression_is_refused_at_its_line(tmp_path):
         load_rule(rule_file(tmp_path, '""'))
     assert "detect.where: is empty: write an expression" in str(err.value)
     assert f"{tmp_path / 'rule.yaml'}:12:" in str(err.value)
+
+
+@pytest.mark.parametrize(("a", "b", "says"), [
+    (("site_a", "囤药"), ("site_a", "超量开药"), "family site_a is titled '囤药' in"),
+    (("site_a", "囤药"), ("bed_holding", "挂床"), "bed_holding is a built-in family, named"),
+    (("site_a", "囤药"), ("site_b", "   "), "family_title is empty"),
+])
+def test_a_family_has_one_title_and_a_built_in_one_keeps_its_own(tmp_path, a, b, says):
+    """Found in review: two rules of one family titled differently gave a report whose
+    rules table and family sections disagreed."""
+    from fraudscreen.ruleset import RuleSet
+
+    for i, (family, title) in enumerate((a, b)):
+        text = BASE.format(where="amount > 1").replace("id: test.sandbox", f"id: test.r{i}")
+        (tmp_path / f"r{i}.yaml").write_text(text.replace(
+            "family: duplicate_charge", f"family: {family}\nfamily_title: '{title}'"),
+            encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        RuleSet.load([tmp_path], builtin=False)
+    assert says in str(err.value) and "r1.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("item_name LIKE '%，%' AND a，b", "full-width '，' at column 27"),
+    ("/* ， */ x，y", "full-width '，' at column 10"),
+    ("\nx，y", "full-width '，' at line 2, column 2"),
+    ("item_name = 'abc", "is a quote left open?"),
+])
+def test_full_width_and_open_quotes_are_placed_exactly(text, says):
+    """Found in review: the column was that of the first same character on the line,
+    even inside a string or a comment; an open quote escaped as a TokenError."""
+    from fraudscreen import expressions as ex
+
+    with pytest.raises(ex.ExpressionError, match=re.escape(says)):
+        ex.parse(text)

@@ -108,7 +108,7 @@ def resolve_params(rule: Rule, overrides: dict[str, Any], run: dict[str, Any]) -
 def default_run_params() -> dict[str, Any]:
     """Run parameters for compiling without data (``compile``, docs)."""
     return {"window_start": dt.date(2000, 1, 1), "window_end": dt.date(2099, 12, 31),
-            "filter_window": False}
+            "filter_window": False, "from_given": False}
 
 
 class _Compiler:
@@ -165,7 +165,9 @@ class _Compiler:
         """CTE ``src``: source rows with lookups joined and ``where`` applied."""
         base = ("detect",)
         cols = self.source(det.source, base + ("source",))
-        around = isinstance(det, (Sequence, Window))  # reads the rows around the window
+        # A sequence or window reading the rows around the window reads its lookups
+        # around it too; a rule over a source with no context reads the window's only.
+        around = isinstance(det, (Sequence, Window)) and self._context(det.source) is not None
         joins, picked = [], []
         for name, lk in det.lookups.items():
             path = base + ("lookups", name)
@@ -186,8 +188,8 @@ class _Compiler:
         cols = cols | set(det.lookups)
         self.late = _late_join(det)
         rows = self.late.rows if self.late else det.source
-        if around and (context := self._context(det.source)):
-            rows = context.relation  # the rows around; _judged keeps the flagged ones in it
+        if around:  # the rows around; _judged keeps the flagged ones in it
+            rows = self._context(det.source).relation
         inner = f"SELECT s.*{''.join(picked)} FROM {_q(rows)} AS s{''.join(joins)}"
         where = (f" WHERE {self.expr(det.where, base + ('where',), {'': cols})}"
                  if det.where else "")

@@ -93,15 +93,16 @@ def _full_width(text: str) -> None:
     try:
         tokens = sqlglot.tokenize(text, read=DIALECT)
     except TokenError:
-        return  # parse() says what is wrong
+        return  # parse() refuses it with its own message
     for token in tokens:
         bad = next((ch for ch in token.text if ch in _FULL_WIDTH), None)
         if token.token_type is not TokenType.VAR or bad is None:
             continue
-        line = text.splitlines()[token.line - 1] if text.splitlines() else text
-        at = f"column {line.find(bad) + 1}"
-        if "\n" in text.strip():
-            at = f"line {token.line}, {at}"
+        offset = token.start + token.text.index(bad)
+        line = text.count("\n", 0, offset) + 1
+        at = f"column {offset - (text.rfind(chr(10), 0, offset) + 1) + 1}"
+        if "\n" in text:
+            at = f"line {line}, {at}"
         raise ExpressionError(f"full-width {bad!r} at {at} of {text!r}: write ASCII "
                               f"{_FULL_WIDTH[bad]!r} (switch the input method to "
                               "half-width, 半角)")
@@ -118,6 +119,9 @@ def parse(text: str) -> exp.Expression:
         raise ExpressionError(
             f"cannot parse {text!r}{where}: {first.get('description', err)}"
         ) from None
+    except TokenError as err:  # an unterminated string or quoted name, say
+        raise ExpressionError(f"cannot parse {text!r}: {str(err).splitlines()[0]} "
+                              "(is a quote left open?)") from None
     if tree is None:
         raise ExpressionError("empty expression")
     return tree

@@ -49,8 +49,8 @@ def families(suspicions: pl.DataFrame, titles: Titles | None = None) -> dict[str
 
 def family_titles(manifest: dict) -> dict[str, str]:
     """The ``family_title`` of each site family, from a run's manifest (``run.json``)."""
-    return {r["family"]: r["family_title"] for r in manifest.get("rules") or []
-            if isinstance(r, dict) and r.get("family_title") and r.get("family")}
+    titles = manifest.get("family_titles")
+    return {str(k): str(v) for k, v in titles.items()} if isinstance(titles, dict) else {}
 
 
 def lead_columns(fams: dict[str, str], lead_type: str | None = None) -> list[LeadColumn]:

@@ -517,7 +517,8 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
 
         doc = _write_outputs(con, opts, secret, night, today, started, intake, screening, scope,
                              skipped, notes, committed, {"ingest": ingested - began,
-                                                         "rules": screened - ingested}, began)
+                                                         "rules": screened - ingested}, began,
+                             ruleset.family_titles())
         strict_fail = opts.strict and intake is not None and intake.quarantine.height > 0
         return NightResult(night, committed, doc, 1 if failed or strict_fail else 0)
     finally:
@@ -587,7 +588,7 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
                    today: dt.date, started: dt.datetime, intake: Intake | None,
                    screening: Screening | None, scope: rescreen.Scope | None, skipped: int,
                    notes: list[str], committed: bool, timings: dict[str, float],
-                   began: float) -> dict:
+                   began: float, titles: dict[str, str]) -> dict:
     """Write OUT (whole or not at all), then mark what it reported — in that order.
 
     With ``secret`` (profile public) nothing written names a person or a plain
@@ -618,7 +619,7 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
 
     shown = store.contract_shape(leads).pipe(_order)
     doc = _manifest(opts, night, today, started, intake, screening, scope, skipped, notes,
-                    committed, pending, timings)
+                    committed, pending, timings, titles)
     doc.update({
         "new_suspicions": new.height,
         "new_suspicion_ids": public(new["suspicion_id"].sort().to_list()),
@@ -714,7 +715,7 @@ def _changes_frame(rows: pl.DataFrame, pending: list[int]) -> pl.DataFrame:
 def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt.datetime,
               intake: Intake | None, screening: Screening | None, scope: rescreen.Scope | None,
               skipped: int, notes: list[str], committed: bool, pending: list[int],
-              timings: dict[str, float]) -> dict:
+              timings: dict[str, float], titles: dict[str, str]) -> dict:
     from fraudscreen.runner import options_doc, outcome_doc, quarantine_counts
 
     ing = intake.ingestion if intake else None
@@ -752,6 +753,8 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
         **options_doc(opts, screening.origins if screening else {}),
         "integrity": screening.integrity if screening else {},
         "rules": [outcome_doc(o) for o in screening.outcomes] if screening else [],
+        # from the rule set, so a night that screens nothing still names its families
+        "family_titles": titles,
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
 

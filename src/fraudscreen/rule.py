@@ -279,6 +279,13 @@ class Rule(_Model):
             raise ValueError("family must be a snake_case name")
         return v
 
+    @field_validator("family_title")
+    @classmethod
+    def _a_title(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("family_title is empty: give the family's Chinese name")
+        return v.strip() if v else v
+
     def position(self, *path: Any) -> tuple[int | None, int | None]:
         """Line and column of the deepest node on ``path`` that exists."""
         for n in range(len(path), -1, -1):

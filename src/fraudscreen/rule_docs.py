@@ -48,7 +48,8 @@ def page(rule: Rule) -> str:
         f"# {rule.title}",
         "",
         f"`{rule.id}` · version {rule.version} · family **{rule.family}** "
-        f"（{FAMILIES.get(rule.family, '—')}） · severity **{rule.severity}** · {rule.status}",
+        f"（{FAMILIES.get(rule.family) or rule.family_title or '—'}） · severity "
+        f"**{rule.severity}** · {rule.status}",
         "",
         "## What it catches and why",
         "",

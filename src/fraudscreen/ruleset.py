@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from fraudscreen.contract import FAMILIES
 from fraudscreen.resources import shipped
 from fraudscreen.rule import Rule, RuleError, load_rule, read_yaml
 
@@ -38,13 +39,26 @@ class RuleSet:
             paths += rule_files(p)
         rules: list[Rule] = []
         seen: dict[str, Rule] = {}
+        titled: dict[str, Rule] = {}  # a new family -> the first rule naming it
         for path in paths:
             rule = load_rule(path)
             if rule.id in seen:
                 raise rule.error(f"duplicate rule id (also in {seen[rule.id].path})", "id")
             seen[rule.id] = rule
             rules.append(rule)
+            if rule.family_title and rule.family in FAMILIES:
+                raise rule.error(f"{rule.family} is a built-in family, named "
+                                 f"{FAMILIES[rule.family]}: family_title is for a new "
+                                 "family", "family_title")
+            first = titled.setdefault(rule.family, rule) if rule.family_title else None
+            if first is not None and first.family_title != rule.family_title:
+                raise rule.error(f"family {rule.family} is titled {first.family_title!r} in "
+                                 f"{first.path}: one family, one title", "family_title")
         return cls(sorted(rules, key=lambda r: r.id))
+
+    def family_titles(self) -> dict[str, str]:
+        """Each new family's Chinese name (``family_title``), as reports show it."""
+        return {r.family: r.family_title for r in self.rules if r.family_title}
 
     def select(self, only: list[str] | None) -> RuleSet:
         """Keep rules whose id or family is named; unknown names are an error."""

@@ -149,6 +149,7 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
         "quarantine": quarantine_counts(ingestion.quarantine),
         "integrity": screening.integrity,
         "rules": [outcome_doc(o) for o in screening.outcomes],
+        "family_titles": RuleSet([o.rule for o in screening.outcomes]).family_titles(),
         "suspicions": screening.suspicions.height,
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
     }

@@ -131,7 +131,7 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
     origins = engine.register(tables, watchlists, quarantined_reversals)
     if data_window:
         run_params = {"window_start": data_window[0], "window_end": data_window[1],
-                      "filter_window": False}
+                      "filter_window": False, "from_given": False}
         engine.create_sources(run_params)
     else:
         run_params = _create_sources(engine, window_from, window_to)

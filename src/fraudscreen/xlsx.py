@@ -45,9 +45,19 @@ SUSPICION_COLUMNS = [
 ]
 
 
-def sheet_name(name: str) -> str:
-    """An Excel-safe sheet name (``异地/药店套刷`` → ``异地／药店套刷``)."""
-    return name.translate(_BAD_SHEET_CHARS)[:31]
+def sheet_name(name: str, taken: set[str] | None = None) -> str:
+    """An Excel-safe sheet name (``异地/药店套刷`` → ``异地／药店套刷``), not one of
+    ``taken`` (compared as Excel does, ignoring case): a site family titled like another
+    sheet gets ``（2）`` after it, never a workbook that cannot be written."""
+    base = name.translate(_BAD_SHEET_CHARS).strip().strip("'") or "Sheet"
+    taken = taken if taken is not None else set()
+    candidate, n = base[:31], 1
+    while candidate.lower() in taken or candidate.lower() == "history":  # Excel's own
+        n += 1
+        suffix = f"（{n}）"
+        candidate = base[:31 - len(suffix)] + suffix
+    taken.add(candidate.lower())
+    return candidate
 
 
 def display_width(text: str) -> int:
@@ -67,6 +77,7 @@ def write_workbook(path: Path, lead_table: pl.DataFrame, suspicions: pl.DataFram
     wb.set_properties({"title": "医保基金疑点线索", "subject": "fraudscreen leads",
                        "author": "fraudscreen", "created": created})
     fmt = _Formats(wb)
+    taken = {name.lower() for name in SHEET_NAMES.values()}
     for lead_type, name in SHEET_NAMES.items():
         rows = lead_table.filter(pl.col("lead_type") == lead_type).with_columns(
             pl.col("max_severity").replace_strict(SEVERITY_ZH, default=pl.col("max_severity")))
@@ -74,7 +85,7 @@ def write_workbook(path: Path, lead_table: pl.DataFrame, suspicions: pl.DataFram
     by_order = ordered(suspicions, titles).with_columns(
         pl.col("severity").replace_strict(SEVERITY_ZH, default=pl.col("severity")))
     for family, zh in fams.items():
-        _sheet(wb, fmt, sheet_name(zh), SUSPICION_COLUMNS,
+        _sheet(wb, fmt, sheet_name(zh, taken), SUSPICION_COLUMNS,
                by_order.filter(pl.col("family") == family))
     wb.close()
 
