@@ -551,6 +551,7 @@ def test_html_detail_tables_stop_at_the_cap_and_say_so(monkeypatch):
     {"site_a": "History"},                      # Excel's own
     {"site_a": "囤药", "site_b": "囤药"},        # two site families alike
     {"site_a": "超" * 40, "site_b": "超" * 40 + "乙"},  # alike in their first 31
+    {"site_a": "超" * 30 + "'乙"},                # an apostrophe where it is cut
 ])
 def test_a_family_title_never_makes_a_workbook_that_cannot_be_written(tmp_path, titles):
     """Found in review: a site family titled like another sheet crashed the whole run

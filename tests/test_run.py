@@ -787,6 +787,22 @@ def test_a_site_familys_title_names_it_in_the_leads_the_workbook_and_the_report(
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "囤药倒卖" in page and ">site_hoarding" not in page  # ids only in anchors
 
+    # A rule of the family with no title of its own, run alone (--only), shows it too;
+    # and `report` over a run.json from before family_titles reads the rules' titles.
+    (rules / "r2.yaml").write_text(text.replace("site.drug_hoarding", "site.drug_hoarding2")
+                                   .replace("family: pharmacy_card_skimming",
+                                            "family: site_hoarding"), encoding="utf-8")
+    assert run("--data", str(data), "--out", str(out), "--rules", str(rules), "--only",
+               "site.drug_hoarding2").exit_code == 0
+    assert "囤药倒卖" in pl.read_csv(out / "leads.csv")["families"].to_list()
+    assert run("--data", str(data), "--out", str(out), "--rules", str(rules)).exit_code == 0
+    older = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    del older["family_titles"]
+    (out / "run.json").write_text(json.dumps(older, ensure_ascii=False), encoding="utf-8")
+    (out / "leads.csv").unlink()
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    assert "囤药倒卖" in (out / "leads.csv").read_text(encoding="utf-8-sig")
+
 
 def test_a_window_rule_over_a_source_with_no_context_looks_up_the_window_only(tmp_path):
     """Found in review: a window rule over item_days (the window's rows only) counted, in

@@ -487,6 +487,9 @@ def test_an_empty_expression_is_refused_at_its_line(tmp_path):
     (("site_a", "囤药"), ("site_a", "超量开药"), "family site_a is titled '囤药' in"),
     (("site_a", "囤药"), ("bed_holding", "挂床"), "bed_holding is a built-in family, named"),
     (("site_a", "囤药"), ("site_b", "   "), "family_title is empty"),
+    (("site_a", "囤药"), ("site_b", "囤药"), "family_title '囤药' is how family site_a is"),
+    (("site_a", "囤药"), ("site_b", "重复收费"), "is how family duplicate_charge is shown"),
+    (("site_a", "囤药"), ("异地", "异地药店"), "family must be a snake_case name"),
 ])
 def test_a_family_has_one_title_and_a_built_in_one_keeps_its_own(tmp_path, a, b, says):
     """Found in review: two rules of one family titled differently gave a report whose

@@ -83,7 +83,7 @@ class Scope:
 
 # Full-width punctuation a Chinese input method types, and the ASCII a rule needs.
 _FULL_WIDTH = {"，": ",", "；": ";", "（": "(", "）": ")", "：": ":", "＝": "=", "＞": ">",
-               "＜": "<", "！": "!", "‘": "'", "’": "'", "“": "'", "”": "'", "\u3000": " "}
+               "＜": "<", "！": "!", "‘": "'", "’": "'", "“": "'", "”": "'"}
 
 
 def _full_width(text: str) -> None:

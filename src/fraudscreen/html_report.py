@@ -158,6 +158,7 @@ def vbar_svg(bars: Sequence[Bar], title: str, unit: str) -> Markup:
 
 def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
     rules = manifest.get("rules") or []
+    titles = family_titles(manifest)
     counts = {s: sum(1 for r in rules if r.get("status") == s) for s in STATUS_ZH}
     window = manifest.get("window") or {}
     quarantine = manifest.get("quarantine") or []
@@ -196,7 +197,7 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
         "notes": manifest.get("ingestion_notes") or [],
         "quarantine": quarantine,
         "rules": [{**r, "family_zh": FAMILIES.get(r.get("family"))
-                   or r.get("family_title") or r.get("family"),
+                   or titles.get(r.get("family")) or r.get("family"),
                    "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),
                    "amount_shown": yuan(r.get("amount_at_risk") or 0)} for r in rules],
         "suspicions": suspicions.height,

@@ -50,7 +50,10 @@ def families(suspicions: pl.DataFrame, titles: Titles | None = None) -> dict[str
 def family_titles(manifest: dict) -> dict[str, str]:
     """The ``family_title`` of each site family, from a run's manifest (``run.json``)."""
     titles = manifest.get("family_titles")
-    return {str(k): str(v) for k, v in titles.items()} if isinstance(titles, dict) else {}
+    if isinstance(titles, dict):
+        return {str(k): str(v) for k, v in titles.items()}
+    return {r["family"]: r["family_title"] for r in manifest.get("rules") or []  # older
+            if isinstance(r, dict) and r.get("family_title") and r.get("family")}
 
 
 def lead_columns(fams: dict[str, str], lead_type: str | None = None) -> list[LeadColumn]:
@@ -130,7 +133,8 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
         pl.len().cast(pl.Int64).alias("suspicions"),
         pl.col("person_id").drop_nulls().n_unique().cast(pl.Int64).alias("persons"),
         pl.col("institution_id").drop_nulls().n_unique().cast(pl.Int64).alias("institutions"),
-        pl.col("family_zh").sort_by("_ford").unique(maintain_order=True).alias("families"),
+        # by id: two families are two even where their names look alike
+        pl.col("family").sort_by("_ford").unique(maintain_order=True).alias("families"),
         pl.col("rule_id").unique().sort().alias("rules"),
         pl.col("amount_at_risk").sum().cast(MONEY).alias("amount_at_risk"),
         *[pl.col("amount_at_risk").filter(pl.col("family") == f).sum().cast(MONEY)
@@ -146,6 +150,8 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
               .with_columns(
                   rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
                   family_count=pl.col("families").list.len().cast(pl.Int64),
+                  families=pl.col("families").list.eval(
+                      pl.element().replace_strict(fams, return_dtype=pl.String)),
                   rule_count=pl.col("rules").list.len().cast(pl.Int64),
                   max_severity=pl.col("_max_sev").replace_strict(
                       {v: k for k, v in SEVERITY_RANK.items()}, default=None,

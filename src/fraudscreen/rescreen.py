@@ -203,13 +203,13 @@ def screen_night(con: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredT
     any night so far."""
     by_kind = {kind: [r for r in ruleset.rules if plan[r.id] == kind]
                for kind in ("all", "person", "institution")}
-    whole = _screen(tables, RuleSet(by_kind["all"], ruleset.overrides), opts, con.cursor(),
-                    reversed_ids)
+    whole = _screen(tables, RuleSet(by_kind["all"], ruleset.overrides, ruleset.titles), opts,
+                    con.cursor(), reversed_ids)
     parts = [whole]
     for kind in ("person", "institution"):
         if by_kind[kind]:
             parts.append(_screen(restricted(con.cursor(), tables, kind),
-                                 RuleSet(by_kind[kind], ruleset.overrides), opts,
+                                 RuleSet(by_kind[kind], ruleset.overrides, ruleset.titles), opts,
                                  con.cursor(), reversed_ids, data_window=whole.window))
     outcomes = {o.rule.id: o for part in parts for o in part.outcomes}
     return Screening(suspicion.order(pl.concat([p.suspicions for p in parts])),

@@ -31,6 +31,9 @@ def rule_files(path: Path) -> list[Path]:
 class RuleSet:
     rules: list[Rule]
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each new family's Chinese name, from every rule loaded (kept by --only: a rule
+    # selected without its family's title still shows it).
+    titles: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, extra: list[Path] | None = None, builtin: bool = True) -> RuleSet:
@@ -54,11 +57,21 @@ class RuleSet:
             if first is not None and first.family_title != rule.family_title:
                 raise rule.error(f"family {rule.family} is titled {first.family_title!r} in "
                                  f"{first.path}: one family, one title", "family_title")
-        return cls(sorted(rules, key=lambda r: r.id))
+        names = {**FAMILIES, **{f: f for f in {r.family for r in rules}}}
+        for family, rule in titled.items():  # shown names must tell families apart
+            other = next((f for f, name in names.items()
+                          if name == rule.family_title and f != family), None)
+            if other:
+                raise rule.error(f"family_title {rule.family_title!r} is how family "
+                                 f"{other} is shown: give {family} its own", "family_title")
+            names[family] = rule.family_title
+        return cls(sorted(rules, key=lambda r: r.id),
+                   titles={f: r.family_title for f, r in titled.items()})
 
     def family_titles(self) -> dict[str, str]:
         """Each new family's Chinese name (``family_title``), as reports show it."""
-        return {r.family: r.family_title for r in self.rules if r.family_title}
+        return {**{r.family: r.family_title for r in self.rules if r.family_title},
+                **self.titles}
 
     def select(self, only: list[str] | None) -> RuleSet:
         """Keep rules whose id or family is named; unknown names are an error."""
@@ -70,7 +83,7 @@ class RuleSet:
             raise RuleError(f"--only names no rule or family: {', '.join(unknown)}"
                             f" (families: {', '.join(sorted({r.family for r in self.rules}))})")
         return RuleSet([r for r in self.rules if r.id in only or r.family in only],
-                       self.overrides)
+                       self.overrides, self.titles)
 
     def get(self, rule_id: str) -> Rule:
         for r in self.rules:
@@ -114,4 +127,4 @@ class RuleSet:
                     rule.params[name].coerce(value)
                 except ValueError as err:
                     raise RuleError(f"parameter {rule_id}.{name}: {err}") from None
-        return RuleSet(self.rules, overrides)
+        return RuleSet(self.rules, overrides, self.titles)

@@ -124,7 +124,7 @@ def outcome_doc(o: RuleOutcome) -> dict:
 
 
 def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
-             timings: dict[str, float]) -> dict:
+             timings: dict[str, float], titles: dict[str, str]) -> dict:
     return {
         "tool": "fraudscreen",
         "version": __version__,
@@ -149,7 +149,7 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
         "quarantine": quarantine_counts(ingestion.quarantine),
         "integrity": screening.integrity,
         "rules": [outcome_doc(o) for o in screening.outcomes],
-        "family_titles": RuleSet([o.rule for o in screening.outcomes]).family_titles(),
+        "family_titles": titles,
         "suspicions": screening.suspicions.height,
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -192,7 +192,8 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
                          if opts.profile == "public" else screening.suspicions, folder)
         write_csv(shareable(ingestion.quarantine, opts.profile), folder / "quarantine.csv")
         doc = manifest(opts, ingestion, screening, {
-            "ingest": ingested - began, "rules": screened - ingested})
+            "ingest": ingested - began, "rules": screened - ingested},
+            ruleset.family_titles())
         failed = [o.rule.id for o in screening.outcomes if o.status == "failed"]
         strict_fail = opts.strict and ingestion.quarantine.height > 0
         # The folder is written either way (its quarantine.csv and failed rules are what

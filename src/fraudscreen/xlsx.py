@@ -49,13 +49,16 @@ def sheet_name(name: str, taken: set[str] | None = None) -> str:
     """An Excel-safe sheet name (``异地/药店套刷`` → ``异地／药店套刷``), not one of
     ``taken`` (compared as Excel does, ignoring case): a site family titled like another
     sheet gets ``（2）`` after it, never a workbook that cannot be written."""
-    base = name.translate(_BAD_SHEET_CHARS).strip().strip("'") or "Sheet"
+    def valid(text: str) -> str:  # no apostrophe at either end, not blank
+        return text.strip().strip("'") or "Sheet"
+
+    base = valid(name.translate(_BAD_SHEET_CHARS))
     taken = taken if taken is not None else set()
-    candidate, n = base[:31], 1
+    candidate, n = valid(base[:31]), 1
     while candidate.lower() in taken or candidate.lower() == "history":  # Excel's own
         n += 1
         suffix = f"（{n}）"
-        candidate = base[:31 - len(suffix)] + suffix
+        candidate = valid(base[:31 - len(suffix)]) + suffix
     taken.add(candidate.lower())
     return candidate
 
