@@ -487,9 +487,12 @@ def test_an_empty_expression_is_refused_at_its_line(tmp_path):
     (("site_a", "囤药"), ("site_a", "超量开药"), "family site_a is titled '囤药' in"),
     (("site_a", "囤药"), ("bed_holding", "挂床"), "bed_holding is a built-in family, named"),
     (("site_a", "囤药"), ("site_b", "   "), "family_title is empty"),
-    (("site_a", "囤药"), ("site_b", "囤药"), "family_title '囤药' is how family site_a is"),
-    (("site_a", "囤药"), ("site_b", "重复收费"), "is how family duplicate_charge is shown"),
-    (("site_a", "囤药"), ("异地", "异地药店"), "family must be a snake_case name"),
+    (("site_a", "囤药"), ("site_b", "囤药"), "would be shown as '囤药', as family site"),
+    (("site_a", "囤药"), ("site_b", "重复收费"),
+     "family site_b would be shown as '重复收费', as family duplicate_charge is"),
+    (("site_a", "囤药"), ("重复收费", None),  # an id written in Chinese, as before titles
+     "family 重复收费 would be shown as '重复收费', as family duplicate_charge is"),
+    (("site_a", "site_b"), ("site_b", None), "family site_a would be shown as 'site_b'"),
 ])
 def test_a_family_has_one_title_and_a_built_in_one_keeps_its_own(tmp_path, a, b, says):
     """Found in review: two rules of one family titled differently gave a report whose
@@ -498,12 +501,42 @@ def test_a_family_has_one_title_and_a_built_in_one_keeps_its_own(tmp_path, a, b,
 
     for i, (family, title) in enumerate((a, b)):
         text = BASE.format(where="amount > 1").replace("id: test.sandbox", f"id: test.r{i}")
+        titled = f"\nfamily_title: '{title}'" if title is not None else ""
+        (tmp_path / f"r{i}.yaml").write_text(text.replace(
+            "family: duplicate_charge", f"family: {family}{titled}"), encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        RuleSet.load([tmp_path])  # with the built-in rules, as a run loads them
+    assert says in str(err.value), str(err.value)
+
+
+def test_names_are_compared_as_shown_whatever_the_file_order(tmp_path):
+    """Found in review: a title was compared with the ids of families titled later."""
+    from fraudscreen.ruleset import RuleSet
+
+    for i, (family, title) in enumerate([("site_a", "site_b"), ("site_b", "乙类")]):
+        text = BASE.format(where="amount > 1").replace("id: test.sandbox", f"id: test.r{i}")
         (tmp_path / f"r{i}.yaml").write_text(text.replace(
             "family: duplicate_charge", f"family: {family}\nfamily_title: '{title}'"),
             encoding="utf-8")
-    with pytest.raises(RuleError) as err:
-        RuleSet.load([tmp_path], builtin=False)
-    assert says in str(err.value) and "r1.yaml" in str(err.value)
+    titles = RuleSet.load([tmp_path]).family_titles()
+    assert titles == {"site_a": "site_b", "site_b": "乙类"}
+
+
+def test_a_rule_of_a_titled_family_shows_the_title_in_lint_and_its_page(tmp_path):
+    """Found in review: lint said FS005 ('shown by its id') and `rules show` printed
+    （—） for a rule whose family another rule titles."""
+    from fraudscreen.lint import lint
+    from fraudscreen.rule_docs import page
+    from fraudscreen.ruleset import RuleSet
+
+    for i, title in enumerate(["囤药", None]):
+        text = BASE.format(where="amount > 1").replace("id: test.sandbox", f"id: test.r{i}")
+        titled = f"\nfamily_title: '{title}'" if title else ""
+        (tmp_path / f"r{i}.yaml").write_text(text.replace(
+            "family: duplicate_charge", f"family: site_a{titled}"), encoding="utf-8")
+    untitled = RuleSet.load([tmp_path], builtin=False).get("test.r1")
+    assert "FS005" not in {f.code for f in lint(untitled)}
+    assert "（囤药）" in page(untitled)
 
 
 @pytest.mark.parametrize(("text", "says"), [

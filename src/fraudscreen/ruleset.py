@@ -18,6 +18,26 @@ from fraudscreen.resources import shipped
 from fraudscreen.rule import Rule, RuleError, load_rule, read_yaml
 
 
+def _tell_apart(rules: list[Rule], titles: dict[str, str]) -> None:
+    """Refuse two families the leads and the report would show by the same name."""
+    first = {}
+    for rule in rules:
+        first.setdefault(rule.family, rule)
+    shown = {**{f: f for f in first}, **FAMILIES, **titles}
+    by_name: dict[str, list[str]] = {}
+    for family, name in sorted(shown.items()):
+        by_name.setdefault(name, []).append(family)
+    for name, families in sorted(by_name.items()):
+        site = [f for f in families if f not in FAMILIES]
+        if len(families) > 1 and site:
+            culprit = sorted(site, key=lambda f: (f not in titles, f))[0]
+            other = next(f for f in families if f != culprit)
+            raise first[culprit].error(
+                f"family {culprit} would be shown as {name!r}, as family {other} is: give "
+                "it a family_title of its own", "family_title" if culprit in titles
+                else "family")
+
+
 def rule_files(path: Path) -> list[Path]:
     """Rule files under a folder (reference data excluded), or the file itself."""
     if path.is_file():
@@ -57,16 +77,11 @@ class RuleSet:
             if first is not None and first.family_title != rule.family_title:
                 raise rule.error(f"family {rule.family} is titled {first.family_title!r} in "
                                  f"{first.path}: one family, one title", "family_title")
-        names = {**FAMILIES, **{f: f for f in {r.family for r in rules}}}
-        for family, rule in titled.items():  # shown names must tell families apart
-            other = next((f for f, name in names.items()
-                          if name == rule.family_title and f != family), None)
-            if other:
-                raise rule.error(f"family_title {rule.family_title!r} is how family "
-                                 f"{other} is shown: give {family} its own", "family_title")
-            names[family] = rule.family_title
-        return cls(sorted(rules, key=lambda r: r.id),
-                   titles={f: r.family_title for f, r in titled.items()})
+        titles = {f: r.family_title for f, r in titled.items()}
+        _tell_apart(rules, titles)
+        for rule in rules:  # a rule of a titled family shows the family's title
+            rule.family_title = titles.get(rule.family)
+        return cls(sorted(rules, key=lambda r: r.id), titles=titles)
 
     def family_titles(self) -> dict[str, str]:
         """Each new family's Chinese name (``family_title``), as reports show it."""
