@@ -4,6 +4,7 @@ for those persons (institutions). ``fraudscreen nightly`` relies on this."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import polars as pl
@@ -60,3 +61,26 @@ def test_rules_find_the_same_hits_from_their_scope_alone(sample, kind):
     expected = mine.filter(pl.col(column).is_in(keep))
     assert expected["rule_id"].n_unique() > len(rules) // 2  # hits of most rules to compare
     assert got.sort("suspicion_id").equals(expected.sort("suspicion_id"))
+
+
+@pytest.mark.parametrize("days", [11, 31])
+def test_consecutive_windows_find_each_case_once_as_one_run_does(sample, days):
+    """Rules that judge a row by the rows around it (sequence, window, correlate) read
+    those across a --from/--to window's edges and flag the rows in it: screening the data
+    window by window gives exactly the whole run's suspicions (found in review: month by
+    month, a readmission, a hoarding run or a journey across a month's end was lost)."""
+    tables, full = sample
+    rules = RuleSet.load().select(["split_hospitalisation", "pharmacy_card_skimming",
+                                   "bed_holding.elsewhere_during_stay"])
+    whole = full.suspicions.filter(pl.col("rule_id").is_in([r.id for r in rules.rules]))
+    assert whole.height and set(whole["rule_id"]) == {r.id for r in rules.rules}
+    parts, start = [], full.window[0]
+    while start <= full.window[1]:
+        end = start + dt.timedelta(days=days - 1)
+        engine = make_engine("duckdb")
+        try:
+            parts.append(screen(tables, rules, engine, start, end).suspicions)
+        finally:
+            engine.close()
+        start = end + dt.timedelta(days=1)
+    assert pl.concat(parts).sort("suspicion_id").equals(whole.sort("suspicion_id"))
