@@ -167,7 +167,7 @@ class _Compiler:
         cols = self.source(det.source, base + ("source",))
         # A sequence or window reading the rows around the window reads its lookups
         # around it too; a rule over a source with no context reads the window's only.
-        around = isinstance(det, (Sequence, Window)) and self._context(det.source) is not None
+        around = isinstance(det, (Sequence, Window)) and self._around(det.source) != det.source
         joins, picked = [], []
         for name, lk in det.lookups.items():
             path = base + ("lookups", name)
@@ -179,17 +179,16 @@ class _Compiler:
             where = (f" WHERE {self.expr(lk.where, path + ('where',), {'': lk_cols})}"
                      if lk.where else "")
             alias = _q(f"lk_{name}")
-            context = self._context(lk.source) if around else None  # for those rows too
             joins.append(
                 f" LEFT JOIN (SELECT {_cols(lk.on)}, {value} AS {_q(name)}"
-                f" FROM {_q(context.relation if context else lk.source)}{where}"
+                f" FROM {_q(self._around(lk.source) if around else lk.source)}{where}"
                 f" GROUP BY {_cols(lk.on)}) AS {alias} ON {_join_on('s', alias, lk.on)}")
             picked.append(f", {alias}.{_q(name)}")
         cols = cols | set(det.lookups)
         self.late = _late_join(det)
         rows = self.late.rows if self.late else det.source
-        if around:  # the rows around; _judged keeps the flagged ones in it
-            rows = self._context(det.source).relation
+        if around:  # _judged keeps the flagged rows to the window's
+            rows = self._around(det.source)
         inner = f"SELECT s.*{''.join(picked)} FROM {_q(rows)} AS s{''.join(joins)}"
         where = (f" WHERE {self.expr(det.where, base + ('where',), {'': cols})}"
                  if det.where else "")
@@ -267,14 +266,16 @@ class _Compiler:
         self.extra_scope = {"prev": cols}
         return cols | {"prev__" + c for c in cols} | {"related_settlement_ids"}
 
-    def _context(self, source: str) -> sources.Context | None:
-        """Where a kind reads the rows it judges others by, under a --from/--to window."""
-        return sources.BY_NAME[source].context if self.values.get("filter_window") else None
+    def _around(self, source: str) -> str:
+        """The relation a kind reads the rows it judges others by from: under a
+        --from/--to window the source's context, when it has one (``Source.context``)."""
+        context = sources.BY_NAME[source].context
+        return context if context and self.values.get("filter_window") else source
 
     def _judged(self, det, rows: str) -> str:
         """The condition keeping ``rows`` (read from the source's context) to those of the
         windowed source: the rows a rule may flag."""
-        if not self._context(det.source):
+        if self._around(det.source) == det.source:
             return ""
         key = sources.BY_NAME[det.source].key
         return (f" AND EXISTS (SELECT 1 FROM {_q(det.source)} AS w"
@@ -303,9 +304,8 @@ class _Compiler:
         self.names(other.on, cols & o_cols, p + ("with", "on"))
         o_where = (f" WHERE {self.expr(other.where, p + ('with', 'where'), {'': o_cols})}"
                    if other.where else "")
-        context = self._context(other.source)  # the other side may be outside the window
-        o_rows = context.relation if context else other.source
-        self.ctes.append(("oth", f"SELECT * FROM {_q(o_rows)}{o_where}"))
+        # the other side may be outside the window
+        self.ctes.append(("oth", f"SELECT * FROM {_q(self._around(other.source))}{o_where}"))
         scope = {"": cols, "this": cols, "other": o_cols}
         rw = _requalify({"this": "t.", "other": "o.", "": "t."})
         match = self.expr(det.match, p + ("match",), scope, rewrite=rw)

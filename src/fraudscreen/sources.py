@@ -51,19 +51,6 @@ class Attached:
 
 
 @dataclass(frozen=True)
-class Context:
-    """A windowed source's rows without the ``--from/--to`` window.
-
-    A kind that judges a row by the rows around it reads those from here: a
-    ``sequence`` its earlier rows, a ``window`` the members of a run, a ``correlate``
-    the other side. Only rows of the windowed source are judged (flagged). Without it a
-    window cut off the stay before a readmission, or the purchases before a hoarding
-    run, and a site screening month by month never saw one across a month's end."""
-
-    relation: str
-
-
-@dataclass(frozen=True)
 class Source:
     name: str
     key: tuple[str, ...]
@@ -76,7 +63,12 @@ class Source:
     attached: Attached | None = None
     # Read by compiled rules only, never named in a rule (it holds rows no rule may see).
     internal: bool = False
-    context: Context | None = None
+    # The same rows without the --from/--to window. A kind that judges a row by the rows
+    # around it reads those from here (a sequence its earlier rows, a window the members
+    # of a run, a correlate the other side) and flags only rows of this source: without
+    # it, a window cut off the stay before a readmission, or the purchases before a
+    # hoarding run, and a site screening month by month never saw one across a month's end.
+    context: str | None = None
 
 
 _ITEM_DAYS = """
@@ -102,12 +94,6 @@ _FEE_LINE_SETTLEMENT = Attached(
     "fee_line_rows", "settlement_id", "effective_settlements",
     ("person_id", "institution_id", "medical_type", "admit_time", "admit_date",
      "discharge_time", "discharge_date", "off_site"))
-
-
-# Fee lines of effective settlements whatever the window (`fee_lines` without it).
-_ALL_FEE_LINES = _FEE_LINE_SETTLEMENT.join(
-    "(SELECT f.*, CAST(f.charge_time AS DATE) AS charge_date FROM input_fee_lines AS f)",
-    _FEE_LINE_SETTLEMENT.columns)
 
 
 def _table(name: str, doc: str) -> Source:
@@ -153,7 +139,7 @@ SOURCES: tuple[Source, ...] = (
         "admit/discharge dates, diagnosis_category (ICD-10 3-character, upper case), pooling "
         "areas and off_site. (The rows a `sequence`, `window` or `correlate` rule judges a "
         "settlement by may be admitted outside the window.)",
-        context=Context("effective_settlements"),
+        context="effective_settlements",
     ),
     Source(
         "fee_line_rows",
@@ -183,13 +169,15 @@ SOURCES: tuple[Source, ...] = (
         # limit at scale (20 M lines: 16 s to build, and every rule then reads it back
         # from disk).
         attached=_FEE_LINE_SETTLEMENT,
-        context=Context("all_fee_lines"),
+        context="all_fee_lines",
     ),
     Source(
         "all_fee_lines",
         ("line_id",),
         ("settlements", "fee_lines"),
-        _ALL_FEE_LINES,
+        _FEE_LINE_SETTLEMENT.join(
+            "(SELECT f.*, CAST(f.charge_time AS DATE) AS charge_date FROM input_fee_lines"
+            " AS f)", _FEE_LINE_SETTLEMENT.columns),
         "fee_lines whatever the analysis window: its context.",
         internal=True,
     ),
@@ -281,7 +269,7 @@ SOURCES: tuple[Source, ...] = (
         "One row per settlement and item (two lines of one item in one settlement are "
         "one purchase), with the settlement's person, institution, type and time. (A "
         "`window` rule's other members may be charged before the analysis window.)",
-        context=Context("all_settlement_items"),
+        context="all_settlement_items",
     ),
     Source(
         "all_settlement_items",
