@@ -65,9 +65,8 @@ _FULL_WIDTH = set("“”‘’")
 
 def _finding(code: str, rule: Rule, detail: str = "", *path) -> Finding:
     severity, text = CHECKS[code]
-    line, col = rule.position(*path)
-    where = ":".join(str(p) for p in (rule.path, line, col) if p is not None)
-    return Finding(code, severity, rule.id, f"{text}{': ' + detail if detail else ''}", where)
+    return Finding(code, severity, rule.id, f"{text}{': ' + detail if detail else ''}",
+                   rule.where(*path))
 
 
 def lint(rule: Rule) -> list[Finding]:

@@ -26,13 +26,18 @@ from pydantic.json_schema import SkipJsonSchema
 Expr = Annotated[str, Field(pattern=r"\S")]
 
 
+def location(file: str | None, line: int | None, col: int | None) -> str:
+    """``file:line:col``, leaving out what is not known."""
+    return ":".join(str(p) for p in (file, line, col) if p is not None)
+
+
 class RuleError(ValueError):
     """A rule that cannot be loaded or compiled; carries where it is."""
 
     def __init__(self, message: str, file: str | None = None, line: int | None = None,
                  col: int | None = None):
         self.file, self.line, self.col, self.message = file, line, col, message
-        self.where = ":".join(str(p) for p in (file, line, col) if p is not None)
+        self.where = location(file, line, col)
         super().__init__(f"{self.where}: {message}" if self.where else message)
 
 
@@ -292,6 +297,10 @@ class Rule(_Model):
             if tuple(path[:n]) in self.positions:
                 return self.positions[tuple(path[:n])]
         return None, None
+
+    def where(self, *path: Any) -> str:
+        """``file:line:col`` of the deepest node on ``path`` that exists."""
+        return location(self.path, *self.position(*path))
 
     def error(self, message: str, *path: Any) -> RuleError:
         line, col = self.position(*path)

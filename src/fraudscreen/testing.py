@@ -99,8 +99,7 @@ def run_test(rule: Rule, test: RuleTest, engine: str = "duckdb") -> TestResult:
         tables = {name: _given(name, rows) for name, rows in test.given.items()}
     except (ValueError, ArithmeticError, TypeError) as err:  # the test's data, not the rule
         index = next((i for i, t in enumerate(rule.tests) if t is test), None)
-        line, col = rule.position("tests", index, "given") if index is not None else (None, None)
-        where = ":".join(str(p) for p in (rule.path, line, col) if p is not None)
+        where = rule.where("tests", index, "given")
         return TestResult(rule, test, False, [f"{where + ': ' if where else ''}given: {err}"])
     for required in ("settlements", "fee_lines"):
         tables.setdefault(required, table(required, []))
