@@ -18,12 +18,13 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from fraudscreen.contract import FAMILIES, INPUT_TABLES
+from fraudscreen.contract import INPUT_TABLES
 from fraudscreen.leads import (
     SEVERITY_ZH,
     by_family,
     by_month,
     families,
+    family_name,
     family_titles,
     ordered,
     rollup,
@@ -196,8 +197,7 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
         "missing": manifest.get("missing_optional_tables") or [],
         "notes": manifest.get("ingestion_notes") or [],
         "quarantine": quarantine,
-        "rules": [{**r, "family_zh": FAMILIES.get(r.get("family"))
-                   or titles.get(r.get("family")) or r.get("family"),
+        "rules": [{**r, "family_zh": family_name(r.get("family"), titles),
                    "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),
                    "amount_shown": yuan(r.get("amount_at_risk") or 0)} for r in rules],
         "suspicions": suspicions.height,

@@ -44,7 +44,12 @@ def families(suspicions: pl.DataFrame, titles: Titles | None = None) -> dict[str
     """Every contract family (in contract order), then any other family present, by its
     rule's ``family_title`` when it has one, else by its id."""
     extra = sorted(set(suspicions.get_column("family").unique().drop_nulls()) - set(FAMILIES))
-    return {**FAMILIES, **{f: (titles or {}).get(f, f) for f in extra}}
+    return {**FAMILIES, **{f: family_name(f, titles) for f in extra}}
+
+
+def family_name(family: str, titles: Titles | None = None) -> str:
+    """How the leads and the report name a family: its Chinese name, else its id."""
+    return FAMILIES.get(family) or (titles or {}).get(family) or family
 
 
 def family_titles(manifest: dict) -> dict[str, str]:
