@@ -552,3 +552,81 @@ def test_full_width_and_open_quotes_are_placed_exactly(text, says):
 
     with pytest.raises(ex.ExpressionError, match=re.escape(says)):
         ex.parse(text)
+
+
+@pytest.mark.parametrize(("where", "place"), [
+    # a literal block: the line within it, and the column past its indentation
+    ("|\n    fee_category = '01'\n    AND amount > 100\n    AND quantiy > 3", ":15:9:"),
+    # folded and plain blocks join their lines with spaces: still the line of the word
+    (">-\n    fee_category = '01'\n    AND quantiy > 3", ":14:9:"),
+    ("fee_category = '01'\n    AND quantiy > 3", ":13:9:"),
+    # on the key's line, past the quote; the earlier 'quantiy' inside a string is not it
+    ("\"item_name = 'quantiy' OR quantiy > 3\"", ":12:36:"),
+    ("\"quantity > 1 AND (amount\"", ":12:29:"),  # a parse error: at its token
+    ("|\n    amount > 0\n    AND getenv('HOME') = 'x'", ":14:9:"),
+    ("|\n    amount > 0\n    AND quantity > :limt", ":14:20:"),
+])
+def test_an_error_inside_a_multi_line_expression_names_its_own_line(tmp_path, where, place):
+    """An unknown column on the third line of a `where: |` block was placed at the
+    `where:` key (12:3), the parse error at 'column 28' of the whole block."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{place}"), str(err.value)
+
+
+def test_a_parse_error_in_a_block_names_the_token_not_the_whole_block(tmp_path):
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, "|\n    amount > 0\n    AND (quantity > 3")
+    assert f"{tmp_path / 'rule.yaml'}:14:" in str(err.value)
+    assert "cannot parse near '3': Expecting )" in str(err.value), str(err.value)
+
+
+def test_an_error_in_a_query_block_or_an_evidence_expression_names_its_line(tmp_path):
+    path = rule_file(tmp_path, "amount > 0")
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("  message:", "  evidence:\n    n: quantity +\n"
+                                 "      amout\n  message:"), encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(path))
+    assert str(err.value).startswith(f"{path}:17:7: rule test.sandbox: emit.evidence.n: "
+                                     "unknown column 'amout'"), str(err.value)
+    path.write_text(text.replace(
+        "  kind: filter\n  source: fee_lines\n  where: amount > 0\n",
+        "  kind: query\n  sql: |\n    SELECT settlement_id, sum(amount) AS amount\n"
+        "    FROM fee_lines\n    GROUP BY settlment_id\n"), encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(path))
+    assert str(err.value).startswith(f"{path}:14:14: rule test.sandbox: detect.sql: "
+                                     "unknown column 'settlment_id'"), str(err.value)
+
+
+def test_lint_and_test_take_the_rule_files_an_analyst_names(tmp_path):
+    """`fraudscreen rules lint my_rule.yaml` was 'unexpected extra argument', and
+    `rules test my_rule.yaml` 'no rule'."""
+    path = rule_file(tmp_path, "|\n    amount > 0\n    AND quantiy > 3")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"{path}:14:9: FS004 [error] test.sandbox: rule does not compile" in result.output
+    assert "duplicate_charge." not in result.output  # only the named file's findings
+    assert result.output.rstrip().endswith("error(s)")
+    result = CliRunner().invoke(app, ["rules", "test", str(path)])
+    assert result.exit_code == 0 and "0 passed, 0 failed; no tests in test.sandbox" \
+        in result.output, result.output
+    # the built-ins are loaded too: an id taken by a built-in rule is an error
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "id: test.sandbox", "id: duplicate_charge.daily_cap"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    assert result.exit_code == 2 and "duplicate rule id" in result.output, result.output
+
+
+def test_a_built_in_rule_named_by_its_file_is_tested_once():
+    from fraudscreen.resources import shipped
+
+    path = shipped("rules") / "duplicate_charge" / "daily_cap.yaml"
+    result = CliRunner().invoke(app, ["rules", "test", str(path),
+                                      "split_hospitalisation.readmission"])
+    assert result.exit_code == 0, result.output
+    ran = [line.split(" :: ")[0] for line in result.output.splitlines() if " :: " in line]
+    assert set(ran) == {"PASS duplicate_charge.daily_cap", "PASS split_hospitalisation.readmission"}
+    assert ran.count("PASS duplicate_charge.daily_cap") == len(
+        load_rule(path).tests), result.output

@@ -368,13 +368,21 @@ def rules_show(rule_id: str, rules: RulesOpt = []) -> None:
 
 @rules_app.command("lint")
 def rules_lint(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Rule files or folders to lint, e.g. site_rules/超量开药.yaml (default: every "
+             "rule loaded).", show_default=False)] = None,
     rules: RulesOpt = [],
     builtin: Annotated[bool, typer.Option(help="Include the built-in rules.")] = True,
 ) -> None:
-    """Problems with codes and severities; exit 1 when any is an error."""
-    from fraudscreen.lint import lint
+    """Problems with codes and severities; exit 1 when any is an error.
 
-    findings = [f for r in _ruleset(rules, builtin).rules for f in lint(r)]
+    `fraudscreen rules lint my_rules/` checks your files against the built-in rules
+    (a rule id or a family title already taken is an error) and shows only theirs."""
+    from fraudscreen.lint import lint
+    from fraudscreen.ruleset import read_from
+
+    loaded = _ruleset([*rules, *(paths or [])], builtin).rules
+    findings = [f for r in (read_from(loaded, paths) if paths else loaded) for f in lint(r)]
     for f in findings:
         typer.echo(str(f))
     errors = sum(f.severity == "error" for f in findings)
@@ -384,23 +392,30 @@ def rules_lint(
 
 @rules_app.command("test")
 def rules_test(
-    rule_ids: Annotated[
-        list[str] | None, typer.Argument(help="Rules to test (default all).")
-    ] = None,
+    targets: Annotated[list[str] | None, typer.Argument(
+        help="Rule ids, or rule files or folders (default: every rule loaded).",
+        show_default=False)] = None,
     rules: RulesOpt = [],
     engine: Annotated[str, typer.Option("--engine", help="duckdb or spark")] = "duckdb",
 ) -> None:
-    """Run every rule's inline tests; show expected vs actual for failures."""
+    """Run every rule's inline tests; show expected vs actual for failures.
+
+    `fraudscreen rules test my_rule.yaml` tests one file;
+    `fraudscreen rules test duplicate_charge.daily_cap` one built-in rule."""
     from fraudscreen.rule import RuleError
+    from fraudscreen.ruleset import read_from
     from fraudscreen.testing import run_test
 
-    ruleset = _ruleset(rules)
-    try:
-        selected = [ruleset.get(i) for i in rule_ids] if rule_ids else ruleset.rules
-    except RuleError as err:  # a misspelt id would otherwise test nothing and pass
+    targets = targets or []
+    paths = [Path(t) for t in targets if t.endswith((".yaml", ".yml")) or Path(t).is_dir()]
+    ruleset = _ruleset([*rules, *paths])
+    try:  # a misspelt id would otherwise test nothing and pass
+        selected = [ruleset.get(t) for t in targets if Path(t) not in paths]
+    except RuleError as err:
         raise _fail(err) from None
+    selected += read_from(ruleset.rules, paths)
     passed = failed = 0
-    for rule in selected:
+    for rule in selected if targets else ruleset.rules:
         for test in rule.tests:
             result = run_test(rule, test, engine)
             mark = "PASS" if result.passed else "FAIL"
@@ -409,7 +424,9 @@ def rules_test(
                 typer.echo(f"     {line}")
             passed += result.passed
             failed += not result.passed
-    typer.echo(f"{passed} passed, {failed} failed")
+    untested = [r.id for r in (selected if targets else ruleset.rules) if not r.tests]
+    typer.echo(f"{passed} passed, {failed} failed"
+               + (f"; no tests in {', '.join(untested)}" if untested else ""))
     raise typer.Exit(1 if failed else 0)
 
 

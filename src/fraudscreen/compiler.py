@@ -138,7 +138,8 @@ class _Compiler:
             tree = ex.check(ex.parse(text), scope)
             tree = ex.bind(tree, self.values)
         except ex.ExpressionError as err:
-            raise self.rule.error(f"{'.'.join(map(str, path))}: {err}", *path) from None
+            raise self.rule.error(f"{'.'.join(map(str, path))}: {err}", *path,
+                                  within=(text, err.at)) from None
         for table in tree.find_all(exp.Table):
             self.needs.update(sources.BY_NAME[table.name].needs)
         if rewrite:
@@ -448,7 +449,8 @@ class _Compiler:
                 raise ex.ExpressionError("the query kind takes one SELECT statement")
             tree = ex.bind(ex.check(tree, scope, statement=True), self.values)
         except ex.ExpressionError as err:
-            raise self.rule.error(f"detect.sql: {err}", "detect", "sql") from None
+            raise self.rule.error(f"detect.sql: {err}", "detect", "sql",
+                                  within=(det.sql, err.at)) from None
         for table in tree.find_all(exp.Table):
             self.needs.update(sources.BY_NAME[table.name].needs)
         sql = tree.sql("duckdb")

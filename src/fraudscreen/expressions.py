@@ -11,9 +11,12 @@ list, and tables in subqueries must be rule sources.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
+import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -26,7 +29,30 @@ DIALECT = "duckdb"
 
 
 class ExpressionError(ValueError):
-    """A rule expression that may not run; the message says why and what to write."""
+    """A rule expression that may not run; the message says why and what to write.
+    ``at``: the offset in the expression's text of what is wrong, when known, so that
+    the error can name the line and column of a multi-line block in the rule file."""
+
+    def __init__(self, message: str, at: int | None = None):
+        super().__init__(message)
+        self.at = at
+
+
+def _start(node: exp.Expression) -> int | None:
+    """Where a node's text starts: sqlglot keeps offsets on names, literals and calls."""
+    starts = [n.meta["start"] for n in node.walk() if n._meta and "start" in n.meta]
+    return min(starts, default=None)
+
+
+@contextlib.contextmanager
+def _at(node: exp.Expression) -> Iterator[None]:
+    """An error raised about ``node`` points at it."""
+    try:
+        yield
+    except ExpressionError as err:
+        if err.at is None:
+            err.at = _start(node)
+        raise
 
 
 # Structural nodes: operators, literals, CASE, CAST, subquery scaffolding.
@@ -105,26 +131,55 @@ def _full_width(text: str) -> None:
             at = f"line {line}, {at}"
         raise ExpressionError(f"full-width {bad!r} at {at} of {text!r}: write ASCII "
                               f"{_FULL_WIDTH[bad]!r} (switch the input method to "
-                              "half-width, 半角)")
+                              "half-width, 半角)", offset)
 
 
 def parse(text: str) -> exp.Expression:
     """Parse one expression; a syntax error becomes an ExpressionError."""
-    _full_width(str(text))
+    text = str(text)
+    _full_width(text)
+    # A one-line expression is shown in the error; a block's line and column say where.
+    shown = "" if "\n" in text.strip() else f" {text!r}"
     try:
-        tree = sqlglot.parse_one(str(text), read=DIALECT)
+        tree = sqlglot.parse_one(text, read=DIALECT)
     except ParseError as err:
         first = err.errors[0] if err.errors else {}
-        where = f" near column {first.get('col')}" if first.get("col") else ""
+        near = first.get("highlight") or ""
         raise ExpressionError(
-            f"cannot parse {text!r}{where}: {first.get('description', err)}"
-        ) from None
+            f"cannot parse{shown}{f' near {near!r}' if near else ''}: "
+            f"{first.get('description', err)}", _offset(text, first)) from None
     except TokenError as err:  # an unterminated string or quoted name, say
-        raise ExpressionError(f"cannot parse {text!r}: {str(err).splitlines()[0]} "
+        raise ExpressionError(f"cannot parse{shown}: {str(err).splitlines()[0]} "
                               "(is a quote left open?)") from None
     if tree is None:
         raise ExpressionError("empty expression")
+    _place_parameters(tree, text)
     return tree
+
+
+def _place_parameters(tree: exp.Expression, text: str) -> None:
+    """sqlglot keeps no offset on a ``:name``; give each the first one's, so that an
+    unknown parameter is shown where it is written."""
+    placeholders = list(tree.find_all(exp.Placeholder))
+    if not placeholders:
+        return
+    tokens = sqlglot.tokenize(text, read=DIALECT)
+    first: dict[str, int] = {}
+    for colon, name in itertools.pairwise(tokens):
+        if colon.token_type is TokenType.COLON and colon.end + 1 == name.start:
+            first.setdefault(name.text, colon.start)
+    for node in placeholders:
+        if node.name in first:
+            node.meta["start"] = first[node.name]
+
+
+def _offset(text: str, error: dict) -> int | None:
+    """The offset of a parse error's token (sqlglot gives the line and the column where
+    the token ends)."""
+    if not error.get("line") or not error.get("col"):
+        return None
+    line_start = sum(len(t) + 1 for t in text.split("\n")[:error["line"] - 1])
+    return max(0, line_start + error["col"] - len(error.get("highlight") or ""))
 
 
 def suggest(name: str, options: set[str]) -> str:
@@ -136,46 +191,52 @@ def check(tree: exp.Expression, scope: Scope, statement: bool = False) -> exp.Ex
     """Refuse anything outside the allow-list or the scope; returns the tree.
     ``statement``: the tree is a query kind's SELECT, not a value."""
     for node in tree.walk():
-        if isinstance(node, _ALLOWED_FUNCTIONS):
-            in_subquery = _inside_subquery(node)
-            if isinstance(node, _AGGREGATES) and not scope.aggregates and not in_subquery:
-                raise ExpressionError(
-                    f"aggregate {node.sql(DIALECT)!r} is not allowed here (only in measures/having)"
-                )
-            continue
-        if isinstance(node, exp.Func) and not isinstance(node, _ALLOWED_NODES):
-            # As DuckDB spells it (what the analyst wrote, mostly), not sqlglot's class
-            # name; an operator (->>) by its class.
-            spelled = re.match(r"[A-Za-z_][A-Za-z0-9_]*(?=\()", node.sql(DIALECT))
-            name = node.name if isinstance(node, exp.Anonymous) else \
-                spelled.group(0) if spelled else node.sql_name()
-            raise ExpressionError(
-                f"function {name.lower()}() is not allowed in rule expressions "
-                f"(allowed: {', '.join(sorted(_function_names()))})"
-            )
-        if not isinstance(node, _ALLOWED_NODES):
-            raise ExpressionError(
-                f"{type(node).__name__} ({node.sql(DIALECT)!r}) is not allowed in rule expressions"
-            )
-        if isinstance(node, exp.DataType) and node.this not in _ALLOWED_TYPES:
-            raise ExpressionError(
-                f"type {node.sql(DIALECT)} is not allowed in rule expressions (allowed: "
-                "VARCHAR, INTEGER, BIGINT, DECIMAL(p, s), DOUBLE, DATE, TIMESTAMP, BOOLEAN)")
-        if isinstance(node, exp.Placeholder) and node.name not in scope.params:
-            raise ExpressionError(
-                f"unknown parameter :{node.name}{suggest(node.name, scope.params)}"
-            )
-        if isinstance(node, exp.Table):
-            _check_table(node, scope)
-        if not statement and (isinstance(node, (exp.Alias, exp.Select)) or (
-                isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count))) \
-                and node.find_ancestor(exp.Subquery, exp.Exists, exp.In) is None:
-            # An expression is a value: `amount AS x`, `SELECT …` or `*` on their own
-            # (a stray ；, say, reads as an alias) belong in no rule field.
-            raise ExpressionError(f"{node.sql(DIALECT)!r} is not a value; write an expression "
-                                  "(a SELECT only inside EXISTS (…) or IN (…))")
+        with _at(node):
+            _check_node(node, scope, statement)
     _check_columns(tree, scope)
     return tree
+
+
+def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
+    """One node: on the allow-list, and naming only what the scope offers."""
+    if isinstance(node, _ALLOWED_FUNCTIONS):
+        in_subquery = _inside_subquery(node)
+        if isinstance(node, _AGGREGATES) and not scope.aggregates and not in_subquery:
+            raise ExpressionError(
+                f"aggregate {node.sql(DIALECT)!r} is not allowed here (only in measures/having)"
+            )
+        return
+    if isinstance(node, exp.Func) and not isinstance(node, _ALLOWED_NODES):
+        # As DuckDB spells it (what the analyst wrote, mostly), not sqlglot's class
+        # name; an operator (->>) by its class.
+        spelled = re.match(r"[A-Za-z_][A-Za-z0-9_]*(?=\()", node.sql(DIALECT))
+        name = node.name if isinstance(node, exp.Anonymous) else \
+            spelled.group(0) if spelled else node.sql_name()
+        raise ExpressionError(
+            f"function {name.lower()}() is not allowed in rule expressions "
+            f"(allowed: {', '.join(sorted(_function_names()))})"
+        )
+    if not isinstance(node, _ALLOWED_NODES):
+        raise ExpressionError(
+            f"{type(node).__name__} ({node.sql(DIALECT)!r}) is not allowed in rule expressions"
+        )
+    if isinstance(node, exp.DataType) and node.this not in _ALLOWED_TYPES:
+        raise ExpressionError(
+            f"type {node.sql(DIALECT)} is not allowed in rule expressions (allowed: "
+            "VARCHAR, INTEGER, BIGINT, DECIMAL(p, s), DOUBLE, DATE, TIMESTAMP, BOOLEAN)")
+    if isinstance(node, exp.Placeholder) and node.name not in scope.params:
+        raise ExpressionError(
+            f"unknown parameter :{node.name}{suggest(node.name, scope.params)}"
+        )
+    if isinstance(node, exp.Table):
+        _check_table(node, scope)
+    if not statement and (isinstance(node, (exp.Alias, exp.Select)) or (
+            isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count))) \
+            and node.find_ancestor(exp.Subquery, exp.Exists, exp.In) is None:
+        # An expression is a value: `amount AS x`, `SELECT …` or `*` on their own
+        # (a stray ；, say, reads as an alias) belong in no rule field.
+        raise ExpressionError(f"{node.sql(DIALECT)!r} is not a value; write an expression "
+                              "(a SELECT only inside EXISTS (…) or IN (…))")
 
 
 def outside_aggregates(tree: exp.Expression) -> set[str]:
@@ -215,37 +276,41 @@ def _check_table(node: exp.Table, scope: Scope) -> None:
 
 def _check_columns(tree: exp.Expression, scope: Scope) -> None:
     for column in tree.find_all(exp.Column):
-        if isinstance(column.this, exp.Star):
-            continue
-        visible = dict(scope.columns)
-        select = column.find_ancestor(exp.Select)
-        inner: set[str] = set()
-        while select is not None:  # subquery aliases shadow nothing but add names
-            for table in select.find_all(exp.Table):
-                cols = scope.tables.get(table.name, set())
-                visible[table.alias_or_name] = cols
-                visible[""] = visible.get("", set()) | cols
-                inner |= cols
-            select = select.find_ancestor(exp.Select)
-        qualifier = column.table
-        if not qualifier and column.name in inner and column.name in scope.columns.get("", ()):
-            # SQL binds it to the subquery's table, which an analyst comparing with the
-            # rule's own row (p.person_id = person_id) does not expect: every row matches.
-            raise ExpressionError(
-                f"{column.name!r} inside the subquery is its own table's column, not the "
-                f"rule row's: qualify it with the subquery's alias, or compare with the "
-                f"row's {column.name} as {column.name} IN (SELECT {column.name} FROM …)")
-        if qualifier not in visible:
-            raise ExpressionError(
-                f"unknown qualifier {qualifier!r} in {column.sql(DIALECT)!r}"
-                f"{suggest(qualifier, set(visible) - {''})}"
-            )
-        names = visible[qualifier]
-        if column.name not in names:
-            quoted = column.this.args.get("quoted") and not suggest(column.name, names)
-            hint = (f"; text goes in single quotes: '{column.name}'" if quoted
-                    else suggest(column.name, names))
-            raise ExpressionError(f"unknown column {column.sql(DIALECT)!r}{hint}")
+        if not isinstance(column.this, exp.Star):
+            with _at(column):
+                _check_column(column, scope)
+
+
+def _check_column(column: exp.Column, scope: Scope) -> None:
+    visible = dict(scope.columns)
+    select = column.find_ancestor(exp.Select)
+    inner: set[str] = set()
+    while select is not None:  # subquery aliases shadow nothing but add names
+        for table in select.find_all(exp.Table):
+            cols = scope.tables.get(table.name, set())
+            visible[table.alias_or_name] = cols
+            visible[""] = visible.get("", set()) | cols
+            inner |= cols
+        select = select.find_ancestor(exp.Select)
+    qualifier = column.table
+    if not qualifier and column.name in inner and column.name in scope.columns.get("", ()):
+        # SQL binds it to the subquery's table, which an analyst comparing with the
+        # rule's own row (p.person_id = person_id) does not expect: every row matches.
+        raise ExpressionError(
+            f"{column.name!r} inside the subquery is its own table's column, not the "
+            f"rule row's: qualify it with the subquery's alias, or compare with the "
+            f"row's {column.name} as {column.name} IN (SELECT {column.name} FROM …)")
+    if qualifier not in visible:
+        raise ExpressionError(
+            f"unknown qualifier {qualifier!r} in {column.sql(DIALECT)!r}"
+            f"{suggest(qualifier, set(visible) - {''})}"
+        )
+    names = visible[qualifier]
+    if column.name not in names:
+        quoted = column.this.args.get("quoted") and not suggest(column.name, names)
+        hint = (f"; text goes in single quotes: '{column.name}'" if quoted
+                else suggest(column.name, names))
+        raise ExpressionError(f"unknown column {column.sql(DIALECT)!r}{hint}")
 
 
 def sql_string(text: str) -> str:

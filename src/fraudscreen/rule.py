@@ -13,6 +13,7 @@ import datetime as dt
 import difflib
 import hashlib
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -237,6 +238,35 @@ class RuleTest(_Model):
     expect: list[Expected]
 
 
+@dataclass(frozen=True)
+class Scalar:
+    """A scalar as the file has it, to place an error on the line and column of a
+    multi-line ``where: |`` block rather than on its key."""
+
+    line: int
+    col: int
+    source: str  # the value's text in the file, quotes and block indicator included
+    value: str   # what YAML made of it
+
+    def find(self, text: str, at: int | None) -> tuple[int, int] | None:
+        """(line, column) in the file of offset ``at`` of ``text``, this scalar's value.
+        The word there is looked for in the file's text, as many times as it occurs
+        before ``at``, so quoting, indentation and folding do not matter."""
+        word = re.match(r"\w+|\S", text[at:]) if at is not None and text == self.value else None
+        if word is None:
+            return None
+        # A block's first line is its indicator (|, >-), never the expression.
+        i = self.source.find("\n") if self.source[:1] in "|>" else -1
+        for _ in range(text.count(word.group(0), 0, at) + 1):
+            i = self.source.find(word.group(0), i + 1)
+            if i < 0:
+                return None
+        newlines = self.source.count("\n", 0, i)
+        if not newlines:
+            return self.line, self.col + i
+        return self.line + newlines, i - self.source.rfind("\n", 0, i)
+
+
 class Rule(_Model):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
     version: str
@@ -267,6 +297,7 @@ class Rule(_Model):
     positions: SkipJsonSchema[dict[tuple, tuple[int, int]]] = Field(default_factory=dict,
                                                                      exclude=True)
     content_hash: SkipJsonSchema[str] = Field(default="", exclude=True)
+    scalars: SkipJsonSchema[dict[tuple, Scalar]] = Field(default_factory=dict, exclude=True)
 
     @field_validator("params")
     @classmethod
@@ -291,8 +322,15 @@ class Rule(_Model):
             raise ValueError("family_title is empty: give the family's Chinese name")
         return v.strip() if v else v
 
-    def position(self, *path: Any) -> tuple[int | None, int | None]:
-        """Line and column of the deepest node on ``path`` that exists."""
+    def position(self, *path: Any, within: tuple[str, int | None] | None = None
+                 ) -> tuple[int | None, int | None]:
+        """Line and column of the deepest node on ``path`` that exists; with ``within``
+        (an expression's text and an offset in it), of that spot inside the value."""
+        scalar = self.scalars.get(tuple(path))
+        if within is not None and scalar is not None:
+            spot = scalar.find(*within)
+            if spot is not None:
+                return spot
         for n in range(len(path), -1, -1):
             if tuple(path[:n]) in self.positions:
                 return self.positions[tuple(path[:n])]
@@ -302,8 +340,9 @@ class Rule(_Model):
         """``file:line:col`` of the deepest node on ``path`` that exists."""
         return location(self.path, *self.position(*path))
 
-    def error(self, message: str, *path: Any) -> RuleError:
-        line, col = self.position(*path)
+    def error(self, message: str, *path: Any,
+              within: tuple[str, int | None] | None = None) -> RuleError:
+        line, col = self.position(*path, within=within)
         return RuleError(f"rule {self.id}: {message}", self.path, line, col)
 
 
@@ -382,6 +421,19 @@ def _positions(node: yaml.Node, path: tuple = ()) -> dict[tuple, tuple[int, int]
     elif isinstance(node, yaml.SequenceNode):
         for i, value in enumerate(node.value):
             out.update(_positions(value, path + (i,)))
+    return out
+
+
+def _scalars(node: yaml.Node, text: str, path: tuple = ()) -> dict[tuple, Scalar]:
+    """Every scalar value by its YAML path, with its place and text in the file."""
+    if isinstance(node, yaml.ScalarNode):
+        return {path: Scalar(node.start_mark.line + 1, node.start_mark.column + 1,
+                             text[node.start_mark.index:node.end_mark.index], node.value)}
+    children = (node.value if isinstance(node, yaml.MappingNode)
+                else enumerate(node.value) if isinstance(node, yaml.SequenceNode) else ())
+    out: dict[tuple, Scalar] = {}
+    for key, value in children:
+        out.update(_scalars(value, text, path + (key if isinstance(key, int) else key.value,)))
     return out
 
 
@@ -473,5 +525,6 @@ def load_rule(path: Path) -> Rule:
         raise RuleError(f"{field}: {msg}", str(path), line, col) from None
     rule.path = str(path)
     rule.positions = positions
+    rule.scalars = _scalars(node, text)
     rule.content_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return rule

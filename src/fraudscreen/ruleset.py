@@ -38,6 +38,14 @@ def _tell_apart(rules: list[Rule], titles: dict[str, str]) -> None:
                 else "family")
 
 
+def read_from(rules: list[Rule], paths: list[Path]) -> list[Rule]:
+    """The rules loaded from these files or folders."""
+    roots = [p.resolve() for p in paths]
+    return [r for r in rules if r.path and any(
+        root == Path(r.path).resolve() or root in Path(r.path).resolve().parents
+        for root in roots)]
+
+
 def rule_files(path: Path) -> list[Path]:
     """Rule files under a folder (reference data excluded), or the file itself."""
     if path.is_file():
@@ -60,6 +68,8 @@ class RuleSet:
         paths = (rule_files(shipped("rules")) if builtin else [])
         for p in extra or []:
             paths += rule_files(p)
+        # A file named twice (a built-in rule given by its path, say) is one rule.
+        paths = list({p.resolve(): p for p in reversed(paths)}.values())[::-1]
         rules: list[Rule] = []
         seen: dict[str, Rule] = {}
         titled: dict[str, Rule] = {}  # a new family -> the first rule naming it
