@@ -339,3 +339,80 @@ def test_a_query_may_group_and_filter_its_groups(tmp_path):
     assert "HAVING COUNT(*) > 2" in compile_rule(rule).sql_for("duckdb", pretty=False)
     result = run_test(rule, rule.tests[0])
     assert result.passed, result
+
+
+def _people(funds: list[int]) -> str:
+    """Outpatient settlements at H1, one per person P1, P2, … with these fund amounts."""
+    return "".join(f"        - {{settlement_id: S{i}, person_id: P{i}, institution_id: H1, "
+                   f"medical_type: \"11\", fund_amount: {f}}}\n"
+                   for i, f in enumerate(funds, 1))
+
+
+STEPPED_QUERY = f"""
+id: t.stepped_query
+version: "1"
+family: t
+title: t
+description: d
+severity: low
+params:
+  times: {{type: decimal, default: 3}}
+detect:
+  kind: query
+  sql: |
+    WITH per_person AS (
+      SELECT institution_id, person_id, sum(fund_amount) AS fund
+      FROM settlements WHERE medical_type = '11'
+      GROUP BY institution_id, person_id
+    ), ranked AS (
+      SELECT p.*, rank() OVER (PARTITION BY institution_id ORDER BY fund DESC) AS place,
+             avg(fund) OVER (PARTITION BY institution_id) AS mean_fund
+      FROM per_person AS p
+    )
+    SELECT institution_id, person_id, fund, mean_fund, 'top' AS why
+    FROM (SELECT * FROM ranked WHERE place = 1) AS top
+    WHERE top.fund > :times * top.mean_fund
+    UNION ALL
+    SELECT institution_id, person_id, fund, mean_fund, 'runner-up' AS why
+    FROM ranked WHERE place > 1 AND fund > :times * mean_fund
+emit:
+  amount_at_risk: fund - mean_fund
+  evidence: {{why: why}}
+  message: "{{person_id}} {{why}}"
+  key: [institution_id, person_id]
+tests:
+  - name: the top spender at nine times the others is exactly three times the mean, not flagged
+    given:
+      settlements:
+{_people([90, 10, 10, 10])}
+    expect: []
+  - name: one fen more is flagged, at the fund above the mean
+    given:
+      settlements:
+{_people([91, 10, 10, 10])}
+    expect:
+      - {{person_id: P1, amount_at_risk: 60.75}}
+  - name: a runner-up above three times the mean is flagged too, people who tie share a place
+    given:
+      settlements:
+{_people([200, 200, 150, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])}
+    expect:
+      - {{person_id: P1}}
+      - {{person_id: P2}}
+      - {{person_id: P3}}
+"""
+
+
+def test_a_query_may_name_its_steps_rank_and_unite(tmp_path):
+    """WITH steps, a subquery in FROM, rank() and avg() OVER a partition, UNION ALL: the
+    escape hatch refused them all, so a rule comparing a person with the others at the
+    same institution could not be written."""
+    from fraudscreen.rule import load_rule
+    from fraudscreen.testing import run_test
+
+    path = tmp_path / "rule.yaml"
+    path.write_text(STEPPED_QUERY, encoding="utf-8")
+    rule = load_rule(path)
+    for case in rule.tests:
+        result = run_test(rule, case)
+        assert result.passed, (case.name, result.diff)

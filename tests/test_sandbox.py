@@ -630,3 +630,50 @@ def test_a_built_in_rule_named_by_its_file_is_tested_once():
     assert set(ran) == {"PASS duplicate_charge.daily_cap", "PASS split_hospitalisation.readmission"}
     assert ran.count("PASS duplicate_charge.daily_cap") == len(
         load_rule(path).tests), result.output
+
+
+QUERY = BASE.replace("kind: filter\n  source: fee_lines\n  where: {where}\n",
+                     "kind: query\n  sql: |\n    {where}\n")
+STEP = "WITH s AS (SELECT settlement_id, amount FROM fee_lines) "
+
+
+@pytest.mark.parametrize(("sql", "says"), [
+    ("WITH RECURSIVE s AS (SELECT 1 AS n) SELECT n FROM s", "WITH RECURSIVE is not allowed"),
+    ("SELECT settlement_id FROM (WITH s AS (SELECT settlement_id FROM fee_lines) "
+     "SELECT settlement_id FROM s) AS x", "WITH goes once, at the start of the query"),
+    ("WITH fee_lines AS (SELECT 1 AS amount) SELECT amount FROM fee_lines",
+     "may not be named 'fee_lines', the name of a source"),
+    # a step reads only the steps before it: a later name would be a database table
+    ("WITH a AS (SELECT * FROM b), b AS (SELECT amount FROM fee_lines) SELECT * FROM a",
+     "unknown source 'b'"),
+    ("WITH input_fee_lines AS (SELECT * FROM input_fee_lines) SELECT * FROM input_fee_lines",
+     "unknown source 'input_fee_lines'"),
+    (STEP + "SELECT * FROM s, read_csv('/etc/passwd')", "read_csv"),
+    (STEP + "SELECT s.settlement_id, s.amont FROM s", "unknown column 's.amont'; did you mean"),
+    ("SELECT x.settlement_id, x.amout FROM (SELECT settlement_id, amount FROM fee_lines) AS x",
+     "unknown column 'x.amout'; did you mean 'amount'"),
+    (STEP + "SELECT settlement_id, lag(amount) OVER (ORDER BY amount) AS before FROM s",
+     "lag() is not allowed: it picks a row by its place"),
+    (STEP + "SELECT settlement_id, row_number() OVER () AS n FROM s", "row_number()"),
+    (STEP + "SELECT settlement_id, sum(amount) OVER (ORDER BY amount ROWS BETWEEN 1 "
+     "PRECEDING AND CURRENT ROW) AS s2 FROM s", "a ROWS frame counts rows"),
+    (STEP + "SELECT settlement_id FROM s ORDER BY amount", "ORDER BY: a query's rows are hits"),
+    (STEP + "SELECT settlement_id FROM s LIMIT 5", "not allowed"),
+    ("WITH hits AS (SELECT settlement_id FROM fee_lines) SELECT * FROM hits",
+     "may not be named 'hits'"),
+    ("WITH fee_line_rows AS (SELECT settlement_id FROM fee_lines) SELECT * FROM fee_line_rows",
+     "may not be named 'fee_line_rows'"),
+])
+def test_a_query_s_steps_windows_and_unions_stay_in_the_sandbox(tmp_path, sql, says):
+    path = tmp_path / "q.yaml"
+    path.write_text(QUERY.format(where=sql), encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(path))
+    assert says in str(err.value), str(err.value)
+    assert str(err.value).startswith(f"{path}:12:"), str(err.value)  # its line in the block
+
+
+def test_window_functions_stay_in_the_query_kind(tmp_path):
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, "amount > avg(amount) OVER (PARTITION BY item_code)")
+    assert "Window" in str(err.value) and "not allowed" in str(err.value)

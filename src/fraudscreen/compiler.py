@@ -445,14 +445,20 @@ class _Compiler:
                          params=self.params, aggregates=True)
         try:
             tree = ex.parse(det.sql)
-            if not isinstance(tree, exp.Select):
+            if not isinstance(tree, (exp.Select, exp.Union)):
                 raise ex.ExpressionError("the query kind takes one SELECT statement")
             tree = ex.bind(ex.check(tree, scope, statement=True), self.values)
+            for step in tree.find_all(exp.CTE):  # Spark lifts them beside the compiler's
+                if step.alias == "hits" or step.alias in sources.BY_NAME:
+                    raise ex.ExpressionError(
+                        f"a step may not be named {step.alias!r}: the compiler's name for "
+                        "the query's rows, or a source's", ex.start(step))
         except ex.ExpressionError as err:
             raise self.rule.error(f"detect.sql: {err}", "detect", "sql",
                                   within=(det.sql, err.at)) from None
         for table in tree.find_all(exp.Table):
-            self.needs.update(sources.BY_NAME[table.name].needs)
+            if table.name in sources.BY_NAME:  # not one of the query's own WITH steps
+                self.needs.update(sources.BY_NAME[table.name].needs)
         sql = tree.sql("duckdb")
         self.ctes.append(("hits", sql))
         return set(sources.describe(sql))
@@ -607,8 +613,10 @@ def _requalify(mapping: dict[str, str]) -> Callable[[exp.Expression], exp.Expres
 
 def _assert_reads_sources(sql: str, ctes: set[str]) -> None:
     """Defence in depth: the finished statement reads only sources and its CTEs."""
-    allowed = set(sources.BY_NAME) | ctes
-    for table in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Table):
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    # A query rule's own WITH steps were checked where it was compiled.
+    allowed = set(sources.BY_NAME) | ctes | {cte.alias for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
         if table.name not in allowed or table.args.get("db"):
             raise AssertionError(f"compiled SQL reads {table.sql('duckdb')!r}")
 

@@ -38,7 +38,7 @@ class ExpressionError(ValueError):
         self.at = at
 
 
-def _start(node: exp.Expression) -> int | None:
+def start(node: exp.Expression) -> int | None:
     """Where a node's text starts: sqlglot keeps offsets on names, literals and calls."""
     starts = [n.meta["start"] for n in node.walk() if n._meta and "start" in n.meta]
     return min(starts, default=None)
@@ -51,7 +51,7 @@ def _at(node: exp.Expression) -> Iterator[None]:
         yield
     except ExpressionError as err:
         if err.at is None:
-            err.at = _start(node)
+            err.at = start(node)
         raise
 
 
@@ -85,6 +85,17 @@ _ALLOWED_TYPES = frozenset({
     _T.DECIMAL, _T.DOUBLE, _T.FLOAT, _T.DATE, _T.TIMESTAMP, _T.TIMESTAMPNTZ, _T.BOOLEAN,
     _T.ARRAY,
 })
+
+# What only a query kind's statement may hold: named steps (WITH), UNION, and window
+# functions whose answer does not depend on how rows that tie are ordered.
+_STATEMENT_NODES: tuple[type[exp.Expression], ...] = (
+    exp.With, exp.CTE, exp.Union, exp.Window, exp.WindowSpec, exp.Order, exp.Ordered,
+)
+_WINDOW_ONLY: tuple[type[exp.Expression], ...] = (exp.Rank, exp.DenseRank)
+# Functions that pick a row by its place among rows that may tie: a different lead each run.
+_BY_PLACE = {exp.Lag: "lag", exp.Lead: "lead", exp.RowNumber: "row_number",
+             exp.FirstValue: "first_value", exp.LastValue: "last_value",
+             exp.NthValue: "nth_value", exp.Ntile: "ntile"}
 
 _AGGREGATES: tuple[type[exp.Expression], ...] = (
     exp.Sum, exp.Count, exp.Min, exp.Max, exp.Avg, exp.ArgMin, exp.ArgMax, exp.CountIf,
@@ -190,11 +201,67 @@ def suggest(name: str, options: set[str]) -> str:
 def check(tree: exp.Expression, scope: Scope, statement: bool = False) -> exp.Expression:
     """Refuse anything outside the allow-list or the scope; returns the tree.
     ``statement``: the tree is a query kind's SELECT, not a value."""
+    if statement:
+        scope = _named_steps(tree, scope)
     for node in tree.walk():
         with _at(node):
             _check_node(node, scope, statement)
     _check_columns(tree, scope)
     return tree
+
+
+def _named_steps(tree: exp.Expression, scope: Scope) -> Scope:
+    """The scope with the statement's WITH steps as tables, each checked over the sources
+    and the steps before it (a name used before it is defined would be a database table)."""
+    steps = list(tree.find_all(exp.With))
+    if not steps:
+        return scope
+    outer = steps[0]
+    if len(steps) > 1 or outer.parent is not tree:
+        with _at(steps[-1]):
+            raise ExpressionError("WITH goes once, at the start of the query")
+    if outer.args.get("recursive"):
+        with _at(outer):
+            raise ExpressionError("WITH RECURSIVE is not allowed: a rule's steps run once")
+    tables = dict(scope.tables)
+    for cte in outer.expressions:
+        with _at(cte):
+            if cte.alias in scope.tables:
+                raise ExpressionError(f"a step may not be named {cte.alias!r}, the name of a "
+                                      "source: name it after what it holds")
+            check(cte.this, Scope({}, dict(tables), scope.params, aggregates=True), True)
+        tables[cte.alias] = _output_columns(cte.this, tables)
+    return Scope(scope.columns, tables, scope.params, scope.aggregates)
+
+
+def _output_columns(query: exp.Expression, tables: dict[str, set[str]]) -> set[str]:
+    """The names a SELECT (the first of a UNION) gives its rows."""
+    while isinstance(query, (exp.Union, exp.Subquery)):
+        query = query.this
+    names: set[str] = set()
+    for item in query.expressions:
+        if not isinstance(item, exp.Star) and not (isinstance(item, exp.Column)
+                                                   and isinstance(item.this, exp.Star)):
+            names.add(item.alias_or_name)
+            continue
+        qualifier = item.table if isinstance(item, exp.Column) else ""  # t.* or *
+        for alias, cols in _from_sources(query, tables).items():
+            if qualifier in ("", alias):
+                names |= cols
+    return names
+
+
+def _from_sources(select: exp.Expression, tables: dict[str, set[str]]) -> dict[str, set[str]]:
+    """What a SELECT's FROM and JOINs name, by alias, with their columns."""
+    found: dict[str, set[str]] = {}
+    parts = [select.args.get("from_"), *select.args.get("joins", [])]
+    for part in filter(None, parts):
+        source = part.this
+        if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
+            found[source.alias_or_name] = tables.get(source.name, set())
+        elif isinstance(source, exp.Subquery):
+            found[source.alias] = _output_columns(source.this, tables)
+    return found
 
 
 def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
@@ -206,6 +273,21 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
                 f"aggregate {node.sql(DIALECT)!r} is not allowed here (only in measures/having)"
             )
         return
+    if statement and isinstance(node, _STATEMENT_NODES):
+        if isinstance(node, exp.WindowSpec) and node.args.get("kind", "").upper() == "ROWS":
+            raise ExpressionError("a ROWS frame counts rows, and rows that tie come in no "
+                                  "fixed order: use RANGE (or the window kind)")
+        if isinstance(node, exp.Order) and not isinstance(node.parent, exp.Window):
+            raise ExpressionError("ORDER BY: a query's rows are hits, in no order (the "
+                                  "leads are ranked by the report)")
+        return
+    if isinstance(node, _WINDOW_ONLY) and statement and isinstance(node.parent, exp.Window):
+        return
+    if type(node) in _BY_PLACE:
+        raise ExpressionError(
+            f"function {_BY_PLACE[type(node)]}() is not allowed: it picks a row by its place, "
+            "and rows that tie come in no fixed order, so a run could give other leads "
+            "(use the sequence or window kind, or rank())")
     if isinstance(node, exp.Func) and not isinstance(node, _ALLOWED_NODES):
         # As DuckDB spells it (what the analyst wrote, mostly), not sqlglot's class
         # name; an operator (->>) by its class.
@@ -286,11 +368,14 @@ def _check_column(column: exp.Column, scope: Scope) -> None:
     select = column.find_ancestor(exp.Select)
     inner: set[str] = set()
     while select is not None:  # subquery aliases shadow nothing but add names
-        for table in select.find_all(exp.Table):
-            cols = scope.tables.get(table.name, set())
-            visible[table.alias_or_name] = cols
+        for alias, cols in _from_sources(select, scope.tables).items():
+            visible[alias] = cols
             visible[""] = visible.get("", set()) | cols
             inner |= cols
+        # A WITH step or a subquery in FROM sees only its own FROM, not the query around it.
+        own = select.parent.parent if isinstance(select.parent, exp.Subquery) else None
+        if isinstance(select.parent, exp.CTE) or isinstance(own, (exp.From, exp.Join)):
+            break
         select = select.find_ancestor(exp.Select)
     qualifier = column.table
     if not qualifier and column.name in inner and column.name in scope.columns.get("", ()):
