@@ -600,38 +600,6 @@ def test_an_error_in_a_query_block_or_an_evidence_expression_names_its_line(tmp_
                                      "unknown column 'settlment_id'"), str(err.value)
 
 
-def test_lint_and_test_take_the_rule_files_an_analyst_names(tmp_path):
-    """`fraudscreen rules lint my_rule.yaml` was 'unexpected extra argument', and
-    `rules test my_rule.yaml` 'no rule'."""
-    path = rule_file(tmp_path, "|\n    amount > 0\n    AND quantiy > 3")
-    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
-    assert result.exit_code == 1, result.output
-    assert f"{path}:14:9: FS004 [error] test.sandbox: rule does not compile" in result.output
-    assert "duplicate_charge." not in result.output  # only the named file's findings
-    assert result.output.rstrip().endswith("error(s)")
-    result = CliRunner().invoke(app, ["rules", "test", str(path)])
-    assert result.exit_code == 0 and "0 passed, 0 failed; no tests in test.sandbox" \
-        in result.output, result.output
-    # the built-ins are loaded too: an id taken by a built-in rule is an error
-    path.write_text(path.read_text(encoding="utf-8").replace(
-        "id: test.sandbox", "id: duplicate_charge.daily_cap"), encoding="utf-8")
-    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
-    assert result.exit_code == 2 and "duplicate rule id" in result.output, result.output
-
-
-def test_a_built_in_rule_named_by_its_file_is_tested_once():
-    from fraudscreen.resources import shipped
-
-    path = shipped("rules") / "duplicate_charge" / "daily_cap.yaml"
-    result = CliRunner().invoke(app, ["rules", "test", str(path),
-                                      "split_hospitalisation.readmission"])
-    assert result.exit_code == 0, result.output
-    ran = [line.split(" :: ")[0] for line in result.output.splitlines() if " :: " in line]
-    assert set(ran) == {"PASS duplicate_charge.daily_cap", "PASS split_hospitalisation.readmission"}
-    assert ran.count("PASS duplicate_charge.daily_cap") == len(
-        load_rule(path).tests), result.output
-
-
 QUERY = BASE.replace("kind: filter\n  source: fee_lines\n  where: {where}\n",
                      "kind: query\n  sql: |\n    {where}\n")
 STEP = "WITH s AS (SELECT settlement_id, amount FROM fee_lines) "

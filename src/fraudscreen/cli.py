@@ -430,6 +430,56 @@ def rules_test(
     raise typer.Exit(1 if failed else 0)
 
 
+@rules_app.command("new")
+def rules_new(
+    rule_id: Annotated[str, typer.Argument(
+        help="The new rule's id, FAMILY.NAME in lower case: site_a.night_visits.")],
+    like: Annotated[str, typer.Option(
+        "--like", help="The rule to start from, by id (see `fraudscreen rules list`).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the new file.")] = Path("."),
+    rules: RulesOpt = [],
+) -> None:
+    """Start a rule from one that works: a copy under a new id, to edit.
+
+    The copy keeps the detection, parameters, emit and tests of --like, so
+    `fraudscreen rules test FILE` passes before you change anything; change one thing,
+    then its tests, and test again. Example:
+
+      fraudscreen rules new site_a.idle_week --like bed_holding.idle_stay --out site_rules
+    """
+    import os
+
+    from fraudscreen.rule import Rule, RuleError, load_rule
+    from fraudscreen.ruleset import RuleSet, derived
+
+    if not re.fullmatch(Rule.model_fields["id"].metadata[0].pattern, rule_id):
+        raise _fail(f"rule id {rule_id!r}: write FAMILY.NAME in lower-case letters, digits "
+                    "and _, e.g. site_a.night_visits")
+    path = out / f"{rule_id.partition('.')[2]}.yaml"
+    if path.exists():
+        raise _fail(f"{path} exists: choose another name or --out folder")
+    ruleset = _ruleset(rules)
+    if rule_id in {r.id for r in ruleset.rules}:
+        raise _fail(f"rule {rule_id} exists already")
+    try:
+        text = derived(ruleset.get(like), rule_id)
+        out.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(text, encoding="utf-8")
+        try:
+            load_rule(partial)
+            RuleSet.load([*rules, partial])  # an id or a family title already taken
+        except RuleError:
+            partial.unlink()
+            raise
+        os.replace(partial, path)
+    except (RuleError, OSError) as err:
+        raise _fail(err) from None
+    typer.echo(f"wrote {path} (from {like}). Next: edit it, then\n"
+               f"  fraudscreen rules test {path}\n  fraudscreen rules lint {path}\n"
+               f"  fraudscreen run --data DIR --out OUT --rules {path}")
+
+
 @rules_app.command("docs")
 def rules_docs(
     out: Annotated[Path, typer.Option("--out", help="Folder for the pages.")] = Path("docs/rules"),

@@ -46,6 +46,33 @@ def read_from(rules: list[Rule], paths: list[Path]) -> list[Rule]:
         for root in roots)]
 
 
+def derived(rule: Rule, new_id: str) -> str:
+    """The text of ``rule``'s file under a new id and family (the part before the dot),
+    as an experimental version 1: where an analyst starts a rule from one that works.
+    Everything else is kept, tests included; a built-in family's title is dropped (the
+    new family names itself, or lint reminds the analyst to)."""
+    family = new_id.partition(".")[0]
+    edits: dict[int, str | None] = {}
+    for key, value in {"id": new_id, "family": family, "version": '"1"',
+                       "status": "experimental"}.items():
+        if (key,) in rule.positions:
+            if "\n" in rule.scalars[(key,)].source:
+                raise rule.error(f"{key} is written over several lines: copy the file by hand",
+                                 key)
+            edits[rule.positions[(key,)][0]] = f"{key}: {value}"
+    if ("family_title",) in rule.positions and family != rule.family:
+        edits[rule.positions[("family_title",)][0]] = None
+    out: list[str] = []
+    lines = Path(str(rule.path)).read_text(encoding="utf-8-sig").splitlines()
+    for number, text in enumerate(lines, 1):
+        kept = edits.get(number, text)
+        if kept is not None:
+            out.append(kept)
+        if number == rule.positions[("version",)][0] and ("status",) not in rule.positions:
+            out.append("status: experimental")
+    return "\n".join(out) + "\n"
+
+
 def rule_files(path: Path) -> list[Path]:
     """Rule files under a folder (reference data excluded), or the file itself."""
     if path.is_file():

@@ -1,0 +1,99 @@
+"""Writing a rule: starting one from another, and testing and linting the files an
+analyst names."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from fraudscreen.cli import app
+from fraudscreen.resources import shipped
+from fraudscreen.rule import load_rule
+from fraudscreen.ruleset import RuleSet
+from fraudscreen.testing import run_test
+from test_sandbox import rule_file
+
+BUILT_IN = RuleSet.load().rules
+
+
+@pytest.mark.parametrize("rule", BUILT_IN, ids=[r.id for r in BUILT_IN])
+def test_a_new_rule_is_its_model_under_a_new_id(tmp_path, rule):
+    result = CliRunner().invoke(app, ["rules", "new", "site_a.copy", "--like", rule.id,
+                                      "--out", str(tmp_path / "site")])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "site" / "copy.yaml"
+    new = load_rule(path)
+    assert (new.id, new.family, new.version, new.status) == (
+        "site_a.copy", "site_a", "1", "experimental")
+    assert new.model_dump(exclude={"id", "family", "version", "status"}) == \
+        rule.model_dump(exclude={"id", "family", "version", "status"})
+    assert [p.name for p in path.parent.iterdir()] == ["copy.yaml"]  # no partial file left
+
+
+@pytest.mark.parametrize("model", ["split_hospitalisation.readmission",
+                                   "pharmacy_card_skimming.hoarding"])
+def test_a_new_rule_passes_its_model_s_tests_before_it_is_changed(tmp_path, model):
+    CliRunner().invoke(app, ["rules", "new", "site_a.copy", "--like", model, "--out",
+                             str(tmp_path)])
+    new = load_rule(tmp_path / "copy.yaml")
+    assert new.tests and all(run_test(new, t).passed for t in new.tests)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["Site.x", "--like", "bed_holding.idle_stay"], "write FAMILY.NAME in lower-case"),
+    (["bed_holding.idle_stay", "--like", "bed_holding.idle_stay"], "exists already"),
+    (["site_a.y", "--like", "bed_holding.idle_sty"], "did you mean 'bed_holding.idle_stay'"),
+    (["site_a.taken", "--like", "bed_holding.idle_stay"], "taken.yaml exists"),
+])
+def test_a_new_rule_is_refused_with_a_reason(tmp_path, args, says):
+    (tmp_path / "taken.yaml").write_text("kept", encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "new", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.yaml"]
+    assert (tmp_path / "taken.yaml").read_text(encoding="utf-8") == "kept"
+
+
+def test_a_family_title_goes_only_with_its_family(tmp_path):
+    path = rule_file(tmp_path, "amount > 1")
+    text = path.read_text(encoding="utf-8").replace(
+        "family: duplicate_charge", "family: site_b\nfamily_title: 超量开药")
+    path.write_text(text.replace('version: "1"\n', 'version: "3"\n'), encoding="utf-8")
+    for new_id, title in [("site_b.other", "超量开药"), ("site_c.other", None)]:
+        out = tmp_path / new_id
+        result = CliRunner().invoke(app, ["rules", "new", new_id, "--like", "test.sandbox",
+                                          "--rules", str(path), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        new = load_rule(out / "other.yaml")
+        assert (new.family_title, new.version, new.status) == (title, "1", "experimental")
+
+
+
+def test_lint_and_test_take_the_rule_files_an_analyst_names(tmp_path):
+    """`fraudscreen rules lint my_rule.yaml` was 'unexpected extra argument', and
+    `rules test my_rule.yaml` 'no rule'."""
+    path = rule_file(tmp_path, "|\n    amount > 0\n    AND quantiy > 3")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"{path}:14:9: FS004 [error] test.sandbox: rule does not compile" in result.output
+    assert "duplicate_charge." not in result.output  # only the named file's findings
+    assert result.output.rstrip().endswith("error(s)")
+    result = CliRunner().invoke(app, ["rules", "test", str(path)])
+    assert result.exit_code == 0 and "0 passed, 0 failed; no tests in test.sandbox" \
+        in result.output, result.output
+    # the built-ins are loaded too: an id taken by a built-in rule is an error
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "id: test.sandbox", "id: duplicate_charge.daily_cap"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    assert result.exit_code == 2 and "duplicate rule id" in result.output, result.output
+
+
+def test_a_built_in_rule_named_by_its_file_is_tested_once():
+    path = shipped("rules") / "duplicate_charge" / "daily_cap.yaml"
+    result = CliRunner().invoke(app, ["rules", "test", str(path),
+                                      "split_hospitalisation.readmission"])
+    assert result.exit_code == 0, result.output
+    ran = [line.split(" :: ")[0] for line in result.output.splitlines() if " :: " in line]
+    assert set(ran) == {"PASS duplicate_charge.daily_cap", "PASS split_hospitalisation.readmission"}
+    assert ran.count("PASS duplicate_charge.daily_cap") == len(
+        load_rule(path).tests), result.output
+
