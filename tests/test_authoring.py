@@ -97,3 +97,37 @@ def test_a_built_in_rule_named_by_its_file_is_tested_once():
     assert ran.count("PASS duplicate_charge.daily_cap") == len(
         load_rule(path).tests), result.output
 
+
+
+LOOKUP = """  lookups:
+    price_cap: {source: catalog, on: [item_code], value: max(price_cap)}
+"""
+
+
+@pytest.mark.parametrize(("where", "says"), [
+    ("price_cap > '0x'", ":14:49: FS011 [error] test.sandbox: a text value compared with a "
+                         "number, date or time cannot be read as one: '0x' is not a "
+                         "DECIMAL(16, 4) (compared with price_cap)"),
+    ("charge_date >= '2024-13-01'", ":14:52: FS011"),
+    ("charge_date BETWEEN '2024-01-01' AND '2024-02-30'", ":14:74: FS011"),
+    ("quantity IN (1, 'two')", ":14:53: FS011"),
+    ("charge_time > '2024-03-01 25:00'", ":14:51: FS011"),
+    ("charge_date >= :since", ":8:34: FS011"),  # the parameter's value, where it is written
+])
+def test_text_that_cannot_be_read_as_its_column_s_type_is_a_lint_error(tmp_path, where, says):
+    """Found in review: `price_cap > '0x'` passed lint (DuckDB converts it only when a row
+    reaches it) and failed the night's run."""
+    path = rule_file(tmp_path, f"price_cap IS NOT NULL AND {where}")
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "  where:", LOOKUP + "  where:").replace(
+        "  limit: {type: int, default: 3}", "  since: {type: string, default: '2024-02-30'}"),
+        encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    assert result.exit_code == 1 and f"{path}{says}" in result.output, result.output
+
+
+@pytest.mark.parametrize("where", ["charge_date >= '2024-02-29'", "item_code = '0x'",
+                                   "quantity IN (1, '2.5')", "charge_time > '2024-03-01 23:59'"])
+def test_text_a_column_can_read_is_no_lint_error(tmp_path, where):
+    result = CliRunner().invoke(app, ["rules", "lint", str(rule_file(tmp_path, where))])
+    assert "FS011" not in result.output and "FS004" not in result.output, result.output

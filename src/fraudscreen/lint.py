@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+import sqlglot
 from sqlglot import exp
+from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.optimizer.qualify import qualify
 
 from fraudscreen import sources
 from fraudscreen.compiler import compile_rule
 from fraudscreen.contract import FAMILIES
 from fraudscreen.expressions import parse
-from fraudscreen.rule import Rule, RuleError
+from fraudscreen.rule import Rule, RuleError, location
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -50,6 +53,8 @@ CHECKS = {
                          "emit person_id as it is, and never inside text or a sum"),
     "FS010": ("warning", "a parameter's value holds full-width quotes (“08”): it is compared "
                          "as written, quotes included, so it likely matches nothing"),
+    "FS011": ("error", "a text value compared with a number, date or time cannot be read as "
+                       "one"),
 }
 
 # Columns that keep one hit's rows within one person (institution): the entity's own id,
@@ -95,6 +100,7 @@ def lint(rule: Rule) -> list[Finding]:
         bind_error = _binds(compiled.sql)
         if bind_error:
             found.append(_finding("FS004", rule, bind_error))
+        found += _unreadable_literals(rule, compiled.sql)
         if not any(getattr(rule.emit, n) is not None or n in compiled.hit_columns
                    for n in ("institution_id", "person_id")):
             found.append(_finding("FS008", rule, "emit institution_id or person_id", "emit"))
@@ -145,6 +151,55 @@ def _binds(sql: str) -> str:
     except duckdb.Error as err:
         return str(err).splitlines()[0]
     return ""
+
+
+_TYPED = (*exp.DataType.NUMERIC_TYPES, *exp.DataType.TEMPORAL_TYPES)
+
+
+def _unreadable_literals(rule: Rule, sql: str) -> list[Finding]:
+    """Text compared with a number, date or time that cannot be read as one
+    (``price_cap > '0x'``, ``charge_date >= '2024-13-01'``): DuckDB converts it only when
+    a row reaches it, so binding over empty tables passes it, and the rule would fail on
+    the night's data."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+        tree = annotate_types(qualify(tree, schema=sources.types(), dialect="duckdb",
+                                      validate_qualify_columns=False),
+                              schema=sources.types(), dialect="duckdb")
+    except sqlglot.errors.SqlglotError:
+        return []  # the bind check above speaks for a statement sqlglot cannot type
+    found = []
+    for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE,
+                              exp.Between, exp.In):
+        sides = [node.this, *(node.expressions if isinstance(node, exp.In) else
+                              (node.args.get("low"), node.args.get("high"))
+                              if isinstance(node, exp.Between) else (node.expression,))]
+        typed = [s for s in sides if s is not None and s.type and s.type.is_type(*_TYPED)]
+        for text in (s for s in sides if isinstance(s, exp.Literal) and s.is_string):
+            for other in typed:
+                kind = other.type.sql("duckdb")
+                if sources.converts(text.this, kind):
+                    continue
+                name = other.name if isinstance(other, exp.Column) else other.sql("duckdb")
+                found.append(replace(_finding(
+                    "FS011", rule, f"{text.sql('duckdb')} is not a {kind} (compared with "
+                    f"{name}), so the rule would fail on the first row that reaches it: write "
+                    "dates YYYY-MM-DD, times YYYY-MM-DD HH:MM:SS, numbers without "
+                    "separators"), where=_place(rule, text.this)))
+    return found
+
+
+def _place(rule: Rule, text: str) -> str:
+    """Where a literal is written: quoted in an expression, or as a parameter's value."""
+    for path, scalar in rule.scalars.items():
+        quoted = scalar.value.find(f"'{text}'")
+        spot = scalar.find(scalar.value, quoted + 1) if quoted >= 0 else None
+        if spot is not None and path[0] != "params":
+            return location(rule.path, *spot)
+    for path, scalar in rule.scalars.items():
+        if path[0] == "params" and scalar.value == text:
+            return location(rule.path, scalar.line, scalar.col)
+    return rule.where("detect")
 
 
 def _scope_problem(rule: Rule) -> str:

@@ -348,7 +348,22 @@ def describe(sql: str) -> tuple[str, ...]:
     return tuple(r[0] for r in _empty_connection().execute(f"DESCRIBE {sql}").fetchall())
 
 
+def converts(text: str, kind: str) -> bool:
+    """Whether DuckDB reads ``text`` as a value of type ``kind`` (the value is bound)."""
+    con = _empty_connection()
+    return con.execute(f"SELECT TRY_CAST(? AS {kind}) IS NOT NULL", [text]).fetchone()[0]
+
+
+@cache
+def types() -> dict[str, dict[str, str]]:
+    """Every source's columns with their DuckDB types."""
+    con = _empty_connection()
+    return {s.name: {name: kind for name, kind, *_ in
+                     con.execute(f'DESCRIBE SELECT * FROM "{s.name}"').fetchall()}
+            for s in SOURCES}
+
+
 @cache
 def columns() -> dict[str, tuple[str, ...]]:
     """Columns of every source a rule may name."""
-    return {s.name: describe(f'SELECT * FROM "{s.name}"') for s in SOURCES if not s.internal}
+    return {s.name: tuple(types()[s.name]) for s in SOURCES if not s.internal}
