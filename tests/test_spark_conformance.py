@@ -270,3 +270,19 @@ def test_inputs_read_by_spark_itself_give_the_same_suspicions(spark, tmp_path):
     assert on_spark.origins["fee_lines"] == "spark:raw_fee"
     assert duck.suspicions.height > 0
     assert_same(duck.suspicions, on_spark.suspicions)
+
+
+def test_a_statement_past_its_timeout_is_cancelled_and_the_session_goes_on(spark):
+    """--rule-timeout on Spark: the statement's jobs are cancelled, the rule fails with
+    QueryTimeout, and the next rule runs on the same session."""
+    import time
+
+    from fraudscreen.engine_spark import SparkEngine
+    from fraudscreen.screen import QueryTimeout
+
+    engine = SparkEngine(session=spark)
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout):
+        engine.query("SELECT sum(id % 7) AS n FROM range(0, 100000000000, 1, 2)", timeout=2)
+    assert time.monotonic() - started < 60
+    assert engine.query("SELECT 1 AS one", timeout=30).to_dicts() == [{"one": 1}]

@@ -295,21 +295,32 @@ class SparkEngine:
 
     def query(self, sql: str, timeout: float | None = None) -> pl.DataFrame:
         """The statement's rows; past ``timeout`` seconds its jobs are cancelled and
-        ``QueryTimeout`` raised."""
+        ``QueryTimeout`` raised. The watchdog goes on cancelling until the statement
+        gives up: a job submitted after the first cancel (planning can take longer than
+        a short timeout) would otherwise run to its end."""
         if not timeout:
             return to_polars(self.spark.sql(sql))
         sc, group = self.spark.sparkContext, f"fraudscreen-{uuid.uuid4().hex}"
         sc.setJobGroup(group, "fraudscreen rule", interruptOnCancel=True)
-        watchdog = threading.Timer(timeout, sc.cancelJobGroup, [group])
-        watchdog.start()
+        done, fired = threading.Event(), threading.Event()
+
+        def watchdog() -> None:
+            if done.wait(timeout):
+                return
+            fired.set()
+            while not done.is_set():
+                sc.cancelJobGroup(group)
+                done.wait(0.5)
+
+        threading.Thread(target=watchdog, name="fraudscreen-timeout", daemon=True).start()
         try:
             return to_polars(self.spark.sql(sql))
         except Exception:
-            if watchdog.finished.is_set():
+            if fired.is_set():
                 raise QueryTimeout(timeout) from None
             raise
         finally:
-            watchdog.cancel()
+            done.set()
 
     def close(self) -> None:
         """Drop this run's inputs; the session (and the source views) stay for the next run."""
