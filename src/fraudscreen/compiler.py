@@ -139,7 +139,7 @@ class _Compiler:
             tree = ex.bind(tree, self.values)
         except ex.ExpressionError as err:
             raise self.rule.error(f"{'.'.join(map(str, path))}: {err}", *path,
-                                  within=(text, err.at)) from None
+                                  within=(text, err.offset(text))) from None
         for table in tree.find_all(exp.Table):
             self.needs.update(sources.BY_NAME[table.name].needs)
         if rewrite:
@@ -448,20 +448,24 @@ class _Compiler:
             if not isinstance(tree, (exp.Select, exp.Union)):
                 raise ex.ExpressionError("the query kind takes one SELECT statement")
             tree = ex.bind(ex.check(tree, scope, statement=True), self.values)
+            taken = {"hits", *(name.lower() for name in sources.BY_NAME)}
             for step in tree.find_all(exp.CTE):  # Spark lifts them beside the compiler's
-                if step.alias == "hits" or step.alias in sources.BY_NAME:
+                if step.alias.lower() in taken:
                     raise ex.ExpressionError(
                         f"a step may not be named {step.alias!r}: the compiler's name for "
                         "the query's rows, or a source's", ex.start(step))
         except ex.ExpressionError as err:
             raise self.rule.error(f"detect.sql: {err}", "detect", "sql",
-                                  within=(det.sql, err.at)) from None
+                                  within=(det.sql, err.offset(det.sql))) from None
         for table in tree.find_all(exp.Table):
             if table.name in sources.BY_NAME:  # not one of the query's own WITH steps
                 self.needs.update(sources.BY_NAME[table.name].needs)
         sql = tree.sql("duckdb")
         self.ctes.append(("hits", sql))
-        return set(sources.describe(sql))
+        try:
+            return set(sources.describe(sql))
+        except ValueError as err:  # DuckDB's binder: an ambiguous column, types that clash
+            raise self.rule.error(f"detect.sql: {err}", "detect", "sql") from None
 
     # -- emit ------------------------------------------------------------------------
 

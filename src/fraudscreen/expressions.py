@@ -36,6 +36,14 @@ class ExpressionError(ValueError):
     def __init__(self, message: str, at: int | None = None):
         super().__init__(message)
         self.at = at
+        self.near: str | None = None  # what to look for when sqlglot kept no offset
+
+    def offset(self, text: str) -> int | None:
+        """Where in ``text`` the error is: its offset, or the first whole word ``near``."""
+        if self.at is not None or not self.near:
+            return self.at
+        found = re.search(rf"(?<!\w){re.escape(self.near)}(?!\w)", text, re.IGNORECASE)
+        return found.start() if found else None
 
 
 def start(node: exp.Expression) -> int | None:
@@ -52,6 +60,8 @@ def _at(node: exp.Expression) -> Iterator[None]:
     except ExpressionError as err:
         if err.at is None:
             err.at = start(node)
+        if err.at is None:  # CURRENT_DATE, a type: no offset, but a word to find
+            err.near = re.split(r"\W", node.sql(DIALECT).lstrip("("), maxsplit=1)[0] or None
         raise
 
 
@@ -152,36 +162,58 @@ def parse(text: str) -> exp.Expression:
     # A one-line expression is shown in the error; a block's line and column say where.
     shown = "" if "\n" in text.strip() else f" {text!r}"
     try:
-        tree = sqlglot.parse_one(text, read=DIALECT)
+        readable, parameters = _parameters(text)
+        tree = sqlglot.parse_one(readable, read=DIALECT)
     except ParseError as err:
         first = err.errors[0] if err.errors else {}
         near = first.get("highlight") or ""
         raise ExpressionError(
             f"cannot parse{shown}{f' near {near!r}' if near else ''}: "
             f"{first.get('description', err)}", _offset(text, first)) from None
-    except TokenError as err:  # an unterminated string or quoted name, say
-        raise ExpressionError(f"cannot parse{shown}: {str(err).splitlines()[0]} "
-                              "(is a quote left open?)") from None
+    except TokenError:  # an unterminated string or quoted name
+        opened = _open_quote(text)
+        raise ExpressionError(
+            f"cannot parse{shown}: a quote is left open"
+            + (f" (the {text[opened]} here is never closed)" if opened is not None else ""),
+            opened) from None
     if tree is None:
         raise ExpressionError("empty expression")
-    _place_parameters(tree, text)
+    for node in tree.find_all(exp.Placeholder):  # sqlglot keeps no offset on them
+        if node.name in parameters:
+            node.meta["start"] = parameters[node.name]
     return tree
 
 
-def _place_parameters(tree: exp.Expression, text: str) -> None:
-    """sqlglot keeps no offset on a ``:name``; give each the first one's, so that an
-    unknown parameter is shown where it is written."""
-    placeholders = list(tree.find_all(exp.Placeholder))
-    if not placeholders:
-        return
-    tokens = sqlglot.tokenize(text, read=DIALECT)
-    first: dict[str, int] = {}
+def _parameters(text: str) -> tuple[str, dict[str, int]]:
+    """The text with each ``:name`` as DuckDB's own ``$name`` (the same length, so every
+    offset holds), and where each name is first written. sqlglot reads ``SELECT :x AS n``
+    as DuckDB's ``alias: value`` and ``(:x)`` not at all; ``$x`` it reads everywhere."""
+    try:
+        tokens = sqlglot.tokenize(text, read=DIALECT)
+    except TokenError:
+        return text, {}  # parse_one says what is wrong
+    chars, first = list(text), {}
     for colon, name in itertools.pairwise(tokens):
-        if colon.token_type is TokenType.COLON and colon.end + 1 == name.start:
+        if (colon.token_type is TokenType.COLON and colon.end + 1 == name.start
+                and re.match(r"[A-Za-z_]", name.text)):
+            chars[colon.start] = "$"
             first.setdefault(name.text, colon.start)
-    for node in placeholders:
-        if node.name in first:
-            node.meta["start"] = first[node.name]
+    return "".join(chars), first
+
+
+def _open_quote(text: str) -> int | None:
+    """Where the quote that is never closed opens (a doubled quote is one character)."""
+    opened, i = None, 0
+    while i < len(text):
+        if opened is None and text[i] in "'\"":
+            opened = i
+        elif opened is not None and text[i] == text[opened]:
+            if text[i + 1:i + 2] == text[opened]:
+                i += 1  # '' inside a string
+            else:
+                opened = None
+        i += 1
+    return opened
 
 
 def _offset(text: str, error: dict) -> int | None:
@@ -226,9 +258,11 @@ def _named_steps(tree: exp.Expression, scope: Scope) -> Scope:
     tables = dict(scope.tables)
     for cte in outer.expressions:
         with _at(cte):
-            if cte.alias in scope.tables:
-                raise ExpressionError(f"a step may not be named {cte.alias!r}, the name of a "
-                                      "source: name it after what it holds")
+            # Engines match names in any case: `Settlements` would hide the source.
+            if cte.alias.lower() in {name.lower() for name in tables}:
+                raise ExpressionError(f"a step may not be named {cte.alias!r}: a source or "
+                                      "a step before it has that name; name it after what "
+                                      "it holds")
             check(cte.this, Scope({}, dict(tables), scope.params, aggregates=True), True)
         tables[cte.alias] = _output_columns(cte.this, tables)
     return Scope(scope.columns, tables, scope.params, scope.aggregates)
@@ -270,9 +304,11 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
         in_subquery = _inside_subquery(node)
         if isinstance(node, _AGGREGATES) and not scope.aggregates and not in_subquery:
             raise ExpressionError(
-                f"aggregate {node.sql(DIALECT)!r} is not allowed here (only in measures/having)"
-            )
+                f"aggregate {node.sql(DIALECT)!r} is not allowed here: aggregates go in "
+                "measures, and a having names them (measures: {total: sum(amount)}, "
+                "having: total > 0)")
         return
+    _refuse_shape(node)
     if statement and isinstance(node, _STATEMENT_NODES):
         if isinstance(node, exp.WindowSpec) and node.args.get("kind", "").upper() == "ROWS":
             raise ExpressionError("a ROWS frame counts rows, and rows that tie come in no "
@@ -319,6 +355,19 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
         # (a stray ；, say, reads as an alias) belong in no rule field.
         raise ExpressionError(f"{node.sql(DIALECT)!r} is not a value; write an expression "
                               "(a SELECT only inside EXISTS (…) or IN (…))")
+
+
+def _refuse_shape(node: exp.Expression) -> None:
+    """Allowed nodes in a form whose answer is not fixed, or that Spark cannot run."""
+    if isinstance(node, exp.Distinct) and node.args.get("on"):
+        raise ExpressionError("DISTINCT ON keeps one row of each group, and which one is "
+                              "not fixed: GROUP BY and pick with min, max or arg_min")
+    if isinstance(node, exp.Join) and node.args.get("method"):
+        raise ExpressionError(f"{node.args['method'].upper()} JOIN is not allowed: write "
+                              "JOIN … ON and name the columns")
+    if isinstance(node, exp.Union) and node.args.get("by_name"):
+        raise ExpressionError("UNION BY NAME is not allowed: give each SELECT the same "
+                              "columns in the same order")
 
 
 def outside_aggregates(tree: exp.Expression) -> set[str]:
@@ -423,9 +472,18 @@ def literal(value: ParamValue) -> exp.Expression:
 
 
 def bind(tree: exp.Expression, values: dict[str, ParamValue]) -> exp.Expression:
-    """Replace every ``:name`` with its value; a list fills an ``IN (:name)``."""
+    """Replace every ``:name`` with its value; a list fills an ``IN (:name)``. And settle
+    ties: ``arg_min(x, y)`` picks among rows that tie on ``y`` in no fixed order, so it
+    becomes ``arg_min(x, (y, x))`` (``(a, b)`` becomes ``(a, b, x)``) — the same answer
+    wherever there was one answer."""
 
     def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, (exp.ArgMin, exp.ArgMax)):
+            order = node.expression
+            keys = order.expressions if isinstance(order, exp.Tuple) else [order]
+            if keys[-1] != node.this:  # (y, x) already: settled
+                node.set("expression", exp.Tuple(expressions=[*keys, node.this.copy()]))
+            return node
         if isinstance(node, exp.In):
             items = node.expressions
             if len(items) == 1 and isinstance(items[0], exp.Placeholder):

@@ -144,12 +144,10 @@ def _binds(sql: str) -> str:
     """Why DuckDB cannot bind the rule's statement over the contract's (empty) tables —
     a type mismatch such as ``amount > item_code`` — or ''. Run-time conversions
     (``CAST(item_name AS DECIMAL)``) only fail on data."""
-    import duckdb
-
     try:
         sources.describe(sql)
-    except duckdb.Error as err:
-        return str(err).splitlines()[0]
+    except ValueError as err:
+        return str(err)
     return ""
 
 

@@ -255,12 +255,18 @@ class Scalar:
         word = re.match(r"\w+|\S", text[at:]) if at is not None and text == self.value else None
         if word is None:
             return None
-        # A block's first line is its indicator (|, >-), never the expression.
-        i = self.source.find("\n") if self.source[:1] in "|>" else -1
-        for _ in range(text.count(word.group(0), 0, at) + 1):
-            i = self.source.find(word.group(0), i + 1)
-            if i < 0:
-                return None
+        # A name is found whole (not the t of a \t escape); a block's first line is its
+        # indicator (|, >-) and a quoted value's first character its quote, never the text.
+        name = re.escape(word.group(0))
+        pattern = re.compile(rf"(?<!\w){name}(?!\w)" if word.group(0)[0].isalnum()
+                             or word.group(0)[0] == "_" else name)
+        skip = (self.source.find("\n") + 1 if self.source[:1] in "|>"
+                else 1 if self.source[:1] in "'\"" else 0)
+        matches = list(pattern.finditer(self.source, skip))
+        before = len(pattern.findall(text, 0, at))
+        if before >= len(matches):
+            return None
+        i = matches[before].start()
         newlines = self.source.count("\n", 0, i)
         if not newlines:
             return self.line, self.col + i
@@ -401,6 +407,10 @@ def _plain_tree(node: yaml.Node, seen: set[int]) -> None:
     if isinstance(node, yaml.MappingNode):
         keys: set[str] = set()
         for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):  # {{type: int}}: braces doubled
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a name, not a mapping or a list (are braces "
+                    "{{ doubled?)", key.start_mark)
             if key.value in keys:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key.value!r} is given twice", key.start_mark)

@@ -344,8 +344,14 @@ def _empty_connection():
 
 
 def describe(sql: str) -> tuple[str, ...]:
-    """Output column names of a query over the sources."""
-    return tuple(r[0] for r in _empty_connection().execute(f"DESCRIBE {sql}").fetchall())
+    """Output column names of a query over the sources; ValueError with DuckDB's words
+    when it cannot bind (an ambiguous column, types that cannot be compared)."""
+    import duckdb
+
+    try:
+        return tuple(r[0] for r in _empty_connection().execute(f"DESCRIBE {sql}").fetchall())
+    except duckdb.Error as err:
+        raise ValueError(str(err).splitlines()[0]) from None
 
 
 def converts(text: str, kind: str) -> bool:
