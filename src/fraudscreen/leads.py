@@ -129,8 +129,6 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
     key = LEAD_TYPES[lead_type]
     fams = families(suspicions, titles)
     order = list(fams)
-    in_lead = ["amount_at_risk", "_sev", "suspicion_id"]
-    desc = [True, True, False]
     base = ordered(suspicions, titles).filter(pl.col(key).is_not_null()).with_columns(
         _ford=pl.col("family").replace_strict({f: i for i, f in enumerate(order)},
                                               return_dtype=pl.Int32))
@@ -145,9 +143,9 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
         *[pl.col("amount_at_risk").filter(pl.col("family") == f).sum().cast(MONEY)
           .alias(f"amount_{f}") for f in order],
         pl.col("_sev").max().alias("_max_sev"),
-        pl.col("message").sort_by(in_lead, descending=desc).head(TOP_MESSAGES)
-        .alias("top_messages"),
-        pl.col("suspicion_id").sort_by(in_lead, descending=desc).alias("suspicion_ids"),
+        # base is in lead order, and a group keeps the order of its rows
+        pl.col("message").head(TOP_MESSAGES).alias("top_messages"),
+        pl.col("suspicion_id").alias("suspicion_ids"),
     )
     ranked = (agg.rename({key: "lead_id"})
               .sort(["amount_at_risk", "_max_sev", "suspicions", "lead_id"],
