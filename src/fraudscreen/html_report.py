@@ -26,6 +26,7 @@ from fraudscreen.leads import (
     families,
     family_name,
     family_titles,
+    month_expr,
     ordered,
 )
 from fraudscreen.xlsx import display_width
@@ -245,7 +246,7 @@ def context(suspicions: pl.DataFrame, lead_table: pl.DataFrame, manifest: dict,
             [Bar(r["month"], r["suspicions"],
                  f"{r['suspicions']} 条，{yuan(r['amount_at_risk'])}", PALETTE[0])
              for r in months.iter_rows(named=True)], "疑点月度趋势", "疑点数")
-    detail = ordered(suspicions, titles)
+    detail = ordered(suspicions).with_columns(month=month_expr())
     # Suspicions neither roll-up holds (a site rule's hits with no institution and no
     # person; lint warns of such rules, FS008): said, never silently left out.
     unled = suspicions.filter(pl.col("institution_id").is_null()

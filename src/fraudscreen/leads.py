@@ -112,13 +112,9 @@ def month_expr() -> pl.Expr:
         "%Y-%m-%d", strict=False)).dt.truncate("1mo")
 
 
-def ordered(suspicions: pl.DataFrame, titles: Titles | None = None) -> pl.DataFrame:
-    """Suspicions in lead order: amount at risk, severity, id; with helper columns."""
-    fams = families(suspicions, titles)
-    return (suspicions
-            .with_columns(_sev=_severity_rank(),
-                          family_zh=pl.col("family").replace_strict(fams, default=None),
-                          month=month_expr())
+def ordered(suspicions: pl.DataFrame) -> pl.DataFrame:
+    """Suspicions in lead order: amount at risk, severity (``_sev``), id."""
+    return (suspicions.with_columns(_sev=_severity_rank())
             .sort(["amount_at_risk", "_sev", "suspicion_id"],
                   descending=[True, True, False], nulls_last=True))
 
@@ -129,7 +125,7 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
     key = LEAD_TYPES[lead_type]
     fams = families(suspicions, titles)
     order = list(fams)
-    base = ordered(suspicions, titles).filter(pl.col(key).is_not_null()).with_columns(
+    base = ordered(suspicions).filter(pl.col(key).is_not_null()).with_columns(
         _ford=pl.col("family").replace_strict({f: i for i, f in enumerate(order)},
                                               return_dtype=pl.Int32))
     agg = base.group_by(key).agg(
