@@ -536,10 +536,11 @@ def test_no_shipped_rule_loses_evidence_under_any_profile():
 
 
 def test_html_detail_tables_stop_at_the_cap_and_say_so(monkeypatch):
-    from fraudscreen import html_report
+    from fraudscreen import html_report, leads
 
     monkeypatch.setattr(html_report, "ROWS_PER_FAMILY", 2)
-    html = html_report.render(frame(), MANIFEST, "full")
+    shown = frame()
+    html = html_report.render(shown, leads.leads(shown), MANIFEST, "full")
     assert "本类别另有 2 条涉嫌金额较小的疑点未在此列出" in html  # duplicate_charge: 4 rows
     assert "S05" in html and "S10" in html and "S03" not in html.split('id="details"')[1]
 

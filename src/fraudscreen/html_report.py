@@ -26,8 +26,8 @@ from fraudscreen.leads import (
     families,
     family_name,
     family_titles,
+    month_expr,
     ordered,
-    rollup,
 )
 from fraudscreen.xlsx import display_width
 
@@ -222,14 +222,15 @@ def _lead_rows(frame: pl.DataFrame) -> list[dict]:
                 named=True)]
 
 
-def context(suspicions: pl.DataFrame, manifest: dict, profile: str) -> dict:
+def context(suspicions: pl.DataFrame, lead_table: pl.DataFrame, manifest: dict,
+            profile: str) -> dict:
     titles = family_titles(manifest)
     fams = families(suspicions, titles)
     color = {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(fams)}
     fam_rows = [{**r, "amount_shown": yuan(r["amount_at_risk"])}
                 for r in by_family(suspicions, titles).iter_rows(named=True)]
-    institutions = rollup(suspicions, "institution", titles)
-    persons = rollup(suspicions, "person", titles)
+    institutions, persons = (lead_table.filter(pl.col("lead_type") == t).drop("lead_type")
+                             for t in ("institution", "person"))
     months = by_month(suspicions)
     charts = {}
     if suspicions.height:
@@ -245,7 +246,7 @@ def context(suspicions: pl.DataFrame, manifest: dict, profile: str) -> dict:
             [Bar(r["month"], r["suspicions"],
                  f"{r['suspicions']} 条，{yuan(r['amount_at_risk'])}", PALETTE[0])
              for r in months.iter_rows(named=True)], "疑点月度趋势", "疑点数")
-    detail = ordered(suspicions, titles)
+    detail = ordered(suspicions).with_columns(month=month_expr())
     # Suspicions neither roll-up holds (a site rule's hits with no institution and no
     # person; lint warns of such rules, FS008): said, never silently left out.
     unled = suspicions.filter(pl.col("institution_id").is_null()
@@ -279,8 +280,12 @@ def context(suspicions: pl.DataFrame, manifest: dict, profile: str) -> dict:
     }
 
 
-def render(suspicions: pl.DataFrame, manifest: dict, profile: str) -> str:
+def render(suspicions: pl.DataFrame, lead_table: pl.DataFrame, manifest: dict,
+           profile: str) -> str:
+    """The page; ``lead_table`` is :func:`fraudscreen.leads.leads` of the same suspicions
+    (made once for leads.csv, leads.xlsx and this page)."""
     env = Environment(loader=PackageLoader("fraudscreen", "templates"),
                       autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    return env.get_template("report.html.j2").render(**context(suspicions, manifest, profile))
+    page = context(suspicions, lead_table, manifest, profile)
+    return env.get_template("report.html.j2").render(**page)

@@ -112,13 +112,9 @@ def month_expr() -> pl.Expr:
         "%Y-%m-%d", strict=False)).dt.truncate("1mo")
 
 
-def ordered(suspicions: pl.DataFrame, titles: Titles | None = None) -> pl.DataFrame:
-    """Suspicions in lead order: amount at risk, severity, id; with helper columns."""
-    fams = families(suspicions, titles)
-    return (suspicions
-            .with_columns(_sev=_severity_rank(),
-                          family_zh=pl.col("family").replace_strict(fams, default=None),
-                          month=month_expr())
+def ordered(suspicions: pl.DataFrame) -> pl.DataFrame:
+    """Suspicions in lead order: amount at risk, severity (``_sev``), id."""
+    return (suspicions.with_columns(_sev=_severity_rank())
             .sort(["amount_at_risk", "_sev", "suspicion_id"],
                   descending=[True, True, False], nulls_last=True))
 
@@ -129,9 +125,7 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
     key = LEAD_TYPES[lead_type]
     fams = families(suspicions, titles)
     order = list(fams)
-    in_lead = ["amount_at_risk", "_sev", "suspicion_id"]
-    desc = [True, True, False]
-    base = ordered(suspicions, titles).filter(pl.col(key).is_not_null()).with_columns(
+    base = ordered(suspicions).filter(pl.col(key).is_not_null()).with_columns(
         _ford=pl.col("family").replace_strict({f: i for i, f in enumerate(order)},
                                               return_dtype=pl.Int32))
     agg = base.group_by(key).agg(
@@ -145,9 +139,9 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
         *[pl.col("amount_at_risk").filter(pl.col("family") == f).sum().cast(MONEY)
           .alias(f"amount_{f}") for f in order],
         pl.col("_sev").max().alias("_max_sev"),
-        pl.col("message").sort_by(in_lead, descending=desc).head(TOP_MESSAGES)
-        .alias("top_messages"),
-        pl.col("suspicion_id").sort_by(in_lead, descending=desc).alias("suspicion_ids"),
+        # base is in lead order, and a group keeps the order of its rows
+        pl.col("message").head(TOP_MESSAGES).alias("top_messages"),
+        pl.col("suspicion_id").alias("suspicion_ids"),
     )
     ranked = (agg.rename({key: "lead_id"})
               .sort(["amount_at_risk", "_max_sev", "suspicions", "lead_id"],

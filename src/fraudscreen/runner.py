@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,10 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         finally:
             engine.close()
         screened = time.perf_counter()
+        # The staged rows and the spill are read no more: removed (mostly in the kernel)
+        # while the outputs are written, on one core.
+        scratch = threading.Thread(target=_remove, args=[folder / WORK, folder / SPILL])
+        scratch.start()
         # A public run shares no raw person id, suspicions.parquet included.
         write_suspicions(apply_profile(screening.suspicions, "public")
                          if opts.profile == "public" else screening.suspicions, folder)
@@ -203,9 +208,13 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         write_reports(folder, screening.suspicions, doc, opts.profile)
         doc["timings_seconds"]["total"] = round(time.perf_counter() - began, 3)
         write_json(doc, folder / "run.json")
-        for scratch in (WORK, SPILL):
-            shutil.rmtree(folder / scratch, ignore_errors=True)
+        scratch.join()
     return RunResult(screening, ingestion, doc, doc["status"]["exit_code"], strict_fail)
+
+
+def _remove(*folders: Path) -> None:
+    for path in folders:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _check_usable(ingestion: Ingestion, opts: RunOptions) -> None:

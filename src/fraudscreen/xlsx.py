@@ -85,7 +85,7 @@ def write_workbook(path: Path, lead_table: pl.DataFrame, suspicions: pl.DataFram
         rows = lead_table.filter(pl.col("lead_type") == lead_type).with_columns(
             pl.col("max_severity").replace_strict(SEVERITY_ZH, default=pl.col("max_severity")))
         _sheet(wb, fmt, name, lead_columns(fams, lead_type), rows)
-    by_order = ordered(suspicions, titles).with_columns(
+    by_order = ordered(suspicions).with_columns(
         pl.col("severity").replace_strict(SEVERITY_ZH, default=pl.col("severity")))
     for family, zh in fams.items():
         _sheet(wb, fmt, sheet_name(zh, taken), SUSPICION_COLUMNS,
