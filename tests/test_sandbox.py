@@ -51,6 +51,7 @@ def compile_where(tmp_path: Path, where: str):
         ("\"amount > (SELECT count(*) FROM main.fee_lines)\"", "not allowed"),
         ("\"current_date > charge_date\"", "not allowed"),
         ("\"random() > 0.5\"", "not allowed"),
+        ("\"any_value(amount) > 0\"", "function any_value() is not allowed"),
         ("\"amount > (SELECT count(*) FROM glob('*'))\"", "not allowed"),
         ("\"item_code = current_setting('home_directory')\"", "not allowed"),
         ("\"sum(amount) > 1\"", "aggregate"),

@@ -335,6 +335,8 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
             f"(allowed: {', '.join(sorted(_function_names()))})"
         )
     if not isinstance(node, _ALLOWED_NODES):
+        if isinstance(node, (exp.IgnoreNulls, exp.RespectNulls)):  # any_value(x) is one
+            _check_node(node.this, scope, statement)  # a refused function, by its name
         raise ExpressionError(
             f"{type(node).__name__} ({node.sql(DIALECT)!r}) is not allowed in rule expressions"
         )
