@@ -403,6 +403,71 @@ tests:
 """
 
 
+TIED_PICKS = """
+id: t.tied_picks
+version: "1"
+family: t
+title: t
+description: d
+severity: low
+detect:
+  kind: aggregate
+  source: fee_lines
+  lookups:
+    cap: {source: catalog, on: [item_code], value: max(price_cap)}
+  group_by: [settlement_id, person_id, institution_id]
+  measures:
+    lines: count(*)
+    first_item: arg_min(item_code, charge_date)
+    last_item: arg_max(item_code, charge_date)
+    top_item: arg_max(item_code, cap)
+    cheapest_item: arg_min(item_code, cap)
+  having: lines >= 2
+emit:
+  amount_at_risk: "0"
+  evidence: {first: first_item, last: last_item, top: top_item, cheapest: cheapest_item}
+  message: "{first} {last} {top} {cheapest}"
+tests:
+  - name: lines of one day tie, and the item breaks the tie; an item without a cap is no pick
+    given:
+      settlements:
+        - {settlement_id: S1, person_id: P1, institution_id: H1}
+      fee_lines:
+        - {settlement_id: S1, item_code: B, charge_time: 2024-03-01 10:00:00}
+        - {settlement_id: S1, item_code: C, charge_time: 2024-03-01 10:00:00}
+        - {settlement_id: S1, item_code: A, charge_time: 2024-03-01 10:00:00}
+      catalog:
+        - {item_code: A, price_cap: 10}
+        - {item_code: B, price_cap: 50}
+    expect:
+      - {settlement_id: S1, message: "A C B A"}
+  - name: one line is no group
+    given:
+      settlements:
+        - {settlement_id: S1, person_id: P1, institution_id: H1}
+      fee_lines:
+        - {settlement_id: S1, item_code: B, charge_time: 2024-03-01 10:00:00}
+      catalog:
+        - {item_code: B, price_cap: 50}
+    expect: []
+"""
+
+
+def test_arg_min_and_arg_max_settle_ties_and_skip_null_orderings(tmp_path):
+    """Found in review: arg_min(item_code, charge_date) picked among one day's lines in
+    no fixed order (the evidence changed from run to run); the first tie-break then let
+    an item without a cap (NULL) win arg_max on DuckDB and arg_min on Spark."""
+    from fraudscreen.rule import load_rule
+    from fraudscreen.testing import run_test
+
+    path = tmp_path / "rule.yaml"
+    path.write_text(TIED_PICKS, encoding="utf-8")
+    rule = load_rule(path)
+    for case in rule.tests:
+        result = run_test(rule, case)
+        assert result.passed, (case.name, result.diff)
+
+
 def test_a_query_may_name_its_steps_rank_and_unite(tmp_path):
     """WITH steps, a subquery in FROM, rank() and avg() OVER a partition, UNION ALL: the
     escape hatch refused them all, so a rule comparing a person with the others at the

@@ -707,30 +707,6 @@ def test_a_key_that_is_a_mapping_is_a_yaml_error_not_a_traceback(tmp_path):
         load_rule(path)
 
 
-def test_arg_min_settles_ties_by_the_value_itself(tmp_path):
-    """Found in review: arg_min(item_code, charge_date) picked among lines of one day in
-    no fixed order, so the evidence changed from run to run."""
-    from fraudscreen.rule import RuleTest
-    from fraudscreen.testing import run_test
-
-    path = tmp_path / "q.yaml"
-    path.write_text(QUERY.format(
-        where="SELECT settlement_id, arg_min(item_code, charge_date) AS first_item, "
-              "arg_max(item_code, charge_date) AS last_item, sum(amount) AS amount "
-              "FROM fee_lines GROUP BY settlement_id").replace(
-        "  message:", "  evidence: {first: first_item, last: last_item}\n  message:"),
-        encoding="utf-8")
-    rule = load_rule(path)
-    assert "ARG_MIN(item_code, (charge_date, item_code))" in compile_rule(rule).sql
-    lines = [{"settlement_id": "S1", "item_code": code, "charge_time": "2024-03-01 10:00:00",
-              "amount": 1} for code in ("B", "A", "C")]
-    case = RuleTest.model_validate({"name": "tie", "given": {
-        "settlements": [{"settlement_id": "S1", "person_id": "P1", "institution_id": "H1"}],
-        "fee_lines": lines}, "expect": [{"settlement_id": "S1"}]})
-    result = run_test(rule, case)
-    assert result.passed, result.diff
-
-
 def test_a_parameter_may_open_a_select_list_or_sit_in_parentheses(tmp_path):
     """Found in review: sqlglot read `SELECT :limit AS n` as DuckDB's `alias: value` and
     `(:limit)` not at all: valid queries refused with sqlglot's words."""
@@ -740,3 +716,15 @@ def test_a_parameter_may_open_a_select_list_or_sit_in_parentheses(tmp_path):
                     encoding="utf-8")
     sql = compile_rule(load_rule(path)).sql
     assert "SELECT 3 AS n, settlement_id, (3 + 1) AS m" in sql and "quantity > (3)" in sql
+
+
+@pytest.mark.parametrize(("where", "compiled"), [
+    ("quantity > least(:limit,:limit)", "quantity > LEAST(3, 3)"),
+    ("quantity IN (:limit,:limit)", "quantity IN (3, 3)"),
+    ("quantity > :limit-:limit", "quantity > 3 - 3"),
+    ("quantity BETWEEN :limit AND:limit", "quantity BETWEEN 3 AND 3"),
+    ("item_code = ':limit' AND quantity>:limit", "item_code = ':limit' AND quantity > 3"),
+])
+def test_parameters_next_to_punctuation_are_read_as_before(tmp_path, where, compiled):
+    """Found in review: reading `:a` as `$a` made `least(:a,:b)` a $-quoted string."""
+    assert compiled in compile_where(tmp_path, f'"{where}"').sql

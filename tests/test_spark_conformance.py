@@ -122,11 +122,13 @@ def test_inline_case_on_spark_as_on_duckdb(spark, recorded, rule, case):
     assert_same(recorded["duckdb"], recorded["spark"])
 
 
-@pytest.mark.parametrize("text", ["GROUPED_QUERY", "STEPPED_QUERY", "WINDOW_OVER_LINES"])
+@pytest.mark.parametrize("text", ["GROUPED_QUERY", "STEPPED_QUERY", "TIED_PICKS",
+                                  "WINDOW_OVER_LINES"])
 def test_analyst_shaped_rules_on_spark_as_on_duckdb(spark, recorded, tmp_path, text):
-    """A query that groups, a query with WITH steps, rank() and UNION ALL, and a window
-    over fee lines (several lines of a settlement among the members): test_compiler's
-    rules, each inline case on both engines."""
+    """A query that groups, a query with WITH steps, rank() and UNION ALL, arg_min and
+    arg_max over ties and NULL orderings, and a window over fee lines (several lines of a
+    settlement among the members): test_compiler's rules, each inline case on both
+    engines."""
     import test_compiler
     from fraudscreen.rule import load_rule
 

@@ -407,13 +407,14 @@ def rules_test(
     from fraudscreen.testing import run_test
 
     targets = targets or []
-    paths = [Path(t) for t in targets if t.endswith((".yaml", ".yml")) or Path(t).is_dir()]
+    paths = [Path(t) for t in targets
+             if t.lower().endswith((".yaml", ".yml")) or Path(t).is_dir()]
     ruleset = _ruleset([*rules, *paths])
     try:  # a misspelt id would otherwise test nothing and pass
         selected = [ruleset.get(t) for t in targets if Path(t) not in paths]
     except RuleError as err:
         raise _fail(err) from None
-    selected += read_from(ruleset.rules, paths)
+    selected = list({r.id: r for r in [*selected, *read_from(ruleset.rules, paths)]}.values())
     passed = failed = 0
     for rule in selected if targets else ruleset.rules:
         for test in rule.tests:
@@ -448,14 +449,17 @@ def rules_new(
       fraudscreen rules new site_a.idle_week --like bed_holding.idle_stay --out site_rules
     """
     import os
+    import tempfile
 
-    from fraudscreen.rule import Rule, RuleError, load_rule
+    from fraudscreen.rule import Rule, RuleError
     from fraudscreen.ruleset import RuleSet, derived
 
     if not re.fullmatch(Rule.model_fields["id"].metadata[0].pattern, rule_id):
         raise _fail(f"rule id {rule_id!r}: write FAMILY.NAME in lower-case letters, digits "
                     "and _, e.g. site_a.night_visits")
     path = out / f"{rule_id.partition('.')[2]}.yaml"
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out} is a file: name a folder")
     if path.exists():
         raise _fail(f"{path} exists: choose another name or --out folder")
     ruleset = _ruleset(rules)
@@ -463,15 +467,17 @@ def rules_new(
         raise _fail(f"rule {rule_id} exists already")
     try:
         text = derived(ruleset.get(like), rule_id)
+        with tempfile.TemporaryDirectory() as scratch:  # checked before --out is touched
+            trial = Path(scratch) / path.name
+            trial.write_text(text, encoding="utf-8")
+            try:
+                RuleSet.load([*rules, trial])  # loads; no id or family title already taken
+            except RuleError as err:
+                raise RuleError(f"{path} not written: "
+                                f"{str(err).replace(str(trial), str(path))}") from None
         out.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")
         partial.write_text(text, encoding="utf-8")
-        try:
-            load_rule(partial)
-            RuleSet.load([*rules, partial])  # an id or a family title already taken
-        except RuleError:
-            partial.unlink()
-            raise
         os.replace(partial, path)
     except (RuleError, OSError) as err:
         raise _fail(err) from None

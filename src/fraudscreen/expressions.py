@@ -163,7 +163,7 @@ def parse(text: str) -> exp.Expression:
     shown = "" if "\n" in text.strip() else f" {text!r}"
     try:
         readable, parameters = _parameters(text)
-        tree = sqlglot.parse_one(readable, read=DIALECT)
+        tree = _placeholders(sqlglot.parse_one(readable, read=DIALECT), parameters)
     except ParseError as err:
         first = err.errors[0] if err.errors else {}
         near = first.get("highlight") or ""
@@ -178,27 +178,40 @@ def parse(text: str) -> exp.Expression:
             opened) from None
     if tree is None:
         raise ExpressionError("empty expression")
-    for node in tree.find_all(exp.Placeholder):  # sqlglot keeps no offset on them
-        if node.name in parameters:
-            node.meta["start"] = parameters[node.name]
     return tree
 
 
-def _parameters(text: str) -> tuple[str, dict[str, int]]:
-    """The text with each ``:name`` as DuckDB's own ``$name`` (the same length, so every
-    offset holds), and where each name is first written. sqlglot reads ``SELECT :x AS n``
-    as DuckDB's ``alias: value`` and ``(:x)`` not at all; ``$x`` it reads everywhere."""
+def _parameters(text: str) -> tuple[str, dict[int, str]]:
+    """The text with each ``:name`` written as the name ``_name`` (the same length, so
+    every offset holds), and the parameters by offset. sqlglot reads ``SELECT :x AS n`` as
+    DuckDB's ``alias: value`` and ``(:x)`` in a SELECT list not at all; a name it reads
+    everywhere. A ``:`` right after a word (``AND:b``, ``x[1:b]``) is left as it is."""
     try:
         tokens = sqlglot.tokenize(text, read=DIALECT)
     except TokenError:
         return text, {}  # parse_one says what is wrong
-    chars, first = list(text), {}
+    chars, parameters = list(text), {}
     for colon, name in itertools.pairwise(tokens):
         if (colon.token_type is TokenType.COLON and colon.end + 1 == name.start
-                and re.match(r"[A-Za-z_]", name.text)):
-            chars[colon.start] = "$"
-            first.setdefault(name.text, colon.start)
-    return "".join(chars), first
+                and re.match(r"[A-Za-z_]", name.text)
+                and not re.match(r"\w", text[colon.start - 1:colon.start])):
+            chars[colon.start] = "_"
+            parameters[colon.start] = name.text
+    return "".join(chars), parameters
+
+
+def _placeholders(tree: exp.Expression, parameters: dict[int, str]) -> exp.Expression:
+    """The names ``_parameters`` wrote back as parameters, found by their offsets (a
+    column of the same name elsewhere is a column), each keeping its offset."""
+    def back(node: exp.Expression) -> exp.Expression:
+        at = start(node) if isinstance(node, exp.Column) and not node.table else None
+        if at not in parameters:
+            return node
+        placeholder = exp.Placeholder(this=parameters[at])
+        placeholder.meta["start"] = at
+        return placeholder
+
+    return tree.transform(back) if parameters else tree
 
 
 def _open_quote(text: str) -> int | None:
@@ -475,16 +488,12 @@ def literal(value: ParamValue) -> exp.Expression:
 
 def bind(tree: exp.Expression, values: dict[str, ParamValue]) -> exp.Expression:
     """Replace every ``:name`` with its value; a list fills an ``IN (:name)``. And settle
-    ties: ``arg_min(x, y)`` picks among rows that tie on ``y`` in no fixed order, so it
-    becomes ``arg_min(x, (y, x))`` (``(a, b)`` becomes ``(a, b, x)``) — the same answer
-    wherever there was one answer."""
+    ties: ``arg_min(x, y)`` picks among rows that tie on ``y`` in no fixed order, so the
+    value breaks the tie (``_settled``) — the same answer wherever there was one."""
 
     def replace(node: exp.Expression) -> exp.Expression:
         if isinstance(node, (exp.ArgMin, exp.ArgMax)):
-            order = node.expression
-            keys = order.expressions if isinstance(order, exp.Tuple) else [order]
-            if keys[-1] != node.this:  # (y, x) already: settled
-                node.set("expression", exp.Tuple(expressions=[*keys, node.this.copy()]))
+            node.set("expression", _settled(node))
             return node
         if isinstance(node, exp.In):
             items = node.expressions
@@ -505,6 +514,24 @@ def bind(tree: exp.Expression, values: dict[str, ParamValue]) -> exp.Expression:
         return node
 
     return tree.copy().transform(replace)
+
+
+def _settled(node: exp.ArgMin | exp.ArgMax) -> exp.Expression:
+    """``arg_min(x, y)``'s ordering with the value itself as the last tie-break. A row
+    whose ``y`` is NULL still takes no part, and between tied rows a value beats a NULL
+    (engines order NULLs inside a tuple differently)."""
+    order, value = node.expression, node.this
+    keys = order.expressions if isinstance(order, exp.Tuple) else [order]
+    if keys[-1] == value:  # (y, x) already
+        return order
+    is_null = exp.Is(this=value.copy(), expression=exp.Null())
+    settled = exp.Tuple(expressions=[*keys, exp.Not(this=is_null) if isinstance(
+        node, exp.ArgMax) else is_null, value.copy()])
+    if isinstance(order, exp.Tuple):  # never NULL, as before
+        return settled
+    return exp.Case(ifs=[exp.If(this=exp.Not(this=exp.Is(this=order.copy(),
+                                                         expression=exp.Null())),
+                                true=settled)])
 
 
 def columns_used(tree: exp.Expression, qualifier: str = "") -> set[str]:

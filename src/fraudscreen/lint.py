@@ -166,36 +166,46 @@ def _unreadable_literals(rule: Rule, sql: str) -> list[Finding]:
                               schema=sources.types(), dialect="duckdb")
     except sqlglot.errors.SqlglotError:
         return []  # the bind check above speaks for a statement sqlglot cannot type
-    found = []
+    found: dict[str, Finding] = {}  # by place: the compiled SQL may read a literal twice
     for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE,
                               exp.Between, exp.In):
         sides = [node.this, *(node.expressions if isinstance(node, exp.In) else
                               (node.args.get("low"), node.args.get("high"))
                               if isinstance(node, exp.Between) else (node.expression,))]
-        typed = [s for s in sides if s is not None and s.type and s.type.is_type(*_TYPED)]
+        # A column's own type only: sqlglot types `a - b` of dates as a date, DuckDB not.
+        typed = [s for s in sides if isinstance(s, exp.Column) and s.type
+                 and s.type.is_type(*_TYPED)]
         for text in (s for s in sides if isinstance(s, exp.Literal) and s.is_string):
-            for other in typed:
-                kind = other.type.sql("duckdb")
+            for column in typed:
+                kind = column.type.sql("duckdb")
                 if sources.converts(text.this, kind):
                     continue
-                name = other.name if isinstance(other, exp.Column) else other.sql("duckdb")
-                found.append(replace(_finding(
-                    "FS011", rule, f"{text.sql('duckdb')} is not a {kind} (compared with "
-                    f"{name}), so the rule would fail on the first row that reaches it: write "
-                    "dates YYYY-MM-DD, times YYYY-MM-DD HH:MM:SS, numbers without "
-                    "separators"), where=_place(rule, text.this)))
-    return found
+                where = _place(rule, text, column.name)
+                found.setdefault(where, replace(_finding(
+                    "FS011", rule, f"{text.sql('duckdb')} cannot be read as {kind} (compared "
+                    f"with {column.name}), so the rule would fail on the first row that "
+                    "reaches it: write dates YYYY-MM-DD, times YYYY-MM-DD HH:MM:SS, numbers "
+                    "without separators"), where=where))
+    return list(found.values())
 
 
-def _place(rule: Rule, text: str) -> str:
-    """Where a literal is written: quoted in an expression, or as a parameter's value."""
+def _place(rule: Rule, literal: exp.Literal, column: str) -> str:
+    """Where a literal is written in the detection or emit (the one after its column,
+    when it is written more than once), or as a parameter's value."""
+    written, spots = literal.sql("duckdb"), []
     for path, scalar in rule.scalars.items():
-        quoted = scalar.value.find(f"'{text}'")
-        spot = scalar.find(scalar.value, quoted + 1) if quoted >= 0 else None
-        if spot is not None and path[0] != "params":
-            return location(rule.path, *spot)
+        if path[0] not in ("detect", "emit"):
+            continue
+        for found in re.finditer(re.escape(written), scalar.value):
+            spot = scalar.find(scalar.value, found.start() + 1)
+            before = scalar.value[max(0, found.start() - 80):found.start()]
+            if spot is not None:
+                spots.append((not re.search(rf"(?<!\w){re.escape(column)}(?!\w)", before),
+                              spot))
+    if spots:
+        return location(rule.path, *min(spots)[1])
     for path, scalar in rule.scalars.items():
-        if path[0] == "params" and scalar.value == text:
+        if path[0] == "params" and scalar.value == literal.this:
             return location(rule.path, scalar.line, scalar.col)
     return rule.where("detect")
 

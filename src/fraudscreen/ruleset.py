@@ -56,10 +56,11 @@ def derived(rule: Rule, new_id: str) -> str:
     for key, value in {"id": new_id, "family": family, "version": '"1"',
                        "status": "experimental"}.items():
         if (key,) in rule.positions:
-            if "\n" in rule.scalars[(key,)].source:
-                raise rule.error(f"{key} is written over several lines: copy the file by hand",
-                                 key)
-            edits[rule.positions[(key,)][0]] = f"{key}: {value}"
+            line, scalar = rule.positions[(key,)][0], rule.scalars[(key,)]
+            if scalar.line != line or "\n" in scalar.source:
+                raise rule.error(f"{key}: its value is not on the key's line; write "
+                                 f"`{key}: value` on one line, or copy the file by hand", key)
+            edits[line] = f"{key}: {value}"
     if ("family_title",) in rule.positions and family != rule.family:
         edits[rule.positions[("family_title",)][0]] = None
     out: list[str] = []

@@ -15,7 +15,15 @@ WITH src AS (
     t."settlement_id",
     LIST_SORT(ARRAY_AGG(DISTINCT o.settlement_id)) AS related_settlement_ids,
     MAX("o"."admit_time") AS "earlier_time",
-    ARG_MAX("o"."visit_area", ("o"."admit_time", "o"."settlement_id", "o"."visit_area")) AS "earlier_area"
+    ARG_MAX(
+      "o"."visit_area",
+      (
+        "o"."admit_time",
+        "o"."settlement_id",
+        NOT "o"."visit_area" IS NULL,
+        "o"."visit_area"
+      )
+    ) AS "earlier_area"
   FROM src AS t
   JOIN oth AS o
     ON t."person_id" = o."person_id"

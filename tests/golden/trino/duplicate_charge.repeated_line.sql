@@ -41,7 +41,7 @@ WITH src AS (
     "unit_price",
     COUNT(*) AS "copies",
     SUM(amount) AS "total_amount",
-    MIN_BY(amount, (line_id, amount)) AS "first_amount",
+    MIN_BY(amount, CASE WHEN NOT line_id IS NULL THEN (line_id, amount IS NULL, amount) END) AS "first_amount",
     MIN(line_id) AS "first_line_id"
   FROM src_c
   GROUP BY
