@@ -167,3 +167,11 @@ def test_text_that_cannot_be_read_as_its_column_s_type_is_a_lint_error(tmp_path,
 def test_text_a_column_can_read_is_no_lint_error(tmp_path, where):
     result = CliRunner().invoke(app, ["rules", "lint", str(rule_file(tmp_path, where))])
     assert "FS011" not in result.output and "FS004" not in result.output, result.output
+
+
+def test_a_rule_page_shows_a_multi_line_expression_as_a_block(tmp_path):
+    """It was one escaped string: "amount > 0\\nAND quantity > 3\\n"."""
+    from fraudscreen.rule_docs import page
+
+    rule = load_rule(rule_file(tmp_path, "|\n    amount > 0\n    AND quantity > :limit"))
+    assert "where: |\n  amount > 0\n  AND quantity > :limit\n" in page(rule)

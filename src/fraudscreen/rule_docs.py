@@ -87,9 +87,19 @@ def page(rule: Rule) -> str:
 
 
 def _yaml(data) -> str:
+    """YAML as an analyst writes it: a multi-line expression as a ``|`` block."""
     import yaml
 
-    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100).rstrip()
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=Dumper, allow_unicode=True, sort_keys=False,
+                     width=100).rstrip()
 
 
 def index(rules: list[Rule]) -> str:
