@@ -78,6 +78,7 @@ def test_a_rule_whose_sql_cannot_bind_is_a_lint_error():
         "detect": repeated.detect.model_copy(update={"where": "amount > item_code"})})
     found = [f for f in lint(typed) if f.code == "FS004"]
     assert len(found) == 1 and "Cannot compare" in found[0].message
+    assert found[0].where == typed.where("detect")  # its detection, not the file's first line
 
 
 def test_a_parameter_typed_with_full_width_quotes_is_a_lint_warning():

@@ -99,7 +99,7 @@ def lint(rule: Rule) -> list[Finding]:
     else:
         bind_error = _binds(compiled.sql)
         if bind_error:
-            found.append(_finding("FS004", rule, bind_error))
+            found.append(_finding("FS004", rule, bind_error, "detect"))
         found += _unreadable_literals(rule, compiled.sql)
         if not any(getattr(rule.emit, n) is not None or n in compiled.hit_columns
                    for n in ("institution_id", "person_id")):
