@@ -175,3 +175,15 @@ def test_a_rule_page_shows_a_multi_line_expression_as_a_block(tmp_path):
 
     rule = load_rule(rule_file(tmp_path, "|\n    amount > 0\n    AND quantity > :limit"))
     assert "where: |\n  amount > 0\n  AND quantity > :limit\n" in page(rule)
+
+
+def test_a_new_rule_keeps_the_comments_on_the_lines_it_rewrites(tmp_path):
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "id: test.sandbox", 'id: "test.sandbox"   # 规则编号').replace(
+        'version: "1"', 'version: "7"  # bump me'), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "new", "site_a.x", "--like", "test.sandbox",
+                                      "--rules", str(path), "--out", str(tmp_path / "new")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "new" / "x.yaml").read_text(encoding="utf-8")
+    assert text.startswith('id: site_a.x   # 规则编号\nversion: "1"  # bump me\n'), text

@@ -53,6 +53,7 @@ def derived(rule: Rule, new_id: str) -> str:
     new family names itself, or lint reminds the analyst to)."""
     family = new_id.partition(".")[0]
     edits: dict[int, str | None] = {}
+    value_ends: dict[int, int] = {}  # a replaced line's comment stays
     for key, value in {"id": new_id, "family": family, "version": '"1"',
                        "status": "experimental"}.items():
         if (key,) in rule.positions:
@@ -61,14 +62,16 @@ def derived(rule: Rule, new_id: str) -> str:
                 raise rule.error(f"{key}: its value is not on the key's line; write "
                                  f"`{key}: value` on one line, or copy the file by hand", key)
             edits[line] = f"{key}: {value}"
+            value_ends[line] = scalar.col - 1 + len(scalar.source)
     if ("family_title",) in rule.positions and family != rule.family:
         edits[rule.positions[("family_title",)][0]] = None
     out: list[str] = []
     lines = Path(str(rule.path)).read_text(encoding="utf-8-sig").splitlines()
     for number, text in enumerate(lines, 1):
         kept = edits.get(number, text)
+        comment = text[value_ends.get(number, len(text)):]
         if kept is not None:
-            out.append(kept)
+            out.append(kept + comment if comment.strip().startswith("#") else kept)
         if number == rule.positions[("version",)][0] and ("status",) not in rule.positions:
             out.append("status: experimental")
     return "\n".join(out) + "\n"
