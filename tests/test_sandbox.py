@@ -618,7 +618,7 @@ STEP = "WITH s AS (SELECT settlement_id, amount FROM fee_lines) "
     ("SELECT settlement_id FROM (WITH s AS (SELECT settlement_id FROM fee_lines) "
      "SELECT settlement_id FROM s) AS x", "WITH goes once, at the start of the query"),
     ("WITH fee_lines AS (SELECT 1 AS amount) SELECT amount FROM fee_lines",
-     "may not be named 'fee_lines': a source or a step before it has that name"),
+     "may not be named 'fee_lines': a source"),
     # a step reads only the steps before it: a later name would be a database table
     ("WITH a AS (SELECT * FROM b), b AS (SELECT amount FROM fee_lines) SELECT * FROM a",
      "unknown source 'b'"),

@@ -442,18 +442,13 @@ class _Compiler:
 
     def query(self, det: Query) -> set[str]:
         scope = ex.Scope(columns={}, tables={k: set(v) for k, v in self.catalog.items()},
-                         params=self.params, aggregates=True)
+                         params=self.params, aggregates=True,
+                         reserved={"hits", *sources.BY_NAME})  # internal relations too
         try:
             tree = ex.parse(det.sql)
             if not isinstance(tree, (exp.Select, exp.Union)):
                 raise ex.ExpressionError("the query kind takes one SELECT statement")
             tree = ex.bind(ex.check(tree, scope, statement=True), self.values)
-            taken = {"hits", *(name.lower() for name in sources.BY_NAME)}
-            for step in tree.find_all(exp.CTE):  # Spark lifts them beside the compiler's
-                if step.alias.lower() in taken:
-                    raise ex.ExpressionError(
-                        f"a step may not be named {step.alias!r}: the compiler's name for "
-                        "the query's rows, or a source's", ex.start(step))
         except ex.ExpressionError as err:
             raise self.rule.error(f"detect.sql: {err}", "detect", "sql",
                                   within=(det.sql, err.offset(det.sql))) from None

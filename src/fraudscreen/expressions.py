@@ -46,7 +46,7 @@ class ExpressionError(ValueError):
         return found.start() if found else None
 
 
-def start(node: exp.Expression) -> int | None:
+def _start(node: exp.Expression) -> int | None:
     """Where a node's text starts: sqlglot keeps offsets on names, literals and calls."""
     starts = [n.meta["start"] for n in node.walk() if n._meta and "start" in n.meta]
     return min(starts, default=None)
@@ -59,7 +59,7 @@ def _at(node: exp.Expression) -> Iterator[None]:
         yield
     except ExpressionError as err:
         if err.at is None:
-            err.at = start(node)
+            err.at = _start(node)
         if err.at is None:  # CURRENT_DATE, a type: no offset, but a word to find
             err.near = re.split(r"\W", node.sql(DIALECT).lstrip("("), maxsplit=1)[0] or None
         raise
@@ -126,6 +126,8 @@ class Scope:
     tables: dict[str, set[str]] = field(default_factory=dict)
     params: set[str] = field(default_factory=set)
     aggregates: bool = False
+    # Names a query's WITH step may not take (besides ``tables``): the compiler's own.
+    reserved: set[str] = field(default_factory=set)
 
 
 # Full-width punctuation a Chinese input method types, and the ASCII a rule needs.
@@ -133,14 +135,10 @@ _FULL_WIDTH = {"，": ",", "；": ";", "（": "(", "）": ")", "：": ":", "＝"
                "＜": "<", "！": "!", "‘": "'", "’": "'", "“": "'", "”": "'"}
 
 
-def _full_width(text: str) -> None:
+def _full_width(text: str, tokens: list) -> None:
     """Refuse full-width punctuation in the SQL itself, naming it: otherwise
     ``quantity，amount`` reads as one unknown column and ``‘08’`` as a name. Strings,
     quoted identifiers and comments may hold any text: only bare words are looked at."""
-    try:
-        tokens = sqlglot.tokenize(text, read=DIALECT)
-    except TokenError:
-        return  # parse() refuses it with its own message
     for token in tokens:
         bad = next((ch for ch in token.text if ch in _FULL_WIDTH), None)
         if token.token_type is not TokenType.VAR or bad is None:
@@ -158,11 +156,15 @@ def _full_width(text: str) -> None:
 def parse(text: str) -> exp.Expression:
     """Parse one expression; a syntax error becomes an ExpressionError."""
     text = str(text)
-    _full_width(text)
+    try:
+        tokens = sqlglot.tokenize(text, read=DIALECT)
+    except TokenError:
+        tokens = []  # parse_one refuses it below, with its own message
+    _full_width(text, tokens)
     # A one-line expression is shown in the error; a block's line and column say where.
     shown = "" if "\n" in text.strip() else f" {text!r}"
     try:
-        readable, parameters = _parameters(text)
+        readable, parameters = _parameters(text, tokens)
         tree = _placeholders(sqlglot.parse_one(readable, read=DIALECT), parameters)
     except ParseError as err:
         first = err.errors[0] if err.errors else {}
@@ -181,15 +183,11 @@ def parse(text: str) -> exp.Expression:
     return tree
 
 
-def _parameters(text: str) -> tuple[str, dict[int, str]]:
+def _parameters(text: str, tokens: list) -> tuple[str, dict[int, str]]:
     """The text with each ``:name`` written as the name ``_name`` (the same length, so
     every offset holds), and the parameters by offset. sqlglot reads ``SELECT :x AS n`` as
     DuckDB's ``alias: value`` and ``(:x)`` in a SELECT list not at all; a name it reads
     everywhere. A ``:`` right after a word (``AND:b``, ``x[1:b]``) is left as it is."""
-    try:
-        tokens = sqlglot.tokenize(text, read=DIALECT)
-    except TokenError:
-        return text, {}  # parse_one says what is wrong
     chars, parameters = list(text), {}
     for colon, name in itertools.pairwise(tokens):
         if (colon.token_type is TokenType.COLON and colon.end + 1 == name.start
@@ -204,7 +202,7 @@ def _placeholders(tree: exp.Expression, parameters: dict[int, str]) -> exp.Expre
     """The names ``_parameters`` wrote back as parameters, found by their offsets (a
     column of the same name elsewhere is a column), each keeping its offset."""
     def back(node: exp.Expression) -> exp.Expression:
-        at = start(node) if isinstance(node, exp.Column) and not node.table else None
+        at = _start(node) if isinstance(node, exp.Column) and not node.table else None
         if at not in parameters:
             return node
         placeholder = exp.Placeholder(this=parameters[at])
@@ -271,14 +269,15 @@ def _named_steps(tree: exp.Expression, scope: Scope) -> Scope:
     tables = dict(scope.tables)
     for cte in outer.expressions:
         with _at(cte):
-            # Engines match names in any case: `Settlements` would hide the source.
-            if cte.alias.lower() in {name.lower() for name in tables}:
-                raise ExpressionError(f"a step may not be named {cte.alias!r}: a source or "
-                                      "a step before it has that name; name it after what "
-                                      "it holds")
+            # Engines match names in any case: `Settlements` would hide the source, and
+            # Spark lifts the steps beside the compiler's own.
+            if cte.alias.lower() in {name.lower() for name in {*tables, *scope.reserved}}:
+                raise ExpressionError(f"a step may not be named {cte.alias!r}: a source, a "
+                                      "step before it or the compiler has that name; name "
+                                      "it after what it holds")
             check(cte.this, Scope({}, dict(tables), scope.params, aggregates=True), True)
         tables[cte.alias] = _output_columns(cte.this, tables)
-    return Scope(scope.columns, tables, scope.params, scope.aggregates)
+    return Scope(scope.columns, tables, scope.params, scope.aggregates, scope.reserved)
 
 
 def _output_columns(query: exp.Expression, tables: dict[str, set[str]]) -> set[str]:
