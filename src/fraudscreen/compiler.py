@@ -131,7 +131,8 @@ class _Compiler:
 
     def expr(self, text: str, path: tuple, columns: dict[str, set[str]],
              aggregates: bool = False,
-             rewrite: Callable[[exp.Expression], exp.Expression] | None = None) -> str:
+             rewrite: Callable[[exp.Expression], exp.Expression] | None = None,
+             money: bool = False) -> str:
         scope = ex.Scope(columns=columns, tables={k: set(v) for k, v in self.catalog.items()},
                          params=self.params, aggregates=aggregates)
         try:
@@ -144,6 +145,8 @@ class _Compiler:
             self.needs.update(sources.BY_NAME[table.name].needs)
         if rewrite:
             tree = tree.transform(rewrite)
+        if money:
+            tree = _decimal_quotients(tree)
         return tree.sql("duckdb")
 
     def source(self, name: str, path: tuple) -> set[str]:
@@ -351,11 +354,18 @@ class _Compiler:
             f" {_join_on('st', 'ev', part)} AND ev.__t BETWEEN st.__start"
             f" AND st.__start + {width})"))
         by_part = f"PARTITION BY {_cols(part)} ORDER BY {order}"
+        # A member starts a new run when a window cannot hold it and the one before (a
+        # gap wider than the span), or when it is not closer than the window to the one
+        # before and the window opening there is no burst: a burst is never cut in two.
         self.ctes.append((
             "runs",
-            f"SELECT g.*, sum(CASE WHEN g.__gap >= {length} THEN 1 ELSE 0 END) OVER ({by_part}"
+            f"SELECT g.*, sum(CASE WHEN g.__gap > {width} OR (g.__gap >= {length} AND NOT"
+            f" g.__opens) THEN 1 ELSE 0 END) OVER ({by_part}"
             f" ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __run FROM"
-            f" (SELECT members.*, __t - LAG(__t) OVER ({by_part}) AS __gap FROM members) AS g"))
+            f" (SELECT p.*, st.__start IS NOT NULL AS __opens FROM (SELECT members.*,"
+            f" __t - LAG(__t) OVER ({by_part}) AS __gap, LAG(__t) OVER ({by_part}) AS __prev"
+            f" FROM members) AS p LEFT JOIN starts AS st ON {_join_on('p', 'st', part)}"
+            f" AND st.__start = p.__prev) AS g"))
         # The anchor's settlement: the other members' settlements are its related ones
         # (a settlement with several member rows, e.g. fee lines, is named once).
         anchor_order = order if det.anchor == "first" else ", ".join(
@@ -392,7 +402,7 @@ class _Compiler:
         """The numeric time axis, the inclusive width of the span on it (a span of N
         days holds dates at most N - 1 apart, of N minutes times at most N minutes apart),
         and its length: members at least that far apart are not "closer than the window"
-        and start a new run."""
+        and start a new run (unless one burst window holds both)."""
         given = {k: v for k, v in det.span.model_dump().items() if v is not None}
         if len(given) != 1:
             raise self.rule.error("span takes exactly one of minutes, hours, days",
@@ -481,9 +491,8 @@ class _Compiler:
         if e.related_settlement_ids is None and "related_settlement_ids" not in hit_cols:
             related = "CAST([] AS VARCHAR[])"
         selects.append(f"coalesce({related}, CAST([] AS VARCHAR[])) AS related_settlement_ids")
-        amount = self.expr(e.amount_at_risk, ("emit", "amount_at_risk"), scope, rewrite=rw)
-        # Through DECIMAL(38,10) first: a quotient (DuckDB divides decimals as doubles)
-        # then rounds half away from zero at the fen as exact arithmetic would.
+        amount = self.expr(e.amount_at_risk, ("emit", "amount_at_risk"), scope, rewrite=rw,
+                           money=True)
         selects.append(f"CAST(round(greatest(CAST({amount} AS DECIMAL(38,10)), 0), 2)"
                        " AS DECIMAL(16,2)) AS amount_at_risk")
         for name, text in e.evidence.items():
@@ -589,6 +598,22 @@ def _min_group_rows(det: Aggregate) -> int:
 
 def _with(ctes: list[tuple[str, str]], final: str) -> str:
     return "WITH " + ", ".join(f"{n} AS ({body})" for n, body in ctes) + " " + final
+
+
+def _decimal_quotients(tree: exp.Expression) -> exp.Expression:
+    """Each quotient of an amount as a decimal of 6 places, as Spark divides decimals.
+
+    DuckDB divides decimals as doubles: 3 x ¥700,634.42 / 4 is 525,475.81499999… there,
+    which rounded at the fen is .81 where exact arithmetic gives .82. Read back at 6
+    places (rounding the double's last bits away) the quotient is 525,475.815000 on both
+    engines, and the amount is then rounded once to the fen. A division by zero gives
+    NULL on both (DuckDB's infinity cannot be a decimal), which least() passes over.
+    """
+    for quotient in reversed(list(tree.find_all(exp.Div))):  # the innermost first
+        decimal = exp.TryCast(this=quotient.copy(), to=exp.DataType.build("DECIMAL(38, 6)"))
+        tree = decimal if quotient is tree else tree
+        quotient.replace(decimal)
+    return tree
 
 
 def _requalify(mapping: dict[str, str]) -> Callable[[exp.Expression], exp.Expression]:

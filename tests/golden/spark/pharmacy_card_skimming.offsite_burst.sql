@@ -53,19 +53,34 @@ WITH src AS (
 ), runs AS (
   SELECT
     g.*,
-    SUM(CASE WHEN g.__gap >= 600 THEN 1 ELSE 0 END) OVER (
+    SUM(
+      CASE WHEN g.__gap > 600 OR (
+        g.__gap >= 600 AND NOT g.__opens
+      ) THEN 1 ELSE 0 END
+    ) OVER (
       PARTITION BY `institution_id`
       ORDER BY `admit_time` NULLS LAST, `settlement_id` NULLS LAST
       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
     ) AS __run
   FROM (
     SELECT
-      members.*,
-      __t - LAG(__t) OVER (
-        PARTITION BY `institution_id`
-        ORDER BY `admit_time` NULLS LAST, `settlement_id` NULLS LAST
-      ) AS __gap
-    FROM members
+      p.*,
+      NOT st.__start IS NULL AS __opens
+    FROM (
+      SELECT
+        members.*,
+        __t - LAG(__t) OVER (
+          PARTITION BY `institution_id`
+          ORDER BY `admit_time` NULLS LAST, `settlement_id` NULLS LAST
+        ) AS __gap,
+        LAG(__t) OVER (
+          PARTITION BY `institution_id`
+          ORDER BY `admit_time` NULLS LAST, `settlement_id` NULLS LAST
+        ) AS __prev
+      FROM members
+    ) AS p
+    LEFT JOIN starts AS st
+      ON p.`institution_id` = st.`institution_id` AND st.__start = p.__prev
   ) AS g
 ), seqd AS (
   SELECT
