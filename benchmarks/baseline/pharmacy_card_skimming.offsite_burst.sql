@@ -1,7 +1,8 @@
 -- At one pharmacy, >= 5 distinct off-site persons' purchases (41) within 10 minutes
 -- (last - first <= 10 min). Members of qualifying windows less than 10 minutes apart are
--- one burst, keyed by its first settlement; at risk: the burst's fund amount (each
--- settlement's at most its total).
+-- one burst, and so are two exactly 10 minutes apart when the window opening at the
+-- first of them qualifies; keyed by its first settlement; at risk: the burst's fund
+-- amount (each settlement's at most its total).
 WITH settlements AS (  -- effective settlements: reversal rows and what they reverse removed
     SELECT *
     FROM read_parquet('DATA/settlements.parquet')
@@ -33,11 +34,13 @@ members AS (  -- purchases inside at least one window of >= 5 cards
     WHERE burst_start IS NOT NULL
 ),
 bursts AS (
-    SELECT *, sum(CASE WHEN gap < INTERVAL 10 MINUTE THEN 0 ELSE 1 END) OVER (
+    SELECT *, sum(CASE WHEN gap < INTERVAL 10 MINUTE
+                            OR (gap = INTERVAL 10 MINUTE AND previous_cards >= 5)
+                       THEN 0 ELSE 1 END) OVER (
                   PARTITION BY institution_id ORDER BY admit_time, settlement_id) AS burst
-    FROM (SELECT *, admit_time - lag(admit_time) OVER (
-                        PARTITION BY institution_id ORDER BY admit_time, settlement_id) AS gap
-          FROM members)
+    FROM (SELECT *, admit_time - lag(admit_time) OVER w AS gap, lag(cards) OVER w AS previous_cards
+          FROM members
+          WINDOW w AS (PARTITION BY institution_id ORDER BY admit_time, settlement_id))
 )
 SELECT institution_id, first(settlement_id ORDER BY admit_time, settlement_id) AS settlement_id,
        sum(fund_amount) AS amount_at_risk
