@@ -64,5 +64,6 @@ SELECT
   earlier_time AS "ev__earlier_time",
   earlier_area AS "ev__earlier_area",
   fund_amount AS "ev__fund_amount",
+  total_amount AS "ev__total_amount",
   3 AS "ev__min_hours"
 FROM hits

@@ -56,5 +56,6 @@ SELECT
   `prev__settlement_id` AS `ev__earlier_settlement_id`,
   `prev__discharge_date` AS `ev__earlier_discharge_date`,
   admit_date AS `ev__admit_date`,
-  fund_amount AS `ev__fund_amount`
+  fund_amount AS `ev__fund_amount`,
+  total_amount AS `ev__total_amount`
 FROM hits
