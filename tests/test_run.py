@@ -557,6 +557,26 @@ def test_fee_lines_dated_before_2000_are_counted_and_warned_of(tmp_path):
     assert doc["integrity"]["fee_lines_before_2000"] == 1
 
 
+def test_genders_outside_the_contracts_codes_are_counted_and_warned_of(tmp_path):
+    """Found in review: a person's gender `M` (the contract codes 1 and 2) was kept without
+    a word, and the wrong-gender rule passed over that person."""
+    data = data_folder(tmp_path)
+    table("persons", [dict(person_id="P1", gender="M"), dict(person_id="P2", gender="2"),
+                      dict(person_id="P3", gender="0")]).write_parquet(data / "persons.parquet")
+    table("catalog", [dict(item_code="X", gender_limit="F"), dict(item_code="Y",
+                                                                  gender_limit="1"),
+                      dict(item_code="Z")]).write_parquet(data / "catalog.parquet")
+    out = tmp_path / "out"
+    result = run("--data", str(data), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "2 person(s) have a gender other than 1 (male) or 2 (female)" in said
+    assert "1 catalog item(s) have a gender_limit other than 1 or 2" in said
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["integrity"]["persons_gender_not_coded"] == 2
+    assert doc["integrity"]["catalog_gender_limit_not_coded"] == 1
+
+
 def test_csv_cells_from_the_data_never_run_as_excel_formulas(tmp_path):
     """Found in review: an id or a quarantined cell starting with '=' went into the CSVs
     as it came, and Excel runs such a cell as a formula when an inspector opens them."""

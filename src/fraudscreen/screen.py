@@ -71,6 +71,12 @@ INTEGRITY_CHECKS = {
     # A database's default date (1900-01-01) reads as a date; it stretches the window.
     "fee_lines_before_2000":
         "SELECT count(*) AS n FROM input_fee_lines WHERE charge_time < TIMESTAMP '2000-01-01'",
+    # The contract codes gender 1 or 2 (GB/T 2261.1): `M`, `男` or `0` is kept, but no
+    # gender rule can judge it.
+    "persons_gender_not_coded":
+        "SELECT count(*) AS n FROM input_persons WHERE gender NOT IN ('1', '2')",
+    "catalog_gender_limit_not_coded":
+        "SELECT count(*) AS n FROM input_catalog WHERE gender_limit NOT IN ('1', '2')",
 }
 
 
@@ -83,6 +89,12 @@ INTEGRITY_WARNINGS = {
         "{n:,} fee line(s) are charged before 2000 (a placeholder date such as 1900-01-01?): "
         "they stretch the analysis window, and monthly growth judges every month from the "
         "first; fix the export or run with --from/--to",
+    "persons_gender_not_coded":
+        "{n:,} person(s) have a gender other than 1 (male) or 2 (female) (GB/T 2261.1): "
+        "no rule judges their gender",
+    "catalog_gender_limit_not_coded":
+        "{n:,} catalog item(s) have a gender_limit other than 1 or 2: no gender limit is "
+        "applied to them",
 }
 
 
