@@ -6,10 +6,11 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import sqlglot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraudscreen.compiler import _late_join, _min_group_rows, compile_rule
+from fraudscreen.compiler import _decimal_quotients, _late_join, _min_group_rows, compile_rule
 from fraudscreen.rule import Aggregate, Filter, Lookup, Rule, RuleError
 from fraudscreen.ruleset import RuleSet
 
@@ -481,3 +482,15 @@ def test_a_query_may_name_its_steps_rank_and_unite(tmp_path):
     for case in rule.tests:
         result = run_test(rule, case)
         assert result.passed, (case.name, result.diff)
+
+
+@pytest.mark.parametrize("amount, compiled", [
+    ("a / b", "TRY_CAST(a / b AS DECIMAL(38, 6))"),
+    ("least(x, a / (b / c))",
+     "LEAST(x, TRY_CAST(a / (TRY_CAST(b / c AS DECIMAL(38, 6))) AS DECIMAL(38, 6)))"),
+    ("a * b - c", "a * b - c"),
+])
+def test_every_quotient_of_an_amount_is_a_decimal_of_six_places(amount, compiled):
+    """A division at the root of amount_at_risk, or inside another, is read back as a
+    decimal too (DuckDB divides decimals as doubles)."""
+    assert _decimal_quotients(sqlglot.parse_one(amount, read="duckdb")).sql("duckdb") == compiled

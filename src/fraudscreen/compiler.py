@@ -493,6 +493,8 @@ class _Compiler:
         selects.append(f"coalesce({related}, CAST([] AS VARCHAR[])) AS related_settlement_ids")
         amount = self.expr(e.amount_at_risk, ("emit", "amount_at_risk"), scope, rewrite=rw,
                            money=True)
+        # Any other number (an integer, a double from a function) becomes a decimal before
+        # it is rounded half away from zero at the fen.
         selects.append(f"CAST(round(greatest(CAST({amount} AS DECIMAL(38,10)), 0), 2)"
                        " AS DECIMAL(16,2)) AS amount_at_risk")
         for name, text in e.evidence.items():
@@ -611,7 +613,8 @@ def _decimal_quotients(tree: exp.Expression) -> exp.Expression:
     """
     for quotient in reversed(list(tree.find_all(exp.Div))):  # the innermost first
         decimal = exp.TryCast(this=quotient.copy(), to=exp.DataType.build("DECIMAL(38, 6)"))
-        tree = decimal if quotient is tree else tree
+        if quotient is tree:  # the root, found first, comes last
+            return decimal
         quotient.replace(decimal)
     return tree
 
