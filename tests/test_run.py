@@ -575,6 +575,23 @@ def test_genders_outside_the_contracts_codes_are_counted_and_warned_of(tmp_path)
     doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert doc["integrity"]["persons_gender_not_coded"] == 2
     assert doc["integrity"]["catalog_gender_limit_not_coded"] == 1
+    assert doc["integrity"]["item_pairs_not_exclusive"] == 0  # the shipped pairs
+
+
+def test_item_pairs_of_another_relation_are_counted_and_warned_of(tmp_path):
+    """Found in review: a site's pairs marked `互斥` instead of `exclusive` paired nothing,
+    without a word."""
+    data = data_folder(tmp_path)
+    table("item_pairs", [dict(item_code_a="A", item_code_b="B", relation="互斥"),
+                         dict(item_code_a="C", item_code_b="D", relation="exclusive")]
+          ).write_parquet(data / "item_pairs.parquet")
+    out = tmp_path / "out"
+    result = run("--data", str(data), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert ("1 item pair(s) have a relation other than 'exclusive'"
+            in " ".join(result.output.split()))
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["integrity"]["item_pairs_not_exclusive"] == 1
 
 
 def test_csv_cells_from_the_data_never_run_as_excel_formulas(tmp_path):

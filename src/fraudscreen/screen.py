@@ -77,6 +77,9 @@ INTEGRITY_CHECKS = {
         "SELECT count(*) AS n FROM input_persons WHERE gender NOT IN ('1', '2')",
     "catalog_gender_limit_not_coded":
         "SELECT count(*) AS n FROM input_catalog WHERE gender_limit NOT IN ('1', '2')",
+    # Only `exclusive` pairs are read: `互斥` or `Exclusive` would silently pair nothing.
+    "item_pairs_not_exclusive":
+        "SELECT count(*) AS n FROM input_item_pairs WHERE relation IS DISTINCT FROM 'exclusive'",
 }
 
 
@@ -95,6 +98,8 @@ INTEGRITY_WARNINGS = {
     "catalog_gender_limit_not_coded":
         "{n:,} catalog item(s) have a gender_limit other than 1 or 2: no gender limit is "
         "applied to them",
+    "item_pairs_not_exclusive":
+        "{n:,} item pair(s) have a relation other than 'exclusive': no rule reads them",
 }
 
 
