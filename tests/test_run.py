@@ -594,6 +594,38 @@ def test_item_pairs_of_another_relation_are_counted_and_warned_of(tmp_path):
     assert doc["integrity"]["item_pairs_not_exclusive"] == 1
 
 
+def test_fee_categories_and_regions_outside_the_contracts_codes_are_counted_and_warned_of(
+        tmp_path):
+    """Found in review: a site's own fee category (`001`) or a 4-digit region was kept
+    without a word, and the rules that select bed fees or judge pooling areas passed over
+    those rows or misjudged them."""
+    stays = [{**STAYS[0], "insured_region": "3509", "visit_region": "350902"},
+             {**STAYS[1], "insured_region": "350902", "visit_region": "350902"},
+             {**STAYS[2], "insured_region": "350902", "visit_region": "福州市"}]
+    lines = [{**LINES[0], "fee_category": "001"}, {**LINES[1], "fee_category": "14"},
+             {**LINES[2], "fee_category": "01"}, {**LINES[3], "fee_category": "15"}]
+    out = tmp_path / "out"
+    result = run("--data", str(data_folder(tmp_path, stays, lines)), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "2 fee line(s) have a fee_category outside 01–14" in said
+    assert "2 settlement(s) have an insured_region or visit_region that is not 6 digits" in said
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["integrity"]["fee_lines_category_not_coded"] == 2
+    assert doc["integrity"]["settlements_region_not_6_digits"] == 2
+
+
+def test_contract_codes_give_no_code_warning(tmp_path):
+    out = tmp_path / "out"
+    result = run("--data", str(data_folder(tmp_path)), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "fee_category outside" not in result.output
+    assert "not 6 digits" not in result.output
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["integrity"]["fee_lines_category_not_coded"] == 0
+    assert doc["integrity"]["settlements_region_not_6_digits"] == 0
+
+
 def test_csv_cells_from_the_data_never_run_as_excel_formulas(tmp_path):
     """Found in review: an id or a quarantined cell starting with '=' went into the CSVs
     as it came, and Excel runs such a cell as a formula when an inspector opens them."""

@@ -288,3 +288,41 @@ def test_a_statement_past_its_timeout_is_cancelled_and_the_session_goes_on(spark
         engine.query("SELECT sum(id % 7) AS n FROM range(0, 100000000000, 1, 2)", timeout=2)
     assert time.monotonic() - started < 60
     assert engine.query("SELECT 1 AS one", timeout=30).to_dicts() == [{"one": 1}]
+
+
+def test_integrity_counts_of_codes_outside_the_contract_agree(spark, tmp_path):
+    """The counts are SQL transpiled per engine (a regex match on DuckDB is RLIKE on
+    Spark): the same odd codes give the same counts on both."""
+    from fraudscreen.ingest import load_folder
+    from fraudscreen.testing import table
+
+    stay = dict(person_id="P1", institution_id="H1", admit_time=dt.datetime(2024, 1, 1),
+                settle_time=dt.datetime(2024, 1, 2))
+    line = dict(item_code="X", item_name="x", charge_time=dt.datetime(2024, 1, 1))
+    rows = {
+        "settlements": [dict(stay, settlement_id="A", insured_region="3509"),
+                        dict(stay, settlement_id="B", visit_region="福州市"),
+                        dict(stay, settlement_id="C")],
+        "fee_lines": [dict(line, line_id="L1", settlement_id="A", fee_category="001"),
+                      dict(line, line_id="L2", settlement_id="B", fee_category="14"),
+                      dict(line, line_id="L3", settlement_id="C", fee_category="15")],
+        "persons": [dict(person_id="P1", gender="M"), dict(person_id="P2", gender="2")],
+        "item_pairs": [dict(item_code_a="X", item_code_b="Y", relation="互斥")],
+    }
+    for name, table_rows in rows.items():
+        table(name, table_rows).write_parquet(tmp_path / f"{name}.parquet")
+    counts = {}
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.quarantine.is_empty()
+        for name in ("duckdb", "spark"):
+            engine = make_engine(name)
+            try:
+                counts[name] = screen(ingestion.tables, RuleSet.load(), engine).integrity
+            finally:
+                engine.close()
+    assert counts["spark"] == counts["duckdb"]
+    assert {k: counts["duckdb"][k] for k in (
+        "fee_lines_category_not_coded", "settlements_region_not_6_digits",
+        "persons_gender_not_coded", "item_pairs_not_exclusive")} == {
+        "fee_lines_category_not_coded": 2, "settlements_region_not_6_digits": 2,
+        "persons_gender_not_coded": 1, "item_pairs_not_exclusive": 1}

@@ -80,6 +80,16 @@ INTEGRITY_CHECKS = {
     # Only `exclusive` pairs are read: `互斥` or `Exclusive` would silently pair nothing.
     "item_pairs_not_exclusive":
         "SELECT count(*) AS n FROM input_item_pairs WHERE relation IS DISTINCT FROM 'exclusive'",
+    # Rules select lines by category (bed fees 01, drugs and consumables 08-11): a site's
+    # own code (`001`, `B01`) is kept, but those rules pass over the line.
+    "fee_lines_category_not_coded":
+        "SELECT count(*) AS n FROM input_fee_lines WHERE fee_category NOT IN "
+        f"({', '.join(repr(f'{c:02d}') for c in range(1, 15))})",
+    # A pooling area is a region's first 4 digits: `3509` or `福州` compares wrongly, and
+    # off-site rules judge from it.
+    "settlements_region_not_6_digits":
+        "SELECT count(*) AS n FROM input_settlements WHERE NOT regexp_matches("
+        "insured_region, '^[0-9]{6}$') OR NOT regexp_matches(visit_region, '^[0-9]{6}$')",
 }
 
 
@@ -100,6 +110,12 @@ INTEGRITY_WARNINGS = {
         "applied to them",
     "item_pairs_not_exclusive":
         "{n:,} item pair(s) have a relation other than 'exclusive': no rule reads them",
+    "fee_lines_category_not_coded":
+        "{n:,} fee line(s) have a fee_category outside 01–14: the rules that select lines by "
+        "category (bed fees 01, drugs and consumables 08–11) pass over them",
+    "settlements_region_not_6_digits":
+        "{n:,} settlement(s) have an insured_region or visit_region that is not 6 digits: "
+        "pooling areas (their first 4 digits) and so the off-site rules may judge them wrongly",
 }
 
 
