@@ -86,10 +86,13 @@ INTEGRITY_CHECKS = {
         "SELECT count(*) AS n FROM input_fee_lines WHERE fee_category NOT IN "
         f"({', '.join(repr(f'{c:02d}') for c in range(1, 15))})",
     # A pooling area is a region's first 4 digits: `3509` or `福州` compares wrongly, and
-    # off-site rules judge from it.
+    # off-site rules judge from it. Each pair of regions is matched once (a few hundred
+    # pairs: 0.03 s against 0.2 s for the regex on each of 2.9 M settlements).
     "settlements_region_not_6_digits":
-        "SELECT count(*) AS n FROM input_settlements WHERE NOT regexp_matches("
-        "insured_region, '^[0-9]{6}$') OR NOT regexp_matches(visit_region, '^[0-9]{6}$')",
+        "SELECT coalesce(sum(n), 0) AS n FROM (SELECT insured_region, visit_region, "
+        "count(*) AS n FROM input_settlements GROUP BY insured_region, visit_region) AS r "
+        "WHERE NOT regexp_matches(insured_region, '^[0-9]{6}$') "
+        "OR NOT regexp_matches(visit_region, '^[0-9]{6}$')",
 }
 
 
