@@ -80,9 +80,9 @@ def validate(
     so Excel shows Chinese). Exit 0 when the data could be read, 1 under --strict
     when any row was quarantined, 2 when the input is unusable.
     """
+    from fraudscreen import integrity
     from fraudscreen.ingest import IngestError, load_folder, print_summary, write_quarantine
     from fraudscreen.quarantine import quarantined_reversals
-    from fraudscreen.screen import integrity_counts, integrity_warnings
 
     with _stoppable(f"{out} is as it was"):
         try:
@@ -90,14 +90,14 @@ def validate(
         except IngestError as err:
             raise _fail(err) from None
         with ingestion:  # only the counts and the quarantine are wanted
-            integrity = integrity_counts(ingestion.tables,
-                                         quarantined_reversals(ingestion.quarantine))
+            counts = integrity.count_tables(ingestion.tables,
+                                            quarantined_reversals(ingestion.quarantine))
         try:
             write_quarantine(ingestion, out)
         except OSError as err:
             raise _fail(f"could not write {out / 'quarantine.csv'}: {err}") from None
     print_summary(ingestion)
-    for warning in integrity_warnings(integrity):
+    for warning in integrity.warnings(counts):
         typer.echo(f"warning: {warning}", err=True)
     rows = sum(ingestion.rows_read.values()) - sum(ingestion.rows_kept.values())
     if strict and rows:

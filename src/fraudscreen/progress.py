@@ -70,9 +70,9 @@ class Progress:
                     reason=outcome.reason, seconds=round(outcome.seconds, 3))
 
     def summary(self, result) -> None:
-        from fraudscreen.screen import integrity_warnings
+        from fraudscreen import integrity
 
-        for warning in integrity_warnings(result.screening.integrity):
+        for warning in integrity.warnings(result.screening.integrity):
             self._event("warning", f"[yellow]warning[/]: {warning}", important=True,
                         warning=warning, **result.screening.integrity)
         if result.strict_failed:

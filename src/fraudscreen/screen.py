@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from fraudscreen import stop, suspicion
+from fraudscreen import integrity, stop, suspicion
 from fraudscreen.compiler import SKIPPED, compile_rule, transpile
 from fraudscreen.rule import Rule, RuleError
 from fraudscreen.ruleset import RuleSet
@@ -54,93 +54,6 @@ class QueryTimeout(Exception):
 MAX_HITS = 1_000_000  # a rule's hits beyond this fail it (see _run_rule)
 RULE_TIMEOUT = 3600.0  # seconds a rule's statement may run (--rule-timeout; 0: no limit)
 
-# Rows no rule can use, counted so a run never loses them silently.
-INTEGRITY_CHECKS = {
-    "fee_lines_without_settlement":
-        "SELECT count(*) AS n FROM input_fee_lines AS f WHERE NOT EXISTS "
-        "(SELECT 1 FROM input_settlements AS s WHERE s.settlement_id = f.settlement_id)",
-    "reversals_of_unknown_settlements":
-        "SELECT count(*) AS n FROM input_settlements AS r WHERE r.reversed_settlement_id "
-        "IS NOT NULL AND NOT EXISTS (SELECT 1 FROM input_settlements AS s "
-        "WHERE s.settlement_id = r.reversed_settlement_id)",
-    "removed_by_reversal":
-        "SELECT count(*) AS n FROM input_settlements AS s WHERE s.reversed_settlement_id "
-        "IS NOT NULL OR EXISTS (SELECT 1 FROM input_settlements AS r "
-        "WHERE r.reversed_settlement_id = s.settlement_id) OR EXISTS (SELECT 1 FROM "
-        "input_quarantined_reversals AS q WHERE q.reversed_settlement_id = s.settlement_id)",
-    # A database's default date (1900-01-01) reads as a date; it stretches the window.
-    "fee_lines_before_2000":
-        "SELECT count(*) AS n FROM input_fee_lines WHERE charge_time < TIMESTAMP '2000-01-01'",
-    # The contract codes gender 1 or 2 (GB/T 2261.1): `M`, `男` or `0` is kept, but no
-    # gender rule can judge it.
-    "persons_gender_not_coded":
-        "SELECT count(*) AS n FROM input_persons WHERE gender NOT IN ('1', '2')",
-    "catalog_gender_limit_not_coded":
-        "SELECT count(*) AS n FROM input_catalog WHERE gender_limit NOT IN ('1', '2')",
-    # Only `exclusive` pairs are read: `互斥` or `Exclusive` would silently pair nothing.
-    "item_pairs_not_exclusive":
-        "SELECT count(*) AS n FROM input_item_pairs WHERE relation IS DISTINCT FROM 'exclusive'",
-    # Rules select lines by category (bed fees 01, drugs and consumables 08-11): a site's
-    # own code (`001`, `B01`) is kept, but those rules pass over the line.
-    "fee_lines_category_not_coded":
-        "SELECT count(*) AS n FROM input_fee_lines WHERE fee_category NOT IN "
-        f"({', '.join(repr(f'{c:02d}') for c in range(1, 15))})",
-    # A pooling area is a region's first 4 digits: `3509` or `福州` compares wrongly, and
-    # off-site rules judge from it. Each pair of regions is matched once (a few hundred
-    # pairs: 0.03 s against 0.2 s for the regex on each of 2.9 M settlements).
-    "settlements_region_not_6_digits":
-        "SELECT coalesce(sum(n), 0) AS n FROM (SELECT insured_region, visit_region, "
-        "count(*) AS n FROM input_settlements GROUP BY insured_region, visit_region) AS r "
-        "WHERE NOT regexp_matches(insured_region, '^[0-9]{6}$') "
-        "OR NOT regexp_matches(visit_region, '^[0-9]{6}$')",
-}
-
-
-INTEGRITY_WARNINGS = {
-    "fee_lines_without_settlement":
-        "{n:,} fee line(s) name a settlement that is not in settlements; no rule can use them",
-    "reversals_of_unknown_settlements":
-        "{n:,} reversal row(s) name a settlement that is not in settlements",
-    "fee_lines_before_2000":
-        "{n:,} fee line(s) are charged before 2000 (a placeholder date such as 1900-01-01?): "
-        "they stretch the analysis window, and monthly growth judges every month from the "
-        "first; fix the export or run with --from/--to",
-    "persons_gender_not_coded":
-        "{n:,} person(s) have a gender other than 1 (male) or 2 (female) (GB/T 2261.1): "
-        "no rule judges their gender",
-    "catalog_gender_limit_not_coded":
-        "{n:,} catalog item(s) have a gender_limit other than 1 or 2: no gender limit is "
-        "applied to them",
-    "item_pairs_not_exclusive":
-        "{n:,} item pair(s) have a relation other than 'exclusive': no rule reads them",
-    "fee_lines_category_not_coded":
-        "{n:,} fee line(s) have a fee_category outside 01–14: the rules that select lines by "
-        "category (bed fees 01, drugs and consumables 08–11) pass over them",
-    "settlements_region_not_6_digits":
-        "{n:,} settlement(s) have an insured_region or visit_region that is not 6 digits: "
-        "pooling areas (their first 4 digits) and so the off-site rules may judge them wrongly",
-}
-
-
-def integrity_warnings(counts: dict[str, int]) -> list[str]:
-    """What the integrity counts say, for the console; nothing when all is well."""
-    return [text.format(n=counts[name]) for name, text in INTEGRITY_WARNINGS.items()
-            if counts.get(name)]
-
-
-def integrity_counts(tables: dict, quarantined_reversals: Sequence[str] = ()
-                     ) -> dict[str, int]:
-    """The integrity counts of ingested tables, without screening (``validate``)."""
-    from fraudscreen.engine_duckdb import DuckDBEngine
-
-    engine = DuckDBEngine()
-    try:
-        engine.register(tables, quarantined_reversals=quarantined_reversals)
-        return {name: int(engine.query(sql).item()) for name, sql in INTEGRITY_CHECKS.items()}
-    finally:
-        engine.close()
-
-
 def make_engine(name: str, **options):
     if name == "duckdb":
         from fraudscreen.engine_duckdb import DuckDBEngine
@@ -173,8 +86,7 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
         run_params = _create_sources(engine, window_from, window_to)
     start, end = run_params["window_start"], run_params["window_end"]
 
-    integrity = {name: int(engine.query(transpile(sql, engine.dialect, pretty=False)).item())
-                 for name, sql in INTEGRITY_CHECKS.items()}
+    counts = integrity.count(engine)
     present = {name for name, origin in origins.items() if origin != "absent"}
     frames, outcomes = [], []
     for rule in ruleset.rules:
@@ -187,7 +99,7 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
             on_rule(outcome)
     found = (pl.concat(frames) if frames
              else pl.DataFrame(schema=suspicion.SCHEMA))
-    return Screening(suspicion.order(found), outcomes, (start, end), origins, integrity)
+    return Screening(suspicion.order(found), outcomes, (start, end), origins, counts)
 
 
 def _create_sources(engine, window_from, window_to) -> dict:
