@@ -557,6 +557,15 @@ def test_fee_lines_dated_before_2000_are_counted_and_warned_of(tmp_path):
     assert doc["integrity"]["fee_lines_before_2000"] == 1
 
 
+def integrity_of(data: Path, tmp_path: Path) -> tuple[str, dict[str, int]]:
+    """What a run of ``data`` said (one line) and its integrity counts in run.json."""
+    out = tmp_path / "out"
+    result = run("--data", str(data), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    return " ".join(result.output.split()), doc["integrity"]
+
+
 def test_genders_outside_the_contracts_codes_are_counted_and_warned_of(tmp_path):
     """Found in review: a person's gender `M` (the contract codes 1 and 2) was kept without
     a word, and the wrong-gender rule passed over that person."""
@@ -566,16 +575,12 @@ def test_genders_outside_the_contracts_codes_are_counted_and_warned_of(tmp_path)
     table("catalog", [dict(item_code="X", gender_limit="F"), dict(item_code="Y",
                                                                   gender_limit="1"),
                       dict(item_code="Z")]).write_parquet(data / "catalog.parquet")
-    out = tmp_path / "out"
-    result = run("--data", str(data), "--out", str(out))
-    assert result.exit_code == 0, result.output
-    said = " ".join(result.output.split())
+    said, counts = integrity_of(data, tmp_path)
     assert "2 person(s) have a gender other than 1 (male) or 2 (female)" in said
     assert "1 catalog item(s) have a gender_limit other than 1 or 2" in said
-    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    assert doc["integrity"]["persons_gender_not_coded"] == 2
-    assert doc["integrity"]["catalog_gender_limit_not_coded"] == 1
-    assert doc["integrity"]["item_pairs_not_exclusive"] == 0  # the shipped pairs
+    assert counts["persons_gender_not_coded"] == 2
+    assert counts["catalog_gender_limit_not_coded"] == 1
+    assert counts["item_pairs_not_exclusive"] == 0  # the shipped pairs
 
 
 def test_item_pairs_of_another_relation_are_counted_and_warned_of(tmp_path):
@@ -585,13 +590,9 @@ def test_item_pairs_of_another_relation_are_counted_and_warned_of(tmp_path):
     table("item_pairs", [dict(item_code_a="A", item_code_b="B", relation="互斥"),
                          dict(item_code_a="C", item_code_b="D", relation="exclusive")]
           ).write_parquet(data / "item_pairs.parquet")
-    out = tmp_path / "out"
-    result = run("--data", str(data), "--out", str(out))
-    assert result.exit_code == 0, result.output
-    assert ("1 item pair(s) have a relation other than 'exclusive'"
-            in " ".join(result.output.split()))
-    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    assert doc["integrity"]["item_pairs_not_exclusive"] == 1
+    said, counts = integrity_of(data, tmp_path)
+    assert "1 item pair(s) have a relation other than 'exclusive'" in said
+    assert counts["item_pairs_not_exclusive"] == 1
 
 
 def test_fee_categories_and_regions_outside_the_contracts_codes_are_counted_and_warned_of(
@@ -604,26 +605,17 @@ def test_fee_categories_and_regions_outside_the_contracts_codes_are_counted_and_
              {**STAYS[2], "insured_region": "350902", "visit_region": "福州市"}]
     lines = [{**LINES[0], "fee_category": "001"}, {**LINES[1], "fee_category": "14"},
              {**LINES[2], "fee_category": "01"}, {**LINES[3], "fee_category": "15"}]
-    out = tmp_path / "out"
-    result = run("--data", str(data_folder(tmp_path, stays, lines)), "--out", str(out))
-    assert result.exit_code == 0, result.output
-    said = " ".join(result.output.split())
+    said, counts = integrity_of(data_folder(tmp_path, stays, lines), tmp_path)
     assert "2 fee line(s) have a fee_category outside 01–14" in said
     assert "2 settlement(s) have an insured_region or visit_region that is not 6 digits" in said
-    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    assert doc["integrity"]["fee_lines_category_not_coded"] == 2
-    assert doc["integrity"]["settlements_region_not_6_digits"] == 2
+    assert counts["fee_lines_category_not_coded"] == 2
+    assert counts["settlements_region_not_6_digits"] == 2
 
 
 def test_contract_codes_give_no_code_warning(tmp_path):
-    out = tmp_path / "out"
-    result = run("--data", str(data_folder(tmp_path)), "--out", str(out))
-    assert result.exit_code == 0, result.output
-    assert "fee_category outside" not in result.output
-    assert "not 6 digits" not in result.output
-    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    assert doc["integrity"]["fee_lines_category_not_coded"] == 0
-    assert doc["integrity"]["settlements_region_not_6_digits"] == 0
+    said, counts = integrity_of(data_folder(tmp_path), tmp_path)
+    assert "warning" not in said
+    assert not any(counts.values()), counts
 
 
 def test_csv_cells_from_the_data_never_run_as_excel_formulas(tmp_path):
