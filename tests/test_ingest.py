@@ -260,6 +260,28 @@ def test_unknown_columns_dropped_and_absent_nullable_columns_filled(tmp_path):
     assert any("doctor_id" in note for note in ingestion.notes)
 
 
+@pytest.mark.parametrize("token", ["NULL", "null", "\\N", " NULL "])
+def test_database_dump_null_tokens_are_empty_values(tmp_path, token):
+    """Found in review: a dump's `NULL` in reversed_settlement_id made every settlement a
+    reversal (no lead at all), and in discharge_time a bad timestamp."""
+    outpatient = settlement("S1", medical_type="11", discharge_time=token,
+                            reversed_settlement_id=token, department_code=token)
+    folder(tmp_path, [outpatient], [fee_line("L1", doctor_id=token)])
+    ingestion = load_folder(tmp_path)
+    assert ingestion.quarantine.is_empty()
+    kept = ingestion.table("settlements")
+    assert kept.select("discharge_time", "reversed_settlement_id", "department_code").row(0) \
+        == (None, None, None)
+    assert ingestion.table("fee_lines")["doctor_id"].to_list() == [None]
+
+
+def test_a_required_value_given_as_null_token_is_a_missing_value(tmp_path):
+    folder(tmp_path, [settlement("S1", person_id="NULL")], [])
+    quarantine = load_folder(tmp_path).quarantine
+    assert quarantine.select("column", "value", "reason").rows() == [
+        ("person_id", "NULL", "missing value")]
+
+
 # --- the acceptance case: a GBK export with three bad rows, through the CLI ------------
 
 

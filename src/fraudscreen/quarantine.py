@@ -241,9 +241,14 @@ def _lost_zeros(text: pl.Expr, digits: int) -> pl.Expr:
     return text.str.contains(r"^\d+$") & (text.str.len_bytes() < digits)
 
 
+# What database dumps write for an empty cell (SQL Server and Oracle `NULL`, MySQL `\N`):
+# read as text, `NULL` in reversed_settlement_id made every settlement a reversal.
+NULL_TEXTS = ("", "NULL", "null", "\\N")
+
+
 def _blank_to_null(text: pl.Expr) -> pl.Expr:
     # Stripped once: `when(stripped != "").then(stripped)` strips twice outside lazy mode.
-    return text.str.strip_chars().replace("", None).alias(text.meta.output_name())
+    return text.str.strip_chars().replace(NULL_TEXTS, None).alias(text.meta.output_name())
 
 
 def _read(text: pl.Expr, ctype: ColumnType, formats: tuple[str, ...] | None,
