@@ -563,9 +563,14 @@ def _read_parquet(
         raise _unreadable(path, "Parquet", err) from None
     headers = _match_headers(list(schema), table, renames, path, shown, notes)
     targets = {name: table.column(name).type.polars for name in headers}
+    int96 = _int96_columns(metadata, headers)
+    if int96:
+        notes.append(f"{shown}: {', '.join(int96)}: INT96 timestamps (as Spark writes them) "
+                     "read as UTC instants, in China Standard Time")
     scan = pl.scan_parquet(path).select(_renamed(headers)).with_columns(
-        _parquet_cast(name, schema[header], targets[name]) for name, header in headers.items()
-        if schema[header] not in (pl.String, targets[name]))
+        _parquet_cast(name, schema[header], targets[name], utc=name in int96)
+        for name, header in headers.items()
+        if schema[header] not in (pl.String, targets[name]) or name in int96)
     groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
 
     def chunks() -> Iterator[pl.DataFrame]:
@@ -581,10 +586,18 @@ def _read_parquet(
 
     codecs_used = {metadata.row_group(g).column(c).compression
                    for g in range(metadata.num_row_groups) for c in range(metadata.num_columns)}
-    contract_form = codecs_used <= FAST_CODECS and all(
+    contract_form = codecs_used <= FAST_CODECS and not int96 and all(
         headers.get(c.name) == c.name and schema[c.name] == targets[c.name]
         for c in table.columns)
     return chunks(), contract_form
+
+
+def _int96_columns(metadata: pq.FileMetaData, headers: dict[str, str]) -> list[str]:
+    """The contract columns stored as INT96: Spark's default timestamp, an instant in UTC
+    that carries no zone, so read as the local time it says it would be 8 hours early."""
+    stored = {metadata.schema.column(i).path for i in range(metadata.num_columns)
+              if metadata.schema.column(i).physical_type == "INT96"}
+    return [name for name, header in headers.items() if header in stored]
 
 
 def _chunk_lengths(row_groups: list[int]) -> Iterator[int]:
@@ -607,12 +620,14 @@ def _chunk_lengths(row_groups: list[int]) -> Iterator[int]:
         yield pending
 
 
-def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType,
+                  utc: bool = False) -> pl.Expr:
     """A typed column converts directly when that is exact and cannot fail: dates and
     times, and decimals or integers whose every value fits the contract decimal
     (rounded half away from zero). Anything else, binary floats and values that may not
     fit included, goes through text and is checked like a CSV cell; a whole float bound
-    for a text column goes as the integer it holds."""
+    for a text column goes as the integer it holds. ``utc``: a time without a zone that
+    is a UTC instant all the same (INT96)."""
     column = pl.col(name)
     if target == pl.String and source.is_float():
         # A code kept as a float (a pandas column with gaps) is its integer: 1.0 -> "1";
@@ -621,7 +636,10 @@ def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Exp
         return (pl.when(column.is_nan()).then(None).when(whole == column)
                 .then(whole.cast(pl.String)).otherwise(column.cast(pl.String)).alias(name))
     if source.is_temporal() and target.is_temporal():
-        if getattr(source, "time_zone", None):
+        zoned = getattr(source, "time_zone", None)
+        if utc and not zoned:
+            column = column.dt.replace_time_zone("UTC")
+        if utc or zoned:
             # An instant (Spark writes UTC): its wall-clock time where the care happened.
             column = column.dt.convert_time_zone(LOCAL_TIME_ZONE).dt.replace_time_zone(None)
         return column.cast(target)
