@@ -631,10 +631,15 @@ def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType,
     column = pl.col(name)
     if target == pl.String and source.is_float():
         # A code kept as a float (a pandas column with gaps) is its integer: 1.0 -> "1";
-        # NaN is a gap, not the code "NaN".
+        # NaN is a gap, not the code "NaN". From 2^53 on a float has lost digits (18-digit
+        # ids became one), so it is written 3.5e+17, which checking quarantines.
         whole = column.cast(pl.Int64, strict=False)
-        return (pl.when(column.is_nan()).then(None).when(whole == column)
-                .then(whole.cast(pl.String)).otherwise(column.cast(pl.String)).alias(name))
+        exponent = column.abs().log10().floor().cast(pl.Int64, strict=False)
+        return (pl.when(column.is_nan()).then(None)
+                .when(column.abs() >= 2.0**53)
+                .then(pl.format("{}e+{}", column / pl.lit(10.0).pow(exponent), exponent))
+                .when(whole == column).then(whole.cast(pl.String))
+                .otherwise(column.cast(pl.String)).alias(name))
     if source.is_temporal() and target.is_temporal():
         zoned = getattr(source, "time_zone", None)
         if utc and not zoned:
