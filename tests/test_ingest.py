@@ -282,6 +282,20 @@ def test_a_required_value_given_as_null_token_is_a_missing_value(tmp_path):
         ("person_id", "NULL", "missing value")]
 
 
+def test_an_optional_table_with_no_rows_is_noted_and_empty_item_pairs_say_what_they_do(
+        tmp_path):
+    """Found in review: a header-only item_pairs.csv replaced the shipped pairs, and the
+    mutually-exclusive rule paired nothing, without a word."""
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    (tmp_path / "item_pairs.csv").write_text("item_code_a,item_code_b,relation\n")
+    (tmp_path / "persons.csv").write_text("person_id,gender,birth_date,insured_region\n")
+    notes = load_folder(tmp_path).notes
+    assert "persons: no rows kept" in notes
+    assert any(n.startswith("item_pairs: no rows kept") and "replaces the shipped pairs" in n
+               for n in notes)
+    assert not any(n.startswith(("settlements:", "fee_lines:")) for n in notes)
+
+
 # --- the acceptance case: a GBK export with three bad rows, through the CLI ------------
 
 

@@ -612,10 +612,34 @@ def test_fee_categories_and_regions_outside_the_contracts_codes_are_counted_and_
     assert counts["settlements_region_not_6_digits"] == 2
 
 
+def test_medical_type_labels_and_unlinked_negative_settlements_are_counted_and_warned_of(
+        tmp_path):
+    """Found in review: medical types exported as labels (普通住院) silenced six rules, and
+    reversals shown only by a negative amount were screened as claims, without a word."""
+    stays = [{**STAYS[0], "medical_type": "普通住院"}, STAYS[1],
+             {**STAYS[2], "total_amount": -500, "fund_amount": -500}]
+    said, counts = integrity_of(data_folder(tmp_path, stays), tmp_path)
+    assert "1 settlement(s) have a medical_type that is not a numeric code" in said
+    assert "1 settlement(s) have a negative total_amount but name no reversed settlement" \
+        in said
+    assert counts["settlements_medical_type_not_coded"] == 1
+    assert counts["negative_settlements_not_linked"] == 1
+
+
+def test_a_linked_reversal_is_not_an_unlinked_negative_settlement(tmp_path):
+    reversal = {**STAYS[2], "settlement_id": "R", "total_amount": -500, "fund_amount": -500,
+                "reversed_settlement_id": "C"}
+    said, counts = integrity_of(data_folder(tmp_path, [*STAYS, reversal]), tmp_path)
+    assert counts["negative_settlements_not_linked"] == 0
+    assert counts["removed_by_reversal"] == 2
+
+
 def test_contract_codes_give_no_code_warning(tmp_path):
     said, counts = integrity_of(data_folder(tmp_path), tmp_path)
     assert "warning" not in said
     assert not any(counts.values()), counts
+    assert {"settlements_medical_type_not_coded", "negative_settlements_not_linked",
+            "fee_lines_category_not_coded", "settlements_region_not_6_digits"} <= set(counts)
 
 
 def test_csv_cells_from_the_data_never_run_as_excel_formulas(tmp_path):

@@ -301,8 +301,9 @@ def test_integrity_counts_of_codes_outside_the_contract_agree(spark, tmp_path):
     line = dict(item_code="X", item_name="x", charge_time=dt.datetime(2024, 1, 1))
     rows = {
         "settlements": [dict(stay, settlement_id="A", insured_region="3509"),
-                        dict(stay, settlement_id="B", visit_region="福州市"),
-                        dict(stay, settlement_id="C")],
+                        dict(stay, settlement_id="B", visit_region="福州市",
+                             medical_type="普通住院"),
+                        dict(stay, settlement_id="C", total_amount=-5)],
         "fee_lines": [dict(line, line_id="L1", settlement_id="A", fee_category="001"),
                       dict(line, line_id="L2", settlement_id="B", fee_category="14"),
                       dict(line, line_id="L3", settlement_id="C", fee_category="15")],
@@ -321,8 +322,7 @@ def test_integrity_counts_of_codes_outside_the_contract_agree(spark, tmp_path):
             finally:
                 engine.close()
     assert counts["spark"] == counts["duckdb"]
-    assert {k: counts["duckdb"][k] for k in (
-        "fee_lines_category_not_coded", "settlements_region_not_6_digits",
-        "persons_gender_not_coded", "item_pairs_not_exclusive")} == {
+    assert {name: n for name, n in counts["duckdb"].items() if n} == {
         "fee_lines_category_not_coded": 2, "settlements_region_not_6_digits": 2,
+        "settlements_medical_type_not_coded": 1, "negative_settlements_not_linked": 1,
         "persons_gender_not_coded": 1, "item_pairs_not_exclusive": 1}

@@ -178,6 +178,8 @@ def load_folder(
         if owns:
             shutil.rmtree(work, ignore_errors=True)
         raise
+    notes += [_no_rows(name) for name, table in tables.items()
+              if not INPUT_TABLES[name].required and table.rows == 0]
 
     return Ingestion(
         tables=tables,
@@ -191,6 +193,14 @@ def load_folder(
         notes=notes,
         owns_work_dir=owns,
     )
+
+
+def _no_rows(name: str) -> str:
+    """An optional table that is there but empty is not reported as missing: say so."""
+    if name == "item_pairs":  # and it still replaces the shipped pairs
+        return "item_pairs: no rows kept (a data folder's item_pairs, even empty, replaces " \
+               "the shipped pairs: no items are paired)"
+    return f"{name}: no rows kept"
 
 
 @dataclass

@@ -64,6 +64,22 @@ CHECKS: dict[str, Check] = {
         f"({', '.join(repr(f'{c:02d}') for c in range(1, 15))})",
         "{n:,} fee line(s) have a fee_category outside 01–14: the rules that select lines by "
         "category (bed fees 01, drugs and consumables 08–11) pass over them"),
+    # Rules find stays by medical_type 21 and pharmacy purchases by 41: an export of the
+    # labels (普通住院) instead of the codes silences them. Other codes are allowed.
+    "settlements_medical_type_not_coded": Check(
+        "SELECT coalesce(sum(n), 0) AS n FROM (SELECT medical_type, count(*) AS n FROM "
+        "input_settlements GROUP BY medical_type) AS t "
+        "WHERE NOT regexp_matches(medical_type, '^[0-9]+$')",
+        "{n:,} settlement(s) have a medical_type that is not a numeric code (普通住院 instead "
+        "of 21?): the rules find stays by 21 and pharmacy purchases by 41"),
+    # A reversal is linked by reversed_settlement_id; an export that shows reversals only
+    # by negative amounts has them screened as claims.
+    "negative_settlements_not_linked": Check(
+        "SELECT count(*) AS n FROM input_settlements "
+        "WHERE total_amount < 0 AND reversed_settlement_id IS NULL",
+        "{n:,} settlement(s) have a negative total_amount but name no reversed settlement "
+        "(reversed_settlement_id): if they are reversals (冲销), they and what they reverse "
+        "are screened as claims"),
     # A pooling area is a region's first 4 digits: `3509` or `福州` compares wrongly, and
     # off-site rules judge from it. Each pair of regions is matched once (a few hundred
     # pairs: 0.03 s against 0.2 s for the regex on each of 2.9 M settlements).
