@@ -25,12 +25,15 @@ CHECKS: dict[str, Check] = {
     "fee_lines_without_settlement": Check(
         "SELECT count(*) AS n FROM input_fee_lines AS f WHERE NOT EXISTS "
         "(SELECT 1 FROM input_settlements AS s WHERE s.settlement_id = f.settlement_id)",
-        "{n:,} fee line(s) name a settlement that is not in settlements; no rule can use them"),
+        "{n:,} fee line(s) name a settlement that is not among the settlements kept (not in "
+        "the file, quarantined, or its id written otherwise, 00012 against 12): no rule can "
+        "use them, and a stay that lost its lines may read as idle"),
     "reversals_of_unknown_settlements": Check(
         "SELECT count(*) AS n FROM input_settlements AS r WHERE r.reversed_settlement_id "
         "IS NOT NULL AND NOT EXISTS (SELECT 1 FROM input_settlements AS s "
         "WHERE s.settlement_id = r.reversed_settlement_id)",
-        "{n:,} reversal row(s) name a settlement that is not in settlements"),
+        "{n:,} reversal row(s) name a settlement that is not among the settlements kept (not "
+        "in the file, quarantined, or its id written otherwise, 766.0 against 766)"),
     # Not a fault: how many settlements reversals took out of every rule.
     "removed_by_reversal": Check(
         "SELECT count(*) AS n FROM input_settlements AS s WHERE s.reversed_settlement_id "
