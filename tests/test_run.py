@@ -557,6 +557,24 @@ def test_fee_lines_dated_before_2000_are_counted_and_warned_of(tmp_path):
     assert doc["integrity"]["fee_lines_before_2000"] == 1
 
 
+def test_fee_lines_charged_a_month_outside_every_settlement_are_counted_and_warned_of(
+        tmp_path):
+    """Found in review: one line mistyped 2014 for 2024 stretched the window ten years back,
+    and monthly growth then flagged January over a 'last month' of 0."""
+    stays = [{**stay, "settle_time": stay["discharge_time"]} for stay in STAYS]
+    at = [("L5", "2023-12-01 08:00:00"), ("L6", "2023-12-01 07:59:59"),  # first admit − 31 d
+          ("L7", "2024-03-05 10:00:00"), ("L8", "2024-03-05 10:00:01"),  # last settle + 31 d
+          ("L9", "2014-01-10 09:00:00")]
+    lines = [*LINES, *(dict(LINES[0], line_id=i, charge_time=t) for i, t in at)]
+    out = tmp_path / "out"
+    result = run("--data", str(data_folder(tmp_path, stays, lines)), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "3 fee line(s) are charged more than 31 days before the first admission or after " \
+           "the last settlement" in " ".join(result.output.split())
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["integrity"]["fee_lines_outside_settlements"] == 3
+
+
 def integrity_of(data: Path, tmp_path: Path) -> tuple[str, dict[str, int]]:
     """What a run of ``data`` said (one line) and its integrity counts in run.json."""
     out = tmp_path / "out"

@@ -306,7 +306,9 @@ def test_integrity_counts_of_codes_outside_the_contract_agree(spark, tmp_path):
                         dict(stay, settlement_id="C", total_amount=-5)],
         "fee_lines": [dict(line, line_id="L1", settlement_id="A", fee_category="001"),
                       dict(line, line_id="L2", settlement_id="B", fee_category="14"),
-                      dict(line, line_id="L3", settlement_id="C", fee_category="15")],
+                      dict(line, line_id="L3", settlement_id="C", fee_category="15"),
+                      dict(line, line_id="L4", settlement_id="C", fee_category="14",
+                           charge_time=dt.datetime(2014, 1, 1))],
         "persons": [dict(person_id="P1", gender="M"), dict(person_id="P2", gender="2")],
         "item_pairs": [dict(item_code_a="X", item_code_b="Y", relation="互斥")],
     }
@@ -325,4 +327,5 @@ def test_integrity_counts_of_codes_outside_the_contract_agree(spark, tmp_path):
     assert {name: n for name, n in counts["duckdb"].items() if n} == {
         "fee_lines_category_not_coded": 2, "settlements_region_not_6_digits": 2,
         "settlements_medical_type_not_coded": 1, "negative_settlements_not_linked": 1,
-        "persons_gender_not_coded": 1, "item_pairs_not_exclusive": 1}
+        "fee_lines_outside_settlements": 1, "persons_gender_not_coded": 1,
+        "item_pairs_not_exclusive": 1}

@@ -46,6 +46,16 @@ CHECKS: dict[str, Check] = {
         "{n:,} fee line(s) are charged before 2000 (a placeholder date such as 1900-01-01?): "
         "they stretch the analysis window, and monthly growth judges every month from the "
         "first; fix the export or run with --from/--to"),
+    # A mistyped year (2014 for 2024) stretches the window just as well, and no fee line is
+    # charged a month before the first admission or after the last settlement.
+    "fee_lines_outside_settlements": Check(
+        "SELECT count(*) AS n FROM input_fee_lines WHERE charge_time < (SELECT "
+        "min(admit_time) - INTERVAL 31 DAY FROM input_settlements) OR charge_time > (SELECT "
+        "max(settle_time) + INTERVAL 31 DAY FROM input_settlements)",
+        "{n:,} fee line(s) are charged more than 31 days before the first admission or after "
+        "the last settlement (a mistyped year?): they stretch the analysis window, and "
+        "monthly growth judges every month from the first; fix the export or run with "
+        "--from/--to"),
     # The contract codes gender 1 or 2 (GB/T 2261.1): `M`, `男` or `0` is kept, but no
     # gender rule can judge it.
     "persons_gender_not_coded": Check(
