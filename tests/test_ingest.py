@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gzip
+import hashlib
 import io
 import tempfile
 from decimal import ROUND_HALF_UP, Decimal
@@ -64,6 +66,14 @@ def folder(tmp_path: Path, settlements: list[dict], fees: list[dict], **kw) -> P
     write_csv(tmp_path / "settlements.csv", SETTLEMENTS, settlements, **kw)
     write_csv(tmp_path / "fee_lines.csv", FEE_LINES, fees, **kw)
     return tmp_path
+
+
+def gzipped(path: Path, name: str | None = None) -> Path:
+    """``path`` gzipped beside it (as ``name``, else ``path.name + '.gz'``), in its place."""
+    target = path.with_name(name or f"{path.name}.gz")
+    target.write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    return target
 
 
 def validate(data: Path, out: Path, *flags: str):
@@ -1025,4 +1035,142 @@ def test_a_tab_separated_file_is_an_error_that_says_so(tmp_path):
     path = tmp_path / "fee_lines.csv"
     path.write_text(path.read_text(encoding="utf-8").replace(",", "\t"), encoding="utf-8")
     with pytest.raises(IngestError, match="separated by tabs, semicolons or bars"):
+        load_folder(tmp_path)
+
+
+# --- layouts: Hive partition folders, gzipped CSV, names that miss -------------------
+
+
+def test_a_partitioned_table_is_read_whole_and_names_each_part_by_its_path(tmp_path):
+    """Spark's partitionBy("year", "month") writes fee_lines/year=2024/month=1/part-….
+    Found in review: those folders were ignored with a note and only the loose part was
+    read, so settlements lost their fee lines (and became false idle-stay leads)."""
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    parts = tmp_path / "fee_lines"
+    write_csv(parts / "part-a.csv", FEE_LINES, [fee_line("L1")])
+    year = parts / "year=2024"
+    for month, rows in (("month=1", [fee_line("L2")]),
+                        ("month=2", [fee_line("L3"), fee_line("L4", amount="12,5")])):
+        (year / month).mkdir(parents=True)
+        pl.DataFrame(rows).write_parquet(year / month / "part-0.parquet")  # all text
+    (year / "month=2" / "_SUCCESS").touch()
+    (year / "month=2" / ".part-0.parquet.crc").write_bytes(b"crc")
+    write_csv(parts / "archive" / "old.csv", FEE_LINES, [fee_line("L9")])
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1", "L2", "L3"]
+        assert [f.path for f in ingestion.files if f.table == "fee_lines"] == [
+            "fee_lines/part-a.csv", "fee_lines/year=2024/month=1/part-0.parquet",
+            "fee_lines/year=2024/month=2/part-0.parquet"]
+        assert ingestion.quarantine.select("file", "line", "column", "reason").rows() == [
+            ("fee_lines/year=2024/month=2/part-0.parquet", 2, "amount", "bad decimal")]
+        assert [n for n in ingestion.notes if "fee_lines" in n] == [
+            "ignored fee_lines/archive: a folder but no partition (KEY=VALUE)"]
+
+
+def test_a_folder_of_only_partition_folders_is_a_table(tmp_path):
+    """Found in review: it was 'folder holds no .csv or .parquet parts'."""
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    spark = tmp_path / "fee_lines.parquet"
+    contract_parquet(spark / "month=2" / "part-00000-x.snappy.parquet", FEE_LINES,
+                     [fee_line("L2")])
+    contract_parquet(spark / "month=1" / "part-00000-x.snappy.parquet", FEE_LINES,
+                     [fee_line("L1")])
+    (spark / "_SUCCESS").touch()
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1", "L2"]
+        assert [f.path for f in ingestion.files if f.table == "fee_lines"] == [
+            "fee_lines.parquet/month=1/part-00000-x.snappy.parquet",
+            "fee_lines.parquet/month=2/part-00000-x.snappy.parquet"]
+        assert not [n for n in ingestion.notes if n.startswith("ignored")]
+
+
+def test_a_partition_key_that_is_also_a_column_keeps_the_files_values(tmp_path):
+    """A file scanned in place under fee_category=9/: DuckDB would read the folder name
+    as the column (9, not the file's 09) unless told not to."""
+    import duckdb
+
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    contract_parquet(tmp_path / "fee_lines" / "fee_category=9" / "part-0.parquet", FEE_LINES,
+                     [fee_line("L1", fee_category="09")])
+    with load_folder(tmp_path) as ingestion:
+        staged = ingestion.tables["fee_lines"]
+        assert staged.files[0].in_place
+        assert duckdb.sql(staged.sql()).pl()["fee_category"].to_list() == ["09"]
+
+
+def test_a_gzipped_csv_part_is_read_with_its_lines_and_checksum(tmp_path):
+    """Found in review: fee_lines/2024-01.csv.gz beside 2024-02.csv was ignored with a note."""
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
+    parts = tmp_path / "fee_lines"
+    packed = gzipped(write_csv(parts / "2024-01.csv", FEE_LINES,
+                               [fee_line("L1"), fee_line("L2", amount="abc")]),
+                     "2024-01.CSV.GZ")
+    write_csv(parts / "2024-02.csv", FEE_LINES, [fee_line("L3")])
+    work = tmp_path / "work"
+    with load_folder(tmp_path, work_dir=work) as ingestion:
+        assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1", "L3"]
+        assert ingestion.quarantine.select("file", "line", "column", "reason").rows() == [
+            ("fee_lines/2024-01.CSV.GZ", 3, "amount", "bad decimal")]
+        assert ingestion.files[1].path == "fee_lines/2024-01.CSV.GZ"
+        # The checksum of the file as delivered: nightly finds it again by it.
+        assert ingestion.files[1].sha256 == hashlib.sha256(packed.read_bytes()).hexdigest()
+        assert not [n for n in ingestion.notes if n.startswith("ignored")]
+        assert not list(work.rglob("*.utf-8.csv"))  # the decompressed copy is removed
+
+
+@pytest.mark.parametrize("encoding", [None, "gbk"])
+def test_a_gzipped_gbk_csv_is_decoded_as_a_plain_one(tmp_path, monkeypatch, encoding):
+    from fraudscreen import ingest
+
+    monkeypatch.setattr(ingest, "_CHUNK", 5)  # characters split between reads survive
+    folder(tmp_path, [settlement("S1", diagnosis_code="肺炎")],
+           [fee_line("L1", item_name="阿莫西林胶囊")], header="zh", encoding="gbk")
+    gzipped(tmp_path / "fee_lines.csv")
+    with load_folder(tmp_path, encoding=encoding) as ingestion:
+        assert ingestion.table("fee_lines")["item_name"].to_list() == ["阿莫西林胶囊"]
+        assert ingestion.files[1].path == "fee_lines.csv.gz"
+
+
+def test_a_gzipped_csv_is_a_table_at_the_top_level(tmp_path):
+    """Found in review: settlements.csv.gz was 'not a contract table', so 'not found'."""
+    folder(tmp_path, [settlement("S1"), settlement("S2", total_amount="")], [fee_line("L1")])
+    gzipped(tmp_path / "settlements.csv")
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.table("settlements")["settlement_id"].to_list() == ["S1"]
+        assert ingestion.quarantine.select("file", "line", "reason").rows() == [
+            ("settlements.csv.gz", 3, "missing value")]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda raw: b"settlement_id,person_id\n",  # not gzip at all
+    lambda raw: raw[:len(raw) // 2],  # cut short
+    lambda raw: raw[:12] + bytes(b ^ 0xFF for b in raw[12:20]) + raw[20:],  # bad data
+    lambda raw: raw[:-8] + bytes(8),  # bad checksum
+])
+def test_a_corrupt_gzip_file_is_an_error_naming_it(tmp_path, damage):
+    folder(tmp_path, [settlement(f"S{i}") for i in range(50)], [fee_line("L1")])
+    packed = gzipped(tmp_path / "settlements.csv")
+    packed.write_bytes(damage(packed.read_bytes()))
+    work = tmp_path / "work"
+    with pytest.raises(IngestError, match=r"settlements\.csv\.gz: cannot be decompressed"):
+        load_folder(tmp_path, work_dir=work)
+    result = validate(tmp_path, tmp_path / "out")
+    assert result.exit_code == 2 and "settlements.csv.gz" in result.output
+    assert "Traceback" not in result.output
+    assert not list(work.rglob("*.utf-8.csv"))
+
+
+def test_a_missing_table_error_names_the_entries_that_look_meant_as_it(tmp_path):
+    """A table under another letter case, suffix or its Chinese name is not read; the
+    error says what was found instead, so the user sees why."""
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [fee_line("L1")])
+    write_csv(tmp_path / "Settlements.parquet", SETTLEMENTS, [settlement("S1")])
+    (tmp_path / "settlements.xlsx").write_bytes(b"PK")
+    write_csv(tmp_path / "结算记录.csv", SETTLEMENTS, [settlement("S1")])
+    with pytest.raises(IngestError, match=r"required table settlements \(结算记录\) not found; .*; "
+                       r"found instead: Settlements\.parquet, settlements\.xlsx, 结算记录\.csv$"):
+        load_folder(tmp_path)
+    for near in ("Settlements.parquet", "settlements.xlsx", "结算记录.csv"):
+        (tmp_path / near).unlink()
+    with pytest.raises(IngestError, match=r"of parts$"):
         load_folder(tmp_path)

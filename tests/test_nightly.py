@@ -10,6 +10,8 @@ command in a subprocess with the ``FRAUDSCREEN_TEST_KILL_AT`` test hook.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -579,6 +581,35 @@ def test_messages_name_the_inbox_file_not_its_scratch_copy(tmp_path):
     with pytest.raises(IngestError) as err:
         run_night(opts, RuleSet.load())
     assert str(err.value).startswith("settlements/part-bad.csv: table settlements needs")
+
+
+def test_an_inbox_of_partition_folders_and_gzipped_csv_is_read_whole(tmp_path):
+    """The layouts load_folder reads are an inbox's too: a gzipped CSV is recorded by the
+    checksum of the file delivered (so the next night skips it), and a quarantined row
+    names its part under its partition folder."""
+    inbox = tmp_path / "inbox"
+    (inbox / "settlements").mkdir(parents=True)
+    settlements = inbox / "settlements" / "part-1.csv"
+    table("settlements", [dict(settlement_id="S1", person_id="P", institution_id="H",
+                               admit_time="2024-01-01 08:00:00")]).write_csv(settlements)
+    packed = inbox / "settlements" / "part-1.csv.gz"
+    packed.write_bytes(gzip.compress(settlements.read_bytes()))
+    settlements.unlink()
+    fees = table("fee_lines", [dict(line_id=f"L{i}", settlement_id="S1", item_code="X1",
+                                    charge_time="2024-01-01 09:00:00") for i in (1, 2)])
+    bad = fees.tail(1).cast(pl.String).with_columns(amount=pl.lit("x"))
+    for month, frame in (("month=1", fees.head(1)), ("month=2", bad)):
+        (inbox / "fee_lines" / month).mkdir(parents=True)
+        frame.write_parquet(inbox / "fee_lines" / month / "part-0.parquet")
+    st = tmp_path / "s.duckdb"
+    doc = night(inbox, st, tmp_path / "out1", 1)
+    assert [(f["path"], f["rows"]) for f in doc["inputs"]] == [
+        ("settlements/part-1.csv.gz", 1), ("fee_lines/month=1/part-0.parquet", 1),
+        ("fee_lines/month=2/part-0.parquet", 1)]
+    assert doc["inputs"][0]["sha256"] == hashlib.sha256(packed.read_bytes()).hexdigest()
+    assert pl.read_csv(tmp_path / "out1" / "quarantine.csv").select("file", "reason").rows() == [
+        ("fee_lines/month=2/part-0.parquet", "bad decimal")]
+    assert night(inbox, st, tmp_path / "out2", 2)["files_skipped"] == 3
 
 
 def test_a_rule_taken_out_of_the_rule_set_closes_its_suspicions(fed, tmp_path):

@@ -1,10 +1,11 @@
 """Read a data folder into contract-typed tables, quarantining what cannot be read.
 
-The folder holds one entry per contract table: ``NAME.parquet``, ``NAME.csv`` or a
-folder ``NAME/`` of Parquet or CSV parts. Headers may be English contract names,
-the Chinese names, national platform field names or a site's own names mapped in a
-column-map file. Unusable input (a missing table or required column, an unreadable
-file) raises IngestError; a bad value only sends its row to quarantine (see
+The folder holds one entry per contract table: ``NAME.parquet``, ``NAME.csv``,
+``NAME.csv.gz`` or a folder ``NAME/`` of such parts (in Hive partition folders
+``KEY=VALUE/`` too, as Spark's ``partitionBy`` writes them). Headers may be English
+contract names, the Chinese names, national platform field names or a site's own names
+mapped in a column-map file. Unusable input (a missing table or required column, an
+unreadable file) raises IngestError; a bad value only sends its row to quarantine (see
 ``fraudscreen.quarantine``). ``docs/ingestion.md`` is the user-facing account.
 
 Ingestion streams: each file is read and checked in chunks of ``CHUNK_ROWS`` rows
@@ -18,12 +19,14 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import gzip
 import hashlib
 import os
 import re
 import shutil
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,7 +42,7 @@ from fraudscreen.expressions import sql_string
 from fraudscreen.output import excel_text
 from fraudscreen.quarantine import LINE, PART, check_part, duplicate_keys, key_hashes
 
-SUFFIXES = (".csv", ".parquet")
+SUFFIXES = (".csv.gz", ".csv", ".parquet")  # the kinds of part, matched in this order
 QUARANTINE_COLUMNS = ("table", "file", "line", "column", "value", "reason")
 _UTF8 = ("utf-8", "utf-8-sig")
 _CHUNK = 1 << 20
@@ -91,7 +94,10 @@ class StagedTable:
             return f"SELECT {typed} WHERE false"
         names = ", ".join(f'"{c.name}"' for c in columns)
         files = ", ".join(sql_string(str(f.path.resolve())) for f in self.files)
-        return f"SELECT {names} FROM read_parquet([{files}], union_by_name = true)"
+        # Not hive_partitioning: DuckDB would take month=1/ in a path scanned in place as
+        # a column, overriding the file's own (and typing it: fee_category=01/ as 1).
+        return (f"SELECT {names} FROM read_parquet([{files}], union_by_name = true, "
+                "hive_partitioning = false)")
 
     def frame(self) -> pl.DataFrame:
         columns = INPUT_TABLES[self.name].column_names
@@ -156,9 +162,11 @@ def load_folder(
         raise _unlistable(data_dir, err) from None
     for table in INPUT_TABLES.values():
         if table.required and table.name not in entries and table.name not in external:
+            near = _near_misses(data_dir, table)
             raise IngestError(
                 f"{data_dir}: required table {table.name} ({table.zh}) not found; expected "
-                f"{table.name}.parquet, {table.name}.csv or a folder {table.name}/ of parts"
+                f"{table.name}.parquet, {table.name}.csv, {table.name}.csv.gz or a folder "
+                f"{table.name}/ of parts" + (f"; found instead: {', '.join(near)}" if near else "")
             )
 
     owns = work_dir is None
@@ -405,18 +413,42 @@ def _load_column_map(path: Path) -> dict[str, str]:
     return {str(source).strip(): target for source, target in mapping.items()}
 
 
+def part_suffix(name: str) -> str:
+    """The kind of part a file name says (one of SUFFIXES, letter case ignored), or ''."""
+    return next((s for s in SUFFIXES if name.lower().endswith(s)), "")
+
+
+def table_of(entry: Path) -> str | None:
+    """The contract table a data folder's entry holds: ``NAME.csv``, ``NAME.csv.gz``,
+    ``NAME.parquet``, a folder ``NAME/``, or ``NAME.parquet/`` as Spark writes a table."""
+    suffix = part_suffix(entry.name)
+    if not (suffix or entry.is_dir()):
+        return None
+    name = entry.name[:len(entry.name) - len(suffix)]
+    return name if name in INPUT_TABLES else None
+
+
+def _near_misses(data_dir: Path, table: Table) -> list[str]:
+    """Entries that look meant as ``table`` but are not read as it, to name in the error:
+    its name in another letter case or with another suffix, or its Chinese name."""
+    try:
+        listed = sorted(data_dir.iterdir())
+    except OSError:
+        return []
+    return [e.name for e in listed
+            if e.name.split(".")[0].casefold() in (table.name, table.zh)]
+
+
 def _find_tables(data_dir: Path, notes: list[str]) -> dict[str, list[Path]]:
-    """Each table present -> its files, in contract table order; parts sorted by name."""
+    """Each table present -> its files, in contract table order; parts sorted by path."""
     if not data_dir.is_dir():
         raise IngestError(f"{data_dir}: no such data folder")
     entries: dict[str, Path] = {}
     for entry in sorted(data_dir.iterdir()):
         if entry.name.startswith((".", "_")):
             continue
-        # A folder of parts is NAME/, or NAME.parquet/ as Spark writes a table.
-        name = (entry.name.removesuffix(entry.suffix) if entry.suffix.lower() in SUFFIXES
-                else entry.name) if entry.is_dir() else entry.stem
-        if name not in INPUT_TABLES or not (entry.is_dir() or entry.suffix.lower() in SUFFIXES):
+        name = table_of(entry)
+        if name is None:
             notes.append(f"ignored {entry.name}: not a contract table")
         elif name in entries:
             raise IngestError(
@@ -424,29 +456,44 @@ def _find_tables(data_dir: Path, notes: list[str]) -> dict[str, list[Path]]:
             )
         else:
             entries[name] = entry
-    return {name: _parts(entries[name], notes) for name in INPUT_TABLES if name in entries}
+    return {name: _parts(entries[name], data_dir, notes)
+            for name in INPUT_TABLES if name in entries}
 
 
-def _parts(entry: Path, notes: list[str]) -> list[Path]:
+def _parts(entry: Path, data_dir: Path, notes: list[str]) -> list[Path]:
     if entry.is_file():
         return [entry]
+    parts = folder_parts(entry, data_dir, notes)
+    if not parts:
+        raise IngestError(f"{entry}: folder holds no .csv, .csv.gz or .parquet parts")
+    return parts
+
+
+def folder_parts(folder: Path, data_dir: Path, notes: list[str]) -> list[Path]:
+    """A table folder's parts, sorted by their path in it. Hive partition folders
+    (``month=2/``, nested to any depth) are read too: Spark's ``partitionBy`` spreads a
+    table over them, and skipping one loses its rows. Other entries are noted as
+    ignored (``data_dir``: what the notes' paths are relative to); a dangling link is
+    an error, being a part gone missing."""
     parts = []
     try:
-        listed = sorted(entry.iterdir())
+        listed = sorted(folder.iterdir())
     except OSError as err:
-        raise _unlistable(entry, err) from None
+        raise _unlistable(folder, err) from None
     for part in listed:
-        if part.name.startswith((".", "_")):
+        if part.name.startswith((".", "_")):  # Spark's _SUCCESS and .crc files
             continue
         if part.is_symlink() and not part.exists():  # an unmounted share, a moved file
             raise IngestError(f"{part}: a link to {os.readlink(part)}, which does not exist")
-        if part.is_file() and part.suffix.lower() in SUFFIXES:
+        if part.is_file() and part_suffix(part.name):
             parts.append(part)
+        elif part.is_dir() and re.fullmatch(r"[^=]+=[^=]*", part.name):
+            parts += folder_parts(part, data_dir, notes)
         else:
-            notes.append(f"ignored {entry.name}/{part.name}: not a .csv or .parquet part")
-    if not parts:
-        raise IngestError(f"{entry}: folder holds no .csv or .parquet parts")
-    return parts
+            why = ("a folder but no partition (KEY=VALUE)" if part.is_dir()
+                   else "not a .csv, .csv.gz or .parquet part")
+            notes.append(f"ignored {part.relative_to(data_dir).as_posix()}: {why}")
+    return sorted(parts, key=lambda p: p.relative_to(folder).as_posix())
 
 
 def _read_part(
@@ -458,14 +505,14 @@ def _read_part(
     and whether the file is already in contract form (Parquet with every contract column
     under its own name and type, compressed with a fast codec), so that it can be
     scanned in place when its rows turn out clean. ``scratch``: where a CSV file not in
-    UTF-8 is transcoded to, while it is read."""
+    UTF-8, or gzipped, is decoded to, while it is read."""
     shown = path.relative_to(data_dir).as_posix()
     contract_form = False
-    if path.suffix.lower() == ".csv":
-        sha256, chunks = _read_csv(path, table, codec, renames, notes, shown, scratch)
-    else:
+    if part_suffix(path.name) == ".parquet":
         chunks, contract_form = _read_parquet(path, table, renames, notes, shown)
         sha256 = file_sha256(path)
+    else:
+        sha256, chunks = _read_csv(path, table, codec, renames, notes, shown, scratch)
 
     def ordered(chunks: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
         for chunk in chunks:
@@ -484,16 +531,26 @@ def _read_csv(
 ) -> tuple[str, Iterator[pl.DataFrame]]:
     """The file's SHA-256 and its rows in chunks of CSV_BATCH_ROWS: every column as text, so
     codes keep their leading zeros; LINE is the file line. Headers are checked before
-    any row is read; a file not in UTF-8 is first transcoded to ``scratch``, streamed."""
-    digest, utf8_error, quoted = _scan(path, check_utf8=codec in (None, *_UTF8))
-    if path.stat().st_size == 0:  # a night's part with nothing in it
-        notes.append(f"{shown}: empty file (not even a header): no rows")
-        return digest, iter(())
-    if codec in _UTF8 and utf8_error:
-        raise IngestError(f"{path}: not valid UTF-8 ({utf8_error})")
-    source = path  # Polars reads UTF-8 (with or without BOM) itself
-    if codec not in (None, *_UTF8) or utf8_error:
-        source = _transcode(path, codec, scratch, utf8_error)
+    any row is read. A file not in UTF-8, or gzipped (``.csv.gz``), is first decoded to
+    a UTF-8 copy in ``scratch``, streamed; the SHA-256 is of the file as delivered."""
+    gzipped = part_suffix(path.name) == ".csv.gz"
+    opener = gzip.open if gzipped else open
+    try:
+        digest, utf8_error, quoted, size = _scan(path, codec in (None, *_UTF8), opener)
+        if gzipped:  # the compressed bytes: what nightly de-duplicates files by
+            digest = file_sha256(path)
+        if size == 0:  # a night's part with nothing in it
+            notes.append(f"{shown}: empty file (not even a header): no rows")
+            return digest, iter(())
+        if codec in _UTF8 and utf8_error:
+            raise IngestError(f"{path}: not valid UTF-8 ({utf8_error})")
+        source = path  # Polars reads UTF-8 (with or without BOM) itself, but not gzip
+        if gzipped or codec not in (None, *_UTF8) or utf8_error:
+            codec = codec or (None if utf8_error else "utf-8")
+            source = _transcode(path, codec, scratch, utf8_error, opener)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # EOFError: cut short
+        scratch.unlink(missing_ok=True)
+        raise IngestError(f"{path}: cannot be decompressed as gzip ({err})") from None
     scan = pl.scan_csv(source, infer_schema=False)
     try:
         columns = scan.collect_schema().names()
@@ -534,13 +591,19 @@ def _read_csv(
     return digest, chunks()
 
 
-def _transcode(path: Path, codec: str | None, target: Path, utf8_error: str = "") -> Path:
+def _transcode(path: Path, codec: str | None, target: Path, utf8_error: str = "",
+               opener: Callable = open) -> Path:
     """A UTF-8 copy of a CSV file in the named codec, else GB18030, decoded in chunks
-    (``utf8_error``: why it is not UTF-8, for the message if GB18030 fails too)."""
+    (``utf8_error``: why it is not UTF-8, for the message if GB18030 fails too;
+    ``opener``: ``gzip.open`` for a gzipped file, which is decompressed on the way)."""
+    if codec in _UTF8:  # a gzipped file found to be UTF-8: only decompressed (faster)
+        with opener(path, "rb") as raw, target.open("wb") as out:
+            shutil.copyfileobj(raw, out, _CHUNK)
+        return target
     decoder = codecs.getincrementaldecoder(codec or "gb18030")()
     offset = start = 0  # bytes read; where the bytes being decoded begin
     try:
-        with path.open("rb") as raw, target.open("w", encoding="utf-8", newline="") as out:
+        with opener(path, "rb") as raw, target.open("w", encoding="utf-8", newline="") as out:
             while chunk := raw.read(_CHUNK):
                 start = offset - len(decoder.getstate()[0])  # a split character's bytes
                 out.write(decoder.decode(chunk))
@@ -743,13 +806,14 @@ def _did_you_mean(column: Column, headers: list[str]) -> str:
     return ""
 
 
-def _scan(path: Path, check_utf8: bool) -> tuple[str, str, bool]:
-    """One streamed pass: SHA-256, the first UTF-8 error ('' if none), and whether the
-    file holds a double quote (without one, no value spans lines)."""
+def _scan(path: Path, check_utf8: bool, opener: Callable = open) -> tuple[str, str, bool, int]:
+    """One streamed pass: SHA-256, the first UTF-8 error ('' if none), whether the
+    file holds a double quote (without one, no value spans lines), and its size; of the
+    content as ``opener`` gives it (``gzip.open``: decompressed)."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     error, quoted, offset = "", False, 0
-    with path.open("rb") as f:
+    with opener(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
             quoted = quoted or b'"' in chunk
@@ -764,7 +828,7 @@ def _scan(path: Path, check_utf8: bool) -> tuple[str, str, bool]:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as err:
             error = f"{err.reason} at the end"
-    return digest.hexdigest(), error, quoted
+    return digest.hexdigest(), error, quoted, offset
 
 
 def _unreadable(path: Path, kind: str, err: Exception, where: str = "") -> IngestError:

@@ -2,10 +2,10 @@
 
 One night:
 
-1. **Scan** the inbox (the contract layout; tables as ``NAME/`` folders of parts or
-   ``NAME.parquet``/``NAME.csv``). A file whose content checksum is in the store's
-   ``files`` table was ingested before and is skipped (an unchanged path, size and
-   mtime is trusted without hashing again).
+1. **Scan** the inbox (the contract layout; tables as ``NAME/`` folders of parts, in
+   partition folders too, or ``NAME.parquet``/``NAME.csv``/``NAME.csv.gz``). A file
+   whose content checksum is in the store's ``files`` table was ingested before and is
+   skipped (an unchanged path, size and mtime is trusted without hashing again).
 2. **Ingest** the new files exactly as ``validate``/``run`` would: they are linked into
    a temporary folder with the contract layout and read by ``load_folder``, so the
    quarantine rules are the same; the clean rows are staged as Parquet. A row whose
@@ -63,13 +63,14 @@ from fraudscreen import __version__, rescreen, store
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS
 from fraudscreen.expressions import sql_string
 from fraudscreen.ingest import (
-    SUFFIXES,
     IngestError,
     Ingestion,
     StagedTable,
     drop_rows,
     file_sha256,
+    folder_parts,
     load_folder,
+    table_of,
 )
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
 from fraudscreen.privacy import apply_profile, pseudonymise, public_suspicion_id, site_secret
@@ -149,7 +150,9 @@ def _hook(point: str) -> None:
 # --- scanning the inbox -----------------------------------------------------------
 
 def scan_inbox(inbox: Path, notes: list[str]) -> list[InboxFile]:
-    """The inbox's contract files, in path order: ``NAME.ext`` and ``NAME/part.ext``."""
+    """The inbox's contract files, in path order: ``NAME.ext`` and ``NAME/part.ext``
+    (partition folders ``NAME/month=1/part.ext`` too), found as ``load_folder`` finds
+    them; but an empty folder is a night without that table."""
     inbox = Path(inbox)
     if not inbox.is_dir():
         raise IngestError(f"{inbox}: no such inbox folder")
@@ -157,16 +160,11 @@ def scan_inbox(inbox: Path, notes: list[str]) -> list[InboxFile]:
     for entry in sorted(inbox.iterdir()):
         if entry.name.startswith((".", "_")):
             continue
-        if entry.is_dir() and entry.name in INPUT_TABLES:
-            for part in sorted(entry.iterdir()):
-                if part.name.startswith((".", "_")):
-                    continue
-                if part.is_file() and part.suffix.lower() in SUFFIXES:
-                    found.append((entry.name, part))
-                else:
-                    notes.append(f"ignored {entry.name}/{part.name}: not a .csv or .parquet part")
-        elif entry.is_file() and entry.stem in INPUT_TABLES and entry.suffix.lower() in SUFFIXES:
-            found.append((entry.stem, entry))
+        table = table_of(entry)
+        if table and entry.is_dir():
+            found += [(table, part) for part in folder_parts(entry, inbox, notes)]
+        elif table and entry.is_file():
+            found.append((table, entry))
         else:
             notes.append(f"ignored {entry.name}: not a contract table")
     files = []
