@@ -489,6 +489,18 @@ def test_inputs_that_cannot_be_read_are_errors_naming_them(tmp_path):
     assert f"{data / 'fee_lines' / 'p1.parquet'}: a link to" in result.output
 
 
+def test_a_table_file_that_links_to_nothing_is_an_error_saying_so(tmp_path):
+    """Found in review: a dangling fee_lines.parquet link was 'cannot list the folder'."""
+    data = data_folder(tmp_path)
+    (data / "fee_lines.parquet").unlink()
+    (data / "fee_lines.parquet").symlink_to(tmp_path / "gone.parquet")
+    result = CliRunner().invoke(app, ["validate", "--data", str(data), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert "fee_lines.parquet: a link to" in said and "which does not exist" in said
+
+
 def test_a_rule_test_of_an_unknown_rule_is_an_error():
     result = CliRunner().invoke(app, ["rules", "test", "split_hospitalisation.readmision"])
     assert result.exit_code == 2
