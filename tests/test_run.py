@@ -541,6 +541,47 @@ def test_a_runaway_rule_is_stopped_and_recorded_as_failed(tmp_path):
     assert outcomes["split_hospitalisation.readmission"]["status"] == "ran"
 
 
+RUNAWAY_SKIP = """\
+id: custom.runaway_skip
+version: "1"
+family: duplicate_charge
+title: t
+description: d
+severity: low
+detect:
+  kind: aggregate
+  source: settlements
+  group_by: [institution_id]
+  measures: {n: count(*)}
+  having: "FALSE"
+  skip:
+    when: "EXISTS (SELECT 1 FROM fee_lines AS a JOIN fee_lines AS b ON TRUE JOIN fee_lines AS c
+      ON TRUE WHERE a.amount + b.amount + c.amount < -1)"
+    reason: r
+emit:
+  institution_id: institution_id
+  amount_at_risk: "0"
+  message: m
+  key: [institution_id]
+"""
+
+
+def test_a_runaway_skip_count_is_stopped_too(tmp_path):
+    """Found in review: with no hit, a rule's skip count ran as a statement of its own,
+    without the timeout, for ten minutes and more."""
+    rule = tmp_path / "runaway.yaml"
+    rule.write_text(RUNAWAY_SKIP, encoding="utf-8")
+    out = tmp_path / "out"
+    data = Path(__file__).resolve().parents[1] / "sample_claims" / "data"
+    result = run("--data", str(data), "--out", str(out), "--rules", str(rule),
+                 "--only", "custom.runaway_skip", "--rule-timeout", "1")
+    assert result.exit_code == 1, result.output
+    (outcome,) = json.loads((out / "run.json").read_text(encoding="utf-8"))["rules"]
+    assert outcome["status"] == "failed"
+    assert "stopped after 1 s (--rule-timeout)" in outcome["reason"]
+    assert outcome["seconds"] < 30
+
+
 def test_a_rule_with_more_hits_than_a_lead_list_holds_fails(tmp_path, monkeypatch):
     """Its hits are not all fetched: a rule flagging millions of rows would fill memory."""
     import fraudscreen.screen as screen_module

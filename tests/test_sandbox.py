@@ -64,6 +64,14 @@ def compile_where(tmp_path: Path, where: str):
         ("\"regexp_matches(item_name, 'x')\"", "function regexp_matches() is not allowed"),
         ("\"random() > 0.5\"", "date_diff, date_trunc, day, extract"),
         ("\"random() > 0.5\"", "strpos, substr"),
+        # sqlglot writes a type's parameter and a unit back unquoted: SQL hidden in a quoted
+        # name or a string there ran (found in review: the settings and a file were read)
+        ("'CAST(1 AS DECIMAL(\"1, 0)) = 1 OR amount > (SELECT count(*) FROM read_text(''/etc/"
+         "hostname'')) OR CAST(1 AS DECIMAL(1\", 0)) = 1'", "parameters are whole numbers"),
+        ("'date_diff(''day FROM charge_time) || 1 || '', charge_time, charge_time) > 0'",
+         "is not a date or time unit"),
+        ("'EXTRACT(''year FROM charge_time) || 1 || EXTRACT(year'' FROM charge_time) = 1'",
+         "is not a date or time unit"),
     ],
 )
 def test_forbidden_expressions_are_refused(tmp_path, where, says):
@@ -728,3 +736,31 @@ def test_a_parameter_may_open_a_select_list_or_sit_in_parentheses(tmp_path):
 def test_parameters_next_to_punctuation_are_read_as_before(tmp_path, where, compiled):
     """Found in review: reading `:a` as `$a` made `least(:a,:b)` a $-quoted string."""
     assert compiled in compile_where(tmp_path, f'"{where}"').sql
+
+
+@pytest.mark.parametrize("where", [
+    "\"EXTRACT(year FROM charge_time) = 2024 AND date_diff('day', charge_time, charge_time)"
+    " < 1\"",
+    "\"charge_time > TIMESTAMP '2024-01-01' - INTERVAL 3 DAY\"",
+    "\"CAST(amount AS DECIMAL(16, 2)) > 0 AND date_trunc('month', charge_time) IS NOT NULL\"",
+])
+def test_units_and_type_parameters_as_rules_write_them_are_allowed(tmp_path, where):
+    for dialect in ("duckdb", "spark"):
+        assert "hits" in compile_where(tmp_path, where).sql_for(dialect)
+
+
+def test_the_statement_an_engine_runs_is_checked_too(tmp_path):
+    """Defence in depth: what reaches the engine is parsed again in its dialect, and a
+    table function or an unknown table there fails the rule (it was an AssertionError
+    that ended the run)."""
+    compiled = compile_where(tmp_path, "amount > 0")
+    for read in ("read_text('/etc/hostname')", "input_fee_lines", "main.fee_lines"):
+        compiled.sql = f"WITH hits AS (SELECT * FROM {read}) SELECT * FROM hits"
+        for dialect in ("duckdb", "spark"):
+            with pytest.raises(RuleError, match="refused: the compiled SQL reads"):
+                compiled.sql_for(dialect)
+
+
+def test_an_expression_nested_too_deeply_fails_its_rule_not_the_run(tmp_path):
+    with pytest.raises(RuleError, match="nested too deeply"):
+        compile_where(tmp_path, '"' + "(" * 3000 + "amount > 0" + ")" * 3000 + '"')

@@ -60,10 +60,22 @@ class CompiledRule:
     def sql_for(self, dialect: str = "duckdb", pretty: bool = True) -> str:
         """The statement for an engine's dialect; a construct it cannot express is a
         RuleError naming this rule — never a wrong answer."""
+        return self._for_engine(self.sql, dialect, pretty)
+
+    def skip_sql_for(self, dialect: str) -> str:
+        """The ``skip`` count's own statement for an engine's dialect (as ``sql_for``)."""
+        return self._for_engine(self.skip_sql, dialect, pretty=False)
+
+    def _for_engine(self, statement: str, dialect: str, pretty: bool) -> str:
         try:
-            return transpile(self.sql, dialect, pretty)
+            sql = transpile(statement, dialect, pretty)
         except sqlglot.errors.UnsupportedError as err:
             raise self.rule.error(f"cannot be expressed in {dialect}: {err}") from None
+        try:  # what the engine runs is checked, not only what was compiled
+            _assert_reads_sources(sql, dialect)
+        except ValueError as err:
+            raise self.rule.error(f"refused: {err}") from None
+        return sql
 
 
 def transpile(sql: str, dialect: str, pretty: bool = True) -> str:
@@ -536,7 +548,7 @@ class _Compiler:
             select += f", ({self.skip_count}) AS {SKIPPED}"
             skip_sql = _with([c for c in self.ctes if c[0] != "hits"], self.skip_count)
         sql = _with(self.ctes, f"SELECT {select} FROM hits")
-        _assert_reads_sources(sql, {n for n, _ in self.ctes})
+        _assert_reads_sources(sql)
         return CompiledRule(self.rule, self.values, sql, self.needs, evidence, skip_sql,
                             sorted(hit_cols))
 
@@ -638,14 +650,16 @@ def _requalify(mapping: dict[str, str]) -> Callable[[exp.Expression], exp.Expres
     return rewrite
 
 
-def _assert_reads_sources(sql: str, ctes: set[str]) -> None:
-    """Defence in depth: the finished statement reads only sources and its CTEs."""
-    tree = sqlglot.parse_one(sql, read="duckdb")
-    # A query rule's own WITH steps were checked where it was compiled.
-    allowed = set(sources.BY_NAME) | ctes | {cte.alias for cte in tree.find_all(exp.CTE)}
+def _assert_reads_sources(sql: str, dialect: str = "duckdb") -> None:
+    """Defence in depth: the finished statement reads only sources and its own steps
+    (the compiler's and a query rule's, checked where they were compiled), and calls no
+    table function. A ValueError says what it reads."""
+    tree = sqlglot.parse_one(sql, read=for_engine(dialect))
+    allowed = set(sources.BY_NAME) | {cte.alias for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
-        if table.name not in allowed or table.args.get("db"):
-            raise AssertionError(f"compiled SQL reads {table.sql('duckdb')!r}")
+        if table.name not in allowed or table.args.get("db") or not isinstance(
+                table.this, exp.Identifier):
+            raise ValueError(f"the compiled SQL reads {table.sql(for_engine(dialect))!r}")
 
 
 def compile_rule(rule: Rule, overrides: dict[str, Any] | None = None,
@@ -659,3 +673,5 @@ def compile_rule(rule: Rule, overrides: dict[str, Any] | None = None,
         # What the checks above let through and the SQL then refuses: a failed rule,
         # named, never a crash of the run that holds it.
         raise rule.error(f"cannot be compiled: {str(err).splitlines()[0]}") from None
+    except RecursionError:
+        raise rule.error("cannot be compiled: an expression is nested too deeply") from None

@@ -96,6 +96,15 @@ _ALLOWED_TYPES = frozenset({
     _T.ARRAY,
 })
 
+# The words a date or time unit may be (EXTRACT(year FROM …), INTERVAL 3 DAY,
+# date_diff('day', …)). sqlglot writes a unit back as it was given, unquoted: any other
+# text there (a quoted name, a string with SQL in it) would be pasted into the statement.
+_UNITS = frozenset({
+    f"{unit}{plural}" for unit in ("YEAR", "QUARTER", "MONTH", "WEEK", "DAY", "HOUR", "MINUTE",
+                                   "SECOND", "MILLISECOND", "MICROSECOND", "DECADE", "CENTURY")
+    for plural in ("", "S")} | {"DOW", "DAYOFWEEK", "ISODOW", "WEEKDAY", "DOY", "DAYOFYEAR",
+                                  "WEEKOFYEAR", "ISOYEAR", "EPOCH"})
+
 # What only a query kind's statement may hold: named steps (WITH), UNION, and window
 # functions whose answer does not depend on how rows that tie are ordered.
 _STATEMENT_NODES: tuple[type[exp.Expression], ...] = (
@@ -297,6 +306,12 @@ def _output_columns(query: exp.Expression, tables: dict[str, set[str]]) -> set[s
     return names
 
 
+def _check_unit(word: str) -> None:
+    if word.upper() not in _UNITS:
+        raise ExpressionError(f"{word!r} is not a date or time unit (year, month, day, hour, "
+                              "minute, second, …)")
+
+
 def _from_sources(select: exp.Expression, tables: dict[str, set[str]]) -> dict[str, set[str]]:
     """What a SELECT's FROM and JOINs name, by alias, with their columns."""
     found: dict[str, set[str]] = {}
@@ -313,6 +328,8 @@ def _from_sources(select: exp.Expression, tables: dict[str, set[str]]) -> dict[s
 def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
     """One node: on the allow-list, and naming only what the scope offers."""
     if isinstance(node, _ALLOWED_FUNCTIONS):
+        if isinstance(node, exp.Extract) and isinstance(node.this, exp.Literal):
+            _check_unit(node.this.name)  # EXTRACT('year' FROM x): written unquoted
         in_subquery = _inside_subquery(node)
         if isinstance(node, _AGGREGATES) and not scope.aggregates and not in_subquery:
             raise ExpressionError(
@@ -352,6 +369,12 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
         raise ExpressionError(
             f"{type(node).__name__} ({node.sql(DIALECT)!r}) is not allowed in rule expressions"
         )
+    if isinstance(node, exp.Var):
+        _check_unit(node.name)
+    if isinstance(node, exp.DataTypeParam) and not (
+            isinstance(node.this, exp.Literal) and node.this.name.isdigit()):
+        raise ExpressionError(f"a type's parameters are whole numbers (DECIMAL(16, 2)), not "
+                              f"{node.this.sql(DIALECT)!r}")
     if isinstance(node, exp.DataType) and node.this not in _ALLOWED_TYPES:
         raise ExpressionError(
             f"type {node.sql(DIALECT)} is not allowed in rule expressions (allowed: "

@@ -150,7 +150,7 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
         skipped = None
         if compiled.skip_sql:
             skipped = int(raw[SKIPPED][0] if raw.height else engine.query(
-                transpile(compiled.skip_sql, engine.dialect, pretty=False)).item())
+                compiled.skip_sql_for(engine.dialect), timeout=rule_timeout).item())
             raw = raw.drop(SKIPPED)
         frame = suspicion.finalize(rule, compiled.evidence, raw)
     except RuleError as err:  # already names the rule's file and line
