@@ -6,6 +6,10 @@ import datetime as dt
 import hashlib
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -539,6 +543,34 @@ def test_a_runaway_rule_is_stopped_and_recorded_as_failed(tmp_path):
     assert "stopped after 1 s (--rule-timeout)" in outcomes["custom.runaway"]["reason"]
     assert outcomes["custom.runaway"]["seconds"] < 30
     assert outcomes["split_hospitalisation.readmission"]["status"] == "ran"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_interrupts_a_running_rule_and_publishes_nothing(tmp_path, signum):
+    """Found in review: Ctrl-C or SIGTERM while a rule's statement ran waited for the
+    statement: the run went on until --rule-timeout, then published a run with the rule
+    failed (or, without a timeout, never ended)."""
+    rule = tmp_path / "runaway.yaml"
+    rule.write_text(RUNAWAY, encoding="utf-8")
+    out = tmp_path / "out"
+    data = Path(__file__).resolve().parents[1] / "sample_claims" / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fraudscreen.cli", "run", "--data", str(data), "--out",
+         str(out), "--rules", str(rule), "--only", "custom", "--rule-timeout", "0",
+         "--log-format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # the runaway is the only rule: it starts after ingestion
+        if '"event": "ingest_done"' in line:
+            break
+    time.sleep(2)
+    began = time.monotonic()
+    proc.send_signal(signum)
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - began < 30
+    assert code == 130, proc.stderr.read()
+    assert not out.exists()
 
 
 RUNAWAY_SKIP = """\

@@ -764,3 +764,73 @@ def test_the_statement_an_engine_runs_is_checked_too(tmp_path):
 def test_an_expression_nested_too_deeply_fails_its_rule_not_the_run(tmp_path):
     with pytest.raises(RuleError, match="nested too deeply"):
         compile_where(tmp_path, '"' + "(" * 3000 + "amount > 0" + ")" * 3000 + '"')
+
+
+def test_an_engines_database_is_sealed_once_its_inputs_are_registered(tmp_path):
+    """Defence in depth (found in review: SQL that slipped the checks read a file): after
+    registering, the run's database reads no file outside the inputs' folders and
+    changes no setting, while the inputs themselves still read."""
+    import duckdb
+    import polars as pl
+
+    from fraudscreen import sources
+    from fraudscreen.engine_duckdb import DuckDBEngine
+    from fraudscreen.ingest import load_folder
+    from fraudscreen.testing import table
+
+    secret = tmp_path / "elsewhere" / "secret.csv"
+    secret.parent.mkdir()
+    secret.write_text("a\n1\n", encoding="utf-8")
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("settlements", "fee_lines"):
+        table(name, []).write_parquet(data / f"{name}.parquet")
+    engine = DuckDBEngine()
+    with load_folder(data) as ingestion:
+        engine.register(ingestion.tables)
+        assert engine.query("SELECT count(*) AS n FROM input_fee_lines").item() == 0
+        for statement in (f"SELECT * FROM read_csv('{secret}')", "SET threads = 1"):
+            with pytest.raises(duckdb.Error, match="disabled|locked"):
+                engine.query(statement)
+    engine.close()
+    with pytest.raises(ValueError, match="disabled"):  # binding a query rule's SQL
+        sources.describe(f"SELECT * FROM read_csv('{secret}')")
+    assert pl.read_csv(secret)["a"].to_list() == [1]  # the file is there
+
+
+def test_evidence_names_that_differ_only_in_case_are_an_error_naming_them(tmp_path):
+    """Found in review: `evidence: {Qty: quantity, qty: amount}` failed at run time with a
+    bare KeyError."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(BASE.format(where='"amount > 0"').replace(
+        "  amount_at_risk: amount\n",
+        "  amount_at_risk: amount\n  evidence: {Qty: quantity, qty: amount}\n"),
+        encoding="utf-8")
+    with pytest.raises(RuleError, match="'Qty' and 'qty' differ only in letter case") as err:
+        load_rule(path)
+    assert f"{path}:" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["amount", "AMOUNT", "Amount"])
+def test_a_lookup_named_as_a_source_column_in_any_letter_case_is_an_error(tmp_path, name):
+    """Found in review: a lookup `AMOUNT` on fee_lines was silently the line's `amount`
+    (SQL names ignore letter case)."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(BASE.format(where='"amount > 0"').replace(
+        "  source: fee_lines\n",
+        f"  source: fee_lines\n  lookups:\n    {name}:\n      source: catalog\n"
+        "      on: [item_code]\n      value: max(price_cap)\n"), encoding="utf-8")
+    with pytest.raises(RuleError, match=f"lookup '{name}' hides a source column"):
+        compile_rule(load_rule(path))
+
+
+def test_query_columns_that_differ_only_in_case_are_an_error(tmp_path):
+    """Found in review: `quantity AS "A", amount AS a` compiled, and emit's `a` read the
+    quantity."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(BASE.format(where='"x"').replace(
+        "  kind: filter\n  source: fee_lines\n  where: \"x\"\n",
+        "  kind: query\n  sql: 'SELECT settlement_id, quantity AS \"A\", amount AS a FROM "
+        "fee_lines'\n"), encoding="utf-8")
+    with pytest.raises(RuleError, match="columns 'A', 'a' differ only in letter case"):
+        compile_rule(load_rule(path))

@@ -329,3 +329,36 @@ def test_integrity_counts_of_codes_outside_the_contract_agree(spark, tmp_path):
         "settlements_medical_type_not_coded": 1, "negative_settlements_not_linked": 1,
         "fee_lines_outside_settlements": 1, "persons_gender_not_coded": 1,
         "item_pairs_not_exclusive": 1}
+
+
+def test_a_string_is_text_on_spark_not_a_variable_to_substitute(spark, tmp_path):
+    """Found in review: Spark replaced `${env:HOME}` inside a rule's string literal before
+    parsing it, so a rule read the environment (DuckDB kept the text)."""
+    from fraudscreen.testing import table
+
+    rule = tmp_path / "leak.yaml"
+    rule.write_text("""\
+id: custom.leak
+version: "1"
+family: duplicate_charge
+title: t
+description: d
+severity: low
+detect: {kind: filter, source: settlements, where: "settlement_id = 'S1'"}
+emit:
+  amount_at_risk: "0"
+  evidence: {home: "'${env:HOME}|${system:user.name}|${spark.master}'"}
+  message: "{home}"
+""", encoding="utf-8")
+    tables = {"settlements": table("settlements", [dict(settlement_id="S1")]),
+              "fee_lines": table("fee_lines", [])}
+    ruleset = RuleSet.load([rule]).select(["custom.leak"])
+    messages = {}
+    for name in ("duckdb", "spark"):
+        engine = make_engine(name)
+        try:
+            messages[name] = screen(tables, ruleset, engine).suspicions["message"].to_list()
+        finally:
+            engine.close()
+    assert messages["spark"] == messages["duckdb"] == [
+        "${env:HOME}|${system:user.name}|${spark.master}"]

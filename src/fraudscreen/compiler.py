@@ -187,7 +187,7 @@ class _Compiler:
         joins, picked = [], []
         for name, lk in det.lookups.items():
             path = base + ("lookups", name)
-            if name in cols:
+            if name.casefold() in {c.casefold() for c in cols}:  # SQL ignores letter case
                 raise self.rule.error(f"lookup {name!r} hides a source column", *path)
             lk_cols = self.source(lk.source, path + ("source",))
             self.names(lk.on, cols & lk_cols, path + ("on",))
@@ -480,9 +480,16 @@ class _Compiler:
         sql = tree.sql("duckdb")
         self.ctes.append(("hits", sql))
         try:
-            return set(sources.describe(sql))
+            columns = sources.describe(sql)
         except ValueError as err:  # DuckDB's binder: an ambiguous column, types that clash
             raise self.rule.error(f"detect.sql: {err}", "detect", "sql") from None
+        folded = [c.casefold() for c in columns]
+        twice = sorted({c for c in columns if folded.count(c.casefold()) > 1})
+        if twice:  # emit would read one of them by either name (found in review)
+            raise self.rule.error(f"detect.sql: columns {', '.join(map(repr, twice))} differ "
+                                  "only in letter case, which SQL does not tell apart",
+                                  "detect", "sql")
+        return set(columns)
 
     # -- emit ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,17 @@ def connect(memory_limit: str = "1.5GB", temp_dir: Path | None = None,
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     return con
+
+
+def seal(con: duckdb.DuckDBPyConnection, readable: Sequence[Path] = ()) -> None:
+    """After the inputs are registered: no file outside ``readable`` (the folders the
+    input views scan), no network, no setting changed. Rule expressions are checked
+    against an allow-list already; this holds should one slip through."""
+    if readable:
+        folders = ", ".join(ex.sql_string(str(f)) for f in sorted(set(readable)))
+        con.execute(f"SET allowed_directories = [{folders}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def _empty_sql(name: str) -> str:
@@ -107,31 +119,59 @@ class DuckDBEngine:
     def __init__(self, memory_limit: str = "1.5GB", temp_dir: Path | None = None,
                  threads: int | None = None, connection: duckdb.DuckDBPyConnection | None = None):
         """``connection``: a cursor on a database whose tables the inputs read (the nightly
-        store, attached); the engine's own relations still go to its in-memory catalog."""
+        store, attached); the engine's own relations still go to its in-memory catalog.
+        An engine with its own database is sealed once its inputs are registered (the
+        store's connection goes on to other work, so it is not)."""
         self.con = connect(memory_limit, temp_dir, threads, connection)
+        self.sealable = connection is None
 
     def register(self, tables: dict[str, Table], watchlists: list[Path] | None = None,
                  quarantined_reversals: Sequence[str] = ()) -> dict[str, str]:
-        return register_inputs(self.con, tables, watchlists, quarantined_reversals)
+        origin = register_inputs(self.con, tables, watchlists, quarantined_reversals)
+        if self.sealable:
+            seal(self.con, [f.path.resolve().parent for t in tables.values()
+                            for f in getattr(t, "files", ())])
+            self.sealable = False
+        return origin
 
     def create_sources(self, window: dict[str, Any]) -> None:
         create_sources(self.con, window)
 
     def query(self, sql: str, timeout: float | None = None) -> pl.DataFrame:
         """The statement's rows; past ``timeout`` seconds it is interrupted and
-        ``QueryTimeout`` raised (a runaway rule must not hold the night forever)."""
-        if not timeout:
-            return pl.from_arrow(self.con.sql(sql).to_arrow_table())
-        watchdog = threading.Timer(timeout, self.con.interrupt)
-        watchdog.start()
+        ``QueryTimeout`` raised (a runaway rule must not hold the night forever).
+
+        It runs in a thread while this one waits: Python handles Ctrl-C and SIGTERM only
+        in the main thread, between its own steps, so a statement run here would hold a
+        stop until it ended (found in review: a run went on for minutes). The wait
+        interrupts the statement and re-raises the stop."""
+        done: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                done["rows"] = self.con.sql(sql).to_arrow_table()
+            except BaseException as err:  # handed to the waiting thread
+                done["error"] = err
+
+        worker = threading.Thread(target=run, name="duckdb-query", daemon=True)
+        worker.start()
+        deadline = time.monotonic() + timeout if timeout else None
+        timed_out = False
         try:
-            return pl.from_arrow(self.con.sql(sql).to_arrow_table())
-        except duckdb.InterruptException:
-            if watchdog.finished.is_set():  # ours, not a Ctrl-C
-                raise QueryTimeout(timeout) from None
+            while worker.is_alive():
+                worker.join(0.1)
+                if deadline is not None and not timed_out and time.monotonic() > deadline:
+                    timed_out = True
+                    self.con.interrupt()
+        except BaseException:  # a stop: the statement must not outlive it
+            self.con.interrupt()
+            worker.join()
             raise
-        finally:
-            watchdog.cancel()
+        if "error" in done:
+            if timed_out and isinstance(done["error"], duckdb.InterruptException):
+                raise QueryTimeout(timeout) from None
+            raise done["error"]
+        return pl.from_arrow(done["rows"])
 
     def close(self) -> None:
         self.con.close()

@@ -52,6 +52,12 @@ SEMANTICS = {
     # price at 4 places each, rounded twice, came out a fen high (found in review).
     "spark.sql.decimalOperations.allowPrecisionLoss": "false",
 }
+# What a rule's SQL must not reach, whatever slipped the checks: `${env:HOME}` in a string
+# is substituted before Spark parses it, and parquet.`/path` reads a file (found in review).
+SEALED = {
+    "spark.sql.variable.substitute": "false",
+    "spark.sql.runSQLOnFiles": "false",
+}
 # A small local session (2 cores, a few GB): set only when we start a local session.
 LOCAL_DEFAULTS = {
     "spark.ui.enabled": "false",
@@ -148,7 +154,7 @@ def build_session(master: str | None = "local[*]", config: dict[str, str] | None
     if master is not None:
         builder = builder.master(master)
     defaults = LOCAL_DEFAULTS if master and master.startswith("local") else {}
-    for key, value in {**defaults, **SEMANTICS, **(config or {})}.items():
+    for key, value in {**defaults, **SEMANTICS, **SEALED, **(config or {})}.items():
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()
@@ -183,7 +189,7 @@ class SparkEngine:
                                                       session.sparkContext.master):
                 session = None  # a different cluster was asked for
         self.spark = session or build_session(master, config)
-        for key, value in SEMANTICS.items():
+        for key, value in {**SEMANTICS, **SEALED}.items():
             self.spark.conf.set(key, value)
         self._views: list[str] = []
         self._temp_dir = temp_dir

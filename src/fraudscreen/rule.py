@@ -216,6 +216,18 @@ class Emit(_Model):
     message: str
     key: list[str] = Field(default_factory=lambda: ["settlement_id"])
 
+    @field_validator("evidence")
+    @classmethod
+    def _names_apart(cls, v: dict[str, Expr]) -> dict[str, Expr]:
+        # SQL matches names in any letter case: `Qty` and `qty` would be one column.
+        seen: dict[str, str] = {}
+        for name in v:
+            if name.casefold() in seen:
+                raise ValueError(f"evidence names {seen[name.casefold()]!r} and {name!r} differ "
+                                 "only in letter case, which SQL does not tell apart")
+            seen[name.casefold()] = name
+        return v
+
 
 class Expected(_Model):
     """An expected suspicion in a rule test; only the fields given are compared."""

@@ -333,13 +333,12 @@ BY_NAME: dict[str, Source] = {s.name: s for s in SOURCES}
 @cache
 def _empty_connection():
     """DuckDB over empty contract tables: answers 'which columns would this have?'."""
-    import duckdb
+    from fraudscreen.engine_duckdb import connect, create_sources, register_empty, seal
 
-    from fraudscreen.engine_duckdb import create_sources, register_empty
-
-    con = duckdb.connect()
+    con = connect()  # binding a rule's SQL must not fetch an extension nor read a file
     register_empty(con)
     create_sources(con, window=None)
+    seal(con)
     return con
 
 
