@@ -220,6 +220,19 @@ def test_column_map_renames_site_headers(tmp_path):
         load_folder(tmp_path, column_map=mapping)
 
 
+def test_a_column_map_saved_as_gbk_or_naming_a_header_twice_is_an_error_saying_so(tmp_path):
+    """Found in review: a GBK-saved map said only "'utf-8' codec can't decode byte 0xbe",
+    and a header mapped twice kept the last mapping silently."""
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    mapping = tmp_path / "map.yaml"
+    mapping.write_bytes("column_map:\n  金额: amount\n".encode("gbk"))
+    with pytest.raises(IngestError, match=r"not UTF-8 \(saved as GBK\?\): save it as UTF-8"):
+        load_folder(tmp_path, column_map=mapping)
+    mapping.write_text("column_map:\n  金额: amount\n  金额: total_amount\n", encoding="utf-8")
+    with pytest.raises(IngestError, match="key '金额' is given twice"):
+        load_folder(tmp_path, column_map=mapping)
+
+
 def test_the_specs_other_chinese_names_are_headers_too(tmp_path):
     write_csv(tmp_path / "settlements.csv", SETTLEMENTS,
               [settlement("S1"), settlement("S2", reversed_settlement_id="S1")], header="zh")
@@ -368,6 +381,28 @@ def test_validate_exits_2_naming_a_missing_required_column(tmp_path):
     assert "settlements.csv" in result.output and "total_amount" in result.output
     assert "did you mean '医疗费总金额'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_title_line_above_the_header_is_an_error_showing_the_header_read(tmp_path):
+    """Found in review: an export titled 结算记录导出 2024-06-30 on its first line said only
+    that settlement_id was missing."""
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")], header="zh")
+    path = tmp_path / "settlements.csv"
+    path.write_text("结算记录导出 2024-06-30\n" + path.read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    result = validate(tmp_path, tmp_path / "out")
+    assert result.exit_code == 2
+    assert "The header read was: 结算记录导出 2024-06-30" in " ".join(result.output.split())
+
+
+def test_full_width_letters_in_a_header_read_as_plain_ones(tmp_path):
+    """Found in review: 结算ＩＤ (full-width ID, as some input methods type it) was not
+    recognised as 结算ID."""
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")], header="zh")
+    path = tmp_path / "settlements.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace("结算ID", "结算ＩＤ", 1),
+                    encoding="utf-8")
+    assert load_folder(tmp_path).table("settlements")["settlement_id"].to_list() == ["S1"]
 
 
 def test_unusable_encodings_are_ingest_errors(tmp_path):

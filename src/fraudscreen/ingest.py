@@ -26,6 +26,7 @@ import re
 import shutil
 import tempfile
 import time
+import unicodedata
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ from fraudscreen.contract import INPUT_TABLES, LOCAL_TIME_ZONE, Column, Table
 from fraudscreen.expressions import sql_string
 from fraudscreen.output import excel_text
 from fraudscreen.quarantine import LINE, PART, check_part, duplicate_keys, key_hashes
+from fraudscreen.rule import read_plain_yaml
 
 SUFFIXES = (".csv.gz", ".csv", ".parquet")  # the kinds of part, matched in this order
 QUARANTINE_COLUMNS = ("table", "file", "line", "column", "value", "reason")
@@ -393,8 +395,11 @@ def _codec(encoding: str | None) -> str | None:
 def _load_column_map(path: Path) -> dict[str, str]:
     """The site's ``column_map: {源列名: contract_name}``; each target a contract column."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        doc = read_plain_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise IngestError(f"column map {path}: not UTF-8 (saved as GBK?): save it as UTF-8"
+                          ) from None
+    except (OSError, yaml.YAMLError) as err:  # a source name given twice, too
         raise IngestError(f"column map {path}: cannot read it: {err}") from None
     mapping = doc.get("column_map") if isinstance(doc, dict) else None
     if not isinstance(mapping, dict):
@@ -774,7 +779,9 @@ def _match_headers(
             continue
         name = renames.get(clean)
         if name not in table.column_names:
-            name = aliases.get(clean.casefold())
+            # Full-width letters (结算ＩＤ, as some input methods type them) read as plain.
+            name = aliases.get(clean.casefold(),
+                               aliases.get(unicodedata.normalize("NFKC", clean).casefold()))
         if name is None:
             unknown.append(clean)
         elif name in matched:
@@ -790,9 +797,11 @@ def _match_headers(
     for column in table.columns:
         if column.name not in matched and not column.nullable:
             accepted = ", ".join(a for a in (column.name, column.zh, column.national) if a)
+            read = ", ".join(h.strip() for h in headers[:8]) + (", …" if len(headers) > 8 else "")
             raise IngestError(
                 f"{path}: table {table.name} needs column {column.name} (header {accepted})"
-                f"{_did_you_mean(column, unknown)}; map other names with --column-map"
+                f"{_did_you_mean(column, unknown)}; map other names with --column-map. The "
+                f"header read was: {read} (a title line above the header would be read so)"
             )
     if unknown:
         notes.append(f"{shown}: ignored columns not in the contract: {', '.join(unknown)}")

@@ -395,6 +395,11 @@ def read_yaml(text: str):
     return yaml.load(text, Loader=YamlLoader)
 
 
+def read_plain_yaml(text: str):
+    """``read_yaml``, refusing aliases and keys given twice (as in rule files)."""
+    return _compose(text)[1]
+
+
 def _compose(text: str) -> tuple[yaml.Node | None, Any]:
     """The document's node tree (for positions) and its data, parsed once."""
     loader = YamlLoader(text)
