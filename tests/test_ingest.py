@@ -383,6 +383,18 @@ def test_validate_exits_2_naming_a_missing_required_column(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_settlements_that_lost_fee_lines_to_quarantine_are_noted(tmp_path):
+    """Found in review: a stay whose treatment lines had a bad date was judged on its bed
+    fees alone and flagged as idle, without a word that lines were missing."""
+    folder(tmp_path, [settlement("S1"), settlement("S2")],
+           [fee_line("L1", settlement_id="S1", charge_time="2024/13/01"),
+            fee_line("L2", settlement_id=" S1 ", amount="x"), fee_line("L3", settlement_id="S2"),
+            fee_line("L4", settlement_id="S2")])
+    notes = load_folder(tmp_path).notes
+    assert ("fee_lines: 1 settlement(s) lost fee lines to quarantine: the rules judge them "
+            "without those lines (a stay may read as idle); see quarantine.csv") in notes
+
+
 def test_a_title_line_above_the_header_is_an_error_showing_the_header_read(tmp_path):
     """Found in review: an export titled 结算记录导出 2024-06-30 on its first line said only
     that settlement_id was missing."""

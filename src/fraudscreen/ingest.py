@@ -181,6 +181,10 @@ def load_folder(
             reader = _PartReader(data_dir, INPUT_TABLES[name], codec, renames,
                                  work / "tables" / name, len(files), on_file)
             table, table_files, entries_ = reader.stage(parts, in_place, notes)
+            if reader.lost_lines_of:
+                notes.append(f"fee_lines: {len(reader.lost_lines_of):,} settlement(s) lost fee "
+                             "lines to quarantine: the rules judge them without those lines "
+                             "(a stay may read as idle); see quarantine.csv")
             files += table_files
             found += entries_
             tables[name] = table
@@ -224,6 +228,8 @@ class _PartReader:
     folder: Path  # where this table's chunks are staged
     first_part: int  # index of its first file in Ingestion.files
     on_file: Callable[[InputFile, float], None] | None = None
+    # The settlements whose quarantined fee lines the rules will not see.
+    lost_lines_of: set[str] = field(default_factory=set)
 
     def stage(self, parts: list[Path], in_place: bool, notes: list[str]
               ) -> tuple[StagedTable, list[InputFile], list[pl.DataFrame]]:
@@ -288,6 +294,10 @@ class _PartReader:
                     return part
                 for column, count in checked.zero_padded.items():
                     zero_padded[column] = zero_padded.get(column, 0) + count
+                if self.table.name == "fee_lines" and not bad.is_empty():
+                    lost = raw.join(bad.select(LINE), on=LINE, how="semi")["settlement_id"]
+                    self.lost_lines_of.update(lost.cast(pl.String).str.strip_chars()
+                                              .drop_nulls().to_list())
                 found.append(bad)
                 hashes.append(key_hashes(good, self.table))
                 if good.height and not in_place:
