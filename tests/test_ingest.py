@@ -1110,7 +1110,7 @@ def test_a_partitioned_table_is_read_whole_and_names_each_part_by_its_path(tmp_p
             "fee_lines/year=2024/month=2/part-0.parquet"]
         assert ingestion.quarantine.select("file", "line", "column", "reason").rows() == [
             ("fee_lines/year=2024/month=2/part-0.parquet", 2, "amount", "bad decimal")]
-        assert [n for n in ingestion.notes if "fee_lines" in n] == [
+        assert [n for n in ingestion.notes if "ignored fee_lines" in n] == [
             "ignored fee_lines/archive: a folder but no partition (KEY=VALUE)"]
 
 
