@@ -834,3 +834,17 @@ def test_query_columns_that_differ_only_in_case_are_an_error(tmp_path):
         "fee_lines'\n"), encoding="utf-8")
     with pytest.raises(RuleError, match="columns 'A', 'a' differ only in letter case"):
         compile_rule(load_rule(path))
+
+
+def test_a_statement_in_an_expression_is_refused_without_sqlglots_log_line(tmp_path):
+    """Found in review: linting `CALL …` also printed sqlglot's "Falling back to parsing as
+    a 'Command'" to the analyst."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudscreen.cli", "rules", "lint",
+         str(rule_file(tmp_path, '"CALL pragma_version()"'))], capture_output=True, text=True)
+    said = result.stdout + result.stderr
+    assert "Command ('CALL pragma_version()') is not allowed" in said
+    assert "Falling back" not in said
