@@ -834,6 +834,13 @@ def test_query_columns_that_differ_only_in_case_are_an_error(tmp_path):
         "fee_lines'\n"), encoding="utf-8")
     with pytest.raises(RuleError, match="columns 'A', 'a' differ only in letter case"):
         compile_rule(load_rule(path))
+    # the same name twice (s.*, f.*) is one column to emit, as it was
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        'settlement_id, quantity AS "A", amount AS a FROM fee_lines',
+        "s.settlement_id, f.settlement_id, f.amount FROM fee_lines AS f JOIN "
+        "settlements AS s ON s.settlement_id = f.settlement_id"), encoding="utf-8")
+    assert "s.settlement_id" in path.read_text(encoding="utf-8")
+    assert "hits" in compile_rule(load_rule(path)).sql
 
 
 def test_a_statement_in_an_expression_is_refused_without_sqlglots_log_line(tmp_path):

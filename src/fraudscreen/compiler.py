@@ -483,8 +483,10 @@ class _Compiler:
             columns = sources.describe(sql)
         except ValueError as err:  # DuckDB's binder: an ambiguous column, types that clash
             raise self.rule.error(f"detect.sql: {err}", "detect", "sql") from None
-        folded = [c.casefold() for c in columns]
-        twice = sorted({c for c in columns if folded.count(c.casefold()) > 1})
+        spellings: dict[str, set[str]] = {}
+        for c in columns:
+            spellings.setdefault(c.casefold(), set()).add(c)
+        twice = sorted(c for names in spellings.values() if len(names) > 1 for c in names)
         if twice:  # emit would read one of them by either name (found in review)
             raise self.rule.error(f"detect.sql: columns {', '.join(map(repr, twice))} differ "
                                   "only in letter case, which SQL does not tell apart",

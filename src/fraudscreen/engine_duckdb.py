@@ -124,14 +124,17 @@ class DuckDBEngine:
         store's connection goes on to other work, so it is not)."""
         self.con = connect(memory_limit, temp_dir, threads, connection)
         self.sealable = connection is None
+        self.registered = False
 
     def register(self, tables: dict[str, Table], watchlists: list[Path] | None = None,
                  quarantined_reversals: Sequence[str] = ()) -> dict[str, str]:
+        if self.registered:  # a sealed database reads no file but the first inputs'
+            raise RuntimeError("an engine registers its inputs once; make a new engine")
+        self.registered = True
         origin = register_inputs(self.con, tables, watchlists, quarantined_reversals)
         if self.sealable:
             seal(self.con, [f.path.resolve().parent for t in tables.values()
                             for f in getattr(t, "files", ())])
-            self.sealable = False
         return origin
 
     def create_sources(self, window: dict[str, Any]) -> None:

@@ -107,7 +107,8 @@ _UNITS = frozenset({
     f"{unit}{plural}" for unit in ("YEAR", "QUARTER", "MONTH", "WEEK", "DAY", "HOUR", "MINUTE",
                                    "SECOND", "MILLISECOND", "MICROSECOND", "DECADE", "CENTURY")
     for plural in ("", "S")} | {"DOW", "DAYOFWEEK", "ISODOW", "WEEKDAY", "DOY", "DAYOFYEAR",
-                                  "WEEKOFYEAR", "ISOYEAR", "EPOCH"})
+                                  "DAYOFMONTH", "WEEKOFYEAR", "YEARWEEK", "ISOYEAR", "EPOCH",
+                                  "MILLENNIUM", "MILLENNIUMS"})
 
 # What only a query kind's statement may hold: named steps (WITH), UNION, and window
 # functions whose answer does not depend on how rows that tie are ordered.
@@ -313,7 +314,7 @@ def _output_columns(query: exp.Expression, tables: dict[str, set[str]]) -> set[s
 def _check_unit(word: str) -> None:
     if word.upper() not in _UNITS:
         raise ExpressionError(f"{word!r} is not a date or time unit (year, month, day, hour, "
-                              "minute, second, …)")
+                              "minute, second, …; a unit is written out, never a :parameter)")
 
 
 def _from_sources(select: exp.Expression, tables: dict[str, set[str]]) -> dict[str, set[str]]:
