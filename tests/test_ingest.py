@@ -570,17 +570,21 @@ def test_codes_in_integer_or_float_parquet_columns_read_as_their_integers(tmp_pa
         ("12", "01", None), ("1.5", "09", "7"), ("-3", "14", None)]
 
 
-def test_float_ids_past_2_to_the_53_have_lost_digits_and_are_quarantined(tmp_path):
+@pytest.mark.parametrize("dtype, limit", [(pl.Float64, 2**53), (pl.Float32, 2**24)])
+def test_float_ids_that_have_lost_digits_are_quarantined_wherever_they_come(
+        tmp_path, dtype, limit):
     """Found in review: three 18-digit person ids in a Float64 column all came out as one
-    person, 350925198001011264, and were kept."""
-    big = [350925198001011234.0, 350925198001011250.0, 2.0**53, 2.0**53 - 1]
+    person, 350925198001011264, and were kept; then, such a value after the first thousand
+    rows of a chunk (where Excel's damage is looked for) was kept too."""
+    big = [350925198001011234.0, 350925198001011250.0, float(limit), float(limit - 1)]
+    ids = [float(i) for i in range(1500)] + big  # the lost ones after the first thousand
     write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [fee_line("L1")])
-    pl.DataFrame([settlement(f"S{i}") for i in range(4)]).with_columns(
-        person_id=pl.Series(big)).write_parquet(tmp_path / "settlements.parquet")
+    pl.DataFrame([settlement(f"S{i}") for i in range(len(ids))]).with_columns(
+        person_id=pl.Series(ids, dtype=dtype)).write_parquet(tmp_path / "settlements.parquet")
     ingestion = load_folder(tmp_path)
-    assert ingestion.table("settlements")["person_id"].to_list() == ["9007199254740991"]
+    assert ingestion.table("settlements")["person_id"].to_list()[-1] == str(limit - 1)
     assert ingestion.quarantine.filter(pl.col("column") == "person_id").select(
-        "line", "reason").rows() == [(1, SCIENTIFIC), (2, SCIENTIFIC), (3, SCIENTIFIC)]
+        "line", "reason").rows() == [(1501, SCIENTIFIC), (1502, SCIENTIFIC), (1503, SCIENTIFIC)]
 
 
 def test_float_amounts_read_through_their_shortest_text_also_when_tiny(tmp_path):

@@ -268,7 +268,7 @@ class _PartReader:
     def _part(self, path: Path, index: int, in_place: bool, notes: list[str]
               ) -> tuple[InputFile, list[StagedFile], list[pl.DataFrame], list[pl.Series]]:
         try:
-            shown, sha256, chunks, contract_form = _read_part(
+            shown, sha256, chunks, contract_form, from_floats = _read_part(
                 path, self.data_dir, self.table, self.codec, self.renames, notes,
                 self.folder / f"{index:05d}.utf-8.csv")
         except PermissionError as err:
@@ -283,7 +283,7 @@ class _PartReader:
             for n, raw in enumerate(chunks):
                 rows += raw.height
                 checked = check_part(raw.with_columns(pl.lit(index, pl.UInt32).alias(PART)),
-                                     self.table)
+                                     self.table, from_floats)
                 good, bad = checked.clean, checked.entries
                 if in_place and not (bad.is_empty() and _unchanged(raw, good, self.table)):
                     # Not clean after all: read this file again, staging its clean rows
@@ -528,9 +528,9 @@ def _read_part(
     scanned in place when its rows turn out clean. ``scratch``: where a CSV file not in
     UTF-8, or gzipped, is decoded to, while it is read."""
     shown = path.relative_to(data_dir).as_posix()
-    contract_form = False
+    contract_form, from_floats = False, frozenset()
     if part_suffix(path.name) == ".parquet":
-        chunks, contract_form = _read_parquet(path, table, renames, notes, shown)
+        chunks, contract_form, from_floats = _read_parquet(path, table, renames, notes, shown)
         sha256 = file_sha256(path)
     else:
         sha256, chunks = _read_csv(path, table, codec, renames, notes, shown, scratch)
@@ -543,7 +543,7 @@ def _read_part(
                 LINE,
             )
 
-    return shown, sha256, ordered(chunks), contract_form
+    return shown, sha256, ordered(chunks), contract_form, from_floats
 
 
 def _read_csv(
@@ -683,7 +683,9 @@ def _read_parquet(
     contract_form = codecs_used <= FAST_CODECS and not int96 and all(
         headers.get(c.name) == c.name and schema[c.name] == targets[c.name]
         for c in table.columns)
-    return chunks(), contract_form
+    from_floats = frozenset(name for name, header in headers.items()
+                            if schema[header].is_float() and targets[name] == pl.String)
+    return chunks(), contract_form, from_floats
 
 
 def _int96_columns(metadata: pq.FileMetaData, headers: dict[str, str]) -> list[str]:
@@ -725,13 +727,13 @@ def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType,
     column = pl.col(name)
     if target == pl.String and source.is_float():
         # A code kept as a float (a pandas column with gaps) is its integer: 1.0 -> "1";
-        # NaN is a gap, not the code "NaN". From 2^53 on a float has lost digits (18-digit
-        # ids became one), so it is written 3.5e+17, which checking quarantines.
+        # NaN is a gap, not the code "NaN". From 2^53 on (2^24 for a Float32) a float has
+        # lost digits (18-digit ids became one), so it is written in scientific notation,
+        # 3.5e+17, which checking quarantines (check_part's from_floats).
         whole = column.cast(pl.Int64, strict=False)
-        exponent = column.abs().log10().floor().cast(pl.Int64, strict=False)
+        exact = 2.0**24 if source == pl.Float32 else 2.0**53
         return (pl.when(column.is_nan()).then(None)
-                .when(column.abs() >= 2.0**53)
-                .then(pl.format("{}e+{}", column / pl.lit(10.0).pow(exponent), exponent))
+                .when(column.is_finite() & (column.abs() >= exact)).then(_scientific_text(column))
                 .when(whole == column).then(whole.cast(pl.String))
                 .otherwise(column.cast(pl.String)).alias(name))
     if source.is_temporal() and target.is_temporal():
@@ -754,6 +756,16 @@ def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType,
             column = column.round(target.scale, mode="half_away_from_zero")
         return column.cast(target)
     return column.cast(pl.String)
+
+
+def _scientific_text(column: pl.Expr) -> pl.Expr:
+    """``3.5092519800101125e+17``: a finite float of 1 or more as d.ddd…e+N."""
+    exponent = column.abs().log10().floor().cast(pl.Int64, strict=False)  # 0, NaN: unused
+    mantissa = column.cast(pl.Float64) / pl.lit(10.0).pow(exponent)
+    # log10 rounds: 1e23 came out 10.0e+22
+    over = mantissa.abs() >= 10
+    return pl.format("{}e+{}", pl.when(over).then(mantissa / 10).otherwise(mantissa),
+                     pl.when(over).then(exponent + 1).otherwise(exponent))
 
 
 def _integer_digits(dtype: pl.DataType) -> float:

@@ -94,12 +94,15 @@ class CheckedPart:
     zero_padded: dict[str, int]  # column -> codes given back their leading zeros
 
 
-def check_part(raw: pl.DataFrame, table: Table) -> CheckedPart:
+def check_part(raw: pl.DataFrame, table: Table, from_floats: frozenset[str] = frozenset()
+               ) -> CheckedPart:
     """Type one input file's rows: its clean rows and its quarantine entries.
 
     ``raw`` holds the table's columns in contract order, each either text or already
     of its contract type, plus PART and LINE. The clean rows keep PART and LINE so
-    that duplicate keys across files can still be located.
+    that duplicate keys across files can still be located. ``from_floats``: text
+    columns read from binary floats, whose every value is checked for lost digits (a
+    large float may come anywhere, not only in the head Excel would have mangled).
     """
     from_text = [c for c in table.columns if raw.schema[c.name] == pl.String]
     texts = raw.with_columns(_blank_to_null(pl.col(c.name)) for c in from_text)
@@ -143,7 +146,8 @@ def check_part(raw: pl.DataFrame, table: Table) -> CheckedPart:
     for column, reason, condition in ROW_RULES.get(table.name, ()):
         findings.append((column, reason, frame.select(condition.fill_null(False)).to_series()))
 
-    for c in _scientific(texts, from_text):
+    head = _scientific(texts, from_text)
+    for c in [c for c in from_text if c in head or c.name in from_floats]:  # in table order
         findings.append((c.name, SCIENTIFIC, texts[c.name].str.contains(_SCIENTIFIC_TEXT)
                          .fill_null(False)))
     bad_row = reduce(operator.or_, (mask for _, _, mask in findings))
