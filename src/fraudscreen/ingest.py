@@ -689,11 +689,14 @@ def _read_parquet(
 
 
 def _int96_columns(metadata: pq.FileMetaData, headers: dict[str, str]) -> list[str]:
-    """The contract columns stored as INT96: Spark's default timestamp, an instant in UTC
-    that carries no zone, so read as the local time it says it would be 8 hours early."""
+    """The contract columns stored as INT96 by Spark or Hive (parquet-mr): their default
+    timestamp, an instant in UTC that carries no zone, so read as the local time it says
+    it would be 8 hours early. Impala and pyarrow write INT96 as the local time itself."""
+    by_spark = (metadata.created_by or "").startswith("parquet-mr") or \
+        b"org.apache.spark.version" in (metadata.metadata or {})
     stored = {metadata.schema.column(i).path for i in range(metadata.num_columns)
               if metadata.schema.column(i).physical_type == "INT96"}
-    return [name for name, header in headers.items() if header in stored]
+    return [name for name, header in headers.items() if header in stored] if by_spark else []
 
 
 def _chunk_lengths(row_groups: list[int]) -> Iterator[int]:
