@@ -35,6 +35,7 @@ from fraudscreen.nightly import (
     NightOptions,
     merge,
     run_night,
+    scan_inbox,
     scratch_folder,
 )
 from fraudscreen.ruleset import RuleSet
@@ -610,6 +611,25 @@ def test_an_inbox_of_partition_folders_and_gzipped_csv_is_read_whole(tmp_path):
     assert pl.read_csv(tmp_path / "out1" / "quarantine.csv").select("file", "reason").rows() == [
         ("fee_lines/month=2/part-0.parquet", "bad decimal")]
     assert night(inbox, st, tmp_path / "out2", 2)["files_skipped"] == 3
+
+
+def test_an_inbox_table_that_cannot_be_read_stops_the_night_as_load_folder_would(tmp_path):
+    """Found in review: a dangling settlements.csv link was 'not a contract table', and a
+    fee_lines folder of 2024-01/ subfolders (no partitions) left the night without its fee
+    lines, while load_folder stops on both."""
+    inbox = tmp_path / "inbox"
+    (inbox / "fee_lines" / "2024-01").mkdir(parents=True)
+    table("fee_lines", []).write_parquet(inbox / "fee_lines" / "2024-01" / "part.parquet")
+    (inbox / "empty").mkdir()
+    with pytest.raises(IngestError, match="holds no .csv, .csv.gz or .parquet parts, only "
+                                          "2024-01"):
+        scan_inbox(inbox, [])
+    (inbox / "fee_lines" / "2024-01" / "part.parquet").unlink()
+    (inbox / "fee_lines" / "2024-01").rmdir()
+    assert scan_inbox(inbox, []) == []  # an empty folder: a night without that table
+    (inbox / "settlements.csv").symlink_to(tmp_path / "gone.csv")
+    with pytest.raises(IngestError, match="settlements.csv: a link to .*which does not exist"):
+        scan_inbox(inbox, [])
 
 
 def test_a_rule_taken_out_of_the_rule_set_closes_its_suspicions(fed, tmp_path):

@@ -476,7 +476,7 @@ def _find_tables(data_dir: Path, notes: list[str]) -> dict[str, list[Path]]:
 
 
 def _parts(entry: Path, data_dir: Path, notes: list[str]) -> list[Path]:
-    _check_link(entry)
+    check_link(entry)
     if entry.is_file():
         return [entry]
     parts = folder_parts(entry, data_dir, notes)
@@ -485,7 +485,7 @@ def _parts(entry: Path, data_dir: Path, notes: list[str]) -> list[Path]:
     return parts
 
 
-def _check_link(path: Path) -> None:
+def check_link(path: Path) -> None:
     """A link to nothing (an unmounted share, a moved file) is a table or part gone missing."""
     if path.is_symlink() and not path.exists():
         raise IngestError(f"{path}: a link to {os.readlink(path)}, which does not exist")
@@ -505,7 +505,7 @@ def folder_parts(folder: Path, data_dir: Path, notes: list[str]) -> list[Path]:
     for part in listed:
         if part.name.startswith((".", "_")):  # Spark's _SUCCESS and .crc files
             continue
-        _check_link(part)
+        check_link(part)
         if part.is_file() and part_suffix(part.name):
             parts.append(part)
         elif part.is_dir() and re.fullmatch(r"[^=]+=[^=]*", part.name):

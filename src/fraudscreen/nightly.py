@@ -66,6 +66,7 @@ from fraudscreen.ingest import (
     IngestError,
     Ingestion,
     StagedTable,
+    check_link,
     drop_rows,
     file_sha256,
     folder_parts,
@@ -160,9 +161,15 @@ def scan_inbox(inbox: Path, notes: list[str]) -> list[InboxFile]:
     for entry in sorted(inbox.iterdir()):
         if entry.name.startswith((".", "_")):
             continue
+        check_link(entry)
         table = table_of(entry)
         if table and entry.is_dir():
-            found += [(table, part) for part in folder_parts(entry, inbox, notes)]
+            parts = folder_parts(entry, inbox, notes)
+            held = sorted(e.name for e in entry.iterdir() if not e.name.startswith((".", "_")))
+            if not parts and held:  # not empty, yet nothing read: a table gone missing
+                raise IngestError(f"{entry}: folder holds no .csv, .csv.gz or .parquet parts, "
+                                  f"only {', '.join(held[:5])}")
+            found += [(table, part) for part in parts]
         elif table and entry.is_file():
             found.append((table, entry))
         else:
