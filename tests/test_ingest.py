@@ -1093,6 +1093,22 @@ def test_a_tab_separated_file_is_an_error_that_says_so(tmp_path):
         load_folder(tmp_path)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_file_with_its_byte_order_mark_is_read(tmp_path, encoding):
+    """Found in review: Excel's "Unicode Text" (UTF-16 with a byte-order mark) was "neither
+    UTF-8 nor GB18030"; read as UTF-16, comma-separated it loads, and tab-separated (as
+    Excel saves it) gets the tab hint."""
+    folder(tmp_path, [settlement("S1")], [fee_line("L1", item_name="阿莫西林")])
+    path = tmp_path / "fee_lines.csv"
+    text = path.read_text(encoding="utf-8")
+    bom = "\ufeff" if encoding == "utf-16-be" else ""  # utf-16 writes its own
+    path.write_bytes((bom + text).encode(encoding))
+    assert load_folder(tmp_path).table("fee_lines")["item_name"].to_list() == ["阿莫西林"]
+    path.write_bytes((bom + text.replace(",", "\t")).encode(encoding))
+    with pytest.raises(IngestError, match="separated by tabs, semicolons or bars"):
+        load_folder(tmp_path)
+
+
 # --- layouts: Hive partition folders, gzipped CSV, names that miss -------------------
 
 

@@ -565,6 +565,8 @@ def _read_csv(
             return digest, iter(())
         if codec in _UTF8 and utf8_error:
             raise IngestError(f"{path}: not valid UTF-8 ({utf8_error})")
+        if codec is None and utf8_error and _utf16(path, opener):
+            codec = "utf-16"  # Excel's "Unicode Text" (its byte-order mark says so)
         source = path  # Polars reads UTF-8 (with or without BOM) itself, but not gzip
         if gzipped or codec not in (None, *_UTF8) or utf8_error:
             codec = codec or (None if utf8_error else "utf-8")
@@ -610,6 +612,12 @@ def _read_csv(
                 source.unlink(missing_ok=True)
 
     return digest, chunks()
+
+
+def _utf16(path: Path, opener: Callable = open) -> bool:
+    """Whether the file starts with a UTF-16 byte-order mark."""
+    with opener(path, "rb") as f:
+        return f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def _transcode(path: Path, codec: str | None, target: Path, utf8_error: str = "",
