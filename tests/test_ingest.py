@@ -1109,6 +1109,23 @@ def test_a_utf16_file_with_its_byte_order_mark_is_read(tmp_path, encoding):
         load_folder(tmp_path)
 
 
+def test_ids_written_as_whole_floats_by_pandas_are_read_as_integers(tmp_path):
+    """Found in review: pandas writes an id column with gaps as floats, so a reversal named
+    766.0 while the settlement was 766: the reversed settlement was screened as a claim."""
+    rows = [settlement("766", diagnosis_code="K35.0"),
+            settlement("767", reversed_settlement_id="766.0"),
+            settlement("768", person_id="P.0")]
+    folder(tmp_path, rows, [fee_line("L1", settlement_id="766")])
+    ingestion = load_folder(tmp_path)
+    kept = ingestion.table("settlements")
+    assert kept["reversed_settlement_id"].to_list() == [None, "766", None]
+    assert kept["diagnosis_code"].to_list()[0] == "K35.0"  # a code, not an id
+    assert kept["person_id"].to_list()[2] == "P.0"  # not every value a whole float
+    assert ("settlements.csv: reversed_settlement_id: 1 id(s) written as whole floats, read "
+            "as the integers they hold (766.0 → 766)") in ingestion.notes
+    assert quarantined_reversals(ingestion.quarantine) == []
+
+
 # --- layouts: Hive partition folders, gzipped CSV, names that miss -------------------
 
 

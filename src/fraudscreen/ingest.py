@@ -276,6 +276,7 @@ class _PartReader:
         in_place = in_place and contract_form
         staged, found, hashes, rows = [], [], [], 0
         zero_padded: dict[str, int] = {}
+        whole_floats: dict[str, int] = {}
         # One chunk is written while the next is read and checked (Polars releases the
         # GIL), so both cores stay busy; at most two chunks are held.
         with ThreadPoolExecutor(max_workers=1) as writer:
@@ -294,6 +295,8 @@ class _PartReader:
                     return part
                 for column, count in checked.zero_padded.items():
                     zero_padded[column] = zero_padded.get(column, 0) + count
+                for column, count in checked.whole_floats.items():
+                    whole_floats[column] = whole_floats.get(column, 0) + count
                 if self.table.name == "fee_lines" and not bad.is_empty():
                     lost = raw.join(bad.select(LINE), on=LINE, how="semi")["settlement_id"]
                     self.lost_lines_of.update(lost.cast(pl.String).str.strip_chars()
@@ -314,6 +317,9 @@ class _PartReader:
             digits = self.table.column(column).digits
             notes.append(f"{shown}: {column}: {count:,} code(s) given back their leading "
                          f"zeros, read as {digits} digits (1 → {'1'.zfill(digits)})")
+        for column, count in whole_floats.items():
+            notes.append(f"{shown}: {column}: {count:,} id(s) written as whole floats, read "
+                         "as the integers they hold (766.0 → 766)")
         return InputFile(shown, self.table.name, rows, sha256), staged, found, hashes
 
 
