@@ -195,6 +195,21 @@ def test_idle_night_reports_nothing_and_changes_nothing(fed, tmp_path):
     assert doc["new_suspicions"] == 0 and doc["files_skipped"] > 0
 
 
+def test_a_night_out_of_memory_stops_with_a_message_and_keeps_the_store(fed, tmp_path):
+    """Night 6 with a memory limit too small for it: one line saying what to raise, exit 1,
+    no traceback, and the store as it was after night 5."""
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    before = store.snapshot(st)
+    result = CliRunner().invoke(app, [
+        "nightly", "--inbox", str(fed["inbox"]), "--store", str(st), "--out",
+        str(tmp_path / "night"), "--today", str(night_date(NIGHTS)), "--quiet",
+        "--memory-limit", "1MB", "--spill-limit", "1KB"])
+    assert result.exit_code == 1, result.output
+    assert "out of memory" in result.output and "--memory-limit" in result.output
+    assert "Traceback" not in result.output
+    assert store.snapshot(st) == before
+
+
 @pytest.mark.parametrize("variant", ["clean", "no settle_time", "the original's id"])
 def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path, variant):
     """The reversal row is clean, or quarantined (no settle_time; or it repeats the

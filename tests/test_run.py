@@ -545,6 +545,51 @@ def test_a_runaway_rule_is_stopped_and_recorded_as_failed(tmp_path):
     assert outcomes["split_hospitalisation.readmission"]["status"] == "ran"
 
 
+def test_out_of_memory_before_the_rules_is_an_error_not_a_traceback(tmp_path):
+    """Found in session 11: a memory limit too small to create the shared sources ended
+    `run` with DuckDB's traceback. Now it is one line naming the option to raise, exit 1,
+    and nothing is written."""
+    out = tmp_path / "out"
+    data = Path(__file__).resolve().parents[1] / "sample_claims" / "data"
+    result = run("--data", str(data), "--out", str(out), "--memory-limit", "1MB")
+    assert result.exit_code == 1, result.output
+    assert "out of memory" in result.output and "raise --memory-limit" in result.output
+    assert "Traceback" not in result.output and "nothing was written" in result.output
+    assert not out.exists()
+
+
+def test_the_spill_limit_bounds_the_spill_folder_and_says_which_option_to_raise(tmp_path):
+    """--spill-limit bounds DuckDB's spill folder (its default is 90 % of the free disk,
+    which a runaway rule on a shared server could fill). A grouping of 5 M keys in 30 MB
+    spills; with no room on disk it fails as ``OutOfMemory`` naming the option, and
+    without the limit the same query spills and answers."""
+    from fraudscreen.engine_duckdb import DuckDBEngine
+    from fraudscreen.screen import OutOfMemory
+
+    big = "SELECT count(*) AS n FROM (SELECT i, count(*) FROM range(5000000) t(i) GROUP BY i)"
+    limited = DuckDBEngine(memory_limit="30MB", temp_dir=tmp_path / "a", spill_limit="1MB")
+    with pytest.raises(OutOfMemory, match=r"^out of memory: .*; the spill folder reached "
+                       r"--spill-limit: raise it or --memory-limit$"):
+        limited.query(big)
+    limited.close()
+    free = DuckDBEngine(memory_limit="30MB", temp_dir=tmp_path / "b")
+    assert free.query(big).item() == 5_000_000
+    free.close()
+
+
+def test_the_spill_limit_is_recorded_in_run_json(tmp_path):
+    out = tmp_path / "out"
+    result = run("--data", str(data_folder(tmp_path)), "--out", str(out), "--spill-limit", "5GB")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["options"]["spill_limit"] == "5GB"
+
+
+def test_a_spill_limit_is_a_size_on_disk(tmp_path):
+    result = run("--data", str(tmp_path), "--out", str(tmp_path / "o"), "--spill-limit", "50%")
+    assert result.exit_code == 2 and "write a size such as 20GB" in result.output
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_interrupts_a_running_rule_and_publishes_nothing(tmp_path, signum):
     """Found in review: Ctrl-C or SIGTERM while a rule's statement ran waited for the

@@ -153,10 +153,24 @@ def _memory_limit(value: str) -> str:
     return value
 
 
+def _spill_limit(value: str | None) -> str | None:
+    """A size on disk (20GB, 500MiB; no percentage: DuckDB takes none here)."""
+    if value is not None and not re.fullmatch(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*", value,
+                                              re.IGNORECASE):
+        raise typer.BadParameter(f"{value!r}: write a size such as 20GB or 500MiB")
+    return value
+
+
 MemoryLimitOpt = Annotated[
     str, typer.Option("--memory-limit", callback=_memory_limit,
                       help="DuckDB memory limit; beyond it, spill to disk. "
                       "The whole process peaks about 0.4 GB above it.")
+]
+SpillLimitOpt = Annotated[
+    str | None, typer.Option("--spill-limit", callback=_spill_limit,
+                             help="Most the DuckDB spill folder (in OUT) may hold; a rule that "
+                             "needs more fails, named, and the others run. Default: 90% of "
+                             "the free disk.")
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="DuckDB threads.")]
 RuleTimeoutOpt = Annotated[float, typer.Option(
@@ -237,6 +251,7 @@ def run(
     watchlist: WatchlistOpt = [],
     engine: EngineOpt = "duckdb",
     memory_limit: MemoryLimitOpt = "1.5GB",
+    spill_limit: SpillLimitOpt = None,
     threads: ThreadsOpt = None,
     rule_timeout: RuleTimeoutOpt = 3600.0,
     profile: ProfileOpt = "full",
@@ -269,6 +284,7 @@ def run(
     from fraudscreen.rule import RuleError
     from fraudscreen.runner import RunOptions, load_rules
     from fraudscreen.runner import run as run_screen
+    from fraudscreen.screen import OutOfMemory
 
     window_from, window_to = _date(date_from, "--from"), _date(date_to, "--to")
     if window_from and window_to and window_from > window_to:
@@ -277,8 +293,8 @@ def run(
         data=data, out=out, rules=rules, only=only, params=param, params_file=params_file,
         window_from=window_from, window_to=window_to,
         encoding=encoding, column_map=column_map, strict=strict, engine=engine,
-        memory_limit=memory_limit, threads=threads, rule_timeout=rule_timeout,
-        watchlists=watchlist, profile=profile,
+        memory_limit=memory_limit, spill_limit=spill_limit, threads=threads,
+        rule_timeout=rule_timeout, watchlists=watchlist, profile=profile,
         spark_master=spark_master, spark_tables=_pairs(spark_table, "--spark-table"))
     try:
         ruleset = load_rules(opts)
@@ -288,6 +304,8 @@ def run(
             progress.summary(result)
     except (IngestError, RuleError, ValueError) as err:
         raise _fail(err) from None
+    except OutOfMemory as err:  # creating the shared sources: no rule could run
+        raise _fail(f"{err}; nothing was written", 1) from None
     except OSError as err:  # e.g. disk full: the previous output folder is left as it was
         raise _fail(f"could not write {out}: {err}", 1) from None
     raise typer.Exit(result.exit_code)
@@ -560,6 +578,7 @@ def nightly(
     watchlist: WatchlistOpt = [],
     engine: EngineOpt = "duckdb",
     memory_limit: MemoryLimitOpt = "1.5GB",
+    spill_limit: SpillLimitOpt = None,
     threads: ThreadsOpt = None,
     rule_timeout: RuleTimeoutOpt = 3600.0,
     profile: ProfileOpt = "full",
@@ -584,20 +603,23 @@ def nightly(
     from fraudscreen.nightly import NightOptions, run_night
     from fraudscreen.rule import RuleError
     from fraudscreen.runner import load_rules
+    from fraudscreen.screen import OutOfMemory
     from fraudscreen.store import StoreError
 
     opts = NightOptions(
         inbox=inbox, store=store, out=out, rules=rules, only=only, params=param,
         params_file=params_file, watchlists=watchlist, encoding=encoding,
         column_map=column_map, strict=strict, engine=engine, memory_limit=memory_limit,
-        threads=threads, rule_timeout=rule_timeout, profile=profile,
+        spill_limit=spill_limit, threads=threads, rule_timeout=rule_timeout, profile=profile,
         today=_date(today, "--today"))
     try:
         with _stoppable("nothing of this night was kept; the store is as it was"):
             result = run_night(opts, load_rules(opts))
     except (IngestError, RuleError, StoreError, ValueError) as err:
         raise _fail(err) from None
-    except duckdb.OutOfMemoryException as err:
+    except OutOfMemory as err:
+        raise _fail(f"{err}; the store is as it was", 1) from None
+    except duckdb.OutOfMemoryException as err:  # the store's own work, outside screening
         raise _fail(f"out of memory ({err}); raise --memory-limit or --threads 1", 1) from None
     except duckdb.Error as err:  # the store file itself (disk full, corrupt file)
         raise _fail(f"store {store}: {err}") from None

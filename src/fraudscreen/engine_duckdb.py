@@ -10,10 +10,11 @@ input spills to disk instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,18 @@ import sqlglot
 from fraudscreen import expressions as ex
 from fraudscreen.contract import INPUT_TABLES
 from fraudscreen.reference import Table, resolve_inputs
-from fraudscreen.screen import QueryTimeout
+from fraudscreen.screen import OutOfMemory, QueryTimeout
 from fraudscreen.sources import QUARANTINED_REVERSALS
 
 
 def connect(memory_limit: str = "1.5GB", temp_dir: Path | None = None,
             threads: int | None = None,
-            con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
-    """A new in-memory database, or ``con`` (a cursor on one), set up for screening."""
+            con: duckdb.DuckDBPyConnection | None = None,
+            spill_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory database, or ``con`` (a cursor on one), set up for screening.
+
+    ``spill_limit``: the most the spill folder may hold (DuckDB's default is 90 % of the
+    free disk, which a runaway rule on a shared server could take)."""
     if con is None:
         con = duckdb.connect()
     con.execute("USE memory")  # what the engine creates is scratch, never a store's
@@ -43,9 +48,26 @@ def connect(memory_limit: str = "1.5GB", temp_dir: Path | None = None,
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = {ex.sql_string(str(temp_dir.resolve()))}")
+    if spill_limit is not None:
+        con.execute(f"SET max_temp_directory_size = {ex.sql_string(str(spill_limit))}")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     return con
+
+
+@contextlib.contextmanager
+def out_of_memory() -> Iterator[None]:
+    """DuckDB's out-of-memory error as ``OutOfMemory``, saying which option to raise
+    (its own text names its settings and a web page, not fraudscreen's options)."""
+    try:
+        yield
+    except duckdb.OutOfMemoryException as err:
+        text = str(err)
+        what = text.splitlines()[0].removeprefix("Out of Memory Error: ").rstrip(".")
+        advice = ("the spill folder reached --spill-limit: raise it or --memory-limit"
+                  if "max_temp_directory_size" in text else
+                  "raise --memory-limit (or --spill-limit, if given), or use --threads 1")
+        raise OutOfMemory(f"out of memory: {what}; {advice}") from None
 
 
 def seal(con: duckdb.DuckDBPyConnection, readable: Sequence[Path] = ()) -> None:
@@ -117,12 +139,13 @@ class DuckDBEngine:
     dialect = "duckdb"
 
     def __init__(self, memory_limit: str = "1.5GB", temp_dir: Path | None = None,
-                 threads: int | None = None, connection: duckdb.DuckDBPyConnection | None = None):
+                 threads: int | None = None, connection: duckdb.DuckDBPyConnection | None = None,
+                 spill_limit: str | None = None):
         """``connection``: a cursor on a database whose tables the inputs read (the nightly
         store, attached); the engine's own relations still go to its in-memory catalog.
         An engine with its own database is sealed once its inputs are registered (the
         store's connection goes on to other work, so it is not)."""
-        self.con = connect(memory_limit, temp_dir, threads, connection)
+        self.con = connect(memory_limit, temp_dir, threads, connection, spill_limit)
         self.sealable = connection is None
         self.registered = False
 
@@ -138,7 +161,8 @@ class DuckDBEngine:
         return origin
 
     def create_sources(self, window: dict[str, Any]) -> None:
-        create_sources(self.con, window)
+        with out_of_memory():  # the materialised sources hold the run's largest tables
+            create_sources(self.con, window)
 
     def query(self, sql: str, timeout: float | None = None) -> pl.DataFrame:
         """The statement's rows; past ``timeout`` seconds it is interrupted and
@@ -173,7 +197,8 @@ class DuckDBEngine:
         if "error" in done:
             if timed_out and isinstance(done["error"], duckdb.InterruptException):
                 raise QueryTimeout(timeout) from None
-            raise done["error"]
+            with out_of_memory():
+                raise done["error"]
         return pl.from_arrow(done["rows"])
 
     def close(self) -> None:

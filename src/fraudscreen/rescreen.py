@@ -46,7 +46,8 @@ def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: Screen
     """Screen on ``view`` (DuckDB) or on Spark, which gets the tables as frames."""
     spill = Path(tempfile.mkdtemp(prefix="fraudscreen-spill-"))
     options = ({"memory_limit": opts.memory_limit, "temp_dir": spill, "threads": opts.threads,
-                "connection": view} if opts.engine == "duckdb" else {})
+                "spill_limit": opts.spill_limit, "connection": view}
+               if opts.engine == "duckdb" else {})
     engine = make_engine(opts.engine, **options)
     try:
         return screen(tables, ruleset, engine, None, None, opts.watchlists,

@@ -42,6 +42,7 @@ class ScreenOptions:
     strict: bool = False
     engine: str = "duckdb"
     memory_limit: str = "1.5GB"
+    spill_limit: str | None = None  # DuckDB's default: 90 % of the free disk
     threads: int | None = None
     profile: str = "full"
     rule_timeout: float = 3600.0  # seconds a rule may run (0: no limit; screen.RULE_TIMEOUT)
@@ -88,7 +89,8 @@ def options_doc(opts: ScreenOptions, origins: dict[str, str]) -> dict:
                     "params_file": str(opts.params_file) if opts.params_file else None,
                     "strict": opts.strict, "encoding": opts.encoding,
                     "column_map": str(opts.column_map) if opts.column_map else None,
-                    "memory_limit": opts.memory_limit, "threads": opts.threads,
+                    "memory_limit": opts.memory_limit, "spill_limit": opts.spill_limit,
+                    "threads": opts.threads,
                     "rule_timeout": opts.rule_timeout},
         "reference_files": [{"path": str(f), "sha256": file_sha256(f)} for f in files],
     }
@@ -235,4 +237,4 @@ def _engine_options(opts: RunOptions, folder: Path) -> dict:
         return {"master": opts.spark_master, "spark_tables": opts.spark_tables,
                 "temp_dir": folder / SPILL}
     return {"memory_limit": opts.memory_limit, "temp_dir": folder / SPILL,
-            "threads": opts.threads}
+            "threads": opts.threads, "spill_limit": opts.spill_limit}

@@ -51,6 +51,11 @@ class QueryTimeout(Exception):
         super().__init__(f"stopped after {seconds:g} s (--rule-timeout)")
 
 
+class OutOfMemory(Exception):
+    """An engine ran out of its memory limit and of its spill space (engines raise it,
+    with what to raise in the message)."""
+
+
 MAX_HITS = 1_000_000  # a rule's hits beyond this fail it (see _run_rule)
 RULE_TIMEOUT = 3600.0  # seconds a rule's statement may run (--rule-timeout; 0: no limit)
 
@@ -160,7 +165,8 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
         if stop.requested():  # DuckDB's error for an interrupted query: stop, not fail
             raise KeyboardInterrupt from err
         where = f"{rule.path}: " if rule.path else ""
-        return RuleOutcome(rule, "failed", f"{where}{type(err).__name__}: {err}",
+        kind = "" if isinstance(err, (OutOfMemory, QueryTimeout)) else f"{type(err).__name__}: "
+        return RuleOutcome(rule, "failed", f"{where}{kind}{err}",
                            params=params, seconds=time.perf_counter() - began), None
     amount = sum(frame["amount_at_risk"].to_list(), start=0)
     outcome = RuleOutcome(rule, "ran", hits=frame.height, amount=f"{amount:.2f}",
