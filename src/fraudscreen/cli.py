@@ -168,9 +168,9 @@ MemoryLimitOpt = Annotated[
 ]
 SpillLimitOpt = Annotated[
     str | None, typer.Option("--spill-limit", callback=_spill_limit,
-                             help="Most the DuckDB spill folder (in OUT) may hold; a rule that "
-                             "needs more fails, named, and the others run. Default: 90% of "
-                             "the free disk.")
+                             help="Most DuckDB's spill files may take on disk (20GB, 500MiB); a "
+                             "rule that needs more fails, named, and the others run. "
+                             "Default: 90% of the free disk.")
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="DuckDB threads.")]
 RuleTimeoutOpt = Annotated[float, typer.Option(
