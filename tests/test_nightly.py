@@ -210,6 +210,34 @@ def test_a_night_out_of_memory_stops_with_a_message_and_keeps_the_store(fed, tmp
     assert store.snapshot(st) == before
 
 
+def test_the_night_screens_on_a_connection_that_reads_no_other_file(fed, tmp_path,
+                                                                    monkeypatch):
+    """Defence in depth behind the rules' checks, as `run` has: from the screening on, the
+    store's connection reads only the night's staged rows (a file elsewhere is refused),
+    and the night still screens, commits and reports as it did unsealed."""
+    import duckdb
+
+    secret = tmp_path / "elsewhere" / "secret.csv"
+    secret.parent.mkdir()
+    secret.write_text("a\n1\n", encoding="utf-8")
+    refused = []
+    screen_night = rescreen.screen_night
+
+    def spy(con, *args, **kwargs):
+        with pytest.raises(duckdb.Error, match="disabled") as err:
+            con.sql(f"SELECT * FROM read_csv('{secret}')").fetchall()
+        refused.append(str(err.value))
+        return screen_night(con, *args, **kwargs)
+
+    monkeypatch.setattr(rescreen, "screen_night", spy)
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    doc = night(fed["inbox"], st, tmp_path / "night", NIGHTS)
+    assert len(refused) == 1
+    assert doc["new_suspicions"] == fed["manifests"][-1]["new_suspicions"] > 0
+    assert open_rows(st).sort("suspicion_id").equals(
+        open_rows(fed["stores"][NIGHTS]).sort("suspicion_id"))
+
+
 @pytest.mark.parametrize("variant", ["clean", "no settle_time", "the original's id"])
 def test_late_reversal_retracts_what_rests_on_it(fed, tmp_path, variant):
     """The reversal row is clean, or quarantined (no settle_time; or it repeats the

@@ -70,15 +70,18 @@ def out_of_memory() -> Iterator[None]:
         raise OutOfMemory(f"out of memory: {what}; {advice}") from None
 
 
-def seal(con: duckdb.DuckDBPyConnection, readable: Sequence[Path] = ()) -> None:
+def seal(con: duckdb.DuckDBPyConnection, readable: Sequence[Path] = (),
+         lock: bool = True) -> None:
     """After the inputs are registered: no file outside ``readable`` (the folders the
-    input views scan), no network, no setting changed. Rule expressions are checked
-    against an allow-list already; this holds should one slip through."""
+    input views scan), no network, and (``lock``) no setting changed. Rule expressions
+    are checked against an allow-list already; this holds should one slip through.
+    The spill folder must be set before: it cannot be changed after."""
     if readable:
         folders = ", ".join(ex.sql_string(str(f)) for f in sorted(set(readable)))
         con.execute(f"SET allowed_directories = [{folders}]")
     con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
+    if lock:
+        con.execute("SET lock_configuration = true")
 
 
 def _empty_sql(name: str) -> str:

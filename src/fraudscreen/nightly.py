@@ -61,6 +61,7 @@ import polars as pl
 
 from fraudscreen import __version__, rescreen, store
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS
+from fraudscreen.engine_duckdb import seal
 from fraudscreen.expressions import sql_string
 from fraudscreen.ingest import (
     IngestError,
@@ -472,6 +473,12 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
         fresh, skipped = unseen(con, files, notes)
         intake = ingest(con, fresh, opts.encoding, opts.column_map, work) if fresh else None
         _hook("after_ingest")
+        # From here on the connection reads no file but the night's staged rows, as a
+        # run's does (its settings stay open: each screening pass sets its limits).
+        spill = work / "spill"
+        spill.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = {sql_string(str(spill.resolve()))}")
+        seal(con, [work.resolve()], lock=False)
         ingested = time.perf_counter()
 
         last = store.last_night(con)

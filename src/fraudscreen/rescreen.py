@@ -13,10 +13,7 @@ stored suspicions the night judged afresh.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -43,9 +40,9 @@ def all_tables(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
 def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: ScreenOptions,
             view: duckdb.DuckDBPyConnection, reversed_ids: list[str],
             data_window: tuple[dt.date, dt.date] | None = None) -> Screening:
-    """Screen on ``view`` (DuckDB) or on Spark, which gets the tables as frames."""
-    spill = Path(tempfile.mkdtemp(prefix="fraudscreen-spill-"))
-    options = ({"memory_limit": opts.memory_limit, "temp_dir": spill, "threads": opts.threads,
+    """Screen on ``view`` (DuckDB: it spills where the night set its connection to) or on
+    Spark, which gets the tables as frames."""
+    options = ({"memory_limit": opts.memory_limit, "threads": opts.threads,
                 "spill_limit": opts.spill_limit, "connection": view}
                if opts.engine == "duckdb" else {})
     engine = make_engine(opts.engine, **options)
@@ -55,7 +52,6 @@ def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: Screen
                       rule_timeout=opts.rule_timeout or None)
     finally:
         engine.close()
-        shutil.rmtree(spill, ignore_errors=True)
 
 
 # Tables whose new rows may change any hit: a night that brings them re-screens everything.
