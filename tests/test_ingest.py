@@ -428,8 +428,10 @@ def test_unusable_encodings_are_ingest_errors(tmp_path):
     stray = utf8.stat().st_size - 10
     raw = utf8.read_bytes()
     utf8.write_bytes(raw[:stray] + b"\xff" + raw[stray:])
-    with pytest.raises(IngestError, match=rf"neither UTF-8 \(invalid start byte near byte "
-                                          rf"{stray}\) nor GB18030 \(near byte \d+\)"):
+    line = raw[:stray].count(b"\n") + 1  # where a person looks for it
+    with pytest.raises(IngestError, match=rf"neither UTF-8 \(invalid start byte at line {line} "
+                                          rf"\(byte {stray:,}\)\) nor GB18030 \(at line "
+                                          rf"{line} \(byte [\d,]+\)\)"):
         load_folder(tmp_path)
 
 
@@ -903,7 +905,7 @@ def test_gbk_csv_is_transcoded_in_chunks_and_a_bad_byte_is_located(tmp_path, mon
     data = (tmp_path / "fee_lines.csv").read_bytes()
     at = data.index("阿".encode("gbk"))
     (tmp_path / "fee_lines.csv").write_bytes(data[:at] + b"\x80\xff" + data[at:])
-    bad_byte = rf"fee_lines\.csv: cannot be read as gbk: .* near byte {at}$"
+    bad_byte = rf"fee_lines\.csv: cannot be read as gbk: .* at line 2 \(byte {at}\)$"
     with pytest.raises(IngestError, match=bad_byte):
         load_folder(tmp_path, encoding="gbk", work_dir=tmp_path / "work2")
     assert not list((tmp_path / "work2").rglob("*.utf-8.csv"))

@@ -648,11 +648,13 @@ def _transcode(path: Path, codec: str | None, target: Path, utf8_error: str = ""
     except UnicodeError as err:  # UTF-16 without a BOM raises the base class
         target.unlink(missing_ok=True)
         at = start + getattr(err, "start", 0)
+        # A UTF-16 character may hold the byte 0x0A: no line count there.
+        at = f"near byte {at:,}" if (codec or "").startswith("utf-16") else _where(path, at, opener)
         if codec:
             raise IngestError(f"{path}: cannot be read as {codec}: "
-                              f"{getattr(err, 'reason', err)} near byte {at}") from None
+                              f"{getattr(err, 'reason', err)} {at}") from None
         raise IngestError(
-            f"{path}: neither UTF-8 ({utf8_error}) nor GB18030 (near byte {at}); "
+            f"{path}: neither UTF-8 ({utf8_error}) nor GB18030 ({at}); "
             "name the encoding with --encoding"
         ) from None
     return target
@@ -875,7 +877,7 @@ def _scan(path: Path, check_utf8: bool, opener: Callable = open) -> tuple[str, s
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError as err:
-                    error = f"{err.reason} near byte {offset + err.start}"
+                    error = f"{err.reason} {_where(path, offset + err.start, opener)}"
             offset += len(chunk)
     if check_utf8 and not error:
         try:
@@ -883,6 +885,16 @@ def _scan(path: Path, check_utf8: bool, opener: Callable = open) -> tuple[str, s
         except UnicodeDecodeError as err:
             error = f"{err.reason} at the end"
     return digest.hexdigest(), error, quoted, offset
+
+
+def _where(path: Path, offset: int, opener: Callable = open) -> str:
+    """A byte offset as the line a person finds it on (read again, only on failure)."""
+    lines, left = 1, offset
+    with opener(path, "rb") as f:
+        while left > 0 and (chunk := f.read(min(_CHUNK, left))):
+            lines += chunk.count(b"\n")
+            left -= len(chunk)
+    return f"at line {lines:,} (byte {offset:,})"
 
 
 def _unreadable(path: Path, kind: str, err: Exception, where: str = "") -> IngestError:
