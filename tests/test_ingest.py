@@ -220,6 +220,35 @@ def test_column_map_renames_site_headers(tmp_path):
         load_folder(tmp_path, column_map=mapping)
 
 
+def test_a_column_map_gives_a_table_its_own_names_where_one_name_means_two_columns(tmp_path):
+    """`编号` is the institution's code in one export and the item's in another: one flat
+    map cannot say both (a key given twice is an error), so a table may have its own."""
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    fees = tmp_path / "fee_lines.csv"
+    fees.write_text(fees.read_text(encoding="utf-8").replace("line_id", "流水号"),
+                    encoding="utf-8")
+    (tmp_path / "institutions.csv").write_text(
+        "编号,name,kind,level,region\nH1,第一医院,hospital,3,350902\n", encoding="utf-8")
+    (tmp_path / "catalog.csv").write_text(
+        "编号,item_name,generic_name,fee_category,price_cap,gender_limit,max_daily_quantity\n"
+        "X,阿莫西林胶囊,阿莫西林,09,,,\n", encoding="utf-8")
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("column_map:\n  流水号: line_id\n  编号: institution_id\n"
+                       "  catalog:\n    编号: item_code\n", encoding="utf-8")
+    with load_folder(tmp_path, column_map=mapping) as ingestion:
+        assert ingestion.table("institutions")["institution_id"].to_list() == ["H1"]
+        assert ingestion.table("catalog")["item_code"].to_list() == ["X"]
+        assert ingestion.table("fee_lines")["line_id"].to_list() == ["L1"]
+    mapping.write_text("column_map:\n  catalog:\n    编号: code\n", encoding="utf-8")
+    with pytest.raises(IngestError, match=r"'编号' maps to 'code' \(in catalog\), which is no "
+                                          r"contract column; did you mean 'item_code'\?"):
+        load_folder(tmp_path, column_map=mapping)
+    mapping.write_text("column_map:\n  catalogue:\n    编号: item_code\n", encoding="utf-8")
+    with pytest.raises(IngestError, match="'catalogue' holds a mapping, but is no contract "
+                                          "table"):
+        load_folder(tmp_path, column_map=mapping)
+
+
 def test_a_column_map_saved_as_gbk_or_naming_a_header_twice_is_an_error_saying_so(tmp_path):
     """Found in review: a GBK-saved map said only "'utf-8' codec can't decode byte 0xbe",
     and a header mapped twice kept the last mapping silently."""

@@ -178,7 +178,7 @@ def load_folder(
         tables: dict[str, StagedTable] = {}
         found: list[pl.DataFrame] = []
         for name, parts in entries.items():
-            reader = _PartReader(data_dir, INPUT_TABLES[name], codec, renames,
+            reader = _PartReader(data_dir, INPUT_TABLES[name], codec, renames.get(name, {}),
                                  work / "tables" / name, len(files), on_file)
             table, table_files, entries_ = reader.stage(parts, in_place, notes)
             if reader.lost_lines_of:
@@ -408,8 +408,13 @@ def _codec(encoding: str | None) -> str | None:
     return info.name
 
 
-def _load_column_map(path: Path) -> dict[str, str]:
-    """The site's ``column_map: {源列名: contract_name}``; each target a contract column."""
+def _load_column_map(path: Path) -> dict[str, dict[str, str]]:
+    """The site's ``column_map: {源列名: contract_name}``, as each table's renames.
+
+    A key that names a table and holds a mapping is that table's own names, tried before
+    the others: ``catalog: {名称: item_name}`` beside ``institutions: {名称: name}``, where
+    one name means a column of each. Every target must be a contract column (of that
+    table, in a table's own names)."""
     try:
         doc = read_plain_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
@@ -422,16 +427,30 @@ def _load_column_map(path: Path) -> dict[str, str]:
         raise IngestError(
             f"column map {path}: expected a mapping 'column_map: {{源列名: contract_name}}'"
         )
-    known = sorted({c.name for t in INPUT_TABLES.values() for c in t.columns})
+    common = {k: v for k, v in mapping.items() if not isinstance(v, dict)}
+    own = {k: v for k, v in mapping.items() if isinstance(v, dict)}
+    for name in own:
+        if name not in INPUT_TABLES:
+            raise IngestError(f"column map {path}: {name!r} holds a mapping, but is no "
+                              f"contract table ({', '.join(INPUT_TABLES)})")
+    _check_targets(path, common, sorted({c.name for t in INPUT_TABLES.values()
+                                         for c in t.columns}), "")
+    for name, names in own.items():
+        _check_targets(path, names, INPUT_TABLES[name].column_names, f" (in {name})")
+    return {name: {str(source).strip(): target
+                   for source, target in (common | own.get(name, {})).items()}
+            for name in INPUT_TABLES}
+
+
+def _check_targets(path: Path, mapping: dict, known: list[str], where: str) -> None:
     for source, target in mapping.items():
         if target not in known:
             guess = difflib.get_close_matches(str(target), known, n=1)
             hint = f"; did you mean {guess[0]!r}?" if guess else ""
             raise IngestError(
-                f"column map {path}: {source!r} maps to {target!r}, "
+                f"column map {path}: {source!r} maps to {target!r}{where}, "
                 f"which is no contract column{hint}"
             )
-    return {str(source).strip(): target for source, target in mapping.items()}
 
 
 def part_suffix(name: str) -> str:
