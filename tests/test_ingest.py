@@ -1151,10 +1151,40 @@ def test_ids_written_as_whole_floats_by_pandas_are_read_as_integers(tmp_path):
     kept = ingestion.table("settlements")
     assert kept["reversed_settlement_id"].to_list() == [None, "766", None]
     assert kept["diagnosis_code"].to_list()[0] == "K35.0"  # a code, not an id
-    assert kept["person_id"].to_list()[2] == "P.0"  # not every value a whole float
+    assert kept["person_id"].to_list()[2] == "P.0"  # not a whole number
     assert ("settlements.csv: reversed_settlement_id: 1 id(s) written as whole floats, read "
             "as the integers they hold (766.0 → 766)") in ingestion.notes
     assert quarantined_reversals(ingestion.quarantine) == []
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_whole_float_id_is_read_as_its_integer_among_plain_ids_wherever_it_stands(
+        tmp_path, first):
+    """Found in review (session 11): 766.0 was read as 766 only when every id of its chunk
+    was a whole float, so how a table was split into parts, or where a row stood in a large
+    file, decided whether its lines found their settlement."""
+    plain = [fee_line(f"L{i}", settlement_id="766") for i in range(1, 1500)]
+    odd = fee_line("L0", settlement_id="766.0")
+    folder(tmp_path, [settlement("766")], [odd, *plain] if first else [*plain, odd])
+    with load_folder(tmp_path) as ingestion:
+        lines = ingestion.table("fee_lines")
+        assert lines.height == 1500 and set(lines["settlement_id"]) == {"766"}
+        assert ("fee_lines.csv: settlement_id: 1 id(s) written as whole floats, read as the "
+                "integers they hold (766.0 → 766)") in ingestion.notes
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_an_id_in_scientific_notation_is_quarantined_wherever_it_stands(tmp_path, first):
+    """Found in review (session 11): only the first thousand values of a chunk were looked
+    at, so two persons Excel turned into one 3.50925E+17 were kept, and made a false
+    impossible journey, when their rows stood further down."""
+    plain = [settlement(f"S{i}", person_id=f"P{i}") for i in range(1, 1500)]
+    mangled = [settlement(f"X{i}", person_id="3.50925E+17") for i in (1, 2)]
+    folder(tmp_path, [*mangled, *plain] if first else [*plain, *mangled], [fee_line("L1")])
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.table("settlements").height == 1499
+        assert ingestion.quarantine.filter(pl.col("reason") == SCIENTIFIC)["value"].to_list() \
+            == ["3.50925E+17"] * 2
 
 
 # --- layouts: Hive partition folders, gzipped CSV, names that miss -------------------
