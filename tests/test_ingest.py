@@ -20,7 +20,12 @@ from typer.testing import CliRunner
 from fraudscreen.cli import app
 from fraudscreen.contract import FEE_LINES, SETTLEMENTS, ColumnType, Table
 from fraudscreen.ingest import IngestError, load_folder, write_quarantine
-from fraudscreen.quarantine import REVERSAL_STANDS, SCIENTIFIC, quarantined_reversals
+from fraudscreen.quarantine import (
+    CONFLICTING_KEY,
+    REVERSAL_STANDS,
+    SCIENTIFIC,
+    quarantined_reversals,
+)
 
 T0 = dt.datetime(2024, 3, 1, 8, 30, 0)
 
@@ -122,7 +127,7 @@ def table_file(draw):
     kinds = ["good", "bad value", "missing", "duplicate"]
     if table is SETTLEMENTS:
         kinds.append("discharge before admission")
-    rows, kept, quarantined = [], [], set()
+    rows, kept, kept_text, quarantined = [], [], [], set()
     for i, kind in enumerate(draw(st.lists(st.sampled_from(kinds), max_size=12))):
         line = i + 2
         pairs = {c.name: draw(cell(c, f"K{i:03d}")) for c in table.columns}
@@ -145,13 +150,20 @@ def table_file(draw):
             text[column.name] = draw(st.sampled_from(["", "   "]))
             quarantined.add((table.name, line, column.name, "missing value"))
         elif kind == "duplicate" and kept:
-            text[key] = kept[draw(st.integers(0, len(kept) - 1))][key]
-            quarantined.add((table.name, line, key, "duplicate key"))
+            j = draw(st.integers(0, len(kept) - 1))
+            if draw(st.booleans()):  # the same row sent twice
+                text = dict(kept_text[j])
+            text[key] = kept[j][key]
+            typed = {name: pair[1] for name, pair in pairs.items()} | {key: kept[j][key]}
+            same = text == kept_text[j] or typed == kept[j]
+            quarantined.add((table.name, line, key,
+                             "duplicate key" if same else CONFLICTING_KEY))
         elif kind == "discharge before admission":
             text["discharge_time"] = (pairs["admit_time"][1] - dt.timedelta(minutes=1)).isoformat()
             quarantined.add((table.name, line, "discharge_time", kind))
         else:
             kept.append({name: pair[1] for name, pair in pairs.items()})
+            kept_text.append(text)
         rows.append(text)
     return table, rows, kept, quarantined
 
@@ -663,8 +675,8 @@ def test_duplicate_keys_and_discharge_before_admission(tmp_path):
     ingestion = load_folder(tmp_path)
     assert found(ingestion) == {
         ("settlements", 3, "discharge_time", "discharge before admission"),
-        ("settlements", 4, "settlement_id", "duplicate key"),
-        ("fee_lines", 3, "line_id", "duplicate key"),
+        ("settlements", 4, "settlement_id", CONFLICTING_KEY),  # another person
+        ("fee_lines", 3, "line_id", "duplicate key"),  # the same line sent twice
     }
     assert ingestion.table("settlements").select("settlement_id", "person_id").rows() == [
         ("S1", "P001"), ("S3", "P001")]
@@ -680,7 +692,7 @@ def reversal(key: str, of: str, **values: str) -> dict[str, str]:
 @pytest.mark.parametrize("broken, column, reason", [
     ({"settle_time": ""}, "settle_time", "missing value"),
     ({"admit_time": "2024-03-20 08:00:00"}, "discharge_time", "discharge before admission"),
-    ({"settlement_id": "S2"}, "settlement_id", "duplicate key"),
+    ({"settlement_id": "S2"}, "settlement_id", CONFLICTING_KEY),
 ])
 def test_a_quarantined_reversal_row_names_the_settlement_it_still_reverses(
         tmp_path, broken, column, reason):
@@ -878,7 +890,7 @@ def test_chunked_parquet_keeps_lines_rounds_decimals_and_finds_keys_across_chunk
                                         ("0.11", "-0.11", "1.00", "2.00", "4.00")]
     assert fees["quantity"].to_list() == [Decimal(q) for q in (1, 2, 3, 4, 7)]
     assert ingestion.quarantine.select("line", "column", "reason").rows() == [
-        (5, "amount", "bad decimal"), (6, "line_id", "duplicate key")]
+        (5, "amount", "bad decimal"), (6, "line_id", CONFLICTING_KEY)]
     assert ingestion.rows_read["fee_lines"] == 7 and ingestion.rows_kept["fee_lines"] == 5
 
 
@@ -1015,7 +1027,7 @@ def test_key_repeated_across_files_in_contract_form_is_quarantined_without_touch
         assert not any(f.in_place for f in ingestion.tables["fee_lines"].files)
         fees = ingestion.table("fee_lines")
         assert ingestion.quarantine.select("file", "line", "reason").rows() == [
-            ("fee_lines/2.parquet", 2, "duplicate key")]
+            ("fee_lines/2.parquet", 2, CONFLICTING_KEY)]  # another amount
         assert ingestion.rows_kept["fee_lines"] == 3
     assert fees["line_id"].to_list() == ["L1", "L2", "L3"]
     assert fees["amount"].to_list() == [Decimal("25.00")] * 3

@@ -41,6 +41,9 @@ MISSING = "missing value"
 SCIENTIFIC = "number in scientific notation (digits lost, e.g. by Excel)"
 EMPTY_ROW = "empty row"
 DUPLICATE_KEY = "duplicate key"
+# The same key with other values: which copy is right, the data does not say (the first
+# is kept, as for a plain repeat; this reason tells the copies that need a look).
+CONFLICTING_KEY = "duplicate key with other values than the row kept"
 BAD_VALUE = {
     ColumnType.TIMESTAMP: "bad timestamp",
     ColumnType.DATE: "bad date",
@@ -183,30 +186,35 @@ def key_hashes(clean: pl.DataFrame, table: Table) -> pl.Series:
 
 def duplicate_keys(staged: list[StagedFile], table: Table, hashes: pl.Series) -> pl.DataFrame:
     """Quarantine entries for clean rows whose key an earlier clean row already has
-    (in file and line order), across all of a table's staged files.
+    (in file and line order), across all of a table's staged files: a copy with the kept
+    row's values is a ``DUPLICATE_KEY``, one with other values a ``CONFLICTING_KEY``.
 
     Only rows whose key hash repeats are read back, and their keys compared exactly.
     """
     if hashes.n_unique() == hashes.len():  # the usual case, and several times cheaper
         return _entries([])
     suspects = hashes.filter(hashes.is_duplicated()).unique()
-    read = [*table.key, *([REVERSED] if REVERSED in table.column_names else [])]
+    columns = table.column_names
     located = [
-        pl.scan_parquet(f.path).select(read).with_row_index(LINE, offset=1).select(
-            *read, pl.lit(f.part, pl.UInt32).alias(PART), pl.col(LINE).cast(pl.Int64))
-        if f.in_place else pl.scan_parquet(f.path).select(*read, PART, LINE)
+        pl.scan_parquet(f.path).select(columns).with_row_index(LINE, offset=1).select(
+            *columns, pl.lit(f.part, pl.UInt32).alias(PART), pl.col(LINE).cast(pl.Int64))
+        if f.in_place else pl.scan_parquet(f.path).select(*columns, PART, LINE)
         for f in staged
     ]
     rows = (pl.concat(located).filter(_key(table).hash().is_in(suspects.implode()))
             .collect().sort(PART, LINE))
-    repeated = rows.filter(~_key(table).is_first_distinct())
+    values = pl.struct(columns)
+    repeated = rows.with_columns(  # the row kept is the first of its key
+        conflicting=values.ne_missing(values.first().over(table.key))
+    ).filter(~_key(table).is_first_distinct())
     return _entries([repeated.select(
         PART,
         LINE,
         column=pl.lit(",".join(table.key)),
         value=pl.concat_str(table.key, separator=","),
-        reason=pl.lit(DUPLICATE_KEY),
-    ), *([reversal_entries(repeated)] if REVERSED in read else [])])
+        reason=pl.when("conflicting").then(pl.lit(CONFLICTING_KEY))
+        .otherwise(pl.lit(DUPLICATE_KEY)),
+    ), *([reversal_entries(repeated)] if REVERSED in columns else [])])
 
 
 def quarantined_reversals(quarantine: pl.DataFrame) -> list[str]:
