@@ -77,6 +77,7 @@ from fraudscreen.ingest import (
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
 from fraudscreen.privacy import apply_profile, pseudonymise, public_suspicion_id, site_secret
 from fraudscreen.quarantine import (
+    CONFLICTING_KEY,
     DUPLICATE_KEY,
     ENTRY_SCHEMA,
     LINE,
@@ -288,7 +289,8 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
             stored = _stored_keys(con, new_rows)
             if stored.height:
                 drop_rows(list(new_rows.files), stored)
-                dropped = stored.filter(pl.col("reason") == DUPLICATE_KEY).height
+                dropped = stored.filter(pl.col("reason").is_in([DUPLICATE_KEY,
+                                                                 CONFLICTING_KEY])).height
                 tables[name] = StagedTable(name, new_rows.files, new_rows.rows - dropped)
                 found.append(stored.select(
                     table=pl.lit(name),
@@ -316,13 +318,18 @@ def _stored_keys(con: duckdb.DuckDBPyConnection, rows: StagedTable) -> pl.DataFr
         return pl.DataFrame(schema=ENTRY_SCHEMA)
     read = [*table.key, *([REVERSED] if REVERSED in table.column_names else [])]
     files = ", ".join(sql_string(str(f.path.resolve())) for f in rows.files)
-    cols, key = (", ".join(f'"{c}"' for c in names) for names in (read, table.key))
-    found = store.frame(con, f"SELECT {cols}, {PART}, {LINE} FROM read_parquet([{files}]) "
-                             f'SEMI JOIN "{rows.name}" USING ({key}) ORDER BY {PART}, {LINE}'
+    cols = ", ".join(f's."{c}"' for c in read)
+    key = ", ".join(f'"{c}"' for c in table.key)
+    new, old = (", ".join(f'{side}."{c}"' for c in table.column_names) for side in "st")
+    found = store.frame(con, f"SELECT {cols}, s.{PART}, s.{LINE}, "
+                             f"ROW({new}) IS DISTINCT FROM ROW({old}) AS conflicting "
+                             f'FROM read_parquet([{files}]) AS s JOIN "{rows.name}" AS t '
+                             f"USING ({key}) ORDER BY s.{PART}, s.{LINE}"
                         ).with_columns(pl.col(PART).cast(pl.UInt32), pl.col(LINE).cast(pl.Int64))
     repeated = found.select(PART, LINE, column=pl.lit(",".join(table.key)),
                             value=pl.concat_str(list(table.key), separator=","),
-                            reason=pl.lit(DUPLICATE_KEY))
+                            reason=pl.when("conflicting").then(pl.lit(CONFLICTING_KEY))
+                            .otherwise(pl.lit(DUPLICATE_KEY)))
     if REVERSED not in read:
         return repeated
     return pl.concat([repeated, reversal_entries(found)])
