@@ -7,6 +7,7 @@ import datetime as dt
 import gzip
 import hashlib
 import io
+import re
 import tempfile
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -1197,6 +1198,58 @@ def test_an_id_in_scientific_notation_is_quarantined_wherever_it_stands(tmp_path
         assert ingestion.table("settlements").height == 1499
         assert ingestion.quarantine.filter(pl.col("reason") == SCIENTIFIC)["value"].to_list() \
             == ["3.50925E+17"] * 2
+
+
+def test_dates_and_times_beyond_any_calendar_are_bad_values_not_a_crash(tmp_path):
+    """Found in review (session 11): a DuckDB export's 'infinity' for a stay not yet
+    discharged (2^63 - 1 microseconds), a 2^63 - 1 in milliseconds or a 2^31 - 1 day count
+    made Polars panic: a traceback. Each is now a bad value in quarantine."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fraudscreen.testing import table
+
+    big = 2**63 - 1
+    stays = table("settlements", [settlement("S1"), settlement("S2")]).to_arrow()
+    stays = stays.set_column(stays.schema.get_field_index("discharge_time"), "discharge_time",
+                             pa.array([big, None], pa.int64()).cast(pa.timestamp("us")))
+    pq.write_table(stays, tmp_path / "settlements.parquet")
+    lines = table("fee_lines", [fee_line("L1"), fee_line("L2", settlement_id="S2")]).to_arrow()
+    times = pa.array([big, 1_704_067_200_000], pa.int64()).cast(pa.timestamp("ms", "UTC"))
+    lines = lines.set_column(lines.schema.get_field_index("charge_time"), "charge_time", times)
+    pq.write_table(lines, tmp_path / "fee_lines.parquet")
+    persons = pa.table({"person_id": ["P001"], "gender": ["1"], "insured_region": ["350902"],
+                        "birth_date": pa.array([2**31 - 1], pa.int32()).cast(pa.date32())})
+    pq.write_table(persons, tmp_path / "persons.parquet")
+    with load_folder(tmp_path) as ingestion:
+        assert ingestion.table("settlements")["settlement_id"].to_list() == ["S2"]
+        assert ingestion.table("fee_lines")["line_id"].to_list() == ["L2"]
+        assert ingestion.table("persons").is_empty()
+        assert sorted(ingestion.quarantine.select("column", "value", "reason").rows()) == [
+            ("birth_date", "2147483647 (days)", "bad date"),
+            ("charge_time", "9999-12-31 08:00:00.000000", "bad timestamp"),
+            ("discharge_time", "9223372036854775807 (us since 1970)", "bad timestamp")]
+
+
+@pytest.mark.parametrize("zone", ["Asia/Beijing", "CST", "GMT+8"])
+def test_a_time_zone_polars_does_not_know_is_an_error_naming_the_column(tmp_path, zone):
+    """Found in review: such a zone made Polars panic on reading the file's schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fraudscreen.testing import table
+
+    folder(tmp_path, [settlement("S1")], [])
+    lines = table("fee_lines", [fee_line("L1")]).to_arrow()
+    at = lines.schema.get_field_index("charge_time")
+    lines = lines.set_column(at, "charge_time",
+                             pa.array([0], pa.int64()).cast(pa.timestamp("us", zone)))
+    pq.write_table(lines, tmp_path / "fee_lines.parquet")
+    (tmp_path / "fee_lines.csv").unlink()
+    with pytest.raises(IngestError, match=rf"fee_lines\.parquet: column 'charge_time' holds "
+                                          rf"times in zone '{re.escape(zone)}', which is no "
+                                          r"time-zone name \(write Asia/Shanghai or \+08:00"):
+        load_folder(tmp_path)
 
 
 # --- layouts: Hive partition folders, gzipped CSV, names that miss -------------------

@@ -41,7 +41,14 @@ import yaml
 from fraudscreen.contract import INPUT_TABLES, LOCAL_TIME_ZONE, Column, Table
 from fraudscreen.expressions import sql_string
 from fraudscreen.output import excel_text
-from fraudscreen.quarantine import LINE, PART, check_part, duplicate_keys, key_hashes
+from fraudscreen.quarantine import (
+    LINE,
+    PART,
+    check_part,
+    duplicate_keys,
+    key_hashes,
+    within_calendar,
+)
 from fraudscreen.rule import read_plain_yaml
 
 SUFFIXES = (".csv.gz", ".csv", ".parquet")  # the kinds of part, matched in this order
@@ -686,7 +693,9 @@ def _read_parquet(
     to check; and whether the file is in contract form. Headers are checked before any
     row is read."""
     try:
-        metadata = pq.ParquetFile(path).metadata
+        parquet = pq.ParquetFile(path)
+        metadata = parquet.metadata
+        _check_zones(path, parquet.schema_arrow)
         schema = pl.read_parquet_schema(path)
     except (pa.ArrowException, pl.exceptions.PolarsError, OSError) as err:
         raise _unreadable(path, "Parquet", err) from None
@@ -721,6 +730,21 @@ def _read_parquet(
     from_floats = frozenset(name for name, header in headers.items()
                             if schema[header].is_float() and targets[name] == pl.String)
     return chunks(), contract_form, from_floats
+
+
+def _check_zones(path: Path, schema: pa.Schema) -> None:
+    """A time column's zone must be one Polars knows (Asia/Shanghai, +08:00): an unknown
+    one (Asia/Beijing, CST) makes Polars panic on reading the file's schema."""
+    for field_ in schema:
+        zone = getattr(field_.type, "tz", None)
+        if zone is None:
+            continue
+        try:
+            pl.Series([], dtype=pl.Int64).cast(pl.Datetime("us", zone))
+        except pl.exceptions.PolarsError:
+            raise IngestError(
+                f"{path}: column {field_.name!r} holds times in zone {zone!r}, which is no "
+                "time-zone name (write Asia/Shanghai or +08:00; CST is ambiguous)") from None
 
 
 def _int96_columns(metadata: pq.FileMetaData, headers: dict[str, str]) -> list[str]:
@@ -775,6 +799,7 @@ def _parquet_cast(name: str, source: pl.DataType, target: pl.DataType,
                 .when(whole == column).then(whole.cast(pl.String))
                 .otherwise(column.cast(pl.String)).alias(name))
     if source.is_temporal() and target.is_temporal():
+        column = within_calendar(column, source)
         zoned = getattr(source, "time_zone", None)
         if utc and not zoned:
             column = column.dt.replace_time_zone("UTC")

@@ -237,10 +237,49 @@ def _key(table: Table) -> pl.Expr:
 
 def _entry(raw: pl.DataFrame, column: str | None, reason: str, mask: pl.Series) -> pl.DataFrame:
     """Quarantine entries for the masked rows, with the cell's original text."""
-    value = pl.col(column).cast(pl.String) if column else pl.lit(None, pl.String)
-    return raw.select(PART, LINE, value.alias("value")).filter(mask).select(
+    value = _shown(pl.col(column), raw.schema[column]) if column else pl.lit(None, pl.String)
+    return raw.filter(mask).select(PART, LINE, value.alias("value")).select(
         PART, LINE, column=pl.lit(column, pl.String), value="value", reason=pl.lit(reason)
     )
+
+
+_YEAR_1, _YEAR_10000 = -719_162, 2_932_897  # days from 1970-01-01 to 0001-01-01, 10000-01-01
+_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}  # ns cannot leave the years 1677-2262
+
+
+def _day_scale(dtype: pl.DataType) -> int | None:
+    """Stored units a day of ``dtype`` holds; None where any stored value is a date."""
+    if dtype == pl.Date:
+        return 1
+    if isinstance(dtype, pl.Datetime) and dtype.time_unit in _PER_DAY:
+        return _PER_DAY[dtype.time_unit]
+    return None
+
+
+def within_calendar(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A stored date or time beyond the years 1-9999 (a database's 'infinity', a sentinel
+    of 2^63) makes Polars panic when converted; it is read as 9999-12-31, a year no claim
+    has, so checking quarantines it as a bad value (shown so in quarantine.csv)."""
+    scale = _day_scale(dtype)
+    if scale is None:
+        return value
+    stored = value.to_physical()
+    return pl.when(stored.is_null() | stored.is_between(
+        _YEAR_1 * scale, _YEAR_10000 * scale, closed="left")).then(value).otherwise(
+        pl.lit((_YEAR_10000 - 1) * scale, pl.Int64).cast(dtype))
+
+
+def _shown(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A cell as text. A date or time beyond what Polars can write out (a sentinel of
+    2^31 days) would panic as text: it is shown as its stored number, with the unit."""
+    scale = _day_scale(dtype)
+    if scale is None:
+        return value.cast(pl.String)
+    stored = value.to_physical()
+    unit = "days" if scale == 1 else f"{dtype.time_unit} since 1970"
+    writable = stored.is_between(_YEAR_1 * scale, _YEAR_10000 * scale, closed="left")
+    return pl.when(writable).then(value).cast(pl.String).fill_null(
+        stored.cast(pl.String) + pl.lit(f" ({unit})"))
 
 
 def _entries(frames: list[pl.DataFrame]) -> pl.DataFrame:
