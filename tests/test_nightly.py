@@ -572,6 +572,29 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     assert result.exit_code == 2 and "error:" in result.output
 
 
+@pytest.mark.parametrize("name", ["store.parquet", "store.csv"])
+def test_a_store_path_naming_another_kind_of_file_is_refused_and_left_alone(tmp_path, name):
+    """Found in review (session 11): DuckDB took an existing .parquet or .csv file for an
+    in-memory database; the night said it committed, and nothing was kept."""
+    other = tmp_path / name
+    other.write_bytes(b"a,b\n1,2\n")
+    inbox = tmp_path / "inbox" / "settlements"
+    inbox.mkdir(parents=True)
+    table("settlements", [dict(settlement_id="A", person_id="P", institution_id="H",
+                               admit_time="2024-01-01 08:00:00")]
+          ).write_parquet(inbox / "p.parquet")
+    cli = CliRunner()
+    result = cli.invoke(app, ["nightly", "--inbox", str(inbox.parent), "--store", str(other),
+                              "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "not a valid DuckDB database file" in result.output
+    result = cli.invoke(app, ["suppress", "add", "--store", str(other), "--rule",
+                              "duplicate_charge.daily_cap", "--person", "P", "--reason", "x",
+                              "--owner", "y", "--until", "2030-01-01"])
+    assert result.exit_code == 2 and "not a valid DuckDB database file" in result.output
+    assert other.read_bytes() == b"a,b\n1,2\n"
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_public_night_names_no_person_and_no_plain_id(fed, tmp_path, monkeypatch):
     """Found in review: a public night wrote suspicions.*, changes.csv and run.json with
     raw person ids and plain suspicion ids (and, without a secret, committed the night

@@ -119,9 +119,11 @@ def open_store(path: Path, create: bool = True, read_only: bool = False
     # of this connection reads the store's tables while creating its own scratch
     # relations in memory, never in the store (see ``StoredTable``).
     con = duckdb.connect()
-    mode = " (READ_ONLY)" if read_only and path.exists() else ""
+    # TYPE DUCKDB: without it DuckDB takes a .parquet or .csv path for another kind of
+    # database, an in-memory one, and a night "committed" to it would be lost.
+    mode = ", READ_ONLY" if read_only and path.exists() else ""
     try:
-        con.execute(f"ATTACH {sql_string(str(path.resolve()))} AS {CATALOG}{mode}")
+        con.execute(f"ATTACH {sql_string(str(path.resolve()))} AS {CATALOG} (TYPE DUCKDB{mode})")
         con.execute(f"USE {CATALOG}")
     except duckdb.IOException as err:
         held = "lock" in str(err).lower()  # DuckDB: "Could not set lock on file"
