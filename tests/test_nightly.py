@@ -595,6 +595,29 @@ def test_a_store_path_naming_another_kind_of_file_is_refused_and_left_alone(tmp_
     assert not (tmp_path / "o").exists()
 
 
+def test_an_export_replaces_only_an_earlier_export(fed, tmp_path):
+    """Found in review (session 11): `suspicions export --out` wrote Parquet over the store
+    itself, over an inbox part, and into a file named .xlsx."""
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    part = tmp_path / "part.parquet"
+    pl.DataFrame({"settlement_id": ["A"]}).write_parquet(part)
+    before = store.snapshot(st), part.read_bytes()
+    cli = CliRunner()
+
+    def export(out: Path):
+        return cli.invoke(app, ["suspicions", "export", "--store", str(st), "--out", str(out)])
+
+    for out, says in [(st, "name a .parquet or .csv file"),
+                      (tmp_path / "leads.xlsx", "name a .parquet or .csv file"),
+                      (part, "exists and is not an export of suspicions")]:
+        result = export(out)
+        assert result.exit_code == 2 and says in result.output, result.output
+    assert (store.snapshot(st), part.read_bytes()) == before
+    assert not (tmp_path / "leads.xlsx").exists()
+    for again in ("x.csv", "x.csv", "x.parquet", "x.parquet"):  # an earlier export: replaced
+        assert export(tmp_path / again).exit_code == 0
+
+
 def test_a_public_night_names_no_person_and_no_plain_id(fed, tmp_path, monkeypatch):
     """Found in review: a public night wrote suspicions.*, changes.csv and run.json with
     raw person ids and plain suspicion ids (and, without a secret, committed the night

@@ -658,12 +658,36 @@ def suspicions_export(
     """Write the store's open suspicions in the contract's shape."""
     from fraudscreen.store import export
 
+    _check_export(out, store)
     with _store(store, read_only=True) as con:
         try:
             rows = export(con, out, all_, _today(today))
         except OSError as err:
             raise _fail(f"could not write {out}: {err}") from None
     typer.echo(f"wrote {rows} suspicion(s) to {out}")
+
+
+def _check_export(out: Path, store: Path) -> None:
+    """An export is .parquet or .csv, and replaces only an earlier export: never the store,
+    an inbox part, or a workbook named .xlsx that would get Parquet bytes."""
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise _fail(f"--out {out}: name a .parquet or .csv file")
+    if out.exists() and (out.is_dir() or out.resolve() == store.resolve()
+                         or _columns(out)[:1] != ["suspicion_id"]):
+        raise _fail(f"--out {out}: exists and is not an export of suspicions; "
+                    "name a new file or an earlier export")
+
+
+def _columns(path: Path) -> list[str]:
+    """A Parquet or CSV file's column names; none if it is neither."""
+    import polars as pl
+
+    try:
+        if path.suffix.lower() == ".csv":
+            return pl.read_csv(path, n_rows=0, infer_schema=False).columns
+        return list(pl.read_parquet_schema(path))
+    except (pl.exceptions.PolarsError, OSError):
+        return []
 
 
 leads_app = typer.Typer(help="Investigators' results for reported leads.", no_args_is_help=True)
