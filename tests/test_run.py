@@ -577,6 +577,21 @@ def test_the_spill_limit_bounds_the_spill_folder_and_says_which_option_to_raise(
     free.close()
 
 
+def test_a_symbolic_link_loop_is_an_error_not_a_traceback(tmp_path):
+    """Found in review (session 11): Path.resolve() raises RuntimeError on a loop."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    data = data_folder(tmp_path)
+    for args in (["--data", str(data), "--out", str(loop)],
+                 ["--data", str(loop), "--out", str(tmp_path / "o")]):
+        result = run(*args)
+        assert result.exit_code == 2, result.output
+        assert "a symbolic link that leads back to itself" in result.output
+    result = CliRunner().invoke(app, ["nightly", "--inbox", str(data), "--store", str(loop),
+                                      "--out", str(tmp_path / "n")])
+    assert result.exit_code == 2 and "leads back to itself" in result.output
+
+
 def test_the_spill_limit_is_recorded_in_run_json(tmp_path):
     out = tmp_path / "out"
     result = run("--data", str(data_folder(tmp_path)), "--out", str(out), "--spill-limit", "5GB")

@@ -32,9 +32,9 @@ def check_out(out_dir: Path, inputs: list[Path]) -> None:
     """Refuse an output folder whose replacement would destroy something else: the
     data (``--out`` naming the data folder or a folder above it), a file, or a folder
     that is not an earlier output. Checked before any work is done."""
-    out = Path(out_dir).resolve()
+    out = resolved(out_dir, "--out")
     for given in inputs:
-        path = Path(given).resolve()
+        path = resolved(given, "input")
         if path == out or out in path.parents:
             raise ValueError(f"--out {out_dir} holds the input {given}: the output folder is "
                              "replaced whole, so it must be another folder")
@@ -44,6 +44,15 @@ def check_out(out_dir: Path, inputs: list[Path]) -> None:
         raise ValueError(f"--out {out_dir} is a folder with other files in it (no {MARKER}): "
                          "the output folder is replaced whole; name a new or empty folder, "
                          "or an earlier output folder")
+
+
+def resolved(path: Path, what: str) -> Path:
+    """The real path; a loop of symbolic links is a ValueError naming it (Python raises
+    RuntimeError)."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:
+        raise ValueError(f"{what} {path}: a symbolic link that leads back to itself") from None
 
 
 @contextlib.contextmanager
