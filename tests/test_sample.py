@@ -219,6 +219,25 @@ def test_same_seed_same_bytes_and_another_seed_differs(tmp_path):
     assert first.truth_dir == (tmp_path / "a" / "truth").absolute()
 
 
+def test_a_sample_never_writes_over_a_folder_holding_other_files(tmp_path):
+    """Found in review (session 11): `sample --out` a site's data folder replaced its
+    settlements.parquet and fee_lines.parquet without a word."""
+    data = tmp_path / "site" / "data"
+    data.mkdir(parents=True)
+    (data / "settlements.parquet").write_bytes(b"the site's own")
+    with pytest.raises(ValueError, match="is not empty; name a new or empty folder"):
+        generate(data, scale=0.01, seed=5)
+    assert (data / "settlements.parquet").read_bytes() == b"the site's own"
+    assert not (tmp_path / "site" / "truth").exists()
+    other = tmp_path / "other"
+    generate(other / "data", scale=0.01, seed=5)  # a new folder; its truth beside it
+    with pytest.raises(ValueError, match="is not empty"):
+        generate(other / "data", scale=0.01, seed=5)
+    (other / "truth" / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"the truth folder \(--truth\)"):
+        generate(tmp_path / "new" / "data", scale=0.01, seed=5, truth_dir=other / "truth")
+
+
 def test_tables_have_the_contract_columns_and_types(sample):
     for name, frame in sample.tables.items():
         table = INPUT_TABLES[name]

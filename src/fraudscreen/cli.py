@@ -107,7 +107,8 @@ def validate(
 
 @app.command()
 def sample(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the data tables into.")],
+    out: Annotated[Path, typer.Option("--out", help="A new or empty folder for the tables "
+                                      "(a sample never writes over other files).")],
     scale: Annotated[
         float, typer.Option("--scale", min=0.001, max=1000,
                             help="1 ≈ one million fee lines; 0.01 for a quick look.")

@@ -52,6 +52,8 @@ def generate(out: Path, scale: float = 1.0, seed: int = 7,
         raise ValueError(f"scale must be positive, not {scale}")
     out = Path(out)
     truth_dir = Path(truth_dir) if truth_dir is not None else out.absolute().parent / "truth"
+    _check_new(out, set(), "the sample's tables")
+    _check_new(truth_dir, {"truth.csv", "README.md"}, "the truth folder (--truth)")
     rng = np.random.default_rng(seed)
     world = build_world(scale, rng)
     bg = build_background(world, rng, scale)
@@ -71,3 +73,13 @@ def generate(out: Path, scale: float = 1.0, seed: int = 7,
     counts = truth.group_by("rule_id", "expected").len().iter_rows()
     return Summary({n: tables[n].height for n in TABLES},
                    {(r, e): n for r, e, n in counts}, out, truth_dir)
+
+
+def _check_new(folder: Path, own: set[str], what: str) -> None:
+    """Refuse to write over a folder that holds anything but ``own`` files: a site's data
+    folder has the sample's table names, and would be replaced without a word."""
+    if folder.is_file():
+        raise ValueError(f"{folder} is a file; name a new or empty folder for {what}")
+    if folder.is_dir() and any(f.name not in own for f in folder.iterdir()):
+        raise ValueError(f"{folder} is not empty; name a new or empty folder for {what} "
+                         "(a sample never writes over other files)")
