@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import gzip
@@ -154,6 +155,10 @@ def table_file(draw):
             j = draw(st.integers(0, len(kept) - 1))
             if draw(st.booleans()):  # the same row sent twice
                 text = dict(kept_text[j])
+                stands = (table.name, line, "reversed_settlement_id", REVERSAL_STANDS)
+                quarantined.discard(stands)
+                if kept[j].get("reversed_settlement_id") is not None:
+                    quarantined.add(stands)
             text[key] = kept[j][key]
             typed = {name: pair[1] for name, pair in pairs.items()} | {key: kept[j][key]}
             same = text == kept_text[j] or typed == kept[j]
@@ -1051,9 +1056,9 @@ def test_parquet_chunks_follow_row_groups(monkeypatch, groups, chunks):
 @pytest.mark.parametrize("encoding", [None, "gbk"])
 def test_unreadable_csv_is_an_error_and_the_input_is_left_alone(tmp_path, encoding):
     data = folder(tmp_path / "data", [settlement("S1")], [fee_line("L1")])
-    (data / "settlements.csv").write_bytes(b"\n")  # a blank line: no header
+    (data / "settlements.csv").write_bytes(b"\"a\nb")  # a quote never closed: no header
     work = tmp_path / "work"
-    with pytest.raises(IngestError, match=r"settlements\.csv: cannot read as CSV"):
+    with pytest.raises(IngestError, match=r"settlements\.csv: table settlements needs column"):
         load_folder(data, encoding=encoding, work_dir=work)
     assert (data / "settlements.csv").exists() and (data / "fee_lines.csv").exists()
     assert not list(work.rglob("*.utf-8.csv"))
@@ -1250,6 +1255,56 @@ def test_a_time_zone_polars_does_not_know_is_an_error_naming_the_column(tmp_path
                                           rf"times in zone '{re.escape(zone)}', which is no "
                                           r"time-zone name \(write Asia/Shanghai or \+08:00"):
         load_folder(tmp_path)
+
+
+@pytest.mark.parametrize("column, values, says", [
+    ("amount", "decimal256", r"column 'amount' is decimal256\(40, 2\): it holds decimals "
+                             r"wider than 38 digits"),
+    ("charge_time", "time64", r"column 'charge_time' is time64\[us\]: it holds times of day"),
+    ("item_name", "list", r"column 'item_name' is list<element: string>: it holds lists"),
+    ("item_name", "gbk", r"column\(s\) item_name hold bytes that are not UTF-8 text \(GBK\?\)"),
+])
+def test_a_parquet_column_of_a_type_no_contract_column_reads_is_an_error_naming_it(
+        tmp_path, column, values, says):
+    """Found in review (session 11): these were Polars' own words, naming no column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from fraudscreen.testing import table
+
+    folder(tmp_path, [settlement("S1")], [])
+    lines = table("fee_lines", [fee_line("L1", item_name="阿莫西林")]).to_arrow()
+    made = {"decimal256": lambda c: pc.cast(c, pa.decimal256(40, 2)),
+            "time64": lambda c: pa.array([dt.time(8)], pa.time64("us")),
+            "list": lambda c: pa.array([[v] for v in c.to_pylist()]),
+            "gbk": lambda c: pa.array([v.encode("gbk") for v in c.to_pylist()], pa.binary())}
+    at = lines.schema.get_field_index(column)
+    pq.write_table(lines.set_column(at, column, made[values](lines[column])),
+                   tmp_path / "fee_lines.parquet")
+    (tmp_path / "fee_lines.csv").unlink()
+    with pytest.raises(IngestError, match=rf"fee_lines\.parquet: {says}"):
+        load_folder(tmp_path)
+
+
+def test_validate_refuses_what_run_refuses_and_reads_an_excel_empty_sheet_as_empty(tmp_path):
+    """Found in review (session 11): `validate` passed a fee_lines table with no rows,
+    which `run` refuses; wrote quarantine.csv into the data folder; and called a CSV
+    holding only a byte-order mark (Excel's empty sheet) unreadable."""
+    data = folder(tmp_path / "data", [settlement("S1")], [])
+    result = validate(data, tmp_path / "check")
+    assert result.exit_code == 2 and "table fee_lines has no usable row (it has no rows)" \
+        in result.output
+    assert (tmp_path / "check" / "quarantine.csv").exists()
+    result = validate(data, data)
+    assert result.exit_code == 2 and "is the data folder" in result.output
+    assert not (data / "quarantine.csv").exists()
+    result = validate(data / "settlements.csv", tmp_path / "check")
+    assert result.exit_code == 2 and "is a file; --data names the folder" in result.output
+    folder(tmp_path / "ok", [settlement("S1")], [fee_line("L1")])
+    (tmp_path / "ok" / "persons.csv").write_bytes(codecs.BOM_UTF8 + b"\r\n")
+    with load_folder(tmp_path / "ok") as ingestion:
+        assert "persons.csv: empty file (not even a header): no rows" in ingestion.notes
 
 
 # --- layouts: Hive partition folders, gzipped CSV, names that miss -------------------

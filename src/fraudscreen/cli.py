@@ -82,8 +82,16 @@ def validate(
     """
     from fraudscreen import integrity
     from fraudscreen.ingest import IngestError, load_folder, print_summary, write_quarantine
+    from fraudscreen.output import resolved
     from fraudscreen.quarantine import quarantined_reversals
 
+    try:
+        where, folder = resolved(out, "--out"), resolved(data, "--data")
+    except ValueError as err:
+        raise _fail(err) from None
+    if where == folder:
+        raise _fail(f"--out {out} is the data folder: the data stays as it was delivered; "
+                    "name another folder for quarantine.csv")
     with _stoppable(f"{out} is as it was"):
         try:
             ingestion = load_folder(data, encoding=encoding, column_map=column_map)
@@ -99,6 +107,8 @@ def validate(
     print_summary(ingestion)
     for warning in integrity.warnings(counts):
         typer.echo(f"warning: {warning}", err=True)
+    if problem := ingestion.unusable():  # as `run` would refuse it
+        raise _fail(f"{data}: {problem}; see {out / 'quarantine.csv'}")
     rows = sum(ingestion.rows_read.values()) - sum(ingestion.rows_kept.values())
     if strict and rows:
         typer.echo(f"--strict: {rows} row(s) quarantined; see {out / 'quarantine.csv'}", err=True)

@@ -127,6 +127,17 @@ class Ingestion:
     notes: list[str] = field(default_factory=list)  # ignored files and columns, filled columns
     owns_work_dir: bool = False  # made by load_folder: close() removes it
 
+    def unusable(self) -> str | None:
+        """Why a required table has no usable row, or None. Such a table is a failed
+        export, not a quiet night: with no fee lines every stay would look idle."""
+        for name in ("settlements", "fee_lines"):
+            read = self.rows_read.get(name)
+            if read is not None and not self.rows_kept.get(name):
+                why = (f"all {read:,} of its rows were quarantined" if read
+                       else "it has no rows")
+                return f"table {name} has no usable row ({why})"
+        return None
+
     @property
     def rows_kept(self) -> dict[str, int]:
         return {name: t.rows for name, t in self.tables.items()}
@@ -488,6 +499,9 @@ def _near_misses(data_dir: Path, table: Table) -> list[str]:
 
 def _find_tables(data_dir: Path, notes: list[str]) -> dict[str, list[Path]]:
     """Each table present -> its files, in contract table order; parts sorted by path."""
+    if data_dir.is_file():
+        raise IngestError(f"{data_dir}: is a file; --data names the folder that holds the "
+                          "tables")
     if not data_dir.is_dir():
         raise IngestError(f"{data_dir}: no such data folder")
     entries: dict[str, Path] = {}
@@ -592,7 +606,7 @@ def _read_csv(
         digest, utf8_error, quoted, size = _scan(path, codec in (None, *_UTF8), opener)
         if gzipped:  # the compressed bytes: what nightly de-duplicates files by
             digest = file_sha256(path)
-        if size == 0:  # a night's part with nothing in it
+        if _blank(path, size, opener):  # a night's part with nothing in it
             notes.append(f"{shown}: empty file (not even a header): no rows")
             return digest, iter(())
         if codec in _UTF8 and utf8_error:
@@ -608,22 +622,11 @@ def _read_csv(
         raise IngestError(f"{path}: cannot be decompressed as gzip ({err})") from None
     scan = pl.scan_csv(source, infer_schema=False)
     try:
-        columns = scan.collect_schema().names()
-    except (pl.exceptions.PolarsError, OSError) as err:
+        headers = _csv_headers(scan, path, table, renames, shown, notes)
+    except IngestError:
         if source != path:  # the transcoded copy; never the input
             source.unlink(missing_ok=True)
-        raise _unreadable(path, "CSV", err) from None
-    # Polars names a repeated header H_duplicated_N; blank ones (an export's trailing
-    # empty columns) are not a question of which column is meant.
-    repeated = [c for c in columns if (m := re.fullmatch(r"(.*)_duplicated_\d+", c))
-                and m[1] in columns and m[1].strip()]
-    if repeated:
-        if source != path:
-            source.unlink(missing_ok=True)
-        base = re.fullmatch(r"(.*)_duplicated_\d+", repeated[0])[1]
-        raise IngestError(f"{path}: header {base.strip()!r} appears more than once; "
-                          "which column is meant?")
-    headers = _match_headers(columns, table, renames, path, shown, notes)
+        raise
 
     def chunks() -> Iterator[pl.DataFrame]:
         line = 2  # of the next row: line 1 is the header
@@ -644,6 +647,33 @@ def _read_csv(
                 source.unlink(missing_ok=True)
 
     return digest, chunks()
+
+
+def _csv_headers(scan: pl.LazyFrame, path: Path, table: Table, renames: dict[str, str],
+                 shown: str, notes: list[str]) -> dict[str, str]:
+    """Contract column -> the CSV file's header for it (see ``_match_headers``)."""
+    try:
+        columns = scan.collect_schema().names()
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise _unreadable(path, "CSV", err) from None
+    # Polars names a repeated header H_duplicated_N; blank ones (an export's trailing
+    # empty columns) are not a question of which column is meant.
+    repeated = [c for c in columns if (m := re.fullmatch(r"(.*)_duplicated_\d+", c))
+                and m[1] in columns and m[1].strip()]
+    if repeated:
+        base = re.fullmatch(r"(.*)_duplicated_\d+", repeated[0])[1]
+        raise IngestError(f"{path}: header {base.strip()!r} appears more than once; "
+                          "which column is meant?")
+    return _match_headers(columns, table, renames, path, shown, notes)
+
+
+def _blank(path: Path, size: int, opener: Callable = open) -> bool:
+    """Whether a file holds nothing, or only a byte-order mark and line breaks (what
+    Excel saves for an empty sheet)."""
+    if size > 16:
+        return False
+    with opener(path, "rb") as f:
+        return not f.read().removeprefix(codecs.BOM_UTF8).strip()
 
 
 def _utf16(path: Path, opener: Callable = open) -> bool:
@@ -694,12 +724,16 @@ def _read_parquet(
     row is read."""
     try:
         parquet = pq.ParquetFile(path)
-        metadata = parquet.metadata
-        _check_zones(path, parquet.schema_arrow)
-        schema = pl.read_parquet_schema(path)
-    except (pa.ArrowException, pl.exceptions.PolarsError, OSError) as err:
+        metadata, arrow = parquet.metadata, parquet.schema_arrow
+        _check_zones(path, arrow)
+    except (pa.ArrowException, OSError) as err:
         raise _unreadable(path, "Parquet", err) from None
-    headers = _match_headers(list(schema), table, renames, path, shown, notes)
+    headers = _match_headers(arrow.names, table, renames, path, shown, notes)
+    _check_types(path, arrow, headers)
+    try:
+        schema = pl.read_parquet_schema(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise _unreadable(path, "Parquet", err) from None
     targets = {name: table.column(name).type.polars for name in headers}
     int96 = _int96_columns(metadata, headers)
     if int96:
@@ -720,6 +754,11 @@ def _read_parquet(
                                                       dtype=pl.Int64).alias(LINE))
                 offset += length
         except (pl.exceptions.PolarsError, OSError) as err:
+            binary = [h for h in headers.values() if pa.types.is_binary(arrow.field(h).type)
+                      or pa.types.is_large_binary(arrow.field(h).type)]
+            if binary and "utf8" in str(err):
+                raise IngestError(f"{path}: column(s) {', '.join(binary)} hold bytes that are "
+                                  "not UTF-8 text (GBK?): write them as UTF-8 strings") from None
             raise _unreadable(path, "Parquet", err) from None
 
     codecs_used = {metadata.row_group(g).column(c).compression
@@ -730,6 +769,22 @@ def _read_parquet(
     from_floats = frozenset(name for name, header in headers.items()
                             if schema[header].is_float() and targets[name] == pl.String)
     return chunks(), contract_form, from_floats
+
+
+def _check_types(path: Path, schema: pa.Schema, headers: dict[str, str]) -> None:
+    """A contract column must hold single values that read as its type: not lists or
+    structs, not a time of day or a duration, not a decimal wider than 38 digits."""
+    for name, header in headers.items():
+        kind = schema.field(header).type
+        nested = pa.types.is_nested(kind)
+        if nested or pa.types.is_time(kind) or pa.types.is_duration(kind) or (
+                pa.types.is_decimal(kind) and kind.precision > 38):
+            what = ("lists or structs, not single values" if nested else
+                    "decimals wider than 38 digits" if pa.types.is_decimal(kind) else
+                    "times of day without a date" if pa.types.is_time(kind) else "durations")
+            named = f"{header!r}" if header == name else f"{header!r} ({name})"
+            raise IngestError(f"{path}: column {named} is {kind}: it holds {what}, which "
+                              "cannot be read as the contract's column")
 
 
 def _check_zones(path: Path, schema: pa.Schema) -> None:

@@ -220,16 +220,9 @@ def _remove(*folders: Path) -> None:
 
 
 def _check_usable(ingestion: Ingestion, opts: RunOptions) -> None:
-    """A required table without a usable row is a failed export, not a quiet night: with
-    no fee lines every stay would look idle."""
-    for name in ("settlements", "fee_lines"):
-        read = ingestion.rows_read.get(name)
-        if read is not None and not ingestion.rows_kept.get(name):
-            why = (f"all {read:,} of its rows were quarantined" if read
-                   else "it has no rows")
-            raise IngestError(f"{opts.data}: table {name} has no usable row ({why}); "
-                              f"`fraudscreen validate --data {opts.data} --out DIR` "
-                              "writes quarantine.csv with the reasons")
+    if problem := ingestion.unusable():
+        raise IngestError(f"{opts.data}: {problem}; `fraudscreen validate --data {opts.data} "
+                          "--out DIR` writes quarantine.csv with the reasons")
 
 
 def _engine_options(opts: RunOptions, folder: Path) -> dict:
