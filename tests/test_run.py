@@ -522,6 +522,19 @@ def test_report_of_a_folder_with_unreadable_files_is_an_error(tmp_path):
     assert result.exit_code == 2 and "not a run's manifest" in result.output
 
 
+def test_report_from_a_hand_edited_manifest_is_an_error_naming_it(tmp_path):
+    """Found in review (session 11): `"rules": "x"` in run.json was a traceback."""
+    out = tmp_path / "out"
+    assert run("--data", str(data_folder(tmp_path)), "--out", str(out)).exit_code == 0
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    before = (out / "report.html").read_bytes()
+    (out / "run.json").write_text(json.dumps({**doc, "rules": "x"}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["report", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "run.json: not a run's manifest as `run` writes it" in result.output
+    assert (out / "report.html").read_bytes() == before
+
+
 RUNAWAY = filter_rule("custom.runaway", "EXISTS (SELECT 1 FROM fee_lines AS a JOIN fee_lines "
                       "AS b ON TRUE JOIN fee_lines AS c ON TRUE WHERE a.amount + b.amount "
                       "+ c.amount < -1)", key="line_id")

@@ -70,10 +70,14 @@ def report_folder(out_dir: Path, profile: str = "full", secret: str | None = Non
     tmp = out_dir / f".report-tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        if stored == "public":
-            _write(tmp, suspicions, manifest, profile)
-        else:
-            write_reports(tmp, suspicions, manifest, profile, secret)
+        try:
+            if stored == "public":
+                _write(tmp, suspicions, manifest, profile)
+            else:
+                write_reports(tmp, suspicions, manifest, profile, secret)
+        except (KeyError, TypeError, AttributeError) as err:  # a hand-edited manifest
+            raise ValueError(f"{manifest_path}: not a run's manifest as `run` writes it "
+                             f"({type(err).__name__}: {err})") from None
         for name in REPORT_FILES:
             os.replace(tmp / name, out_dir / name)
     finally:
