@@ -483,6 +483,18 @@ def test_feedback_and_rule_stats(fed, tmp_path):
     assert result.exit_code == 2 and "SNOPE" in result.output and "Traceback" not in result.output
     assert "line 4: amount_recovered '99999999999999999999'" in result.output
     assert "line 5: amount_recovered '1e3'" in result.output
+    # found in review (session 11): these were imported without a word
+    other = two["institution_id"] if two["institution_id"] != one["institution_id"] else "HX"
+    for text, says in [
+        (f"suspicion_id,result\n{one['suspicion_id']},属实\n{one['suspicion_id']},不属实\n",
+         f"suspicion {one['suspicion_id']} is both 属实 and 不属实 (lines 2, 3)"),
+        (f"suspicion_id,疑点编号,result\n{one['suspicion_id']},{two['suspicion_id']},属实\n",
+         "headers 'suspicion_id' and '疑点编号' both mean suspicion_id"),
+        (f"suspicion_id,lead_id,result\n{one['suspicion_id']},{other},属实\n",
+         f"line 2: suspicion {one['suspicion_id']} is not of lead {other}")]:
+        bad.write_text(text, encoding="utf-8")
+        result = cli.invoke(app, ["leads", "feedback", "--store", str(st), str(bad)])
+        assert result.exit_code == 2 and says in result.output, result.output
     good = tmp_path / "good.csv"
     good.write_text("\ufeff疑点编号,线索对象编号,核查结果,追回金额,备注,核查人\n"
                     f"{one['suspicion_id']},,属实,1200.50,已追回,李\n"

@@ -328,10 +328,14 @@ def read_feedback(path: Path) -> pl.DataFrame:
     except pl.exceptions.PolarsError as err:
         raise FeedbackError(f"{path}: cannot read as CSV: {str(err).splitlines()[0]}") from None
     aliases = {a.casefold(): name for name, names in FEEDBACK_HEADERS.items() for a in names}
-    renamed = {}
+    renamed: dict[str, str] = {}
     for header in raw.columns:
         name = aliases.get(header.strip().casefold())
-        if name and name not in renamed.values():
+        if name in renamed.values():
+            first = next(h for h, n in renamed.items() if n == name)
+            raise FeedbackError(f"{path}: headers {first!r} and {header!r} both mean {name}; "
+                                "which column is meant?")
+        if name:
             renamed[header] = name
     frame = raw.select([pl.col(h).str.strip_chars().alias(n) for h, n in renamed.items()])
     if "result" not in frame.columns:
@@ -390,6 +394,12 @@ def import_feedback(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, int
             if r["suspicion_id"] not in known:
                 unknown.append(r["suspicion_id"])
                 continue
+            if r["lead_id"] is not None and r["lead_id"] not in stored.filter(
+                    pl.col("suspicion_id") == r["suspicion_id"]).select(
+                    "institution_id", "person_id").row(0):
+                problems.append(f"line {line}: suspicion {r['suspicion_id']} is not of lead "
+                                f"{r['lead_id']}")
+                continue
             out.append({**common, "suspicion_id": r["suspicion_id"], "amount_recovered": amount})
             continue
         if r["lead_id"] is None:
@@ -420,6 +430,7 @@ def import_feedback(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, int
             shares[0] += amount - sum(shares)
         for sid, share in zip(members["suspicion_id"].to_list(), shares, strict=True):
             out.append({**common, "suspicion_id": sid, "amount_recovered": share})
+    problems += _contradictions(out)
     if unknown:
         problems.insert(0, "unknown suspicion or lead id(s): "
                         + ", ".join(dict.fromkeys(unknown)))
@@ -448,6 +459,18 @@ def import_feedback(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, int
     return {"rows": rows.height, "suspicions": table["suspicion_id"].n_unique(),
             "confirmed": table.filter(pl.col("result") == "confirmed").height,
             "dismissed": table.filter(pl.col("result") == "dismissed").height}
+
+
+def _contradictions(rows: list[dict]) -> list[str]:
+    """Suspicions one file calls both 属实 and 不属实 (directly or through their lead):
+    which result holds, the file does not say."""
+    lines: dict[str, dict[str, list[int]]] = {}
+    for row in rows:
+        lines.setdefault(row["suspicion_id"], {}).setdefault(row["result"], []).append(
+            row["row_no"])
+    return [f"suspicion {sid} is both 属实 and 不属实 (lines "
+            f"{', '.join(str(n) for n in sorted(n for ns in by.values() for n in ns))})"
+            for sid, by in lines.items() if len(by) > 1]
 
 
 def rule_stats(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
