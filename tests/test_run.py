@@ -505,6 +505,17 @@ def test_a_table_file_that_links_to_nothing_is_an_error_saying_so(tmp_path):
     assert "fee_lines.parquet: a link to" in said and "which does not exist" in said
 
 
+def test_a_table_named_by_a_link_to_itself_is_an_error_not_ignored(tmp_path):
+    """Found in review (session 11): a `persons` link to itself was 'ignored persons: not a
+    contract table', and the rules that need persons were skipped."""
+    data = data_folder(tmp_path)
+    (data / "persons").symlink_to(data / "persons")
+    result = CliRunner().invoke(app, ["validate", "--data", str(data), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "persons: a symbolic link that leads back to itself" in result.output
+
+
 def test_a_rule_test_of_an_unknown_rule_is_an_error():
     result = CliRunner().invoke(app, ["rules", "test", "split_hospitalisation.readmision"])
     assert result.exit_code == 2

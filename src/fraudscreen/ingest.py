@@ -509,6 +509,8 @@ def _find_tables(data_dir: Path, notes: list[str]) -> dict[str, list[Path]]:
         if entry.name.startswith((".", "_")):
             continue
         name = table_of(entry)
+        if name is None and entry.name.split(".")[0] in INPUT_TABLES:
+            check_link(entry)  # a broken link named as a table is that table gone missing
         if name is None:
             notes.append(f"ignored {entry.name}: not a contract table")
         elif name in entries:
@@ -532,8 +534,15 @@ def _parts(entry: Path, data_dir: Path, notes: list[str]) -> list[Path]:
 
 
 def check_link(path: Path) -> None:
-    """A link to nothing (an unmounted share, a moved file) is a table or part gone missing."""
+    """A link to nothing (an unmounted share, a moved file), or one that leads back to
+    itself, is a table or part gone missing."""
     if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            raise IngestError(f"{path}: a symbolic link that leads back to itself") from None
+        except OSError:
+            pass
         raise IngestError(f"{path}: a link to {os.readlink(path)}, which does not exist")
 
 
