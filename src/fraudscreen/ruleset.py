@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from fraudscreen.contract import FAMILIES
-from fraudscreen.resources import shipped
+from fraudscreen.resources import shipped, yaml_files
 from fraudscreen.rule import Rule, RuleError, load_rule, read_yaml
 
 
@@ -78,12 +78,18 @@ def derived(rule: Rule, new_id: str) -> str:
 
 
 def rule_files(path: Path) -> list[Path]:
-    """Rule files under a folder (reference data excluded), or the file itself."""
+    """The file itself, or every YAML file under a folder (``yaml_files``) but the
+    shipped rules' reference data. A folder without one is an error: `run` would screen
+    without the analyst's rules, and `rules test` pass having tested nothing."""
     if path.is_file():
         return [path]
     if not path.exists():
         raise RuleError(f"no such rule file or folder: {path}")
-    return sorted(p for p in path.rglob("*.yaml") if "reference" not in p.parts)
+    reference = (shipped("rules") / "reference").resolve()
+    files = [p for p in yaml_files(path) if reference not in p.resolve().parents]
+    if not files:
+        raise RuleError(f"no rule files (*.yaml or *.yml) in the folder {path}")
+    return files
 
 
 @dataclass
