@@ -33,7 +33,8 @@ def location(file: str | None, line: int | None, col: int | None) -> str:
 
 
 class RuleError(ValueError):
-    """A rule that cannot be loaded or compiled; carries where it is."""
+    """A rule, or a file the rules read (a watch list, a params file), that cannot be
+    loaded or compiled; carries where it is."""
 
     def __init__(self, message: str, file: str | None = None, line: int | None = None,
                  col: int | None = None):
@@ -418,7 +419,7 @@ def _plain_tree(node: yaml.Node, seen: set[int]) -> None:
     (YAML keeps the last silently: two ``where:`` lines, one of them ignored)."""
     if id(node) in seen:
         raise yaml.constructor.ConstructorError(
-            None, None, "aliases (*name) are not allowed in rule files: write the value out",
+            None, None, "aliases (*name) are not allowed here: write the value out",
             node.start_mark)
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
@@ -438,16 +439,16 @@ def _plain_tree(node: yaml.Node, seen: set[int]) -> None:
             _plain_tree(value, seen)
 
 
-def _positions(node: yaml.Node, path: tuple = ()) -> dict[tuple, tuple[int, int]]:
+def yaml_positions(node: yaml.Node, path: tuple = ()) -> dict[tuple, tuple[int, int]]:
     """Map every YAML path to its 1-based (line, column)."""
     out = {path: (node.start_mark.line + 1, node.start_mark.column + 1)}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            out.update(_positions(value, path + (key.value,)))
+            out.update(yaml_positions(value, path + (key.value,)))
             out[path + (key.value,)] = (key.start_mark.line + 1, key.start_mark.column + 1)
     elif isinstance(node, yaml.SequenceNode):
         for i, value in enumerate(node.value):
-            out.update(_positions(value, path + (i,)))
+            out.update(yaml_positions(value, path + (i,)))
     return out
 
 
@@ -471,9 +472,9 @@ def _alias_path(loc: tuple) -> tuple:
     })) if loc else loc
 
 
-def _read_text(path: Path) -> str:
-    """A rule file's text; one that is not UTF-8 (an editor's GBK/ANSI) is a RuleError
-    at the first byte that is not."""
+def read_text(path: Path, what: str = "rule file") -> str:
+    """A YAML file's text; one that is not UTF-8 (an editor's GBK/ANSI) is a RuleError
+    at the first byte that is not. ``what`` names the file to the analyst."""
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -483,7 +484,7 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        raise RuleError(f"not UTF-8 (byte 0x{raw[err.start]:02x}): save the rule file as "
+        raise RuleError(f"not UTF-8 (byte 0x{raw[err.start]:02x}): save the {what} as "
                         "UTF-8 (另存为 → 编码 UTF-8); GBK/ANSI is not read",
                         str(path), line, column) from None
 
@@ -511,13 +512,13 @@ def _unknown_key(key: str) -> str:
     return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
-def load_rule(path: Path) -> Rule:
-    """Read one rule file; any problem is a RuleError naming file, line and column."""
-    text = _read_text(path)
+def read_yaml_file(text: str, file: str) -> tuple[yaml.Node | None, Any]:
+    """``text``'s node tree and data (as ``read_plain_yaml``); what is not valid YAML
+    is a RuleError naming ``file``, line and column, with a hint where one helps."""
     try:
-        node, data = _compose(text)
+        return _compose(text)
     except ValueError as err:  # a scalar YAML types but cannot build: 2024-13-01
-        raise RuleError(f"not a valid value: {err} (dates are YYYY-MM-DD)", str(path)) from None
+        raise RuleError(f"not a valid value: {err} (dates are YYYY-MM-DD)", file) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = str(getattr(err, "problem", err))
@@ -528,13 +529,19 @@ def load_rule(path: Path) -> Rule:
             problem = f"{problem} ({hints[0]})"
         raise RuleError(
             f"not valid YAML: {problem}",
-            str(path),
+            file,
             mark.line + 1 if mark else None,
             mark.column + 1 if mark else None,
         ) from None
+
+
+def load_rule(path: Path) -> Rule:
+    """Read one rule file; any problem is a RuleError naming file, line and column."""
+    text = read_text(path)
+    node, data = read_yaml_file(text, str(path))
     if not isinstance(data, dict):
         raise RuleError("a rule file must be a YAML mapping", str(path), 1, 1)
-    positions = _positions(node)
+    positions = yaml_positions(node)
     try:
         rule = Rule.model_validate(data)
     except ValidationError as err:
