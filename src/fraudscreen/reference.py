@@ -14,7 +14,7 @@ import polars as pl
 
 from fraudscreen.contract import INPUT_TABLES
 from fraudscreen.resources import shipped, yaml_files
-from fraudscreen.rule import RuleError, read_text, read_yaml_file, yaml_positions
+from fraudscreen.rule import RuleError, place, read_text, read_yaml_file, yaml_positions
 
 
 class ScannedTable(Protocol):
@@ -65,10 +65,7 @@ def load_watchlist(path: Path) -> list[dict]:
     places = yaml_positions(node) if node is not None else {}
 
     def error(message: str, *key: str | int) -> RuleError:
-        for n in range(len(key), -1, -1):
-            if key[:n] in places:
-                return RuleError(f"watch list: {message}", str(path), *places[key[:n]])
-        return RuleError(f"watch list: {message}", str(path))
+        return RuleError(f"watch list: {message}", str(path), *place(places, *key))
 
     if not isinstance(doc, dict):
         raise error(("the file is empty" if doc is None else "not a YAML mapping")

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 # A SQL expression in DuckDB syntax, validated by fraudscreen.expressions. Never blank:
@@ -51,16 +58,56 @@ class _Model(BaseModel):
 RUN_PARAMS = frozenset({"window_start", "window_end", "filter_window", "from_given"})
 
 
+# A decimal parameter is bound as DECIMAL(18 + places, places) (expressions.literal), in
+# the 38 digits both engines hold; beyond 12 places its product with an amount or a
+# quantity column (DECIMAL(16, 2) or (16, 4)) no longer fits, and the rule fails on the
+# night's data. Checked when the value is read, so that it is refused naming the parameter.
+DECIMAL_DIGITS, DECIMAL_PLACES = 18, 12
+
+
 class Param(_Model):
     """A typed, documented rule parameter; analysts override it per run or site."""
 
     type: Literal["int", "decimal", "string", "date", "bool", "list"]
     default: Any
     description: str = ""
+    # Bounds of an int or decimal parameter, inclusive (a day count is not negative):
+    # a value outside them is refused wherever it is given, the default included.
+    min: int | Decimal | None = None
+    max: int | Decimal | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Param:
+        if {self.min, self.max} != {None} and self.type not in ("int", "decimal"):
+            raise ValueError("min and max bound an int or decimal parameter only")
+        for bound in (self.min, self.max):
+            if bound is not None:
+                self._typed(bound)
+        if None not in (self.min, self.max) and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
 
     def coerce(self, value: Any) -> Any:
-        """The value as the declared type, or ValueError saying what was expected."""
+        """The value as the declared type and within its bounds, or ValueError saying
+        what was expected."""
+        typed = self._typed(value)
+        if self.type == "decimal" and (typed.copy_abs() >= 10 ** DECIMAL_DIGITS
+                                       or typed.as_tuple().exponent < -DECIMAL_PLACES):
+            raise ValueError(f"{value} does not fit: a decimal parameter has at most "
+                             f"{DECIMAL_DIGITS} digits before the point and "
+                             f"{DECIMAL_PLACES} after it")
+        if self.min is not None and typed < self.min:
+            raise ValueError(f"{value} is below its minimum, {self.min}")
+        if self.max is not None and typed > self.max:
+            raise ValueError(f"{value} is above its maximum, {self.max}")
+        return typed
+
+    def _typed(self, value: Any) -> Any:
+        """The value as the declared type; never null, and a list holds names or codes
+        (text, or whole numbers read as their digits), never a mapping or a null."""
         try:
+            if value is None:
+                raise ValueError
             if self.type == "int":
                 if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                     raise ValueError
@@ -78,10 +125,17 @@ class Param(_Model):
                 return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
             if self.type == "list":
                 items = value if isinstance(value, list) else str(value).split(",")
+                if not all(isinstance(v, str | int) and not isinstance(v, bool)
+                           and str(v).strip() for v in items):
+                    raise ValueError
                 return [str(v).strip() for v in items]
+            if isinstance(value, list | dict):
+                raise ValueError
             return str(value)
         except (ValueError, KeyError, InvalidOperation, TypeError):
-            raise ValueError(f"expected {self.type}, got {value!r}") from None
+            hint = (": names or codes, as text (quoted if need be); [] for none"
+                    if self.type == "list" else "")
+            raise ValueError(f"expected {self.type}, got {value!r}{hint}") from None
 
 
 class Lookup(_Model):
@@ -350,10 +404,7 @@ class Rule(_Model):
             spot = scalar.find(*within)
             if spot is not None:
                 return spot
-        for n in range(len(path), -1, -1):
-            if tuple(path[:n]) in self.positions:
-                return self.positions[tuple(path[:n])]
-        return None, None
+        return place(self.positions, *path)
 
     def where(self, *path: Any) -> str:
         """``file:line:col`` of the deepest node on ``path`` that exists."""
@@ -392,8 +443,18 @@ YamlLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def read_yaml(text: str):
-    return yaml.load(text, Loader=YamlLoader)
+class ParamLoader(YamlLoader):
+    """``YamlLoader`` reading a decimal number as written (``Decimal``), for parameter
+    values: a float keeps 17 digits, and ``123456789012345678.5`` would be bound as
+    ``123456789012345680``."""
+
+
+ParamLoader.add_constructor("tag:yaml.org,2002:float",
+                            lambda loader, node: Decimal(node.value))
+
+
+def read_yaml(text: str, loader: type[YamlLoader] = YamlLoader):
+    return yaml.load(text, Loader=loader)
 
 
 def read_plain_yaml(text: str):
@@ -401,9 +462,10 @@ def read_plain_yaml(text: str):
     return _compose(text)[1]
 
 
-def _compose(text: str) -> tuple[yaml.Node | None, Any]:
+def _compose(text: str, loader_type: type[YamlLoader] = YamlLoader
+             ) -> tuple[yaml.Node | None, Any]:
     """The document's node tree (for positions) and its data, parsed once."""
-    loader = YamlLoader(text)
+    loader = loader_type(text)
     try:
         node = loader.get_single_node()
         if node is not None:
@@ -450,6 +512,15 @@ def yaml_positions(node: yaml.Node, path: tuple = ()) -> dict[tuple, tuple[int, 
         for i, value in enumerate(node.value):
             out.update(yaml_positions(value, path + (i,)))
     return out
+
+
+def place(positions: dict[tuple, tuple[int, int]], *path: Any
+          ) -> tuple[int | None, int | None]:
+    """Line and column of the deepest node on ``path`` that ``positions`` holds."""
+    for n in range(len(path), -1, -1):
+        if tuple(path[:n]) in positions:
+            return positions[tuple(path[:n])]
+    return None, None
 
 
 def _scalars(node: yaml.Node, text: str, path: tuple = ()) -> dict[tuple, Scalar]:
@@ -512,11 +583,12 @@ def _unknown_key(key: str) -> str:
     return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
-def read_yaml_file(text: str, file: str) -> tuple[yaml.Node | None, Any]:
+def read_yaml_file(text: str, file: str, loader: type[YamlLoader] = YamlLoader
+                   ) -> tuple[yaml.Node | None, Any]:
     """``text``'s node tree and data (as ``read_plain_yaml``); what is not valid YAML
     is a RuleError naming ``file``, line and column, with a hint where one helps."""
     try:
-        return _compose(text)
+        return _compose(text, loader)
     except ValueError as err:  # a scalar YAML types but cannot build: 2024-13-01
         raise RuleError(f"not a valid value: {err} (dates are YYYY-MM-DD)", file) from None
     except yaml.YAMLError as err:
