@@ -388,6 +388,8 @@ def test_a_params_file_names_where_a_value_is_wrong(tmp_path):
          ":2:3: parameter split_hospitalisation.readmission.max_gap_days: -1 is below"),
         ("split_hospitalisation.readmission:\n  max_gap: 1\n",
          ":2:3: rule split_hospitalisation.readmission has no parameter 'max_gap'"),
+        ("key_item_growth.monthly_growth:\n  min_increase: !!float .inf\n",
+         ":2:17: params file: not valid YAML: '.inf' is not a decimal number"),
         ("split_hospitalisation.readmision:\n  max_gap_days: 1\n",
          ":1:1: no rule 'split_hospitalisation.readmision'; did you mean"),
     ]:

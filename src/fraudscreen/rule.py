@@ -449,16 +449,23 @@ class ParamLoader(YamlLoader):
     ``123456789012345680``."""
 
 
-ParamLoader.add_constructor("tag:yaml.org,2002:float",
-                            lambda loader, node: Decimal(node.value))
+def _exact(loader: ParamLoader, node: yaml.ScalarNode) -> Decimal:
+    try:
+        number = Decimal(node.value)
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite():  # !!float .inf
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a decimal number", node.start_mark)
+    return number
 
 
-def read_yaml(text: str, loader: type[YamlLoader] = YamlLoader):
-    return yaml.load(text, Loader=loader)
+ParamLoader.add_constructor("tag:yaml.org,2002:float", _exact)
 
 
 def read_plain_yaml(text: str):
-    """``read_yaml``, refusing aliases and keys given twice (as in rule files)."""
+    """YAML 1.2 (``YamlLoader``), refusing aliases and keys given twice (as in rule
+    files)."""
     return _compose(text)[1]
 
 

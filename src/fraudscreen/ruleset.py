@@ -22,7 +22,6 @@ from fraudscreen.rule import (
     load_rule,
     place,
     read_text,
-    read_yaml,
     read_yaml_file,
     yaml_positions,
 )
@@ -196,7 +195,7 @@ class RuleSet:
             if not sep or not dot:
                 raise RuleError(f"--param {item!r}: write RULE_ID.NAME=VALUE")
             try:
-                overrides.setdefault(rule_id, {})[name] = read_yaml(value, ParamLoader)
+                overrides.setdefault(rule_id, {})[name] = yaml.load(value, Loader=ParamLoader)
             except (yaml.YAMLError, ValueError):
                 raise RuleError(f"--param {item!r}: cannot read the value; quote text "
                                 "that holds quotes or colons") from None
