@@ -128,6 +128,47 @@ def test_a_built_in_rule_named_by_its_file_is_tested_once():
 
 
 
+@pytest.mark.parametrize("name", ["site/idle.yml", "site/IDLE.YAML", "site/sub/idle.Yml",
+                                  "reference/site_rules/idle.yaml",
+                                  "site/reference/idle.yaml"])
+def test_a_rules_folder_gives_every_yaml_file_in_it(tmp_path, name):
+    """Found in review: `--rules FOLDER` skipped *.yml and *.YAML files, and any file with
+    a folder named `reference` on its path: `rules test` passed having tested nothing,
+    and `run` screened without the analyst's rule."""
+    CliRunner().invoke(app, ["rules", "new", "site_a.idle", "--like", "bed_holding.idle_stay",
+                             "--out", str(tmp_path / "made")])
+    path = tmp_path / name
+    path.parent.mkdir(parents=True)
+    (tmp_path / "made" / "idle.yaml").rename(path)
+    root = tmp_path / name.split("/")[0]
+    (root / ".github").mkdir()
+    (root / ".github" / "ci.yml").write_text("on: push\n", encoding="utf-8")  # not a rule
+    assert [r.id for r in RuleSet.load([root], builtin=False).rules] == ["site_a.idle"]
+    result = CliRunner().invoke(app, ["rules", "test", str(root)])
+    assert result.exit_code == 0 and "PASS site_a.idle" in result.output, result.output
+
+
+def test_a_rules_folder_without_a_rule_file_is_an_error(tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "idle.yaml.txt").write_text("x", encoding="utf-8")
+    for command in (["rules", "test"], ["rules", "lint"], ["rules", "list", "--rules"]):
+        result = CliRunner().invoke(app, [*command, str(tmp_path / "site")])
+        assert result.exit_code == 2 and "no rule files (*.yaml or *.yml) in the folder " \
+            f"{tmp_path / 'site'}" in result.output, (command, result.output)
+
+
+def test_the_shipped_rules_reference_data_is_not_read_as_rules(tmp_path, monkeypatch):
+    from fraudscreen import ruleset
+
+    (tmp_path / "rules" / "site").mkdir(parents=True)
+    rule_file(tmp_path / "rules" / "site", "amount > 1")
+    (tmp_path / "rules" / "reference").mkdir()
+    (tmp_path / "rules" / "reference" / "pairs.yaml").write_text("- [a, b]\n",
+                                                                 encoding="utf-8")
+    monkeypatch.setattr(ruleset, "shipped", lambda name: tmp_path / name)
+    assert [p.name for p in ruleset.rule_files(tmp_path / "rules")] == ["rule.yaml"]
+
+
 LOOKUP = """  lookups:
     price_cap: {source: catalog, on: [item_code], value: max(price_cap)}
 """

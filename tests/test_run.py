@@ -482,6 +482,70 @@ def test_bad_options_are_one_line_errors_before_any_work(tmp_path, args, says):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("text", "says"), [
+    ("list_name: x\nentries: [\n", ":3:1: not valid YAML"),
+    ("", ": watch list: the file is empty"),
+    ("entries:\n  - generic_names: [阿莫西林]\n", ":1:1: watch list: list_name is missing"),
+    ("list_name: x\nactive: no\nentries: []\n", ":2:1: watch list: active: write true or"),
+    ("list_name: x\nentries:\n", ":2:1: watch list: entries: give a YAML list of entries"),
+    ("list_name: x\nentries:\n  - 5\n", ":3:5: watch list: entry 1: a mapping with"),
+    ("list_name: x\nentries:\n  - {name: a}\n", ":3:5: watch list: entry 1 gives no "
+                                                "generic_names or item_codes"),
+    ("list_name: x\nentries:\n  - generic_names: [~]\n",
+     ":3:21: watch list: entry 1: generic_names: an empty value (null) is not a name"),
+    ("list_name: x\nentries:\n  - generic_names:\n", ":3:5: watch list: entry 1: "
+                                                      "generic_names: an empty value (null)"),
+    ("list_name: x\nentries:\n  - item_codes: [A1, {a: 1}]\n",
+     ":3:22: watch list: entry 1: item_codes: {'a': 1} is not a name or a code"),
+    ("list_name: x\nentries:\n  - item_codes: ['*']\n",
+     ":3:18: watch list: entry 1: item_codes: '*' would match every item"),
+    ("list_name: x\nentries:\n  - generic_names: ['']\n",
+     ":3:21: watch list: entry 1: generic_names: '' would match every item"),
+    ("list_name: x\nentries:\n  - generic_names: [a]\n    generic_names: [b]\n",
+     ":4:5: not valid YAML: key 'generic_names' is given twice"),
+])
+def test_a_watch_list_the_engine_would_misread_is_an_error_naming_file_and_entry(
+        tmp_path, text, says):
+    """Found in review: these were tracebacks, or ["None"] matched as a name."""
+    from fraudscreen.reference import load_watchlist
+    from fraudscreen.rule import RuleError
+
+    path = tmp_path / "list.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        load_watchlist(path)
+    assert str(err.value).startswith(f"{path}{says}"), str(err.value)
+
+
+def test_a_watch_list_is_read_as_written_and_a_broken_one_stops_the_run(tmp_path):
+    """Found in review: `generic_names: 阿莫西林` was split into its characters (any
+    name with 西 or 林 matched), *.yml lists in a folder were skipped, a GBK list was a
+    codec error naming no file, and a broken list a traceback once the data was read."""
+    from fraudscreen.reference import load_watchlist, watchlist_files
+
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "site.YML").write_text("list_name: 测试\nentries:\n  - generic_names: 阿莫西林\n"
+                                    "    item_codes: [X1, 2]\n", encoding="utf-8")
+    assert watchlist_files([lists])[-1] == lists / "site.YML"
+    assert load_watchlist(lists / "site.YML") == [
+        {"list_name": "测试", "item_code": "X1", "generic_name": None},
+        {"list_name": "测试", "item_code": "2", "generic_name": None},
+        {"list_name": "测试", "item_code": None, "generic_name": "阿莫西林"}]
+    (lists / "gbk.yaml").write_bytes("list_name: 测试\nentries: []\n".encode("gbk"))
+    result = run("--data", str(data_folder(tmp_path)), "--out", str(tmp_path / "out"),
+                 "--watchlist", str(lists))
+    assert result.exit_code == 2 and f"{lists / 'gbk.yaml'}:1:12: not UTF-8 (byte 0xb2): " \
+        "save the watch list as UTF-8" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+    (lists / "gbk.yaml").unlink()
+    (lists / "site.YML").unlink()
+    result = run("--data", str(data_folder(tmp_path, name="data2")), "--out",
+                 str(tmp_path / "out"), "--watchlist", str(lists))
+    assert result.exit_code == 2 and f"no watch lists (*.yaml or *.yml) in the folder {lists}" \
+        in result.output, result.output
+
+
 def test_inputs_that_cannot_be_read_are_errors_naming_them(tmp_path):
     data = data_folder(tmp_path)
     (data / "fee_lines.parquet").rename(tmp_path / "moved.parquet")

@@ -321,6 +321,106 @@ def test_params_files_and_values_that_cannot_be_read_are_errors_not_tracebacks(t
         rules.with_params(["split_hospitalisation.readmission.max_gap_days='a"], None)
 
 
+@pytest.mark.parametrize(("param", "says"), [
+    # found in review: accepted, then the rule failed at run time on a DuckDB
+    # ConversionException (or bound 123456789012345678.5 as ...680, through a float)
+    ("bed_holding.idle_stay.min_idle_share=12345678901234567890123456789012345678901.5",
+     "min_idle_share: 12345678901234567890123456789012345678901.5 does not fit: a decimal "
+     "parameter has at most 18 digits before the point and 12 after it"),
+    ("bed_holding.idle_stay.min_idle_share=1e-38", "1E-38 does not fit"),
+    ("key_item_growth.monthly_growth.min_increase=-1e30", "-1E+30 does not fit"),
+    ("key_item_growth.monthly_growth.min_increase=1234567890123456789.5", "does not fit"),
+    ("duplicate_charge.over_price_cap.price_tolerance=0.0000000000001", "does not fit"),
+    # list values were stringified: ["None"], ["Z51", "None", "{'a': 1}"]
+    ("split_hospitalisation.readmission.planned_categories=",
+     "planned_categories: expected list, got None: names or codes"),
+    ("split_hospitalisation.readmission.planned_categories=[Z51, null]", "expected list"),
+    ("split_hospitalisation.readmission.planned_categories=[Z51, {a: 1}]", "expected list"),
+    ("split_hospitalisation.readmission.planned_categories=[Z51, [Z52]]", "expected list"),
+    ("split_hospitalisation.readmission.planned_categories=[1.50]", "expected list"),
+    ("split_hospitalisation.readmission.planned_categories=Z51,,Z52", "expected list"),
+    ("duplicate_charge.over_price_cap.price_tolerance=", "expected decimal, got None"),
+    # a negative gap was accepted, and the rule could never hit
+    ("split_hospitalisation.readmission.max_gap_days=-5",
+     "parameter split_hospitalisation.readmission.max_gap_days: -5 is below its minimum, 0"),
+    ("bed_holding.idle_stay.min_idle_share=1.5", "1.5 is above its maximum, 1"),
+    ("pharmacy_card_skimming.impossible_travel.min_hours=100000000000000",
+     "is above its maximum, 8784"),
+])
+def test_a_parameter_value_the_rule_cannot_run_with_is_refused_when_read(param, says):
+    from fraudscreen.ruleset import RuleSet
+
+    with pytest.raises(RuleError) as err:
+        RuleSet.load().with_params([param], None)
+    assert says in str(err.value)
+
+
+def test_parameter_values_that_fit_are_taken_as_written():
+    from fraudscreen.compiler import resolve_params
+    from fraudscreen.ruleset import RuleSet
+
+    rules = RuleSet.load().with_params([
+        "key_item_growth.monthly_growth.min_increase=999999999999999999.999999999999",
+        "split_hospitalisation.readmission.planned_categories=[Z51, 8]",
+        "split_hospitalisation.readmission.max_gap_days=0"], None)
+    values = {rule_id: resolve_params(rules.get(rule_id), rules.overrides[rule_id], {})
+              for rule_id in rules.overrides}
+    assert str(values["key_item_growth.monthly_growth"]["min_increase"]) == \
+        "999999999999999999.999999999999"
+    assert values["split_hospitalisation.readmission"]["planned_categories"] == ["Z51", "8"]
+    assert values["split_hospitalisation.readmission"]["max_gap_days"] == 0
+
+
+def test_a_params_file_names_where_a_value_is_wrong(tmp_path):
+    """Found in review: a key given twice kept the last value silently."""
+    from fraudscreen.ruleset import RuleSet
+
+    path = tmp_path / "p.yaml"
+    rules = RuleSet.load()
+    for text, says in [
+        ("split_hospitalisation.readmission:\n  max_gap_days: 1\n"
+         "split_hospitalisation.readmission:\n  max_gap_days: 30\n",
+         ":3:1: params file: not valid YAML: key 'split_hospitalisation.readmission' is given "
+         "twice"),
+        ("split_hospitalisation.readmission:\n  max_gap_days: 1\n  max_gap_days: 3\n",
+         ":3:3: params file: not valid YAML: key 'max_gap_days' is given twice"),
+        ("split_hospitalisation.readmission:\n  max_gap_days: -1\n",
+         ":2:3: parameter split_hospitalisation.readmission.max_gap_days: -1 is below"),
+        ("split_hospitalisation.readmission:\n  max_gap: 1\n",
+         ":2:3: rule split_hospitalisation.readmission has no parameter 'max_gap'"),
+        ("key_item_growth.monthly_growth:\n  min_increase: !!float .inf\n",
+         ":2:17: params file: not valid YAML: '.inf' is not a decimal number"),
+        ("split_hospitalisation.readmision:\n  max_gap_days: 1\n",
+         ":1:1: no rule 'split_hospitalisation.readmision'; did you mean"),
+    ]:
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(RuleError) as err:
+            rules.with_params([], path)
+        assert str(err.value).startswith(f"{path}{says}"), str(err.value)
+
+
+@pytest.mark.parametrize(("bounds", "says"), [
+    ("type: list, default: [a], min: 0", "min and max bound an int or decimal parameter only"),
+    ("type: int, default: 3, min: 0.5", "expected int, got"),
+    ("type: int, default: 3, min: 5, max: 4", "min 5 is above max 4"),
+])
+def test_a_parameter_s_bounds_must_make_sense(tmp_path, bounds, says):
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text().replace("limit: {type: int, default: 3}",
+                                             f"limit: {{{bounds}}}"))
+    with pytest.raises(RuleError, match=says) as err:
+        load_rule(path)
+    assert str(err.value).startswith(f"{path}:"), str(err.value)
+
+
+def test_a_default_outside_its_bounds_is_an_error_naming_the_parameter(tmp_path):
+    path = rule_file(tmp_path, "amount > :limit")
+    path.write_text(path.read_text().replace("limit: {type: int, default: 3}",
+                                             "limit: {type: int, default: 3, min: 4}"))
+    with pytest.raises(RuleError, match="parameter limit: 3 is below its minimum, 4"):
+        compile_rule(load_rule(path))
+
+
 def test_an_impossible_date_in_a_rule_names_the_file(tmp_path):
     path = rule_file(tmp_path, "amount > 1")
     path.write_text(path.read_text().replace("limit: {type: int, default: 3}",

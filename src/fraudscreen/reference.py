@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Protocol
 
 import polars as pl
-import yaml
 
 from fraudscreen.contract import INPUT_TABLES
-from fraudscreen.resources import shipped
+from fraudscreen.resources import shipped, yaml_files
+from fraudscreen.rule import RuleError, place, read_text, read_yaml_file, yaml_positions
 
 
 class ScannedTable(Protocol):
@@ -44,27 +44,74 @@ def default_item_pairs() -> pl.DataFrame:
 
 
 def watchlist_files(extra: list[Path] | None = None) -> list[Path]:
-    """The shipped lists, then any the run names (files or folders of YAML)."""
-    files = sorted(shipped("drug_watchlists").glob("*.yaml"))
+    """The shipped lists, then any the run names (files, or folders of YAML files as
+    ``yaml_files`` finds them: a folder without one is an error, not no list)."""
+    files = yaml_files(shipped("drug_watchlists"))
     for path in extra or []:
-        files += sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        found = yaml_files(path) if path.is_dir() else [path]
+        if not found:
+            raise RuleError(f"no watch lists (*.yaml or *.yml) in the folder {path}")
+        files += found
     return files
 
 
 def load_watchlist(path: Path) -> list[dict]:
-    """Rows (list_name, item_code, generic_name) of one list; none when inactive."""
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not doc.get("active", True):
-        return []
+    """Rows (list_name, item_code, generic_name) of one list; none when inactive.
+
+    A list the engine would misread is a RuleError naming the file, line and entry
+    (a string split into characters, a null read as "None", keys given twice).
+    """
+    node, doc = read_yaml_file(read_text(path, "watch list"), str(path))
+    places = yaml_positions(node) if node is not None else {}
+
+    def error(message: str, *key: str | int) -> RuleError:
+        return RuleError(f"watch list: {message}", str(path), *place(places, *key))
+
+    if not isinstance(doc, dict):
+        raise error(("the file is empty" if doc is None else "not a YAML mapping")
+                    + ": a watch list gives list_name and entries")
+    name, active, entries = doc.get("list_name"), doc.get("active", True), doc.get("entries")
+    if not isinstance(name, str) or not name.strip():
+        raise error(f"list_name: give the list's name as text (got {name!r})"
+                    if "list_name" in doc else "list_name is missing", "list_name")
+    if not isinstance(active, bool):
+        raise error(f"active: write true or false (got {active!r})", "active")
+    if not isinstance(entries, list):
+        raise error(f"entries: give a YAML list of entries (got {entries!r})"
+                    if "entries" in doc else "entries is missing", "entries")
     rows = []
-    for entry in doc.get("entries", []):
-        for code in entry.get("item_codes", []) or []:
-            rows.append({"list_name": doc["list_name"], "item_code": str(code),
-                         "generic_name": None})
-        for name in entry.get("generic_names", []) or []:
-            rows.append({"list_name": doc["list_name"], "item_code": None,
-                         "generic_name": str(name)})
-    return rows
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise error(f"entry {i + 1}: a mapping with generic_names or item_codes is "
+                        f"expected (got {entry!r})", "entries", i)
+        found = {key: _values(entry, key, lambda m, *at, i=i, key=key: error(
+                     f"entry {i + 1}: {key}: {m}", "entries", i, key, *at))
+                 for key in ("item_codes", "generic_names")}
+        if not any(found.values()):
+            raise error(f"entry {i + 1} gives no generic_names or item_codes: it would "
+                        "match nothing", "entries", i)
+        rows += [{"list_name": name, "item_code": code, "generic_name": None}
+                 for code in found["item_codes"]]
+        rows += [{"list_name": name, "item_code": None, "generic_name": generic}
+                 for generic in found["generic_names"]]
+    return rows if active else []
+
+
+def _values(entry: dict, key: str, error) -> list[str]:
+    """An entry's codes or names: a list of text (or whole numbers), or one on its own
+    (``generic_names: 阿莫西林`` is that one name, not its characters). Nothing that
+    would match every item (an empty name, a bare ``*``) and no null."""
+    given = entry.get(key, [])
+    values = given if isinstance(given, list) else [given]
+    for j, value in enumerate(values):
+        at = (j,) if isinstance(given, list) else ()
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            shown = "an empty value (null)" if value is None else repr(value)
+            raise error(f"{shown} is not a name or a code: write text (quoted if need be)",
+                        *at)
+        if str(value).strip() in ("", "*"):
+            raise error(f"{str(value)!r} would match every item", *at)
+    return [str(v) for v in values]
 
 
 def shipped_watchlist(extra: list[Path] | None = None) -> pl.DataFrame:

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 # A SQL expression in DuckDB syntax, validated by fraudscreen.expressions. Never blank:
@@ -33,7 +40,8 @@ def location(file: str | None, line: int | None, col: int | None) -> str:
 
 
 class RuleError(ValueError):
-    """A rule that cannot be loaded or compiled; carries where it is."""
+    """A rule, or a file the rules read (a watch list, a params file), that cannot be
+    loaded or compiled; carries where it is."""
 
     def __init__(self, message: str, file: str | None = None, line: int | None = None,
                  col: int | None = None):
@@ -50,16 +58,56 @@ class _Model(BaseModel):
 RUN_PARAMS = frozenset({"window_start", "window_end", "filter_window", "from_given"})
 
 
+# A decimal parameter is bound as DECIMAL(18 + places, places) (expressions.literal), in
+# the 38 digits both engines hold; beyond 12 places its product with an amount or a
+# quantity column (DECIMAL(16, 2) or (16, 4)) no longer fits, and the rule fails on the
+# night's data. Checked when the value is read, so that it is refused naming the parameter.
+DECIMAL_DIGITS, DECIMAL_PLACES = 18, 12
+
+
 class Param(_Model):
     """A typed, documented rule parameter; analysts override it per run or site."""
 
     type: Literal["int", "decimal", "string", "date", "bool", "list"]
     default: Any
     description: str = ""
+    # Bounds of an int or decimal parameter, inclusive (a day count is not negative):
+    # a value outside them is refused wherever it is given, the default included.
+    min: int | Decimal | None = None
+    max: int | Decimal | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Param:
+        if {self.min, self.max} != {None} and self.type not in ("int", "decimal"):
+            raise ValueError("min and max bound an int or decimal parameter only")
+        for bound in (self.min, self.max):
+            if bound is not None:
+                self._typed(bound)
+        if None not in (self.min, self.max) and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
 
     def coerce(self, value: Any) -> Any:
-        """The value as the declared type, or ValueError saying what was expected."""
+        """The value as the declared type and within its bounds, or ValueError saying
+        what was expected."""
+        typed = self._typed(value)
+        if self.type == "decimal" and (typed.copy_abs() >= 10 ** DECIMAL_DIGITS
+                                       or typed.as_tuple().exponent < -DECIMAL_PLACES):
+            raise ValueError(f"{value} does not fit: a decimal parameter has at most "
+                             f"{DECIMAL_DIGITS} digits before the point and "
+                             f"{DECIMAL_PLACES} after it")
+        if self.min is not None and typed < self.min:
+            raise ValueError(f"{value} is below its minimum, {self.min}")
+        if self.max is not None and typed > self.max:
+            raise ValueError(f"{value} is above its maximum, {self.max}")
+        return typed
+
+    def _typed(self, value: Any) -> Any:
+        """The value as the declared type; never null, and a list holds names or codes
+        (text, or whole numbers read as their digits), never a mapping or a null."""
         try:
+            if value is None:
+                raise ValueError
             if self.type == "int":
                 if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                     raise ValueError
@@ -77,10 +125,17 @@ class Param(_Model):
                 return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
             if self.type == "list":
                 items = value if isinstance(value, list) else str(value).split(",")
+                if not all(isinstance(v, str | int) and not isinstance(v, bool)
+                           and str(v).strip() for v in items):
+                    raise ValueError
                 return [str(v).strip() for v in items]
+            if isinstance(value, list | dict):
+                raise ValueError
             return str(value)
         except (ValueError, KeyError, InvalidOperation, TypeError):
-            raise ValueError(f"expected {self.type}, got {value!r}") from None
+            hint = (": names or codes, as text (quoted if need be); [] for none"
+                    if self.type == "list" else "")
+            raise ValueError(f"expected {self.type}, got {value!r}{hint}") from None
 
 
 class Lookup(_Model):
@@ -349,10 +404,7 @@ class Rule(_Model):
             spot = scalar.find(*within)
             if spot is not None:
                 return spot
-        for n in range(len(path), -1, -1):
-            if tuple(path[:n]) in self.positions:
-                return self.positions[tuple(path[:n])]
-        return None, None
+        return place(self.positions, *path)
 
     def where(self, *path: Any) -> str:
         """``file:line:col`` of the deepest node on ``path`` that exists."""
@@ -391,18 +443,36 @@ YamlLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def read_yaml(text: str):
-    return yaml.load(text, Loader=YamlLoader)
+class ParamLoader(YamlLoader):
+    """``YamlLoader`` reading a decimal number as written (``Decimal``), for parameter
+    values: a float keeps 17 digits, and ``123456789012345678.5`` would be bound as
+    ``123456789012345680``."""
+
+
+def _exact(loader: ParamLoader, node: yaml.ScalarNode) -> Decimal:
+    try:
+        number = Decimal(node.value)
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite():  # !!float .inf
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a decimal number", node.start_mark)
+    return number
+
+
+ParamLoader.add_constructor("tag:yaml.org,2002:float", _exact)
 
 
 def read_plain_yaml(text: str):
-    """``read_yaml``, refusing aliases and keys given twice (as in rule files)."""
+    """YAML 1.2 (``YamlLoader``), refusing aliases and keys given twice (as in rule
+    files)."""
     return _compose(text)[1]
 
 
-def _compose(text: str) -> tuple[yaml.Node | None, Any]:
+def _compose(text: str, loader_type: type[YamlLoader] = YamlLoader
+             ) -> tuple[yaml.Node | None, Any]:
     """The document's node tree (for positions) and its data, parsed once."""
-    loader = YamlLoader(text)
+    loader = loader_type(text)
     try:
         node = loader.get_single_node()
         if node is not None:
@@ -418,7 +488,7 @@ def _plain_tree(node: yaml.Node, seen: set[int]) -> None:
     (YAML keeps the last silently: two ``where:`` lines, one of them ignored)."""
     if id(node) in seen:
         raise yaml.constructor.ConstructorError(
-            None, None, "aliases (*name) are not allowed in rule files: write the value out",
+            None, None, "aliases (*name) are not allowed here: write the value out",
             node.start_mark)
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
@@ -438,17 +508,26 @@ def _plain_tree(node: yaml.Node, seen: set[int]) -> None:
             _plain_tree(value, seen)
 
 
-def _positions(node: yaml.Node, path: tuple = ()) -> dict[tuple, tuple[int, int]]:
+def yaml_positions(node: yaml.Node, path: tuple = ()) -> dict[tuple, tuple[int, int]]:
     """Map every YAML path to its 1-based (line, column)."""
     out = {path: (node.start_mark.line + 1, node.start_mark.column + 1)}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            out.update(_positions(value, path + (key.value,)))
+            out.update(yaml_positions(value, path + (key.value,)))
             out[path + (key.value,)] = (key.start_mark.line + 1, key.start_mark.column + 1)
     elif isinstance(node, yaml.SequenceNode):
         for i, value in enumerate(node.value):
-            out.update(_positions(value, path + (i,)))
+            out.update(yaml_positions(value, path + (i,)))
     return out
+
+
+def place(positions: dict[tuple, tuple[int, int]], *path: Any
+          ) -> tuple[int | None, int | None]:
+    """Line and column of the deepest node on ``path`` that ``positions`` holds."""
+    for n in range(len(path), -1, -1):
+        if tuple(path[:n]) in positions:
+            return positions[tuple(path[:n])]
+    return None, None
 
 
 def _scalars(node: yaml.Node, text: str, path: tuple = ()) -> dict[tuple, Scalar]:
@@ -471,9 +550,9 @@ def _alias_path(loc: tuple) -> tuple:
     })) if loc else loc
 
 
-def _read_text(path: Path) -> str:
-    """A rule file's text; one that is not UTF-8 (an editor's GBK/ANSI) is a RuleError
-    at the first byte that is not."""
+def read_text(path: Path, what: str = "rule file") -> str:
+    """A YAML file's text; one that is not UTF-8 (an editor's GBK/ANSI) is a RuleError
+    at the first byte that is not. ``what`` names the file to the analyst."""
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -483,7 +562,7 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        raise RuleError(f"not UTF-8 (byte 0x{raw[err.start]:02x}): save the rule file as "
+        raise RuleError(f"not UTF-8 (byte 0x{raw[err.start]:02x}): save the {what} as "
                         "UTF-8 (另存为 → 编码 UTF-8); GBK/ANSI is not read",
                         str(path), line, column) from None
 
@@ -511,13 +590,14 @@ def _unknown_key(key: str) -> str:
     return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
-def load_rule(path: Path) -> Rule:
-    """Read one rule file; any problem is a RuleError naming file, line and column."""
-    text = _read_text(path)
+def read_yaml_file(text: str, file: str, loader: type[YamlLoader] = YamlLoader
+                   ) -> tuple[yaml.Node | None, Any]:
+    """``text``'s node tree and data (as ``read_plain_yaml``); what is not valid YAML
+    is a RuleError naming ``file``, line and column, with a hint where one helps."""
     try:
-        node, data = _compose(text)
+        return _compose(text, loader)
     except ValueError as err:  # a scalar YAML types but cannot build: 2024-13-01
-        raise RuleError(f"not a valid value: {err} (dates are YYYY-MM-DD)", str(path)) from None
+        raise RuleError(f"not a valid value: {err} (dates are YYYY-MM-DD)", file) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = str(getattr(err, "problem", err))
@@ -528,13 +608,19 @@ def load_rule(path: Path) -> Rule:
             problem = f"{problem} ({hints[0]})"
         raise RuleError(
             f"not valid YAML: {problem}",
-            str(path),
+            file,
             mark.line + 1 if mark else None,
             mark.column + 1 if mark else None,
         ) from None
+
+
+def load_rule(path: Path) -> Rule:
+    """Read one rule file; any problem is a RuleError naming file, line and column."""
+    text = read_text(path)
+    node, data = read_yaml_file(text, str(path))
     if not isinstance(data, dict):
         raise RuleError("a rule file must be a YAML mapping", str(path), 1, 1)
-    positions = _positions(node)
+    positions = yaml_positions(node)
     try:
         rule = Rule.model_validate(data)
     except ValidationError as err:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fraudscreen.compiler import compile_rule
 from fraudscreen.contract import FAMILIES
-from fraudscreen.rule import Rule, RuleTest
+from fraudscreen.rule import Param, Rule, RuleTest
 
 SCOPES = {
     "person": "a hit rests on one person's settlements and fee lines; a nightly run "
@@ -43,6 +43,13 @@ def _example(test: RuleTest) -> list[str]:
     return lines
 
 
+def _allowed(param: Param) -> str:
+    """A parameter's bounds as a reader writes them: 0–1, ≥ 0, ≤ 10."""
+    low, high = param.min, param.max
+    return (f"{low}–{high}" if low is not None and high is not None
+            else f"≥ {low}" if low is not None else f"≤ {high}" if high is not None else "—")
+
+
 def page(rule: Rule) -> str:
     out = [
         f"# {rule.title}",
@@ -69,9 +76,9 @@ def page(rule: Rule) -> str:
         "",
     ]
     if rule.params:
-        out += ["| name | type | default | meaning |", "|---|---|---|---|"]
-        out += [f"| `{n}` | {p.type} | `{_cell(p.default)}` | {_cell(p.description)} |"
-                for n, p in rule.params.items()]
+        out += ["| name | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+        out += [f"| `{n}` | {p.type} | `{_cell(p.default)}` | {_allowed(p)} | "
+                f"{_cell(p.description)} |" for n, p in rule.params.items()]
         out += ["", f"Override per run: `--param {rule.id}.NAME=VALUE`."]
     else:
         out.append("None.")

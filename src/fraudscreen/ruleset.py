@@ -14,8 +14,17 @@ from typing import Any
 import yaml
 
 from fraudscreen.contract import FAMILIES
-from fraudscreen.resources import shipped
-from fraudscreen.rule import Rule, RuleError, load_rule, read_yaml
+from fraudscreen.resources import shipped, yaml_files
+from fraudscreen.rule import (
+    ParamLoader,
+    Rule,
+    RuleError,
+    load_rule,
+    place,
+    read_text,
+    read_yaml_file,
+    yaml_positions,
+)
 
 
 def _tell_apart(rules: list[Rule], titles: dict[str, str]) -> None:
@@ -78,12 +87,18 @@ def derived(rule: Rule, new_id: str) -> str:
 
 
 def rule_files(path: Path) -> list[Path]:
-    """Rule files under a folder (reference data excluded), or the file itself."""
+    """The file itself, or every YAML file under a folder (``yaml_files``) but the
+    shipped rules' reference data. A folder without one is an error: `run` would screen
+    without the analyst's rules, and `rules test` pass having tested nothing."""
     if path.is_file():
         return [path]
     if not path.exists():
         raise RuleError(f"no such rule file or folder: {path}")
-    return sorted(p for p in path.rglob("*.yaml") if "reference" not in p.parts)
+    reference = (shipped("rules") / "reference").resolve()
+    files = [p for p in yaml_files(path) if reference not in p.resolve().parents]
+    if not files:
+        raise RuleError(f"no rule files (*.yaml or *.yml) in the folder {path}")
+    return files
 
 
 @dataclass
@@ -150,37 +165,54 @@ class RuleSet:
         raise RuleError(f"no rule {rule_id!r}{hint}")
 
     def with_params(self, cli: list[str], site_file: Path | None) -> RuleSet:
-        """Attach overrides from a site params YAML and ``RULE_ID.NAME=VALUE`` pairs."""
+        """Attach overrides from a site params YAML and ``RULE_ID.NAME=VALUE`` pairs; a
+        value that is not the parameter's type, or is outside its bounds, is an error
+        naming the parameter, and the file, line and column it was given at."""
         overrides: dict[str, dict[str, Any]] = {}
+        given: dict[tuple[str, str], tuple] = {}  # where each value was given
         if site_file:
+            file = str(site_file)
             try:
-                doc = read_yaml(site_file.read_text(encoding="utf-8")) or {}
-            except (yaml.YAMLError, ValueError, OSError) as err:
-                raise RuleError(f"params file: cannot read it: {err}", str(site_file)) from None
+                node, doc = read_yaml_file(read_text(site_file, "params file"), file,
+                                           ParamLoader)
+            except RuleError as err:
+                raise RuleError(f"params file: {err.message}", file, err.line,
+                                err.col) from None
+            doc = doc or {}
             if not isinstance(doc, dict) or not all(
                     isinstance(v, dict | None) for v in doc.values()):
-                raise RuleError("params file must map RULE_ID to {NAME: VALUE}", str(site_file))
+                raise RuleError("params file must map RULE_ID to {NAME: VALUE}", file)
+            places = yaml_positions(node) if node is not None else {}
             for rule_id, values in doc.items():
-                overrides.setdefault(rule_id, {}).update(values or {})
+                overrides.setdefault(rule_id, {})
+                given[rule_id] = (file, *place(places, rule_id))
+                for name, value in (values or {}).items():
+                    overrides[rule_id][name] = value
+                    given[rule_id, name] = (file, *place(places, rule_id, name))
         for item in cli:
             target, sep, value = item.partition("=")
             rule_id, dot, name = target.rpartition(".")
             if not sep or not dot:
                 raise RuleError(f"--param {item!r}: write RULE_ID.NAME=VALUE")
             try:
-                overrides.setdefault(rule_id, {})[name] = read_yaml(value)
+                overrides.setdefault(rule_id, {})[name] = yaml.load(value, Loader=ParamLoader)
             except (yaml.YAMLError, ValueError):
                 raise RuleError(f"--param {item!r}: cannot read the value; quote text "
                                 "that holds quotes or colons") from None
+            given[rule_id] = given[rule_id, name] = ()
         for rule_id, values in overrides.items():
-            rule = self.get(rule_id)
+            try:
+                rule = self.get(rule_id)
+            except RuleError as err:
+                raise RuleError(err.message, *given[rule_id]) from None
             for name, value in values.items():
+                where = given[rule_id, name]
                 if name not in rule.params:
                     close = difflib.get_close_matches(name, list(rule.params), n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
-                    raise RuleError(f"rule {rule_id} has no parameter {name!r}{hint}")
+                    raise RuleError(f"rule {rule_id} has no parameter {name!r}{hint}", *where)
                 try:
                     rule.params[name].coerce(value)
                 except ValueError as err:
-                    raise RuleError(f"parameter {rule_id}.{name}: {err}") from None
+                    raise RuleError(f"parameter {rule_id}.{name}: {err}", *where) from None
         return RuleSet(self.rules, overrides, self.titles)

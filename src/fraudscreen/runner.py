@@ -21,6 +21,7 @@ from fraudscreen.ingest import IngestError, Ingestion, load_folder
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
 from fraudscreen.privacy import apply_profile, check_profile, site_secret
 from fraudscreen.quarantine import quarantined_reversals
+from fraudscreen.reference import shipped_watchlist
 from fraudscreen.report import write_reports
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.screen import RuleOutcome, Screening, make_engine, screen
@@ -165,6 +166,7 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
     check_profile(opts.profile)
     if opts.profile == "public":
         site_secret()  # fail now, not after an hour of screening
+    shipped_watchlist(opts.watchlists)  # a broken list fails now, not once the data is read
     if progress:
         progress.reading(opts.data)
     if opts.spark_tables and opts.engine != "spark":
