@@ -154,7 +154,8 @@ ParamsFileOpt = Annotated[
 ]
 WatchlistOpt = Annotated[
     list[Path], typer.Option("--watchlist", exists=True,
-                             help="Extra watch-list YAML files or folders.")
+                             help="Extra watch-list .yaml/.yml files or folders of them "
+                             "(format: drug_watchlists/README.md).")
 ]
 EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (default) or spark.")]
 def _memory_limit(value: str) -> str:
@@ -193,7 +194,8 @@ ProfileOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print only warnings and errors.")]
 RulesOpt = Annotated[
     list[Path],
-    typer.Option("--rules", help="Extra rule files or folders (added to the built-in rules)."),
+    typer.Option("--rules", help="Extra rule files, or folders of .yaml/.yml rule files at any "
+                 "depth (added to the built-in rules; a folder with none is an error)."),
 ]
 
 
