@@ -630,6 +630,26 @@ def test_an_export_replaces_only_an_earlier_export(fed, tmp_path):
         assert export(tmp_path / again).exit_code == 0
 
 
+def test_a_broken_watch_list_stops_the_night_before_the_store_is_touched(fed, tmp_path,
+                                                                        monkeypatch):
+    """As in `run`: the lists are read before any data, not at screening time."""
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    before = store.snapshot(st)
+
+    def untouched(*args, **kwargs):
+        raise AssertionError("the store was opened before the watch lists were read")
+
+    monkeypatch.setattr(store, "open_store", untouched)
+    broken = tmp_path / "site.yaml"
+    broken.write_text("list_name: 测试\nentries:\n  - generic_names: [~]\n", encoding="utf-8")
+    result = CliRunner().invoke(app, [
+        "nightly", "--inbox", str(fed["inbox"]), "--store", str(st), "--out",
+        str(tmp_path / "night"), "--today", str(night_date(NIGHTS)), "--watchlist", str(broken)])
+    assert result.exit_code == 2 and str(broken) in result.output, result.output
+    assert store.snapshot(st) == before and not (tmp_path / "night").exists()
+    assert not scratch_folder(st).exists()
+
+
 def test_a_public_night_names_no_person_and_no_plain_id(fed, tmp_path, monkeypatch):
     """Found in review: a public night wrote suspicions.*, changes.csv and run.json with
     raw person ids and plain suspicion ids (and, without a secret, committed the night

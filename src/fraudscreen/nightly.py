@@ -87,6 +87,7 @@ from fraudscreen.quarantine import (
     quarantined_reversals,
     reversal_entries,
 )
+from fraudscreen.reference import shipped_watchlist
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.runner import ScreenOptions
 from fraudscreen.screen import Screening
@@ -468,6 +469,7 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
     check_out(opts.out, [opts.inbox, opts.store])
     # A public night needs its secret before it commits anything (run checks it first too).
     secret = site_secret() if opts.profile == "public" else None
+    shipped_watchlist(opts.watchlists)  # a broken list fails before the store is opened
     started = dt.datetime.now().replace(microsecond=0)
     today = opts.today or dt.date.today()
     notes: list[str] = []
