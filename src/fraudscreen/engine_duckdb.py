@@ -46,13 +46,18 @@ def connect(memory_limit: str = "1.5GB", temp_dir: Path | None = None,
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
     if temp_dir is not None:
-        temp_dir.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = {ex.sql_string(str(temp_dir.resolve()))}")
+        spill_to(con, temp_dir)
     if spill_limit is not None:
         con.execute(f"SET max_temp_directory_size = {ex.sql_string(str(spill_limit))}")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     return con
+
+
+def spill_to(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    """Where DuckDB spills beyond its memory limit (set before ``seal``: not after)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET temp_directory = {ex.sql_string(str(folder.resolve()))}")
 
 
 @contextlib.contextmanager

@@ -61,7 +61,7 @@ import polars as pl
 
 from fraudscreen import __version__, rescreen, store
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS
-from fraudscreen.engine_duckdb import seal
+from fraudscreen.engine_duckdb import seal, spill_to
 from fraudscreen.expressions import sql_string
 from fraudscreen.ingest import (
     IngestError,
@@ -85,7 +85,7 @@ from fraudscreen.quarantine import (
     REVERSAL_STANDS,
     REVERSED,
     quarantined_reversals,
-    reversal_entries,
+    repeated_entries,
 )
 from fraudscreen.reference import shipped_watchlist
 from fraudscreen.ruleset import RuleSet
@@ -312,8 +312,7 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
 
 def _stored_keys(con: duckdb.DuckDBPyConnection, rows: StagedTable) -> pl.DataFrame:
     """Quarantine entries (PART, LINE, column, value, reason) for staged rows whose key
-    the store already holds; such a row that reverses a settlement still does (as in
-    ``quarantine.duplicate_keys``: a 冲销 row often repeats the original's id)."""
+    the store already holds (``quarantine.repeated_entries``)."""
     table = INPUT_TABLES[rows.name]
     if not table.key or not rows.files:
         return pl.DataFrame(schema=ENTRY_SCHEMA)
@@ -327,13 +326,7 @@ def _stored_keys(con: duckdb.DuckDBPyConnection, rows: StagedTable) -> pl.DataFr
                              f'FROM read_parquet([{files}]) AS s JOIN "{rows.name}" AS t '
                              f"USING ({key}) ORDER BY s.{PART}, s.{LINE}"
                         ).with_columns(pl.col(PART).cast(pl.UInt32), pl.col(LINE).cast(pl.Int64))
-    repeated = found.select(PART, LINE, column=pl.lit(",".join(table.key)),
-                            value=pl.concat_str(list(table.key), separator=","),
-                            reason=pl.when("conflicting").then(pl.lit(CONFLICTING_KEY))
-                            .otherwise(pl.lit(DUPLICATE_KEY)))
-    if REVERSED not in read:
-        return repeated
-    return pl.concat([repeated, reversal_entries(found)])
+    return repeated_entries(found, table)
 
 
 # --- screening and merging ----------------------------------------------------------
@@ -484,9 +477,7 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
         _hook("after_ingest")
         # From here on the connection reads no file but the night's staged rows, as a
         # run's does (its settings stay open: each screening pass sets its limits).
-        spill = work / "spill"
-        spill.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = {sql_string(str(spill.resolve()))}")
+        spill_to(con, work / "spill")
         seal(con, [work.resolve()], lock=False)
         ingested = time.perf_counter()
 

@@ -94,7 +94,7 @@ _SCIENTIFIC_TEXT = r"^[+-]?\d(?:\.\d+)?[eE]\+\d+$"
 # reverse nothing when the settlement it means is 766.
 _IDS = ("settlement_id", "reversed_settlement_id", "person_id", "institution_id", "line_id",
         "doctor_id")
-_WHOLE_FLOAT = r"^\d+\.0$"
+_WHOLE_FLOAT = r"^(\d+)\.0$"
 # The ids rules join and group by: each of their values is checked for scientific notation.
 _KEYS = frozenset(_IDS) - {"doctor_id"}
 
@@ -130,9 +130,8 @@ def check_part(raw: pl.DataFrame, table: Table, from_floats: frozenset[str] = fr
                                .then(pl.col(c.name).str.zfill(c.digits))
                                .otherwise(pl.col(c.name)) for c in short)
     whole_floats = _whole_floats(texts, from_text)
-    texts = texts.with_columns(
-        pl.when(pl.col(c).str.contains(_WHOLE_FLOAT)).then(pl.col(c).str.strip_suffix(".0"))
-        .otherwise(pl.col(c)) for c in whole_floats)
+    texts = texts.with_columns(pl.col(c).str.replace(_WHOLE_FLOAT, "${1}")
+                               for c in whole_floats)
     # Looked up in the chunk's values: the cheapest exact way to read each column.
     formats = {c.name: _formats(texts[c.name], c.type) for c in from_text if c.type in FORMATS}
     rounded = {c.name for c in from_text
@@ -204,9 +203,16 @@ def duplicate_keys(staged: list[StagedFile], table: Table, hashes: pl.Series) ->
     rows = (pl.concat(located).filter(_key(table).hash().is_in(suspects.implode()))
             .collect().sort(PART, LINE))
     values = pl.struct(columns)
-    repeated = rows.with_columns(  # the row kept is the first of its key
+    return repeated_entries(rows.with_columns(  # the row kept is the first of its key
         conflicting=values.ne_missing(values.first().over(table.key))
-    ).filter(~_key(table).is_first_distinct())
+    ).filter(~_key(table).is_first_distinct()), table)
+
+
+def repeated_entries(repeated: pl.DataFrame, table: Table) -> pl.DataFrame:
+    """Quarantine entries for rows whose key is kept from another row: ``repeated`` holds
+    the key, PART, LINE, ``conflicting`` (other values than the row kept) and, for
+    settlements, REVERSED, since such a row that reverses a settlement still does (a 冲销
+    row often repeats the original's id)."""
     return _entries([repeated.select(
         PART,
         LINE,
@@ -214,7 +220,7 @@ def duplicate_keys(staged: list[StagedFile], table: Table, hashes: pl.Series) ->
         value=pl.concat_str(table.key, separator=","),
         reason=pl.when("conflicting").then(pl.lit(CONFLICTING_KEY))
         .otherwise(pl.lit(DUPLICATE_KEY)),
-    ), *([reversal_entries(repeated)] if REVERSED in columns else [])])
+    ), *([reversal_entries(repeated)] if REVERSED in repeated.columns else [])])
 
 
 def quarantined_reversals(quarantine: pl.DataFrame) -> list[str]:

@@ -109,11 +109,13 @@ TABLES = ("meta", "files", *INPUT_TABLES, "quarantine", "suspicions", "feedback"
 def open_store(path: Path, create: bool = True, read_only: bool = False
                ) -> duckdb.DuckDBPyConnection:
     """Connect to the store (creating it when asked), with its schema in place."""
+    from fraudscreen.output import resolved
+
     path = Path(path)
     try:
-        path.resolve()
-    except RuntimeError:
-        raise StoreError(f"{path}: a symbolic link that leads back to itself") from None
+        resolved(path, "--store")
+    except ValueError as err:
+        raise StoreError(str(err)) from None
     if not path.exists() and not create:
         raise StoreError(f"{path}: no such store (a first `fraudscreen nightly` creates it)")
     if path.exists() and path.is_dir():
