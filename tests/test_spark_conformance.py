@@ -65,13 +65,23 @@ BLOCKED = {r.id for r in RULES if spark_cannot_run(r)}
 
 
 @pytest.fixture(scope="module")
-def spark():
+def started_in(tmp_path_factory):
+    """The working directory the session was started from (see the warehouse test)."""
+    return tmp_path_factory.mktemp("spark-cwd")
+
+
+@pytest.fixture(scope="module")
+def spark(started_in):
     from fraudscreen.engine_spark import SparkEngine, SparkUnavailable, build_session
 
+    here = Path.cwd()
+    os.chdir(started_in)
     try:
         session = build_session("local[2]", TEST_CONFIG)
     except SparkUnavailable as err:
         pytest.skip(str(err))
+    finally:
+        os.chdir(here)
     yield session
     SparkEngine(session=session).stop()
 
@@ -362,3 +372,24 @@ emit:
             engine.close()
     assert messages["spark"] == messages["duckdb"] == [
         "${env:HOME}|${system:user.name}|${spark.master}"]
+
+
+
+@pytest.mark.parametrize("ref, says", [
+    ("no_such_table", "cannot read it as a catalog table or view: [TABLE_OR_VIEW_NOT_FOUND]"),
+    ("/no/such/settlements.parquet", "no such file or folder")])
+def test_a_spark_table_that_is_not_there_is_named_in_the_error(spark, started_in, ref, says):
+    """--spark-table with a typo gave a traceback; now the option, the table and why.
+    Looking a table up in the catalog made ./spark-warehouse where the session was
+    started: ours is in the temp directory."""
+    from fraudscreen.engine_spark import SparkEngine
+
+    engine = SparkEngine(session=spark, spark_tables={"settlements": ref})
+    try:
+        with pytest.raises(ValueError) as err:
+            engine.register({})
+    finally:
+        engine.close()
+    assert str(err.value).startswith(f"--spark-table settlements={ref}: ")
+    assert says in str(err.value)
+    assert not (started_in / "spark-warehouse").exists()

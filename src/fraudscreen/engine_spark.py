@@ -66,6 +66,9 @@ LOCAL_DEFAULTS = {
     "spark.driver.memory": "2g",
     "spark.sql.adaptive.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
+    # Spark's default is ./spark-warehouse, made the first time the catalog is asked
+    # about a view: a stray folder in the user's working directory after every run.
+    "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / "fraudscreen-spark-warehouse"),
 }
 
 
@@ -251,9 +254,19 @@ class SparkEngine:
     def _external(self, name: str, ref: str):
         """A catalog table or a Parquet path, renamed and cast to the contract."""
         from pyspark.sql import functions as F
+        from pyspark.sql.utils import AnalysisException
 
         is_path = "/" in ref or ref.endswith(".parquet") or ":" in ref
-        df = self.spark.read.parquet(ref) if is_path else self.spark.table(ref)
+        if is_path and "://" not in ref and not Path(ref.removeprefix("file:")).exists():
+            # Checked here: Spark would first log a Java stack trace about it.
+            raise ValueError(f"--spark-table {name}={ref}: no such file or folder")
+        try:
+            df = self.spark.read.parquet(ref) if is_path else self.spark.table(ref)
+        except AnalysisException as err:  # no such table, view or path
+            first = str(err).strip().splitlines()[0]
+            raise ValueError(f"--spark-table {name}={ref}: Spark cannot read it as "
+                             f"{'a Parquet path' if is_path else 'a catalog table or view'}"
+                             f": {first}") from None
         spec = INPUT_TABLES[name]
         aliases = {k.lower(): v for k, v in spec.header_aliases().items()}
         present = {aliases[c.lower()]: c for c in df.columns if c.lower() in aliases}
