@@ -930,17 +930,17 @@ def _watched_billing(tmp_path: Path, bills: list[tuple[str, int]]) -> Path:
 
 
 @pytest.mark.parametrize("window_from", [
-    "2024-02-15",  # February cut short: not a month of billing to compare with
-    "2024-02-11",  # only the ¥1 line of February left: still not compared
-    "2024-02-01",  # February whole: ¥45,000 is under 1.5 × ¥30,001
-    "2024-03-01",  # March is the first month: nothing before it to compare with
+    "2024-02-15",  # March against the whole of February (¥30,001), not its ¥1 after the 15th
+    "2024-02-11",  # the same: only the ¥1 line of February is in the window
+    "2024-02-01",  # February is the data's first month; March as above
+    "2024-03-01",  # March against February, read whole from before the window
     None,          # the data's first month, whole here
 ])
 def test_growth_never_compares_against_a_month_a_mid_month_from_cut_short(
         tmp_path, window_from):
     """Found in review (an oracle written from the spec): with --from 2024-02-15,
     February's ¥1 in the window passed for its billing, and March's ¥45,000 was flagged
-    as growth over a month that billed ¥30,001."""
+    as growth over a month that billed ¥30,001 (45,000 is under 1.5 × 30,001)."""
     data = _watched_billing(tmp_path, [("02-10", 30000), ("02-20", 1), ("03-10", 45000)])
     window = ["--from", window_from, "--to", "2024-03-31"] if window_from else []
     out = tmp_path / "out"
@@ -962,16 +962,31 @@ def test_a_to_alone_keeps_the_datas_first_month_however_it_starts(tmp_path, wind
         ("2024-02-01", Decimal("10000.00"))]
 
 
-def test_growth_after_a_mid_month_from_is_judged_from_the_next_whole_month(tmp_path):
-    """The boundary's other side: a --from mid-February still judges April against a
-    whole March, and flags it (¥30,000 → ¥45,000, exactly ×1.5, +¥15,000)."""
-    data = _watched_billing(tmp_path, [("02-20", 1), ("03-10", 30000), ("04-10", 45000)])
-    out = tmp_path / "out"
-    assert run("--data", str(data), "--out", str(out), "--only", "key_item_growth",
-               "--from", "2024-02-15", "--to", "2024-04-30").exit_code == 0
-    found = pl.read_parquet(out / "suspicions.parquet")
-    assert found.select(pl.col("period_start").cast(pl.String), "amount_at_risk").rows() == [
-        ("2024-04-01", Decimal("15000.00"))]
+@pytest.mark.parametrize("windows", [
+    [None],
+    [("2024-02-01", "2024-02-29"), ("2024-03-01", "2024-03-31"), ("2024-04-01", "2024-04-30")],
+    [("2024-01-01", "2024-01-31"), ("2024-02-01", "2024-03-31"), ("2024-04-01", "2024-04-30")],
+    [("2024-01-15", "2024-02-14"), ("2024-02-15", "2024-03-14"), ("2024-03-15", "2024-04-30")],
+    [("2024-01-10", "2024-03-01"), ("2024-03-02", "2024-04-30")],
+])
+def test_windows_one_after_another_judge_each_month_once_as_one_run_does(tmp_path, windows):
+    """Found in review (data the project had never seen): month by month, growth was
+    never found, since each window's first month was taken for the data's first. The
+    spec counts from "the earliest fee line in the data": a window judges the months
+    whose first day it holds, against whole months read across its edges."""
+    data = _watched_billing(tmp_path, [("01-10", 1), ("02-10", 20000), ("03-10", 30000),
+                                       ("04-10", 100)])
+    found = []
+    for i, window in enumerate(windows):
+        out = tmp_path / f"out{i}"
+        bounds = ["--from", window[0], "--to", window[1]] if window else []
+        assert run("--data", str(data), "--out", str(out), "--only", "key_item_growth",
+                   *bounds).exit_code == 0
+        found += pl.read_parquet(out / "suspicions.parquet").select(
+            pl.col("period_start").cast(pl.String), "amount_at_risk").rows()
+    # February against January's ¥1; March exactly 1.5 × February and ¥10,000 more
+    assert sorted(found) == [("2024-02-01", Decimal("19999.00")),
+                             ("2024-03-01", Decimal("10000.00"))]
 
 
 @pytest.mark.parametrize(("window", "flagged"), [

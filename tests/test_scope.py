@@ -66,12 +66,14 @@ def test_rules_find_the_same_hits_from_their_scope_alone(sample, kind):
 @pytest.mark.parametrize("days", [11, 31])
 def test_consecutive_windows_find_each_case_once_as_one_run_does(sample, days):
     """Rules that judge a row by the rows around it (sequence, window, correlate) read
-    those across a --from/--to window's edges and flag the rows in it: screening the data
+    those across a --from/--to window's edges and flag the rows in it, and a period change
+    sums whole months and judges those whose first day is in the window: screening the data
     window by window gives exactly the whole run's suspicions (found in review: month by
-    month, a readmission, a hoarding run or a journey across a month's end was lost)."""
+    month, a readmission, a hoarding run or a journey across a month's end was lost, and
+    growth was never found)."""
     tables, full = sample
     rules = RuleSet.load().select(["split_hospitalisation", "pharmacy_card_skimming",
-                                   "bed_holding.elsewhere_during_stay"])
+                                   "bed_holding.elsewhere_during_stay", "key_item_growth"])
     whole = full.suspicions.filter(pl.col("rule_id").is_in([r.id for r in rules.rules]))
     assert whole.height and set(whole["rule_id"]) == {r.id for r in rules.rules}
     parts, start = [], full.window[0]

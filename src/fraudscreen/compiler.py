@@ -120,7 +120,7 @@ def resolve_params(rule: Rule, overrides: dict[str, Any], run: dict[str, Any]) -
 def default_run_params() -> dict[str, Any]:
     """Run parameters for compiling without data (``compile``, docs)."""
     return {"window_start": dt.date(2000, 1, 1), "window_end": dt.date(2099, 12, 31),
-            "filter_window": False, "from_given": False}
+            "filter_window": False, "data_start": dt.date(2000, 1, 1)}
 
 
 class _Compiler:
@@ -181,9 +181,11 @@ class _Compiler:
         """CTE ``src``: source rows with lookups joined and ``where`` applied."""
         base = ("detect",)
         cols = self.source(det.source, base + ("source",))
-        # A sequence or window reading the rows around the window reads its lookups
-        # around it too; a rule over a source with no context reads the window's only.
-        around = isinstance(det, (Sequence, Window)) and self._around(det.source) != det.source
+        # A sequence, window or period change reading the rows around the window reads
+        # its lookups around it too; a rule over a source with no context reads the
+        # window's only.
+        around = (isinstance(det, (Sequence, Window, PeriodChange))
+                  and self._around(det.source) != det.source)
         joins, picked = [], []
         for name, lk in det.lookups.items():
             path = base + ("lookups", name)
@@ -457,9 +459,18 @@ class _Compiler:
         out = set(det.group_by) | {"period_start", "period_end", "value", "previous_value",
                                    "increase", "previous_start"}
         having = self.expr(det.having, p + ("having",), {"": out})
-        first = ex.literal(_first_whole_month(self.values)).sql("duckdb")
+        # The spec: month m-1 is not before the month of the earliest fee line in the
+        # data. Under a --from/--to window the months are summed whole from the source's
+        # context, and a month is judged in the window that holds its first day, so
+        # windows one after another judge each month once, as one run over all the data.
+        first = ex.literal(self.values["data_start"].replace(day=1)).sql("duckdb")
+        judged = ""
+        if self._around(det.source) != det.source:
+            start, end = (ex.literal(self.values[k]).sql("duckdb")
+                          for k in ("window_start", "window_end"))
+            judged = f" AND period_start BETWEEN {start} AND {end}"
         self.ctes.append(("hits", f"SELECT * FROM pc WHERE previous_start >= {first}"
-                                  f" AND ({having})"))
+                                  f"{judged} AND ({having})"))
         return out
 
     def query(self, det: Query) -> set[str]:
@@ -580,21 +591,6 @@ def _late_join(det) -> sources.Attached | None:
         except ex.ExpressionError:
             return None
     return None if used & set(att.columns) else att
-
-
-def _first_whole_month(values: dict[str, Any]) -> dt.date:
-    """The first month a period change may compare against: the window's first month.
-
-    The data's first month counts even when it starts mid-month (the spec: the month of
-    the earliest fee line), but a ``--from`` in mid-month cuts a month the data may hold
-    whole, and its few days would pass for a month of billing (¥1 against ¥30,000):
-    then the first month compared against is the next one.
-    """
-    start = values["window_start"]
-    first = start.replace(day=1)
-    if values.get("from_given") and start.day != 1:
-        first = (first + dt.timedelta(days=31)).replace(day=1)
-    return first
 
 
 def _min_group_rows(det: Aggregate) -> int:

@@ -149,7 +149,7 @@ def uses_window(rule: Rule, overrides: dict | None) -> bool:
     lengthens the window changes hits of every institution, and the rule runs over
     all the data. Found by compiling it for two windows."""
     sql = [compile_rule(rule, overrides, {"window_start": start, "window_end": end,
-                                           "filter_window": False, "from_given": False}).sql
+                                           "filter_window": False, "data_start": start}).sql
            for start, end in ((dt.date(2000, 1, 1), dt.date(2000, 12, 31)),
                               (dt.date(2001, 2, 2), dt.date(2001, 11, 30)))]
     return sql[0] != sql[1]

@@ -55,7 +55,7 @@ class _Model(BaseModel):
 
 
 # Parameters every rule may use, bound by the run: a rule's own may not take their names.
-RUN_PARAMS = frozenset({"window_start", "window_end", "filter_window", "from_given"})
+RUN_PARAMS = frozenset({"window_start", "window_end", "filter_window", "data_start"})
 
 
 # A decimal parameter is bound as DECIMAL(18 + places, places) (expressions.literal), in

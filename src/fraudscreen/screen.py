@@ -85,7 +85,7 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
     origins = engine.register(tables, watchlists, quarantined_reversals)
     if data_window:
         run_params = {"window_start": data_window[0], "window_end": data_window[1],
-                      "filter_window": False, "from_given": False}
+                      "filter_window": False, "data_start": data_window[0]}
         engine.create_sources(run_params)
     else:
         run_params = _create_sources(engine, window_from, window_to)
@@ -112,19 +112,21 @@ def _create_sources(engine, window_from, window_to) -> dict:
 
     Without ``--from/--to`` the window is the effective fee lines' charge dates and
     nothing is filtered; with both, the sources are created filtered straight away.
+    ``data_start`` is the first of those dates whatever the window (the spec's
+    "earliest fee line in the data", which ``period_change`` counts months from).
     """
-    if not (window_from and window_to):
-        engine.create_sources({"window_start": dt.date(1900, 1, 1),
-                               "window_end": dt.date(2999, 12, 31), "filter_window": False})
-        first, last = engine.query(transpile(
-            "SELECT min(charge_date) AS a, max(charge_date) AS b FROM fee_lines",
-            engine.dialect, pretty=False)).row(0)
+    both = bool(window_from and window_to)
+    engine.create_sources({"window_start": window_from if both else dt.date(1900, 1, 1),
+                           "window_end": window_to if both else dt.date(2999, 12, 31),
+                           "filter_window": both})
+    first, last = engine.query(transpile(
+        "SELECT min(charge_date) AS a, max(charge_date) AS b FROM all_fee_lines",
+        engine.dialect, pretty=False)).row(0)
     params = {"window_start": window_from or first or dt.date(1900, 1, 1),
               "window_end": window_to or last or dt.date(2999, 12, 31),
               "filter_window": bool(window_from or window_to),
-              # the start is the analyst's, not the data's first charge date
-              "from_given": window_from is not None}
-    if params["filter_window"]:
+              "data_start": first or window_from or dt.date(1900, 1, 1)}
+    if params["filter_window"] and not both:  # one bound given: the other is the data's
         engine.create_sources(params)
     return params
 

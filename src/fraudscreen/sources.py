@@ -89,6 +89,25 @@ _SETTLEMENT_ITEMS = """
              f.medical_type, f.admit_time, f.admit_date
 """
 
+_WATCHED = """
+    WITH billed AS (
+        SELECT DISTINCT item_code, item_name FROM {fee_lines}
+    ), hits AS (
+        SELECT DISTINCT b.item_code
+        FROM billed AS b
+        LEFT JOIN input_catalog AS c ON c.item_code = b.item_code
+        JOIN input_watchlist AS w ON
+             (w.item_code IS NOT NULL AND NOT ends_with(w.item_code, '*')
+              AND b.item_code = w.item_code)
+          OR (ends_with(w.item_code, '*')
+              AND starts_with(b.item_code, rtrim(w.item_code, '*')))
+          OR (w.generic_name IS NOT NULL
+              AND (c.generic_name = w.generic_name
+                   OR contains(b.item_name, w.generic_name)))
+    )
+    SELECT f.* FROM {fee_lines} AS f
+    JOIN hits AS h ON h.item_code = f.item_code
+    """
 
 _FEE_LINE_SETTLEMENT = Attached(
     "fee_line_rows", "settlement_id", "effective_settlements",
@@ -283,28 +302,20 @@ SOURCES: tuple[Source, ...] = (
         "watched_fee_lines",
         ("line_id",),
         ("settlements", "fee_lines"),
-        """
-        WITH billed AS (
-            SELECT DISTINCT item_code, item_name FROM fee_lines
-        ), hits AS (
-            SELECT DISTINCT b.item_code
-            FROM billed AS b
-            LEFT JOIN input_catalog AS c ON c.item_code = b.item_code
-            JOIN input_watchlist AS w ON
-                 (w.item_code IS NOT NULL AND NOT ends_with(w.item_code, '*')
-                  AND b.item_code = w.item_code)
-              OR (ends_with(w.item_code, '*')
-                  AND starts_with(b.item_code, rtrim(w.item_code, '*')))
-              OR (w.generic_name IS NOT NULL
-                  AND (c.generic_name = w.generic_name
-                       OR contains(b.item_name, w.generic_name)))
-        )
-        SELECT f.* FROM fee_lines AS f
-        JOIN hits AS h ON h.item_code = f.item_code
-        """,
+        _WATCHED.format(fee_lines="fee_lines"),
         "Fee lines of items on an active watch list: by code, code prefix ending '*', "
         "or generic name (catalog.generic_name equal, or an item_name it was billed "
-        "under containing it). Once an item matches, all its lines count.",
+        "under containing it). Once an item matches, all its lines count. (A "
+        "`period_change` rule reads whole months, also those a window cuts.)",
+        context="all_watched_fee_lines",
+    ),
+    Source(
+        "all_watched_fee_lines",
+        ("line_id",),
+        ("settlements", "fee_lines"),
+        _WATCHED.format(fee_lines="all_fee_lines"),
+        "watched_fee_lines whatever the analysis window: its context.",
+        internal=True,
     ),
     _table("persons", "Insured persons (参保人员)."),
     _table("institutions", "Designated institutions (定点医药机构)."),
