@@ -819,3 +819,108 @@ def test_a_night_that_screens_nothing_still_names_a_site_family(fed, tmp_path):
         doc = run_night(opts, rules).manifest
         assert doc["screened"] is (out == "screened")
         assert doc["family_titles"] == {"site_x": "囤药倒卖"}
+
+
+def test_a_night_re_run_into_its_own_report_folder_leaves_the_report_alone(fed, tmp_path):
+    """Found in review: re-running a night with the same --out (after a crash once the
+    report was in place, or twice on one day) replaced its leads, marked reported, with
+    an empty report. Now the folder is not replaced, the store not touched, exit 2."""
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    out = tmp_path / "night"
+    doc = night(fed["inbox"], st, out, NIGHTS)
+    assert doc["leads_suspicions"] > 0
+    report = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = store.snapshot(st)
+    result = CliRunner().invoke(app, [
+        "nightly", "--inbox", str(fed["inbox"]), "--store", str(st), "--out", str(out),
+        "--today", str(night_date(NIGHTS)), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert f"holds the report of night {NIGHTS}" in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == report
+    assert store.snapshot(st) == before
+
+
+def test_a_night_stopped_once_stored_says_so_and_the_next_writes_its_report(
+        fed, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while the report is written: the night is in the store, so the
+    message must not say nothing was kept; the next night writes that night's leads."""
+    import fraudscreen.report
+
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fraudscreen.report, "write_reports", stopped)
+        result = CliRunner().invoke(app, [
+            "nightly", "--inbox", str(fed["inbox"]), "--store", str(st), "--out",
+            str(tmp_path / "cut"), "--today", str(night_date(NIGHTS)), "--quiet"])
+    assert result.exit_code == 130, result.output
+    assert f"night {NIGHTS} was stored, its report not written" in result.output
+    assert "nothing of this night was kept" not in result.output
+    assert not (tmp_path / "cut").exists()
+    again = night(fed["inbox"], st, tmp_path / "next", NIGHTS)
+    assert again["nights_reported"] == [NIGHTS]
+    assert sorted(again["new_suspicion_ids"]) == sorted(
+        night(fed["inbox"], copy_store(fed["stores"][NIGHTS - 1], tmp_path / "t.duckdb"),
+              tmp_path / "whole", NIGHTS)["new_suspicion_ids"])
+
+
+def test_a_commit_that_fails_reports_its_own_error_not_the_rollbacks(fed, tmp_path,
+                                                                    monkeypatch):
+    """Found in review: a COMMIT that failed for a full disk had ended the transaction,
+    and ROLLBACK's "no transaction is active" was the message the operator saw."""
+    import duckdb
+
+    opened = store.open_store
+
+    class DiskFullAtCommit:
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            if sql == "COMMIT":
+                self.con.execute("ROLLBACK")
+                raise duckdb.IOException("Could not write file \"s.duckdb.wal\": "
+                                         "No space left on device")
+            return self.con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    before = store.snapshot(st)
+    monkeypatch.setattr(store, "open_store", lambda *a, **k: DiskFullAtCommit(opened(*a, **k)))
+    result = CliRunner().invoke(app, [
+        "nightly", "--inbox", str(fed["inbox"]), "--store", str(st), "--out",
+        str(tmp_path / "night"), "--today", str(night_date(NIGHTS)), "--quiet"])
+    monkeypatch.undo()
+    assert result.exit_code == 2, result.output
+    assert "No space left on device" in result.output
+    assert "no transaction is active" not in result.output
+    assert store.snapshot(st) == before
+
+
+def test_a_quiet_night_still_shows_notes_and_quarantined_rows(tmp_path):
+    """As run does: a reversal column under a header nobody knows reverses nothing, and
+    quarantined rows are left out; --quiet must not hide either."""
+    inbox = tmp_path / "inbox"
+    generate(tmp_path / "data", scale=0.005, seed=3)
+    shutil.copytree(tmp_path / "data", inbox)
+    settlements = next((inbox / "settlements").glob("*")) if (inbox / "settlements").is_dir() \
+        else inbox / "settlements.parquet"
+    frame = pl.read_parquet(settlements)
+    frame = frame.rename({"reversed_settlement_id": "冲销原结算号"}).with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("not a time"))
+        .otherwise(pl.col("settle_time").cast(pl.String)).alias("settle_time"))
+    settlements.unlink()
+    (inbox / "settlements").mkdir(exist_ok=True)
+    frame.write_parquet(inbox / "settlements" / "part-1.parquet")
+    result = CliRunner().invoke(app, [
+        "nightly", "--inbox", str(inbox), "--store", str(tmp_path / "s.duckdb"),
+        "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "note: " in result.output and "冲销原结算号" in result.output
+    assert "1 row(s) quarantined: see" in result.output
+    assert "no store there, so a new one was made" in result.output  # a first night

@@ -219,6 +219,8 @@ def _stoppable(what: str) -> Iterator[None]:
     except typer.Exit:
         raise
     except BaseException as err:
+        if isinstance(err, stop.StoppedAfter):
+            raise _fail(f"stopped: {err}", STOPPED) from None
         if isinstance(err, KeyboardInterrupt) or stop.requested():
             raise _fail(f"stopped: {what}", STOPPED) from None
         raise
@@ -607,11 +609,14 @@ def nightly(
     not reported before (suspicions.parquet/.csv, leads.csv, leads.xlsx,
     report.html), changes.csv (new, changed, retracted, superseded, reopened),
     the night's quarantine.csv and run.json. Exit 0 ok, 1 a rule failed (or
-    --strict and rows were quarantined), 2 unusable input, rules or store, 130
-    stopped (Ctrl-C, SIGTERM: the store is left as it was).
+    --strict and rows were quarantined), 2 unusable input, rules or store (or OUT
+    holds an earlier night's report: give each night its own folder), 130 stopped
+    (Ctrl-C, SIGTERM: the store is left as it was, unless the message says the night
+    was stored, when the next night writes its report).
     """
     import duckdb
 
+    from fraudscreen import integrity
     from fraudscreen.ingest import IngestError
     from fraudscreen.nightly import NightOptions, run_night
     from fraudscreen.rule import RuleError
@@ -648,6 +653,15 @@ def nightly(
             f"{doc['changed_suspicions']} changed, {doc['retracted_suspicions']} retracted, "
             f"{doc['superseded_suspicions']} superseded; {doc['open_suspicions']} open "
             f"({doc['suppressed_open_suspicions']} suppressed); wrote {out}", err=True)
+    # As run shows them, even under --quiet: each can change what the rules find (a
+    # reversal column under an unknown header reverses nothing).
+    for note in doc["notes"]:
+        typer.echo(f"note: {note}", err=True)
+    for warning in integrity.warnings(doc["integrity"]):
+        typer.echo(f"warning: {warning}", err=True)
+    if bad := sum(q["rows"] for q in doc["quarantine"]):
+        typer.echo(f"{'--strict: ' if strict else ''}{bad:,} row(s) quarantined: see "
+                   f"{out / 'quarantine.csv'}", err=True)
     for rule in doc["rules"]:
         if rule["status"] == "failed":
             typer.echo(f"rule {rule['id']} failed: {rule['reason']}", err=True)

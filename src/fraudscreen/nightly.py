@@ -43,6 +43,7 @@ makes the process SIGKILL itself at that point, so tests can prove the above.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -59,7 +60,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from fraudscreen import __version__, rescreen, store
+from fraudscreen import __version__, rescreen, stop, store
 from fraudscreen.contract import INPUT_TABLES, SUSPICIONS
 from fraudscreen.engine_duckdb import seal, spill_to
 from fraudscreen.expressions import sql_string
@@ -466,11 +467,19 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
     started = dt.datetime.now().replace(microsecond=0)
     today = opts.today or dt.date.today()
     notes: list[str] = []
+    if not Path(opts.store).exists():  # a mistyped, moved or unmounted path looks the same
+        notes.append(f"{opts.store}: no store there, so a new one was made: every lead it "
+                     "finds is new to it (if the store moved, give its path)")
     con = store.open_store(opts.store)
     work = scratch_folder(opts.store)  # emptied only once the store is ours
     shutil.rmtree(work, ignore_errors=True)
     intake: Intake | None = None
     try:
+        if (held := _reported_in(con, opts.out)) is not None:
+            raise store.StoreError(
+                f"{opts.out} holds the report of night {held}, and its leads are marked "
+                "reported: it is not replaced, or they would be in no report. Give each "
+                "night its own --out folder; nothing was done")
         files = scan_inbox(opts.inbox, notes)
         fresh, skipped = unseen(con, files, notes)
         intake = ingest(con, fresh, opts.encoding, opts.column_map, work) if fresh else None
@@ -527,10 +536,17 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
             night = last["night"] if last else None
         _hook("after_commit")
 
-        doc = _write_outputs(con, opts, secret, night, today, started, intake, screening, scope,
-                             skipped, notes, committed, {"ingest": ingested - began,
-                                                         "rules": screened - ingested}, began,
-                             ruleset.family_titles())
+        try:
+            doc = _write_outputs(con, opts, secret, night, today, started, intake, screening,
+                                 scope, skipped, notes, committed,
+                                 {"ingest": ingested - began, "rules": screened - ingested},
+                                 began, ruleset.family_titles())
+        except BaseException as err:
+            if committed and (isinstance(err, KeyboardInterrupt) or stop.requested()):
+                raise stop.StoppedAfter(
+                    f"night {night} was stored, its report not written: the next `nightly` "
+                    "writes it (with that night's leads)") from None
+            raise
         strict_fail = opts.strict and intake is not None and intake.quarantine.height > 0
         return NightResult(night, committed, doc, 1 if failed or strict_fail else 0)
     finally:
@@ -579,8 +595,15 @@ def _commit(con: duckdb.DuckDBPyConnection, night: int, today: dt.date, started:
         _hook("before_commit")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back, keeping the error that got us here: a COMMIT that failed (disk full)
+    has already ended the transaction, and ROLLBACK's own error would hide the cause."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
@@ -673,7 +696,7 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
                         "WHERE NOT outputs_written", [dt.datetime.now().replace(microsecond=0)])
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
     return doc
 
@@ -769,6 +792,20 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
         "family_titles": titles,
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
+
+
+def _reported_in(con: duckdb.DuckDBPyConnection, out: Path) -> int | None:
+    """The night whose report OUT holds, when the store marked its leads reported
+    (a re-run into the same folder would replace them with an empty report)."""
+    try:
+        doc = json.loads((Path(out) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    night = doc.get("night") if isinstance(doc, dict) and doc.get("mode") == "nightly" else None
+    if not isinstance(night, int):
+        return None
+    row = con.execute("SELECT outputs_written FROM nights WHERE night = ?", [night]).fetchone()
+    return night if row and row[0] else None
 
 
 def _clean_leftovers(out: Path) -> None:

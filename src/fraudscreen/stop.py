@@ -30,3 +30,8 @@ def install() -> None:
 def requested() -> bool:
     """Whether the run was asked to stop."""
     return _requested
+
+
+class StoppedAfter(KeyboardInterrupt):
+    """A stop once part of the work was kept: its message says what, instead of the
+    command's "nothing was kept" (a night stopped after it was stored)."""
