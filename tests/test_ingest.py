@@ -1443,3 +1443,12 @@ def test_a_missing_table_error_names_the_entries_that_look_meant_as_it(tmp_path)
         (tmp_path / near).unlink()
     with pytest.raises(IngestError, match=r"of parts$"):
         load_folder(tmp_path)
+
+
+def test_a_full_disk_while_staging_is_an_os_error_not_a_polars_one():
+    """Found in review: Polars reports a full disk as a ComputeError, which the
+    commands did not catch (a traceback). Staged as an OSError, it is one line."""
+    from fraudscreen.ingest import _write_staged
+
+    with pytest.raises(OSError, match="No space left on device"):
+        _write_staged(pl.DataFrame({"a": list(range(100_000))}), Path("/dev/full"))

@@ -530,14 +530,17 @@ def test_merge_records_changes_and_reasons():
     from fraudscreen.suspicion import SCHEMA
 
     found1 = pl.DataFrame([sus("A", D("10.00"), "S1"), sus("B", D("5.00"), "S2", ["S3"]),
-                           sus("C", D("1.00")), sus("D", D("2.00"), rule="r.b")],
+                           sus("C", D("1.00")), sus("D", D("2.00"), rule="r.b"),
+                           sus("E", D("3.00"), "S9", rule="r.b")],
                           schema=SCHEMA, orient="row")
     empty = merge(pl.DataFrame(), found1.clear(), set(), {}, {}, 0).table
     m1 = merge(empty, found1, {"r.a", "r.b"}, {}, {}, 1)
-    assert sorted(m1.new) == ["A", "B", "C", "D"]
+    assert sorted(m1.new) == ["A", "B", "C", "D", "E"]
     found2 = pl.DataFrame([sus("A", D("12.00"), "S1")], schema=SCHEMA, orient="row")
-    m2 = merge(m1.table, found2, {"r.a"}, {"r.a": "1"}, {"S3": "R3"}, 2)
-    assert (m2.changed, m2.retracted, m2.superseded, m2.new) == (["A"], ["B"], ["C"], [])
+    m2 = merge(m1.table, found2, {"r.a"}, {"r.a": "1"}, {"S3": "R3", "S9": "R9"}, 2)
+    # E's rule did not run tonight (failed, or --only), but its settlement was reversed
+    # (found in review: it stayed open until the rule ran again)
+    assert (m2.changed, m2.retracted, m2.superseded, m2.new) == (["A"], ["B", "E"], ["C"], [])
     got = {r["suspicion_id"]: r for r in m2.table.to_dicts()}
     assert got["A"]["amount_at_risk"] == D("12.00") and got["A"]["changed_night"] == 2
     assert json.loads(got["A"]["changes"])[-1]["fields"]["amount_at_risk"] == ["10.00", "12.00"]
@@ -840,23 +843,26 @@ def test_a_night_re_run_into_its_own_report_folder_leaves_the_report_alone(fed, 
     assert store.snapshot(st) == before
 
 
-def test_a_night_stopped_once_stored_says_so_and_the_next_writes_its_report(
-        fed, tmp_path, monkeypatch):
-    """Ctrl-C or SIGTERM while the report is written: the night is in the store, so the
-    message must not say nothing was kept; the next night writes that night's leads."""
+@pytest.mark.parametrize("cut, code", [(KeyboardInterrupt(), 130),
+                                       (PermissionError(13, "Permission denied"), 1)])
+def test_a_night_cut_short_once_stored_says_so_and_the_next_writes_its_report(
+        fed, tmp_path, monkeypatch, cut, code):
+    """Ctrl-C, SIGTERM or an unwritable --out while the report is written: the night is
+    in the store, so the message must say so (found in review: a stop said nothing was
+    kept); the next night writes that night's leads."""
     import fraudscreen.report
 
     st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
 
-    def stopped(*args, **kwargs):
-        raise KeyboardInterrupt
+    def failing(*args, **kwargs):
+        raise cut
 
     with monkeypatch.context() as patch:
-        patch.setattr(fraudscreen.report, "write_reports", stopped)
+        patch.setattr(fraudscreen.report, "write_reports", failing)
         result = CliRunner().invoke(app, [
             "nightly", "--inbox", str(fed["inbox"]), "--store", str(st), "--out",
             str(tmp_path / "cut"), "--today", str(night_date(NIGHTS)), "--quiet"])
-    assert result.exit_code == 130, result.output
+    assert result.exit_code == code, result.output
     assert f"night {NIGHTS} was stored, its report not written" in result.output
     assert "nothing of this night was kept" not in result.output
     assert not (tmp_path / "cut").exists()
@@ -917,6 +923,10 @@ def test_a_quiet_night_still_shows_notes_and_quarantined_rows(tmp_path):
     settlements.unlink()
     (inbox / "settlements").mkdir(exist_ok=True)
     frame.write_parquet(inbox / "settlements" / "part-1.parquet")
+    persons = next(inbox.glob("persons*"))
+    text = pl.read_parquet(persons).write_csv()
+    persons.unlink()
+    (inbox / "persons.csv").write_text(text.rstrip("\n"), encoding="utf-8")
     result = CliRunner().invoke(app, [
         "nightly", "--inbox", str(inbox), "--store", str(tmp_path / "s.duckdb"),
         "--out", str(tmp_path / "out"), "--quiet"])
@@ -924,3 +934,42 @@ def test_a_quiet_night_still_shows_notes_and_quarantined_rows(tmp_path):
     assert "note: " in result.output and "冲销原结算号" in result.output
     assert "1 row(s) quarantined: see" in result.output
     assert "no store there, so a new one was made" in result.output  # a first night
+    assert "persons.csv: its last line has no line end" in result.output
+
+
+def test_an_inbox_file_that_cannot_be_read_stops_the_night_naming_it(fed, tmp_path,
+                                                                     monkeypatch):
+    """As load_folder says it for run (exit 2), not "nightly run failed: [Errno 13]"."""
+    import fraudscreen.nightly
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    monkeypatch.setattr(fraudscreen.nightly, "file_sha256", denied)
+    result = CliRunner().invoke(app, [
+        "nightly", "--inbox", str(fed["inbox"]), "--store", str(st), "--out",
+        str(tmp_path / "night"), "--today", str(night_date(NIGHTS)), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "cannot be read (Permission denied)" in result.output
+
+
+def test_a_store_held_open_by_another_process_stops_the_night_saying_so(fed, tmp_path):
+    """A duckdb shell left connected, read-only too, holds the store's lock: the night
+    stops with what to look for (the message once guessed another fraudscreen)."""
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], "
+         "read_only=True); print('open', flush=True); time.sleep(120)", str(st)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        result = CliRunner().invoke(app, [
+            "nightly", "--inbox", str(fed["inbox"]), "--store", str(st), "--out",
+            str(tmp_path / "night"), "--today", str(night_date(NIGHTS)), "--quiet"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 2, result.output
+    assert "another process has it open" in result.output and "duckdb shell" in result.output
+    assert not (tmp_path / "night").exists()

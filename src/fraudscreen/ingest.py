@@ -325,8 +325,7 @@ class _PartReader:
                     if written:
                         written.result()
                     staged.append(StagedFile(self.folder / f"{index:05d}-{n:05d}.parquet", index))
-                    written = writer.submit(good.write_parquet, staged[-1].path,
-                                            compression="lz4", statistics=False)
+                    written = writer.submit(_write_staged, good, staged[-1].path)
             if written:
                 written.result()
         if in_place:
@@ -347,6 +346,17 @@ def _unchanged(raw: pl.DataFrame, good: pl.DataFrame, table: Table) -> bool:
         good[c].equals(raw[c]) for c in table.column_names if raw.schema[c] == pl.String)
 
 
+def _write_staged(frame: pl.DataFrame, path: Path) -> None:
+    """Stage clean rows. Polars reports a full disk as a ComputeError ("underlying IO
+    error"): raised here as the OSError it is, which the commands report in a line."""
+    try:
+        frame.write_parquet(path, compression="lz4", statistics=False)
+    except pl.exceptions.ComputeError as err:
+        if "IO error" not in str(err):
+            raise
+        raise OSError(f"{path.parent}: {err}") from None
+
+
 def drop_rows(staged: list[StagedFile], rows: pl.DataFrame) -> None:
     """Rewrite the staged chunks holding ``rows`` (PART, LINE) without them."""
     if rows.is_empty():
@@ -359,7 +369,7 @@ def drop_rows(staged: list[StagedFile], rows: pl.DataFrame) -> None:
             kept = frame.join(rows.select(PART, LINE), on=[PART, LINE], how="anti",
                               maintain_order="left")
             if kept.height != frame.height:
-                kept.write_parquet(f.path, compression="lz4", statistics=False)
+                _write_staged(kept, f.path)
 
 
 def write_quarantine(ingestion: Ingestion, out_dir: Path) -> Path:

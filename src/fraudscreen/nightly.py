@@ -197,7 +197,10 @@ def unseen(con: duckdb.DuckDBPyConnection, files: list[InboxFile],
     fresh, seen_now, skipped = [], set(), 0
     for f in files:
         cached = by_stat.get((f.rel, f.size, f.mtime_ns))
-        f.sha256 = cached or file_sha256(f.path)
+        try:
+            f.sha256 = cached or file_sha256(f.path)
+        except PermissionError as err:  # as load_folder says it
+            raise IngestError(f"{f.path}: cannot be read ({err.strerror})") from None
         if f.sha256 in known:
             skipped += 1
         elif f.rel in paths and not INPUT_TABLES[f.table].key:
@@ -214,7 +217,21 @@ def unseen(con: duckdb.DuckDBPyConnection, files: list[InboxFile],
         else:
             seen_now.add(f.sha256)
             fresh.append(f)
+            if _cut_short(f.path):
+                notes.append(f"{f.rel}: its last line has no line end: was it still being "
+                             "written? A row cut short is kept as it reads (the first "
+                             "delivery of a key wins); deliver files whole (write under a "
+                             "temporary name, then rename)")
     return fresh, skipped
+
+
+def _cut_short(path: Path) -> bool:
+    """A CSV whose last byte is not a line end: maybe read while it was being written."""
+    if path.suffix.lower() != ".csv" or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) not in (b"\n", b"\r")
 
 
 # --- ingesting the new files -------------------------------------------------------
@@ -398,11 +415,13 @@ def merge(old: pl.DataFrame, found: pl.DataFrame, ran: set[str], versions: dict[
     for sid, prev in previous.items():
         retired = complete and prev["rule_id"] not in versions
         judged_tonight = prev["rule_id"] in ran and judged(prev)
-        if prev["status"] != "open" or not (retired or judged_tonight):
-            rows.append(prev)
-            continue
         resting = [prev["settlement_id"], *(prev["related_settlement_ids"] or [])]
         reversed_ = [s for s in resting if s is not None and s in reversals]
+        # A reversal retracts what rests on it whether or not its rule ran tonight (it
+        # failed, or --only left it out): found again, it is reopened.
+        if prev["status"] != "open" or not (retired or judged_tonight or reversed_):
+            rows.append(prev)
+            continue
         if reversed_:
             status = "retracted"
             reason = "; ".join(f"冲销: settlement {s} reversed by {reversals[s]}"
@@ -542,10 +561,14 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
                                  {"ingest": ingested - began, "rules": screened - ingested},
                                  began, ruleset.family_titles())
         except BaseException as err:
-            if committed and (isinstance(err, KeyboardInterrupt) or stop.requested()):
-                raise stop.StoppedAfter(
-                    f"night {night} was stored, its report not written: the next `nightly` "
-                    "writes it (with that night's leads)") from None
+            if not committed:
+                raise
+            kept = (f"night {night} was stored, its report not written: the next `nightly` "
+                    "writes it (with that night's leads)")
+            if isinstance(err, KeyboardInterrupt) or stop.requested():
+                raise stop.StoppedAfter(kept) from None
+            if isinstance(err, OSError):  # --out not writable, disk full
+                raise OSError(f"{err}; {kept}") from None
             raise
         strict_fail = opts.strict and intake is not None and intake.quarantine.height > 0
         return NightResult(night, committed, doc, 1 if failed or strict_fail else 0)

@@ -134,7 +134,9 @@ def open_store(path: Path, create: bool = True, read_only: bool = False
     except duckdb.IOException as err:
         held = "lock" in str(err).lower()  # DuckDB: "Could not set lock on file"
         raise StoreError(f"{path}: cannot open the store ({_first_line(err)})"
-                         + ("; is another fraudscreen process using it?" if held else "")
+                         + ("; another process has it open: a night still running, or a "
+                            "duckdb shell or BI tool left connected (query a copy instead)"
+                            if held else "")
                          ) from None
     except duckdb.Error as err:
         raise StoreError(f"{path}: not a fraudscreen store ({_first_line(err)})") from None
