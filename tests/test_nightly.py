@@ -567,7 +567,8 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
                               "--out", str(tmp_path / "x.parquet")])
     assert result.exit_code == 2 and "error:" in result.output
     result = cli.invoke(app, ["nightly", "--inbox", str(tmp_path / "missing"), "--store",
-                              str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "o")])
+                              str(tmp_path / "first.duckdb"), "--out", str(tmp_path / "o"),
+                              "--new-store"])
     assert result.exit_code == 2 and "no such inbox" in result.output
     inbox = tmp_path / "inbox" / "settlements"
     inbox.mkdir(parents=True)
@@ -576,6 +577,11 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
           ).write_parquet(inbox / "p.parquet")
     result = cli.invoke(app, ["nightly", "--inbox", str(inbox.parent), "--store",
                               str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "no such store" in result.output  # a path mistyped?
+    assert "--new-store" in result.output and not (tmp_path / "s.duckdb").exists()
+    result = cli.invoke(app, ["nightly", "--inbox", str(inbox.parent), "--store",
+                              str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "o"),
+                              "--new-store"])
     assert result.exit_code == 0, result.output  # a drop without fee_lines is fine
     result = cli.invoke(app, ["nightly", "--inbox", str(inbox.parent), "--store",
                               str(tmp_path / "s.duckdb"), "--out", str(tmp_path)])
@@ -600,7 +606,7 @@ def test_a_store_path_naming_another_kind_of_file_is_refused_and_left_alone(tmp_
           ).write_parquet(inbox / "p.parquet")
     cli = CliRunner()
     result = cli.invoke(app, ["nightly", "--inbox", str(inbox.parent), "--store", str(other),
-                              "--out", str(tmp_path / "o")])
+                              "--out", str(tmp_path / "o"), "--new-store"])
     assert result.exit_code == 2 and "not a valid DuckDB database file" in result.output
     result = cli.invoke(app, ["suppress", "add", "--store", str(other), "--rule",
                               "duplicate_charge.daily_cap", "--person", "P", "--reason", "x",
@@ -929,7 +935,7 @@ def test_a_quiet_night_still_shows_notes_and_quarantined_rows(tmp_path):
     (inbox / "persons.csv").write_text(text.rstrip("\n"), encoding="utf-8")
     result = CliRunner().invoke(app, [
         "nightly", "--inbox", str(inbox), "--store", str(tmp_path / "s.duckdb"),
-        "--out", str(tmp_path / "out"), "--quiet"])
+        "--out", str(tmp_path / "out"), "--quiet", "--new-store"])
     assert result.exit_code == 0, result.output
     assert "note: " in result.output and "冲销原结算号" in result.output
     assert "1 row(s) quarantined: see" in result.output

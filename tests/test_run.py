@@ -676,7 +676,7 @@ def test_a_symbolic_link_loop_is_an_error_not_a_traceback(tmp_path):
         assert result.exit_code == 2, result.output
         assert "a symbolic link that leads back to itself" in result.output
     result = CliRunner().invoke(app, ["nightly", "--inbox", str(data), "--store", str(loop),
-                                      "--out", str(tmp_path / "n")])
+                                      "--out", str(tmp_path / "n"), "--new-store"])
     assert result.exit_code == 2 and "leads back to itself" in result.output
 
 

@@ -601,6 +601,12 @@ def nightly(
     column_map: ColumnMapOpt = None,
     strict: StrictOpt = False,
     today: TodayOpt = None,
+    new_store: Annotated[
+        bool, typer.Option("--new-store", help="Make the store when there is none (the first "
+                                               "night). Without it a missing store is an "
+                                               "error, not a new store that reports every "
+                                               "lead again.")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Ingest the inbox's new files into the store, re-screen, report the night's news.
@@ -629,7 +635,7 @@ def nightly(
         params_file=params_file, watchlists=watchlist, encoding=encoding,
         column_map=column_map, strict=strict, engine=engine, memory_limit=memory_limit,
         spill_limit=spill_limit, threads=threads, rule_timeout=rule_timeout, profile=profile,
-        today=_date(today, "--today"))
+        today=_date(today, "--today"), new_store=new_store)
     try:
         with _stoppable("nothing of this night was kept; the store is as it was"):
             result = run_night(opts, load_rules(opts))

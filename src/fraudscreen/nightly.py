@@ -111,6 +111,10 @@ class NightOptions(ScreenOptions):
     store: Path
     out: Path
     today: dt.date | None = None  # the night's date (suppression expiry); default today
+    # May the night make the store when there is none? The command asks for --new-store:
+    # a mistyped, moved or unmounted path would start a new store and report every lead
+    # again as new.
+    new_store: bool = True
 
 
 @dataclass
@@ -486,10 +490,11 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
     started = dt.datetime.now().replace(microsecond=0)
     today = opts.today or dt.date.today()
     notes: list[str] = []
-    if not Path(opts.store).exists():  # a mistyped, moved or unmounted path looks the same
+    made = not Path(opts.store).exists()
+    con = store.open_store(opts.store, create=opts.new_store)
+    if made:
         notes.append(f"{opts.store}: no store there, so a new one was made: every lead it "
-                     "finds is new to it (if the store moved, give its path)")
-    con = store.open_store(opts.store)
+                     "finds is new to it")
     work = scratch_folder(opts.store)  # emptied only once the store is ours
     shutil.rmtree(work, ignore_errors=True)
     intake: Intake | None = None

@@ -117,7 +117,10 @@ def open_store(path: Path, create: bool = True, read_only: bool = False
     except ValueError as err:
         raise StoreError(str(err)) from None
     if not path.exists() and not create:
-        raise StoreError(f"{path}: no such store (a first `fraudscreen nightly` creates it)")
+        raise StoreError(f"{path}: no such store. The first night makes it: `fraudscreen "
+                         "nightly --new-store`; if the store moved or its disk is not "
+                         "mounted, give its path (a new store would report every lead "
+                         "again as new)")
     if path.exists() and path.is_dir():
         raise StoreError(f"{path}: is a folder, not a store file")
     path.parent.mkdir(parents=True, exist_ok=True)
