@@ -703,6 +703,25 @@ def test_a_keyless_table_re_sent_with_other_content_stops_the_night(fed, tmp_pat
     assert store.snapshot(st) == before
 
 
+def test_a_keyless_table_re_exported_under_another_name_stops_the_night(fed, tmp_path):
+    """Found in review: a month of purchases re-sent as CSV under a new name was stored
+    again, and the stock counted twice. A file all of whose rows are stored is refused;
+    one with a single new row is taken."""
+    st = copy_store(fed["stores"][NIGHTS], tmp_path / "s.duckdb")
+    before = store.snapshot(st)
+    inbox = tmp_path / "inbox"
+    shutil.copytree(fed["inbox"], inbox)
+    rows = pl.read_parquet(sorted((inbox / "purchases").iterdir())[0])
+    rows.write_csv(inbox / "purchases" / "zz-resent.csv")
+    opts = NightOptions(inbox=inbox, store=st, out=tmp_path / "out", today=dt.date(2024, 7, 1))
+    with pytest.raises(IngestError, match="purchases/zz-resent.csv: every row of it is in the"):
+        run_night(opts, RuleSet.load())
+    assert store.snapshot(st) == before
+    pl.concat([rows, rows.head(1).with_columns(quantity=pl.col("quantity") + 1)]).write_csv(
+        inbox / "purchases" / "zz-resent.csv")
+    assert run_night(opts, RuleSet.load()).exit_code == 0
+
+
 def test_messages_name_the_inbox_file_not_its_scratch_copy(tmp_path):
     """Found in review: errors and notes named the night's linked copy
     (.store.duckdb.night/inbox/settlements/000001-part-bad.csv)."""

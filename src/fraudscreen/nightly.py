@@ -309,6 +309,13 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
         tables = {n: t for n, t in ing.tables.items() if n in present}
         found = [ing.quarantine]
         for name, new_rows in tables.items():
+            if resent := _resent_whole(con, new_rows):
+                f = names[ing.files[resent].path]
+                raise IngestError(
+                    f"{f.rel}: every row of it is in the store already, and {name} has no "
+                    "key, so its rows would be counted twice: a re-export of a file "
+                    "ingested before (under another name or format)? Move it out of the "
+                    "inbox; deliver only new rows")
             stored = _stored_keys(con, new_rows)
             if stored.height:
                 drop_rows(list(new_rows.files), stored)
@@ -330,6 +337,23 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
     except BaseException:
         ing.close()
         raise
+
+
+def _resent_whole(con: duckdb.DuckDBPyConnection, rows: StagedTable) -> int | None:
+    """The part (file index) of a keyless table whose rows are all stored already: the
+    same rows re-exported under another name or format (found in review: a month of
+    purchases re-sent as CSV counted the stock twice). Repeated keys catch this for a
+    keyed table; a keyless one can only be judged by the whole file."""
+    table = INPUT_TABLES[rows.name]
+    if table.key or not rows.files:
+        return None
+    files = ", ".join(sql_string(str(f.path.resolve())) for f in rows.files)
+    same = " AND ".join(f's."{c}" IS NOT DISTINCT FROM t."{c}"' for c in table.column_names)
+    row = con.execute(
+        f"SELECT min(s.{PART}) FROM (SELECT s.{PART}, bool_and(EXISTS (SELECT 1 FROM "
+        f'"{rows.name}" AS t WHERE {same})) AS stored FROM read_parquet([{files}]) AS s '
+        f"GROUP BY s.{PART}) AS s WHERE stored").fetchone()
+    return None if row[0] is None else int(row[0])
 
 
 def _stored_keys(con: duckdb.DuckDBPyConnection, rows: StagedTable) -> pl.DataFrame:
