@@ -891,7 +891,10 @@ def test_a_night_cut_short_once_stored_says_so_and_the_next_writes_its_report(
     assert f"night {NIGHTS} was stored, its report not written" in result.output
     assert "nothing of this night was kept" not in result.output
     assert not (tmp_path / "cut").exists()
+    left = tmp_path / ".cut.tmp-0123abcd"  # as a SIGKILL while writing would leave it
+    left.mkdir()
     again = night(fed["inbox"], st, tmp_path / "next", NIGHTS)
+    assert not left.exists()
     assert again["nights_reported"] == [NIGHTS]
     assert sorted(again["new_suspicion_ids"]) == sorted(
         night(fed["inbox"], copy_store(fed["stores"][NIGHTS - 1], tmp_path / "t.duckdb"),

@@ -640,7 +640,7 @@ def _commit(con: duckdb.DuckDBPyConnection, night: int, today: dt.date, started:
         con.execute(
             "INSERT INTO nights VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             "false)",
-            [night, today, started, str(Path(opts.inbox).resolve()), str(opts.out),
+            [night, today, started, str(Path(opts.inbox).resolve()), str(Path(opts.out).resolve()),
              len(intake.files) if intake else 0, rows_kept, rows_bad, len(merged.new),
              len(merged.changed), len(merged.retracted), len(merged.superseded),
              len(merged.reopened), open_total, rules_hash, failed])
@@ -724,6 +724,11 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
             is_open & pl.col("suppressed_by").is_not_null()).height,
         "suspicions": shown.height,
     })
+    # A night killed while writing its report left its temporary folder beside its own
+    # --out, which tonight's (another date) would not find.
+    for (earlier,) in con.execute("SELECT DISTINCT out FROM nights WHERE NOT outputs_written"
+                                  ).fetchall():
+        _clean_leftovers(Path(earlier))
     _clean_leftovers(opts.out)
     changes = _changes_frame(rows, pending)
     with staged(opts.out) as folder:
