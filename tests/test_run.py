@@ -1181,3 +1181,28 @@ def test_a_window_rule_over_a_source_with_no_context_looks_up_the_window_only(tm
     assert run("--data", str(data), "--out", str(out), "--rules", str(rules), "--only",
                "site.drug_hoarding").exit_code == 0
     assert pl.read_parquet(out / "suspicions.parquet").height == 1
+
+
+def test_an_output_folder_is_on_disk_before_it_is_published(tmp_path, monkeypatch):
+    """Every file and the folder are flushed before the folder is moved into place, and
+    the move itself after: a night marks its leads reported once its report is in place,
+    and a power cut must not keep the mark and lose the report (found in review)."""
+    import os
+
+    from fraudscreen.output import staged
+
+    synced: list[Path] = []
+    real = os.fsync
+
+    def recording(fd):
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    with staged(tmp_path / "out") as folder:
+        (folder / "leads.csv").write_text("x", encoding="utf-8")
+        (folder / "sub").mkdir()
+        (folder / "sub" / "page.html").write_text("y", encoding="utf-8")
+    assert synced == [folder / "leads.csv", folder / "sub", folder / "sub" / "page.html",
+                      folder, tmp_path]
+    assert (tmp_path / "out" / "sub" / "page.html").read_text(encoding="utf-8") == "y"
