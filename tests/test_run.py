@@ -1206,3 +1206,51 @@ def test_an_output_folder_is_on_disk_before_it_is_published(tmp_path, monkeypatc
     assert synced == [folder / "leads.csv", folder / "sub", folder / "sub" / "page.html",
                       folder, tmp_path]
     assert (tmp_path / "out" / "sub" / "page.html").read_text(encoding="utf-8") == "y"
+
+
+STAY_GROWTH = """\
+id: custom.stay_growth
+version: "1"
+family: custom
+family_title: 自定义
+title: 住院基金月增长
+description: 月住院基金支付额较上月增加50元以上。
+severity: low
+scope: institution
+detect:
+  kind: period_change
+  source: stays
+  group_by: [institution_id]
+  time: admit_date
+  period: month
+  value: sum(fund_amount)
+  having: increase >= 50
+emit:
+  amount_at_risk: increase
+  message: "{institution_id} {period_start}"
+  key: [institution_id, period_start]
+"""
+
+
+@pytest.mark.parametrize("window", [[], ["--from", "2024-02-01", "--to", "2024-03-31"]])
+def test_a_period_change_over_a_source_without_context_compares_only_months_it_has(
+        tmp_path, window):
+    """`stays` has no context (the rows a window cuts off): under --from/--to its first
+    month in the window must not be compared with the month before, summed as ¥0 since
+    its rows are not read. Only March (¥300 against February's ¥100) is growth."""
+    stays = [dict(settlement_id=f"S{m}", person_id="P", institution_id="H1",
+                  medical_type="21", admit_time=f"2024-0{m}-10 08:00:00",
+                  discharge_time=f"2024-0{m}-12 08:00:00", fund_amount=fund)
+             for m, fund in ((1, 100), (2, 100), (3, 300))]
+    lines = [dict(line_id=f"L{m}", settlement_id=f"S{m}", item_code="X",
+                  charge_time=f"2024-0{m}-10 09:00:00", quantity=1, unit_price=1, amount=1)
+             for m in (1, 2, 3)]
+    rule = tmp_path / "stay_growth.yaml"
+    rule.write_text(STAY_GROWTH, encoding="utf-8")
+    out = tmp_path / "out"
+    result = run("--data", str(data_folder(tmp_path, stays, lines)), "--out", str(out),
+                 "--rules", str(rule), "--only", "custom", *window)
+    assert result.exit_code == 0, result.output
+    found = pl.read_parquet(out / "suspicions.parquet")
+    assert found.select(pl.col("period_start").cast(pl.String), "amount_at_risk").rows() == [
+        ("2024-03-01", Decimal("200.00"))]

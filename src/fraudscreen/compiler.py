@@ -459,11 +459,7 @@ class _Compiler:
         out = set(det.group_by) | {"period_start", "period_end", "value", "previous_value",
                                    "increase", "previous_start"}
         having = self.expr(det.having, p + ("having",), {"": out})
-        # The spec: month m-1 is not before the month of the earliest fee line in the
-        # data. Under a --from/--to window the months are summed whole from the source's
-        # context, and a month is judged in the window that holds its first day, so
-        # windows one after another judge each month once, as one run over all the data.
-        first = ex.literal(self.values["data_start"].replace(day=1)).sql("duckdb")
+        first = ex.literal(self._first_month(det)).sql("duckdb")
         judged = ""
         if self._around(det.source) != det.source:
             start, end = (ex.literal(self.values[k]).sql("duckdb")
@@ -472,6 +468,23 @@ class _Compiler:
         self.ctes.append(("hits", f"SELECT * FROM pc WHERE previous_start >= {first}"
                                   f"{judged} AND ({having})"))
         return out
+
+    def _first_month(self, det: PeriodChange) -> dt.date:
+        """The first month a period change may compare against (its month m-1).
+
+        The spec: not before the month of the earliest fee line in the data, even when
+        the data starts in mid-month. Under a --from/--to window a source with a context
+        sums whole months from all the data, and a month is judged in the window that
+        holds its first day: windows one after another judge each month once, as one run
+        does. A source without one sums the window's rows only, and a month a --from cut
+        short would pass for a month's billing (¥1 against ¥30,000): then the first month
+        compared against is the window's first whole one.
+        """
+        start, data_start = self.values["window_start"], self.values["data_start"]
+        if self._around(det.source) != det.source or start <= data_start:
+            return data_start.replace(day=1)
+        first = start.replace(day=1)
+        return first if start.day == 1 else (first + dt.timedelta(days=31)).replace(day=1)
 
     def query(self, det: Query) -> set[str]:
         scope = ex.Scope(columns={}, tables={k: set(v) for k, v in self.catalog.items()},
