@@ -228,3 +228,16 @@ def test_a_new_rule_keeps_the_comments_on_the_lines_it_rewrites(tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "new" / "x.yaml").read_text(encoding="utf-8")
     assert text.startswith('id: site_a.x   # 规则编号\nversion: "1"  # bump me\n'), text
+
+
+@pytest.mark.parametrize("rule_id", ["Site_A.Night", "site-a.night", "night_outpatient",
+                                     "site_a.夜间门诊", "site_a.2night"])
+def test_a_malformed_rule_id_says_how_to_write_one(tmp_path, rule_id):
+    """Found in review: every one of these was 'id: is empty: write an expression'."""
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "id: test.sandbox", f"id: {rule_id}"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    assert result.exit_code == 2 and f"{path}:1:1: id: write FAMILY.NAME in lower-case " \
+        f"letters, digits and _, each part starting with a letter (e.g. " \
+        f"site_a.night_visits), not '{rule_id}'" in result.output, result.output

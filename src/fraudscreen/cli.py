@@ -482,12 +482,11 @@ def rules_new(
     import os
     import tempfile
 
-    from fraudscreen.rule import Rule, RuleError
+    from fraudscreen.rule import Rule, RuleError, bad_id
     from fraudscreen.ruleset import RuleSet, derived
 
     if not re.fullmatch(Rule.model_fields["id"].metadata[0].pattern, rule_id):
-        raise _fail(f"rule id {rule_id!r}: write FAMILY.NAME in lower-case letters, digits "
-                    "and _, e.g. site_a.night_visits")
+        raise _fail(f"rule id: {bad_id(rule_id)}")
     path = out / f"{rule_id.partition('.')[2]}.yaml"
     if out.exists() and not out.is_dir():
         raise _fail(f"--out {out} is a file: name a folder")

@@ -340,6 +340,13 @@ class Scalar:
         return self.line + newlines, i - self.source.rfind("\n", 0, i)
 
 
+def bad_id(rule_id: Any) -> str:
+    """What is wrong with a rule id that is not FAMILY.NAME, for the loader and
+    `rules new` alike."""
+    return ("write FAMILY.NAME in lower-case letters, digits and _, each part starting "
+            f"with a letter (e.g. site_a.night_visits), not {rule_id!r}")
+
+
 class Rule(_Model):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
     version: str
@@ -632,7 +639,9 @@ def load_rule(path: Path) -> Rule:
                 line, col = positions[tuple(loc[:n])]
                 break
         field = ".".join(str(p) for p in loc) or "(top level)"
-        msg = ("is empty: write an expression" if first["type"] == "string_pattern_mismatch"
+        msg = (bad_id(first["input"]) if first["type"] == "string_pattern_mismatch"
+               and loc == ("id",)
+               else "is empty: write an expression" if first["type"] == "string_pattern_mismatch"
                else _unknown_key(str(loc[-1])) if first["type"] == "extra_forbidden" and loc
                else first["msg"])
         raise RuleError(f"{field}: {msg}", str(path), line, col) from None
