@@ -241,3 +241,16 @@ def test_a_malformed_rule_id_says_how_to_write_one(tmp_path, rule_id):
     assert result.exit_code == 2 and f"{path}:1:1: id: write FAMILY.NAME in lower-case " \
         f"letters, digits and _, each part starting with a letter (e.g. " \
         f"site_a.night_visits), not '{rule_id}'" in result.output, result.output
+
+
+@pytest.mark.parametrize(("value", "reads"), [
+    (30871.195, "30871.19"), (3.5, "3.50"), (2.0, "2.00"), (0.0, "0.00"),
+    (1e20, "1" + "0" * 20 + ".00"),
+    (0.5, "0.50"), (0.12345, "0.1235"), (-0.0025, "-0.0025"), (0.99996, "1.00"),
+    (1e-12, "0.000000000001"),
+])
+def test_a_double_in_a_message_reads_as_money_or_a_ratio(value, reads):
+    """Found in review: avg(fund_amount) OVER … read 均值3.087e+04元."""
+    from fraudscreen.suspicion import text
+
+    assert text(value) == reads
