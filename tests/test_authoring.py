@@ -254,3 +254,19 @@ def test_a_double_in_a_message_reads_as_money_or_a_ratio(value, reads):
     from fraudscreen.suspicion import text
 
     assert text(value) == reads
+
+
+@pytest.mark.parametrize(("message", "says"), [
+    ('"结算{settlement_id}金额｛amount｝元"', ":15:32: FS004 [error] test.sandbox: rule does not "
+     "compile: full-width '｛' in the message: type the placeholder's braces half-width, "
+     "{amount} (switch the input method to half-width, 半角)"),
+    ("|\n    结算{settlement_id}\n    金额{amount｝元", ":17:14: FS004 [error] test.sandbox: "
+     "rule does not compile: full-width '｝'"),
+])
+def test_full_width_braces_in_a_message_are_refused_where_they_are(tmp_path, message, says):
+    """Found in review: ｛total_amount｝ was printed as written, braces and name."""
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        'message: "{settlement_id}"', f"message: {message}"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    assert result.exit_code == 1 and f"{path}{says}" in result.output, result.output

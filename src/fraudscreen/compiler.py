@@ -533,6 +533,14 @@ class _Compiler:
             ev = self.expr(text, ("emit", "evidence", name), scope, rewrite=rw)
             selects.append(f"{ev} AS {_q('ev__' + name)}")
         known = set(OUTPUT_FIELDS) | set(e.evidence) | {"amount_at_risk"}
+        # A Chinese input method's braces would be kept as text: ｛amount｝ printed as is.
+        wide = re.search(r"｛(\w*)[}｝]|\{(\w*)｝|[｛｝]", e.message)
+        if wide:
+            at = wide.start() if wide[0][0] == "｛" else wide.end() - 1
+            raise self.rule.error(
+                f"full-width {e.message[at]!r} in the message: type the placeholder's braces "
+                f"half-width, {{{wide[1] or wide[2] or 'person_id'}}} (switch the input "
+                "method to half-width, 半角)", "emit", "message", within=(e.message, at))
         for odd in re.findall(r"\{([^{}]*)\}", e.message):
             if not _PLACEHOLDER.fullmatch(f"{{{odd}}}"):
                 raise self.rule.error(
