@@ -346,6 +346,12 @@ def test_params_files_and_values_that_cannot_be_read_are_errors_not_tracebacks(t
     ("bed_holding.idle_stay.min_idle_share=1.5", "1.5 is above its maximum, 1"),
     ("pharmacy_card_skimming.impossible_travel.min_hours=100000000000000",
      "is above its maximum, 8784"),
+    # found in review: compiled to IN ('“11”') and found nothing
+    ("split_hospitalisation.readmission.planned_categories=“Z51”",
+     "planned_categories: “Z51” is in full-width quotes (a Chinese input method's), which "
+     "would be compared as part of the value and match nothing: remove them (Z51)"),
+    ("split_hospitalisation.readmission.planned_categories=“Z51,Z49”", "remove them (Z51,Z49)"),
+    ("split_hospitalisation.readmission.planned_categories=[Z51, 「Z49」]", "remove them (Z49)"),
 ])
 def test_a_parameter_value_the_rule_cannot_run_with_is_refused_when_read(param, says):
     from fraudscreen.ruleset import RuleSet
@@ -392,6 +398,9 @@ def test_a_params_file_names_where_a_value_is_wrong(tmp_path):
          ":2:17: params file: not valid YAML: '.inf' is not a decimal number"),
         ("split_hospitalisation.readmision:\n  max_gap_days: 1\n",
          ":1:1: no rule 'split_hospitalisation.readmision'; did you mean"),
+        ("split_hospitalisation.readmission:\n  planned_categories: [Z51, ‘Z49’]\n",
+         ":2:3: parameter split_hospitalisation.readmission.planned_categories: ‘Z49’ is in "
+         "full-width quotes"),
     ]:
         path.write_text(text, encoding="utf-8")
         with pytest.raises(RuleError) as err:

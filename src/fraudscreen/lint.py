@@ -87,6 +87,10 @@ def lint(rule: Rule) -> list[Finding]:
     for name, param in rule.params.items():
         if name not in used:
             found.append(_finding("FS003", rule, name, "params", name))
+        try:
+            param.coerce(param.default)
+        except ValueError:  # refused, in quotes or not: FS004 says why
+            continue
         values = param.default if isinstance(param.default, list) else [param.default]
         if any(isinstance(v, str) and set(v) & _FULL_WIDTH for v in values):
             found.append(_finding("FS010", rule, f"{name} = {param.default!r}",

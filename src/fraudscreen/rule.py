@@ -65,6 +65,10 @@ RUN_PARAMS = frozenset({"window_start", "window_end", "filter_window", "data_sta
 DECIMAL_DIGITS, DECIMAL_PLACES = 18, 12
 
 
+# A value wrapped in a Chinese input method's quotes: “11”, ‘08’, 「Z51」, 『Z51』.
+_WIDE_QUOTED = re.compile(r"\s*[“‘「『].*[”’」』]\s*", re.S)
+
+
 class Param(_Model):
     """A typed, documented rule parameter; analysts override it per run or site."""
 
@@ -91,6 +95,11 @@ class Param(_Model):
         """The value as the declared type and within its bounds, or ValueError saying
         what was expected."""
         typed = self._typed(value)
+        for text in [str(value), *(typed if self.type == "list" else [])]:
+            if _WIDE_QUOTED.fullmatch(text):
+                raise ValueError(f"{text.strip()} is in full-width quotes (a Chinese input "
+                                 "method's), which would be compared as part of the value and "
+                                 f"match nothing: remove them ({text.strip()[1:-1]})")
         if self.type == "decimal" and (typed.copy_abs() >= 10 ** DECIMAL_DIGITS
                                        or typed.as_tuple().exponent < -DECIMAL_PLACES):
             raise ValueError(f"{value} does not fit: a decimal parameter has at most "
