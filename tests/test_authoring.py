@@ -107,8 +107,8 @@ def test_lint_and_test_take_the_rule_files_an_analyst_names(tmp_path):
     assert "duplicate_charge." not in result.output  # only the named file's findings
     assert result.output.rstrip().endswith("error(s)")
     result = CliRunner().invoke(app, ["rules", "test", str(path)])
-    assert result.exit_code == 0 and "0 passed, 0 failed; no tests in test.sandbox" \
-        in result.output, result.output
+    assert result.exit_code == 1 and f"FAIL test.sandbox: {path}:1:1: no tests: add a case " \
+        "the rule should flag" in result.output, result.output
     # the built-ins are loaded too: an id taken by a built-in rule is an error
     path.write_text(path.read_text(encoding="utf-8").replace(
         "id: test.sandbox", "id: duplicate_charge.daily_cap"), encoding="utf-8")
@@ -270,3 +270,26 @@ def test_full_width_braces_in_a_message_are_refused_where_they_are(tmp_path, mes
         'message: "{settlement_id}"', f"message: {message}"), encoding="utf-8")
     result = CliRunner().invoke(app, ["rules", "lint", str(path)])
     assert result.exit_code == 1 and f"{path}{says}" in result.output, result.output
+
+
+@pytest.mark.parametrize(("expects", "says"), [
+    ([], "no tests: add a case the rule should flag (expect: the suspicions it finds) and "
+         "one it should not (expect: [])"),
+    (["[]"], "no test expects a hit, so the tests pass even if the rule finds nothing"),
+    (["[{settlement_id: S1}]"], "no test expects no hit, so the tests pass even if the rule "
+                                "flags everything: add a case the rule should not flag"),
+])
+def test_rules_test_fails_a_rule_without_a_case_with_a_hit_and_one_without(tmp_path, expects,
+                                                                            says):
+    """Found in review: a rule with no tests, or with no-hit cases only, passed (exit 0)."""
+    path = rule_file(tmp_path, "amount > 1")
+    cases = "".join(f"  - name: case {i}\n    given: {{fee_lines: [{{settlement_id: S1, "
+                    f"amount: {1 if e == '[]' else 5}}}]}}\n    expect: {e}\n"
+                    for i, e in enumerate(expects))
+    with path.open("a", encoding="utf-8") as file:
+        file.write("tests:\n" + cases if cases else "")
+    result = CliRunner().invoke(app, ["rules", "test", str(path)])
+    line = "16:1" if cases else "1:1"
+    assert result.exit_code == 1 and f"FAIL test.sandbox: {path}:{line}: {says}" \
+        in result.output, result.output
+    assert "1 rule(s) without a case with a hit and one without" in result.output

@@ -435,7 +435,7 @@ def rules_test(
     `fraudscreen rules test duplicate_charge.daily_cap` one built-in rule."""
     from fraudscreen.rule import RuleError
     from fraudscreen.ruleset import read_from
-    from fraudscreen.testing import run_test
+    from fraudscreen.testing import missing_cases, run_test
 
     targets = targets or []
     paths = [Path(t) for t in targets
@@ -446,7 +446,7 @@ def rules_test(
     except RuleError as err:
         raise _fail(err) from None
     selected = list({r.id: r for r in [*selected, *read_from(ruleset.rules, paths)]}.values())
-    passed = failed = 0
+    passed = failed = short = 0
     for rule in selected if targets else ruleset.rules:
         for test in rule.tests:
             result = run_test(rule, test, engine)
@@ -456,10 +456,14 @@ def rules_test(
                 typer.echo(f"     {line}")
             passed += result.passed
             failed += not result.passed
-    untested = [r.id for r in (selected if targets else ruleset.rules) if not r.tests]
+        missing = missing_cases(rule)  # its tests would pass whatever the rule finds
+        if missing:
+            typer.echo(f"FAIL {rule.id}: {rule.where('tests')}: {missing}")
+            short += 1
     typer.echo(f"{passed} passed, {failed} failed"
-               + (f"; no tests in {', '.join(untested)}" if untested else ""))
-    raise typer.Exit(1 if failed else 0)
+               + (f"; {short} rule(s) without a case with a hit and one without" if short
+                  else ""))
+    raise typer.Exit(1 if failed or short else 0)
 
 
 @rules_app.command("new")

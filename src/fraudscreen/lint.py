@@ -19,6 +19,7 @@ from fraudscreen.compiler import compile_rule
 from fraudscreen.contract import FAMILIES
 from fraudscreen.expressions import parse
 from fraudscreen.rule import Rule, RuleError, location
+from fraudscreen.testing import missing_cases
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -78,10 +79,9 @@ def lint(rule: Rule) -> list[Finding]:
     found: list[Finding] = []
     if not rule.references:
         found.append(_finding("FS001", rule, "", "references"))
-    hits = any(t.expect for t in rule.tests)
-    quiet = any(not t.expect for t in rule.tests)
-    if not (hits and quiet):
-        found.append(_finding("FS002", rule, "", "tests"))
+    missing = missing_cases(rule)
+    if missing:
+        found.append(_finding("FS002", rule, missing, "tests"))
     text = rule.model_dump_json(include={"detect", "emit"}, by_alias=True)
     used = set(_PARAM.findall(text))
     for name, param in rule.params.items():
