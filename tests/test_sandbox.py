@@ -211,6 +211,11 @@ def test_schema_errors_name_the_field_and_line(tmp_path):
      ":7:1: param: unknown key 'param'; did you mean 'params'?"),
     (lambda t: t.replace("  where: {where}", "  where: {where}\n  measures: {{n: count(*)}}"),
      ":13:3: detect.measures: 'measures' does not belong here"),
+    # found in review: each said "did you mean 'count'?", a key of another section
+    (lambda t: t + "tests:\n  - {{name: n, given: {{}}, expect: [{{amount: 1}}]}}\n",
+     "tests.0.expect.0.amount: unknown key 'amount'; did you mean 'amount_at_risk'?"),
+    (lambda t: t.replace("  where: {where}", "  wher: {where}"),
+     "detect.wher: unknown key 'wher'; did you mean 'where'?"),
 ])
 def test_a_key_out_of_place_is_named_with_the_nearest_one(tmp_path, edit, says):
     """Found in an analyst's review: pydantic's 'Extra inputs are not permitted'."""
