@@ -593,9 +593,34 @@ def test_a_subquery_column_that_names_the_rule_row_too_must_be_qualified(tmp_pat
         compile_where(tmp_path, "EXISTS (SELECT 1 FROM persons AS p "
                                 "WHERE p.person_id = person_id AND p.gender = '2')")
     assert "'person_id' inside the subquery is its own table's column" in str(err.value)
-    compiled = compile_where(tmp_path, "person_id IN (SELECT p.person_id FROM persons AS p "
-                                       "WHERE p.gender = '2')")
+    # found in review: the hint showed what was refused, `person_id IN (SELECT person_id
+    # FROM …)`; it shows the form that works
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, "person_id IN (SELECT person_id FROM persons WHERE "
+                                "gender = '2')")
+    hint = "person_id IN (SELECT t.person_id FROM persons AS t WHERE t.…)"
+    assert hint in str(err.value)
+    compiled = compile_where(tmp_path, hint.replace("…", "gender = '2'"))
     assert "persons" in compiled.sql
+
+
+@pytest.mark.parametrize(("where", "says"), [
+    ("gender = '2'", "unknown column 'gender'; 'gender' is a column of persons, not of this "
+                     "row: bring it in with a lookup, lookups: {gender: {source: persons, on: "
+                     "[person_id], value: max(gender)}}, then use gender"),
+    ("item_code IS NOT NULL AND kind = 'pharmacy'", "'kind' is a column of institutions, not "
+                                                    "of this row: bring it in with a lookup"),
+])
+def test_a_column_of_another_table_says_which_and_how_to_bring_it_in(tmp_path, where, says):
+    """Found in review: `gender` in a fee-line rule said only "unknown column 'gender'"."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert says in str(err.value)
+    path = rule_file(tmp_path, where)
+    path.write_text(path.read_text(encoding="utf-8").replace("  where:", re.search(
+        r"lookups: (\{.*\}), then", str(err.value))[1].join(["  lookups: ", "\n  where:"])),
+        encoding="utf-8")
+    compile_rule(load_rule(path))  # the lookup shown works
 
 
 def test_an_empty_expression_is_refused_at_its_line(tmp_path):

@@ -26,6 +26,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
+from fraudscreen.contract import INPUT_TABLES
+
 DIALECT = "duckdb"
 # sqlglot logs "Falling back to parsing as a 'Command'" for CALL, LOAD and the like: such a
 # text is refused with a message of ours, and its log line would only puzzle an analyst.
@@ -472,10 +474,13 @@ def _check_column(column: exp.Column, scope: Scope) -> None:
     if not qualifier and column.name in inner and column.name in scope.columns.get("", ()):
         # SQL binds it to the subquery's table, which an analyst comparing with the
         # rule's own row (p.person_id = person_id) does not expect: every row matches.
+        table = next((t.name for t in column.find_ancestor(exp.Select).find_all(exp.Table)
+                      if column.name in scope.tables.get(t.name, ())), "…")
         raise ExpressionError(
-            f"{column.name!r} inside the subquery is its own table's column, not the "
-            f"rule row's: qualify it with the subquery's alias, or compare with the "
-            f"row's {column.name} as {column.name} IN (SELECT {column.name} FROM …)")
+            f"{column.name!r} inside the subquery is its own table's column (SQL reads it "
+            f"so), not the rule row's: name the table with an alias and qualify its "
+            f"columns, comparing with the row's as {column.name} IN (SELECT t.{column.name} "
+            f"FROM {table} AS t WHERE t.…)")
     if qualifier not in visible:
         raise ExpressionError(
             f"unknown qualifier {qualifier!r} in {column.sql(DIALECT)!r}"
@@ -485,8 +490,28 @@ def _check_column(column: exp.Column, scope: Scope) -> None:
     if column.name not in names:
         quoted = column.this.args.get("quoted") and not suggest(column.name, names)
         hint = (f"; text goes in single quotes: '{column.name}'" if quoted
-                else suggest(column.name, names))
+                else _elsewhere(column.name, names, "" not in scope.columns)
+                or suggest(column.name, names))
         raise ExpressionError(f"unknown column {column.sql(DIALECT)!r}{hint}")
+
+
+def _elsewhere(name: str, names: set[str], query: bool) -> str:
+    """Which contract tables have a column the row lacks (``gender`` in a settlements
+    rule), and how to bring it in from one with a row per key the row holds: a lookup, or
+    in a query a join."""
+    holders = [t for t in INPUT_TABLES.values() if name in {c.name for c in t.columns}]
+    if not holders:
+        return ""
+    keyed = next((t for t in holders if len(t.key) == 1 and t.key[0] in names), None)
+    where = f"; {name!r} is a column of {' and '.join(t.name for t in holders)}, not of this row"
+    if keyed is None:
+        return where
+    key = keyed.key[0]
+    if query:
+        return (f"{where}: join it, as JOIN {keyed.name} AS t ON t.{key} = s.{key} (s: the "
+                f"alias of the table you read), then use t.{name}")
+    return (f"{where}: bring it in with a lookup, lookups: {{{name}: {{source: {keyed.name}, "
+            f"on: [{key}], value: max({name})}}}}, then use {name}")
 
 
 def sql_string(text: str) -> str:
