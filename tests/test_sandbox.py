@@ -994,3 +994,24 @@ def test_a_statement_in_an_expression_is_refused_without_sqlglots_log_line(tmp_p
     said = result.stdout + result.stderr
     assert "Command ('CALL pragma_version()') is not allowed" in said
     assert "Falling back" not in said
+
+
+@pytest.mark.parametrize(("where", "at", "says"), [
+    ("item_code = 250403067", ":12:22:", "item_code is text and 250403067 a number: quote the "
+                                         "code, '250403067'"),
+    ("fee_category = 01", ":12:25:", "quote the code, '01'"),
+    ("amount > 0 AND fee_category IN ('02', 7)", ":12:48:", "quote the code, '7'"),
+    ("settlement_id > 0", ":12:26:", "settlement_id is text and 0 a number"),
+])
+def test_a_code_compared_with_an_unquoted_number_is_refused_where_it_is(tmp_path, where, at,
+                                                                         says):
+    """Found in review: no finding, and `item_code = 250403067` failed on the night's data
+    with a ConversionException naming no place."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and says in \
+        str(err.value), str(err.value)
+
+
+def test_a_number_compared_with_a_number_is_no_code(tmp_path):
+    compile_where(tmp_path, "quantity > 2 AND amount BETWEEN 1 AND 5 AND item_code = '01'")

@@ -20,12 +20,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
+from fraudscreen import sources
 from fraudscreen.contract import INPUT_TABLES
 
 DIALECT = "duckdb"
@@ -266,7 +268,39 @@ def check(tree: exp.Expression, scope: Scope, statement: bool = False) -> exp.Ex
         with _at(node):
             _check_node(node, scope, statement)
     _check_columns(tree, scope)
+    _check_codes(tree)
     return tree
+
+
+@cache
+def _text_columns() -> frozenset[str]:
+    """Names that are text in every source that has them: ids and codes."""
+    kinds: dict[str, set[str]] = {}
+    for columns in sources.types().values():
+        for name, kind in columns.items():
+            kinds.setdefault(name, set()).add(kind)
+    return frozenset(name for name, k in kinds.items() if k == {"VARCHAR"})
+
+
+def _check_codes(tree: exp.Expression) -> None:
+    """Refuse a code compared with an unquoted number (``item_code = 250403067``): DuckDB
+    then reads every code as a number, fails on the first that is not one (``Y01``) when
+    a row reaches it, and takes ``01`` for ``1``."""
+    for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In,
+                              exp.Between):
+        sides = [node.this, *(node.expressions if isinstance(node, exp.In) else
+                              (node.args.get("low"), node.args.get("high"))
+                              if isinstance(node, exp.Between) else (node.expression,))]
+        code = next((s for s in sides if isinstance(s, exp.Column)
+                     and s.name in _text_columns()), None)
+        number = next((s for s in sides if isinstance(s, exp.Literal) and not s.is_string),
+                      None)
+        if code is not None and number is not None:
+            with _at(number):
+                raise ExpressionError(
+                    f"{code.name} is text and {number.this} a number: quote the code, "
+                    f"'{number.this}' (unquoted, every {code.name} is read as a number, and "
+                    "the rule fails on the first that is not one)")
 
 
 def _named_steps(tree: exp.Expression, scope: Scope) -> Scope:
