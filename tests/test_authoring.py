@@ -293,3 +293,58 @@ def test_rules_test_fails_a_rule_without_a_case_with_a_hit_and_one_without(tmp_p
     assert result.exit_code == 1 and f"FAIL test.sandbox: {path}:{line}: {says}" \
         in result.output, result.output
     assert "1 rule(s) without a case with a hit and one without" in result.output
+
+
+QUERY = """\
+id: site_a.pairs
+version: "1"
+family: site_a
+title: t
+description: d
+severity: low
+detect:
+  kind: query
+  sql: SELECT f.settlement_id, f.amount FROM {joined}
+emit:
+  amount_at_risk: amount
+  message: "{{settlement_id}}"
+"""
+
+
+@pytest.mark.parametrize(("joined", "flagged"), [
+    ("fee_lines AS f, settlements AS s", "settlements AS s: tie it to f with ON s.x = f.x"),
+    ("fee_lines AS f JOIN settlements AS s ON 1 = 1", "settlements AS s: tie it"),
+    ("fee_lines AS f JOIN persons AS p ON f.person_id <> p.person_id", "persons AS p: tie it"),
+    ("fee_lines AS f CROSS JOIN (SELECT avg(amount) AS mean FROM fee_lines) AS m", None),
+    ("fee_lines AS f JOIN settlements AS s ON s.settlement_id = f.settlement_id", None),
+    ("fee_lines AS f, settlements AS s WHERE f.settlement_id = s.settlement_id AND 1 = 1",
+     None),
+    ("fee_lines AS f JOIN settlements AS s USING (settlement_id)", None),
+])
+def test_a_join_that_ties_no_column_of_each_side_is_a_lint_warning(tmp_path, joined, flagged):
+    """Found in review: `FROM fee_lines AS f, settlements AS s` made ¥8.5 billion of leads
+    with no word from lint."""
+    path = tmp_path / "pairs.yaml"
+    path.write_text(QUERY.format(joined=joined), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    found = [line for line in result.output.splitlines() if "FS012" in line]
+    assert "FS004" not in result.output, result.output
+    if flagged is None:
+        assert found == [], result.output
+    else:
+        at = 9, 46 + joined.index(flagged.split(" ")[0])
+        assert found == [f"{path}:{at[0]}:{at[1]}: FS012 [warning] site_a.pairs: a join ties "
+                         "its sides by no equality of a column of each, so every row meets "
+                         f"every row and each pair is a hit: {flagged}"
+                         + found[0].split(flagged)[1]], result.output
+
+
+def test_a_correlate_with_nothing_to_tie_on_is_a_lint_warning():
+    rule = next(r for r in BUILT_IN if r.detect.kind == "correlate")
+    loose = rule.model_copy(update={"detect": rule.detect.model_copy(update={
+        "with_": rule.detect.with_.model_copy(update={"on": []})})})
+    from fraudscreen.lint import lint
+
+    assert [f.message.split(": ", 1)[1] for f in lint(loose) if f.code == "FS012"] == [
+        "with.on is empty: tie each row to its matches, with.on: [person_id]"]
+    assert not [f for f in lint(rule) if f.code == "FS012"]

@@ -54,7 +54,7 @@ class ExpressionError(ValueError):
         return found.start() if found else None
 
 
-def _start(node: exp.Expression) -> int | None:
+def start(node: exp.Expression) -> int | None:
     """Where a node's text starts: sqlglot keeps offsets on names, literals and calls."""
     starts = [n.meta["start"] for n in node.walk() if n._meta and "start" in n.meta]
     return min(starts, default=None)
@@ -67,7 +67,7 @@ def _at(node: exp.Expression) -> Iterator[None]:
         yield
     except ExpressionError as err:
         if err.at is None:
-            err.at = _start(node)
+            err.at = start(node)
         if err.at is None:  # CURRENT_DATE, a type: no offset, but a word to find
             err.near = re.split(r"\W", node.sql(DIALECT).lstrip("("), maxsplit=1)[0] or None
         raise
@@ -220,7 +220,7 @@ def _placeholders(tree: exp.Expression, parameters: dict[int, str]) -> exp.Expre
     """The names ``_parameters`` wrote back as parameters, found by their offsets (a
     column of the same name elsewhere is a column), each keeping its offset."""
     def back(node: exp.Expression) -> exp.Expression:
-        at = _start(node) if isinstance(node, exp.Column) and not node.table else None
+        at = start(node) if isinstance(node, exp.Column) and not node.table else None
         if at not in parameters:
             return node
         placeholder = exp.Placeholder(this=parameters[at])
