@@ -578,6 +578,11 @@ def bind(tree: exp.Expression, values: dict[str, ParamValue]) -> exp.Expression:
     value breaks the tie (``_settled``) — the same answer wherever there was one."""
 
     def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Interval) and isinstance(node.this, exp.Paren) and isinstance(
+                node.this.this, exp.Placeholder):
+            # INTERVAL (:n) YEAR as INTERVAL :n YEAR: Spark reads no parenthesised count
+            node.set("this", node.this.this)
+            return node
         if isinstance(node, (exp.ArgMin, exp.ArgMax)):
             node.set("expression", _settled(node))
             return node
