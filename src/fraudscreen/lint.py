@@ -17,8 +17,7 @@ from sqlglot.optimizer.qualify import qualify
 from fraudscreen import sources
 from fraudscreen.compiler import compile_rule
 from fraudscreen.contract import FAMILIES
-from fraudscreen.expressions import parse
-from fraudscreen.expressions import start as start_of
+from fraudscreen.expressions import parse, start
 from fraudscreen.rule import Rule, RuleError, location
 from fraudscreen.testing import missing_cases
 
@@ -144,8 +143,8 @@ def _untied_joins(rule: Rule) -> list[tuple[str, int | None]]:
         return []
     found = []
     for select in tree.find_all(exp.Select):
-        start = select.args.get("from_")
-        seen = {start.this.alias_or_name} if start else set()
+        first = select.args.get("from_")
+        seen = {first.this.alias_or_name} if first else set()
         where = select.args.get("where")
         for join in select.args.get("joins") or []:
             side = join.this.alias_or_name
@@ -155,7 +154,7 @@ def _untied_joins(rule: Rule) -> list[tuple[str, int | None]]:
                 other = min(seen, default="other")
                 found.append((f"{join.this.sql('duckdb')}: tie it to {other} with ON "
                               f"{side}.x = {other}.x (a column both hold), or write CROSS JOIN "
-                              "if one side is a single row", start_of(join.this)))
+                              "if one side is a single row", start(join.this)))
             seen.add(side)
     return found
 

@@ -95,7 +95,7 @@ class Param(_Model):
         """The value as the declared type and within its bounds, or ValueError saying
         what was expected."""
         typed = self._typed(value)
-        for text in [str(value), *(typed if self.type == "list" else [])]:
+        for text in [*(typed if self.type == "list" else []), str(value)]:
             if _WIDE_QUOTED.fullmatch(text):
                 raise ValueError(f"{text.strip()} is in full-width quotes (a Chinese input "
                                  "method's), which would be compared as part of the value and "
@@ -593,6 +593,7 @@ _YAML_HINTS = (
 
 
 def _keys(*models: type[BaseModel]) -> set[str]:
+    """The keys a rule file writes for these sections (``with``, not ``with_``)."""
     return {f.alias or name for m in models for name, f in m.model_fields.items()
             if not f.exclude}
 
