@@ -623,6 +623,19 @@ def test_a_column_of_another_table_says_which_and_how_to_bring_it_in(tmp_path, w
     compile_rule(load_rule(path))  # the lookup shown works
 
 
+def test_a_column_of_another_table_in_a_having_is_not_offered_a_lookup(tmp_path):
+    """A lookup adds a column to the rows, not to a group: the hint would loop."""
+    path = rule_file(tmp_path, "amount > 0\n  group_by: [person_id]\n  measures: "
+                               "{n: count(*)}\n  having: n > 1 AND gender = '2'")
+    path.write_text(path.read_text(encoding="utf-8").replace("kind: filter", "kind: aggregate")
+                    .replace('"{settlement_id}"', '"{person_id}"\n  key: [person_id]'),
+                    encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(path))
+    assert str(err.value).endswith("detect.having: unknown column 'gender'; 'gender' is a "
+                                   "column of persons, not of this row"), str(err.value)
+
+
 def test_an_empty_expression_is_refused_at_its_line(tmp_path):
     """Found in review: `where: ""` filtered nothing, so the rule flagged every row."""
     with pytest.raises(RuleError) as err:

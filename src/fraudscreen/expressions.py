@@ -144,6 +144,9 @@ class Scope:
     tables: dict[str, set[str]] = field(default_factory=dict)
     params: set[str] = field(default_factory=set)
     aggregates: bool = False
+    # Whether the expression reads the detection's rows, to which a lookup adds a column
+    # (not a group's or a hit's).
+    rows: bool = False
     # Names a query's WITH step may not take (besides ``tables``): the compiler's own.
     reserved: set[str] = field(default_factory=set)
 
@@ -524,28 +527,27 @@ def _check_column(column: exp.Column, scope: Scope) -> None:
     if column.name not in names:
         quoted = column.this.args.get("quoted") and not suggest(column.name, names)
         hint = (f"; text goes in single quotes: '{column.name}'" if quoted
-                else _elsewhere(column.name, names, "" not in scope.columns)
-                or suggest(column.name, names))
+                else _elsewhere(column.name, names, scope) or suggest(column.name, names))
         raise ExpressionError(f"unknown column {column.sql(DIALECT)!r}{hint}")
 
 
-def _elsewhere(name: str, names: set[str], query: bool) -> str:
+def _elsewhere(name: str, names: set[str], scope: Scope) -> str:
     """Which contract tables have a column the row lacks (``gender`` in a settlements
-    rule), and how to bring it in from one with a row per key the row holds: a lookup, or
-    in a query a join."""
+    rule), and how to bring it in from one with a row per key the row holds: a lookup
+    where the expression reads the detection's rows, a join in a query."""
     holders = [t for t in INPUT_TABLES.values() if name in {c.name for c in t.columns}]
     if not holders:
         return ""
     keyed = next((t for t in holders if len(t.key) == 1 and t.key[0] in names), None)
     where = f"; {name!r} is a column of {' and '.join(t.name for t in holders)}, not of this row"
-    if keyed is None:
-        return where
-    key = keyed.key[0]
-    if query:
+    key = keyed and keyed.key[0]
+    if key and "" not in scope.columns:  # a query's SELECT
         return (f"{where}: join it, as JOIN {keyed.name} AS t ON t.{key} = s.{key} (s: the "
                 f"alias of the table you read), then use t.{name}")
-    return (f"{where}: bring it in with a lookup, lookups: {{{name}: {{source: {keyed.name}, "
-            f"on: [{key}], value: max({name})}}}}, then use {name}")
+    if key and scope.rows:
+        return (f"{where}: bring it in with a lookup, lookups: {{{name}: {{source: "
+                f"{keyed.name}, on: [{key}], value: max({name})}}}}, then use {name}")
+    return where
 
 
 def sql_string(text: str) -> str:
