@@ -107,8 +107,8 @@ def test_lint_and_test_take_the_rule_files_an_analyst_names(tmp_path):
     assert "duplicate_charge." not in result.output  # only the named file's findings
     assert result.output.rstrip().endswith("error(s)")
     result = CliRunner().invoke(app, ["rules", "test", str(path)])
-    assert result.exit_code == 0 and "0 passed, 0 failed; no tests in test.sandbox" \
-        in result.output, result.output
+    assert result.exit_code == 1 and f"FAIL test.sandbox: {path}:1:1: no tests: add a case " \
+        "the rule should flag" in result.output, result.output
     # the built-ins are loaded too: an id taken by a built-in rule is an error
     path.write_text(path.read_text(encoding="utf-8").replace(
         "id: test.sandbox", "id: duplicate_charge.daily_cap"), encoding="utf-8")
@@ -228,3 +228,123 @@ def test_a_new_rule_keeps_the_comments_on_the_lines_it_rewrites(tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "new" / "x.yaml").read_text(encoding="utf-8")
     assert text.startswith('id: site_a.x   # 规则编号\nversion: "1"  # bump me\n'), text
+
+
+@pytest.mark.parametrize("rule_id", ["Site_A.Night", "site-a.night", "night_outpatient",
+                                     "site_a.夜间门诊", "site_a.2night"])
+def test_a_malformed_rule_id_says_how_to_write_one(tmp_path, rule_id):
+    """Found in review: every one of these was 'id: is empty: write an expression'."""
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "id: test.sandbox", f"id: {rule_id}"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    assert result.exit_code == 2 and f"{path}:1:1: id: write FAMILY.NAME in lower-case " \
+        f"letters, digits and _, each part starting with a letter (e.g. " \
+        f"site_a.night_visits), not '{rule_id}'" in result.output, result.output
+
+
+@pytest.mark.parametrize(("value", "reads"), [
+    (30871.195, "30871.19"), (3.5, "3.50"), (2.0, "2.00"), (0.0, "0.00"),
+    (1e20, "1" + "0" * 20 + ".00"),
+    (0.5, "0.50"), (0.12345, "0.1235"), (-0.0025, "-0.0025"), (0.99996, "1.00"),
+    (1e-12, "0.000000000001"),
+])
+def test_a_double_in_a_message_reads_as_money_or_a_ratio(value, reads):
+    """Found in review: avg(fund_amount) OVER … read 均值3.087e+04元."""
+    from fraudscreen.suspicion import text
+
+    assert text(value) == reads
+
+
+@pytest.mark.parametrize(("message", "says"), [
+    ('"结算{settlement_id}金额｛amount｝元"', ":15:32: FS004 [error] test.sandbox: rule does not "
+     "compile: full-width '｛' in the message: type the placeholder's braces half-width, "
+     "{amount} (switch the input method to half-width, 半角)"),
+    ("|\n    结算{settlement_id}\n    金额{amount｝元", ":17:14: FS004 [error] test.sandbox: "
+     "rule does not compile: full-width '｝'"),
+])
+def test_full_width_braces_in_a_message_are_refused_where_they_are(tmp_path, message, says):
+    """Found in review: ｛total_amount｝ was printed as written, braces and name."""
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        'message: "{settlement_id}"', f"message: {message}"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    assert result.exit_code == 1 and f"{path}{says}" in result.output, result.output
+
+
+@pytest.mark.parametrize(("expects", "says"), [
+    ([], "no tests: add a case the rule should flag (expect: the suspicions it finds) and "
+         "one it should not (expect: [])"),
+    (["[]"], "no test expects a hit, so the tests pass even if the rule finds nothing"),
+    (["[{settlement_id: S1}]"], "no test expects no hit, so the tests pass even if the rule "
+                                "flags everything: add a case the rule should not flag"),
+])
+def test_rules_test_fails_a_rule_without_a_case_with_a_hit_and_one_without(tmp_path, expects,
+                                                                            says):
+    """Found in review: a rule with no tests, or with no-hit cases only, passed (exit 0)."""
+    path = rule_file(tmp_path, "amount > 1")
+    cases = "".join(f"  - name: case {i}\n    given: {{fee_lines: [{{settlement_id: S1, "
+                    f"amount: {1 if e == '[]' else 5}}}]}}\n    expect: {e}\n"
+                    for i, e in enumerate(expects))
+    with path.open("a", encoding="utf-8") as file:
+        file.write("tests:\n" + cases if cases else "")
+    result = CliRunner().invoke(app, ["rules", "test", str(path)])
+    line = "16:1" if cases else "1:1"
+    assert result.exit_code == 1 and f"FAIL test.sandbox: {path}:{line}: {says}" \
+        in result.output, result.output
+    assert "1 rule(s) without a case with a hit and one without" in result.output
+
+
+QUERY = """\
+id: site_a.pairs
+version: "1"
+family: site_a
+title: t
+description: d
+severity: low
+detect:
+  kind: query
+  sql: SELECT f.settlement_id, f.amount FROM {joined}
+emit:
+  amount_at_risk: amount
+  message: "{{settlement_id}}"
+"""
+
+
+@pytest.mark.parametrize(("joined", "flagged"), [
+    ("fee_lines AS f, settlements AS s", "settlements AS s: tie it to f with ON s.x = f.x"),
+    ("fee_lines AS f JOIN settlements AS s ON 1 = 1", "settlements AS s: tie it"),
+    ("fee_lines AS f JOIN persons AS p ON f.person_id <> p.person_id", "persons AS p: tie it"),
+    ("fee_lines AS f CROSS JOIN (SELECT avg(amount) AS mean FROM fee_lines) AS m", None),
+    ("fee_lines AS f JOIN settlements AS s ON s.settlement_id = f.settlement_id", None),
+    ("fee_lines AS f, settlements AS s WHERE f.settlement_id = s.settlement_id AND 1 = 1",
+     None),
+    ("fee_lines AS f JOIN settlements AS s USING (settlement_id)", None),
+])
+def test_a_join_that_ties_no_column_of_each_side_is_a_lint_warning(tmp_path, joined, flagged):
+    """Found in review: `FROM fee_lines AS f, settlements AS s` made ¥8.5 billion of leads
+    with no word from lint."""
+    path = tmp_path / "pairs.yaml"
+    path.write_text(QUERY.format(joined=joined), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    found = [line for line in result.output.splitlines() if "FS012" in line]
+    assert "FS004" not in result.output, result.output
+    if flagged is None:
+        assert found == [], result.output
+    else:
+        at = 9, 46 + joined.index(flagged.split(" ")[0])
+        assert found == [f"{path}:{at[0]}:{at[1]}: FS012 [warning] site_a.pairs: a join ties "
+                         "its sides by no equality of a column of each, so every row meets "
+                         f"every row and each pair is a hit: {flagged}"
+                         + found[0].split(flagged)[1]], result.output
+
+
+def test_a_correlate_with_nothing_to_tie_on_is_a_lint_warning():
+    rule = next(r for r in BUILT_IN if r.detect.kind == "correlate")
+    loose = rule.model_copy(update={"detect": rule.detect.model_copy(update={
+        "with_": rule.detect.with_.model_copy(update={"on": []})})})
+    from fraudscreen.lint import lint
+
+    assert [f.message.split(": ", 1)[1] for f in lint(loose) if f.code == "FS012"] == [
+        "with.on is empty: tie each row to its matches, with.on: [person_id]"]
+    assert not [f for f in lint(rule) if f.code == "FS012"]

@@ -198,3 +198,14 @@ def test_a_rule_a_dialect_cannot_express_fails_naming_the_rule(dialect, rule_id)
     if rule_id not in message:
         pytest.xfail("CompiledRule.sql_for does not yet wrap sqlglot's UnsupportedError in "
                      "a RuleError naming the rule (proposed change to compiler.py)")
+
+
+def test_an_interval_of_a_parameter_in_parentheses_is_valid_spark(tmp_path):
+    """Found in review: INTERVAL (:adult_age) YEAR compiled for Spark as INTERVAL (18)
+    YEAR, a syntax error there (DuckDB reads it)."""
+    from test_sandbox import compile_where
+
+    for where in ("charge_date < CAST('2024-01-01' AS DATE) + INTERVAL (:limit) YEAR",
+                  "charge_date < CAST('2024-01-01' AS DATE) + INTERVAL :limit YEAR"):
+        sql = compile_where(tmp_path, where).sql_for(for_engine("spark"))
+        assert "INTERVAL '3' YEAR" in sql and "INTERVAL (" not in sql, sql

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import pytest
+
 from fraudscreen.contract import markdown
-from fraudscreen.rule import Rule
+from fraudscreen.lint import lint
+from fraudscreen.rule import Rule, load_rule
 from fraudscreen.rule_docs import render
 from fraudscreen.ruleset import RuleSet
 
@@ -57,3 +61,33 @@ def test_rule_schema_offers_only_what_a_rule_file_holds():
     schema = Rule.model_json_schema(by_alias=True)
     assert not {"path", "positions", "content_hash"} & set(schema["properties"])
     assert {"period_start", "period_end"} <= set(schema["$defs"]["Expected"]["properties"])
+
+
+# What a rule example in rule-format.md leaves to "the rest (above)".
+_HEAD = {"id": "site_a.doc_example", "version": '"1"', "family": "site_a", "title": "例",
+         "description": "例", "severity": "low"}
+
+
+def _rule_examples() -> list[str]:
+    """rule-format.md's YAML examples that hold a detection and its emit, whole (not the
+    outline with …)."""
+    text = (DOCS / "rule-format.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    return [b for b in blocks if re.search(r"^detect:", b, re.M)
+            and re.search(r"^emit:", b, re.M) and "…" not in b]
+
+
+@pytest.mark.parametrize("example", _rule_examples())
+def test_the_rule_format_examples_load_and_compile(tmp_path, example):
+    """Found in review: both query examples lacked emit.message and failed as written."""
+    head = "".join(f"{k}: {v}\n" for k, v in _HEAD.items()
+                   if not re.search(rf"^{k}:", example, re.M))
+    path = tmp_path / "example.yaml"
+    path.write_text(head + example, encoding="utf-8")
+    errors = [str(f) for f in lint(load_rule(path)) if f.severity == "error"
+              and f.code != "FS002"]  # an example leaves its tests out
+    assert errors == []
+
+
+def test_the_rule_format_has_rule_examples():
+    assert len(_rule_examples()) >= 2

@@ -83,15 +83,17 @@ def test_a_rule_whose_sql_cannot_bind_is_a_lint_error():
 
 def test_a_parameter_typed_with_full_width_quotes_is_a_lint_warning():
     """Found in an analyst's review: a default of “08” raised nothing, and the rule
-    silently matched no fee line."""
+    silently matched no fee line. A value wrapped in them is refused (FS004); one that
+    holds them elsewhere is FS010."""
     from fraudscreen.rule import Param
 
     rule = next(r for r in RULES if r.id == "split_hospitalisation.readmission")
-    for default in ("“08”", ["Z51", "‘Z29’"]):
+    for default, codes in [("“08”", ["FS004"]), (["Z51", "‘Z29’"], ["FS004"]),
+                           ("08”", ["FS010"]), (["Z51", "Z“29"], ["FS010"])]:
         typed = rule.model_copy(update={"params": {
             **rule.params, "planned_categories": Param(type="list" if isinstance(
                 default, list) else "string", default=default)}})
-        assert [f.code for f in lint(typed)] == ["FS010"], default
+        assert [f.code for f in lint(typed)] == codes, default
     assert [f.code for f in lint(rule)] == []
     named = rule.model_copy(update={"params": {**rule.params, "planned_categories": Param(
         type="list", default=["人血白蛋白（20%）", "复方，制剂"])}})

@@ -211,6 +211,11 @@ def test_schema_errors_name_the_field_and_line(tmp_path):
      ":7:1: param: unknown key 'param'; did you mean 'params'?"),
     (lambda t: t.replace("  where: {where}", "  where: {where}\n  measures: {{n: count(*)}}"),
      ":13:3: detect.measures: 'measures' does not belong here"),
+    # found in review: each said "did you mean 'count'?", a key of another section
+    (lambda t: t + "tests:\n  - {{name: n, given: {{}}, expect: [{{amount: 1}}]}}\n",
+     "tests.0.expect.0.amount: unknown key 'amount'; did you mean 'amount_at_risk'?"),
+    (lambda t: t.replace("  where: {where}", "  wher: {where}"),
+     "detect.wher: unknown key 'wher'; did you mean 'where'?"),
 ])
 def test_a_key_out_of_place_is_named_with_the_nearest_one(tmp_path, edit, says):
     """Found in an analyst's review: pydantic's 'Extra inputs are not permitted'."""
@@ -346,6 +351,12 @@ def test_params_files_and_values_that_cannot_be_read_are_errors_not_tracebacks(t
     ("bed_holding.idle_stay.min_idle_share=1.5", "1.5 is above its maximum, 1"),
     ("pharmacy_card_skimming.impossible_travel.min_hours=100000000000000",
      "is above its maximum, 8784"),
+    # found in review: compiled to IN ('“11”') and found nothing
+    ("split_hospitalisation.readmission.planned_categories=“Z51”",
+     "planned_categories: “Z51” is in full-width quotes (a Chinese input method's), which "
+     "would be compared as part of the value and match nothing: remove them (Z51)"),
+    ("split_hospitalisation.readmission.planned_categories=“Z51,Z49”", "remove them (Z51,Z49)"),
+    ("split_hospitalisation.readmission.planned_categories=[Z51, 「Z49」]", "remove them (Z49)"),
 ])
 def test_a_parameter_value_the_rule_cannot_run_with_is_refused_when_read(param, says):
     from fraudscreen.ruleset import RuleSet
@@ -392,6 +403,9 @@ def test_a_params_file_names_where_a_value_is_wrong(tmp_path):
          ":2:17: params file: not valid YAML: '.inf' is not a decimal number"),
         ("split_hospitalisation.readmision:\n  max_gap_days: 1\n",
          ":1:1: no rule 'split_hospitalisation.readmision'; did you mean"),
+        ("split_hospitalisation.readmission:\n  planned_categories: [Z51, ‘Z49’]\n",
+         ":2:3: parameter split_hospitalisation.readmission.planned_categories: ‘Z49’ is in "
+         "full-width quotes"),
     ]:
         path.write_text(text, encoding="utf-8")
         with pytest.raises(RuleError) as err:
@@ -579,9 +593,47 @@ def test_a_subquery_column_that_names_the_rule_row_too_must_be_qualified(tmp_pat
         compile_where(tmp_path, "EXISTS (SELECT 1 FROM persons AS p "
                                 "WHERE p.person_id = person_id AND p.gender = '2')")
     assert "'person_id' inside the subquery is its own table's column" in str(err.value)
-    compiled = compile_where(tmp_path, "person_id IN (SELECT p.person_id FROM persons AS p "
-                                       "WHERE p.gender = '2')")
+    # found in review: the hint showed what was refused, `person_id IN (SELECT person_id
+    # FROM …)`; it shows the form that works
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, "person_id IN (SELECT person_id FROM persons WHERE "
+                                "gender = '2')")
+    hint = "person_id IN (SELECT t.person_id FROM persons AS t WHERE t.…)"
+    assert hint in str(err.value)
+    compiled = compile_where(tmp_path, hint.replace("…", "gender = '2'"))
     assert "persons" in compiled.sql
+
+
+@pytest.mark.parametrize(("where", "says"), [
+    ("gender = '2'", "unknown column 'gender'; 'gender' is a column of persons, not of this "
+                     "row: bring it in with a lookup, lookups: {gender: {source: persons, on: "
+                     "[person_id], value: max(gender)}}, then use gender"),
+    ("item_code IS NOT NULL AND kind = 'pharmacy'", "'kind' is a column of institutions, not "
+                                                    "of this row: bring it in with a lookup"),
+])
+def test_a_column_of_another_table_says_which_and_how_to_bring_it_in(tmp_path, where, says):
+    """Found in review: `gender` in a fee-line rule said only "unknown column 'gender'"."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert says in str(err.value)
+    path = rule_file(tmp_path, where)
+    path.write_text(path.read_text(encoding="utf-8").replace("  where:", re.search(
+        r"lookups: (\{.*\}), then", str(err.value))[1].join(["  lookups: ", "\n  where:"])),
+        encoding="utf-8")
+    compile_rule(load_rule(path))  # the lookup shown works
+
+
+def test_a_column_of_another_table_in_a_having_is_not_offered_a_lookup(tmp_path):
+    """A lookup adds a column to the rows, not to a group: the hint would loop."""
+    path = rule_file(tmp_path, "amount > 0\n  group_by: [person_id]\n  measures: "
+                               "{n: count(*)}\n  having: n > 1 AND gender = '2'")
+    path.write_text(path.read_text(encoding="utf-8").replace("kind: filter", "kind: aggregate")
+                    .replace('"{settlement_id}"', '"{person_id}"\n  key: [person_id]'),
+                    encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(path))
+    assert str(err.value).endswith("detect.having: unknown column 'gender'; 'gender' is a "
+                                   "column of persons, not of this row"), str(err.value)
 
 
 def test_an_empty_expression_is_refused_at_its_line(tmp_path):
@@ -955,3 +1007,24 @@ def test_a_statement_in_an_expression_is_refused_without_sqlglots_log_line(tmp_p
     said = result.stdout + result.stderr
     assert "Command ('CALL pragma_version()') is not allowed" in said
     assert "Falling back" not in said
+
+
+@pytest.mark.parametrize(("where", "at", "says"), [
+    ("item_code = 250403067", ":12:22:", "item_code is text and 250403067 a number: quote the "
+                                         "code, '250403067'"),
+    ("fee_category = 01", ":12:25:", "quote the code, '01'"),
+    ("amount > 0 AND fee_category IN ('02', 7)", ":12:48:", "quote the code, '7'"),
+    ("settlement_id > 0", ":12:26:", "settlement_id is text and 0 a number"),
+])
+def test_a_code_compared_with_an_unquoted_number_is_refused_where_it_is(tmp_path, where, at,
+                                                                         says):
+    """Found in review: no finding, and `item_code = 250403067` failed on the night's data
+    with a ConversionException naming no place."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and says in \
+        str(err.value), str(err.value)
+
+
+def test_a_number_compared_with_a_number_is_no_code(tmp_path):
+    compile_where(tmp_path, "quantity > 2 AND amount BETWEEN 1 AND 5 AND item_code = '01'")

@@ -437,7 +437,7 @@ def rules_test(
     `fraudscreen rules test duplicate_charge.daily_cap` one built-in rule."""
     from fraudscreen.rule import RuleError
     from fraudscreen.ruleset import read_from
-    from fraudscreen.testing import run_test
+    from fraudscreen.testing import missing_cases, run_test
 
     targets = targets or []
     paths = [Path(t) for t in targets
@@ -448,7 +448,7 @@ def rules_test(
     except RuleError as err:
         raise _fail(err) from None
     selected = list({r.id: r for r in [*selected, *read_from(ruleset.rules, paths)]}.values())
-    passed = failed = 0
+    passed = failed = short = 0
     for rule in selected if targets else ruleset.rules:
         for test in rule.tests:
             result = run_test(rule, test, engine)
@@ -458,10 +458,14 @@ def rules_test(
                 typer.echo(f"     {line}")
             passed += result.passed
             failed += not result.passed
-    untested = [r.id for r in (selected if targets else ruleset.rules) if not r.tests]
+        missing = missing_cases(rule)  # its tests would pass whatever the rule finds
+        if missing:
+            typer.echo(f"FAIL {rule.id}: {rule.where('tests')}: {missing}")
+            short += 1
     typer.echo(f"{passed} passed, {failed} failed"
-               + (f"; no tests in {', '.join(untested)}" if untested else ""))
-    raise typer.Exit(1 if failed else 0)
+               + (f"; {short} rule(s) without a case with a hit and one without" if short
+                  else ""))
+    raise typer.Exit(1 if failed or short else 0)
 
 
 @rules_app.command("new")
@@ -484,12 +488,11 @@ def rules_new(
     import os
     import tempfile
 
-    from fraudscreen.rule import Rule, RuleError
+    from fraudscreen.rule import Rule, RuleError, bad_id
     from fraudscreen.ruleset import RuleSet, derived
 
     if not re.fullmatch(Rule.model_fields["id"].metadata[0].pattern, rule_id):
-        raise _fail(f"rule id {rule_id!r}: write FAMILY.NAME in lower-case letters, digits "
-                    "and _, e.g. site_a.night_visits")
+        raise _fail(f"rule id: {bad_id(rule_id)}")
     path = out / f"{rule_id.partition('.')[2]}.yaml"
     if out.exists() and not out.is_dir():
         raise _fail(f"--out {out} is a file: name a folder")

@@ -144,9 +144,9 @@ class _Compiler:
     def expr(self, text: str, path: tuple, columns: dict[str, set[str]],
              aggregates: bool = False,
              rewrite: Callable[[exp.Expression], exp.Expression] | None = None,
-             money: bool = False) -> str:
+             money: bool = False, rows: bool = False) -> str:
         scope = ex.Scope(columns=columns, tables={k: set(v) for k, v in self.catalog.items()},
-                         params=self.params, aggregates=aggregates)
+                         params=self.params, aggregates=aggregates, rows=rows)
         try:
             tree = ex.check(ex.parse(text), scope)
             tree = ex.bind(tree, self.values)
@@ -208,7 +208,7 @@ class _Compiler:
         if around:  # _judged keeps the flagged rows to the window's
             rows = self._around(det.source)
         inner = f"SELECT s.*{''.join(picked)} FROM {_q(rows)} AS s{''.join(joins)}"
-        where = (f" WHERE {self.expr(det.where, base + ('where',), {'': cols})}"
+        where = (f" WHERE {self.expr(det.where, base + ('where',), {'': cols}, rows=True)}"
                  if det.where else "")
         self.ctes.append(("src", f"SELECT * FROM ({inner}) AS j{where}"))
         return cols
@@ -221,8 +221,8 @@ class _Compiler:
     def aggregate(self, det: Aggregate, cols: set[str]) -> set[str]:
         p = ("detect",)
         self.names(det.group_by, cols, p + ("group_by",))
-        measures = [f"{self.expr(m, p + ('measures', n), {'': cols}, aggregates=True)} AS {_q(n)}"
-                    for n, m in det.measures.items()]
+        measures = [self.expr(m, p + ("measures", n), {"": cols}, aggregates=True, rows=True)
+                    + f" AS {_q(n)}" for n, m in det.measures.items()]
         for n, m in det.measures.items():
             loose = ex.outside_aggregates(ex.parse(m)) - set(det.group_by)
             if loose:
@@ -276,7 +276,7 @@ class _Compiler:
                                  f" FROM src"))
         self.rewrite = _requalify({"prev": "prev__"})
         match = self.expr(det.match, p + ("match",), {"": cols, "prev": cols},
-                          rewrite=self.rewrite)
+                          rewrite=self.rewrite, rows=True)
         related = ("[prev__settlement_id]" if "settlement_id" in cols
                    else "CAST([] AS VARCHAR[])")
         self.ctes.append(("hits", f"SELECT *, {related} AS related_settlement_ids FROM seq"
@@ -326,10 +326,10 @@ class _Compiler:
         self.ctes.append(("oth", f"SELECT * FROM {_q(self._around(other.source))}{o_where}"))
         scope = {"": cols, "this": cols, "other": o_cols}
         rw = _requalify({"this": "t.", "other": "o.", "": "t."})
-        match = self.expr(det.match, p + ("match",), scope, rewrite=rw)
+        match = self.expr(det.match, p + ("match",), scope, rewrite=rw, rows=True)
         measures = "".join(
-            f", {self.expr(m, p + ('measures', n), scope, aggregates=True, rewrite=rw)}"
-            f" AS {_q(n)}" for n, m in det.measures.items())
+            ", " + self.expr(m, p + ("measures", n), scope, aggregates=True, rewrite=rw,
+                             rows=True) + f" AS {_q(n)}" for n, m in det.measures.items())
         self.ctes.append((
             "m",
             f"SELECT {_cols(key, 't')}, list_sort(list(DISTINCT o.settlement_id))"
@@ -354,7 +354,7 @@ class _Compiler:
         order = ", ".join([_q(det.time)] + [_q(k) for k in key])
         self.ctes.append(("ev", f"SELECT src.*, {t} AS __t FROM src"))
         having = self.expr(det.having, p + ("having",), {"": cols}, aggregates=True,
-                           rewrite=_requalify({"": "e."}))
+                           rewrite=_requalify({"": "e."}), rows=True)
         self.ctes.append((
             "starts",
             f"SELECT DISTINCT {_cols(part)}, __start FROM (SELECT {_cols(part, 's')},"
@@ -393,7 +393,8 @@ class _Compiler:
         anchor = "1" if det.anchor == "first" else "member_count"  # seqd's own column
         scope = {"": cols | {"member_seq", "member_count"}}
         measures = "".join(
-            f", {self.expr(m, p + ('measures', n), scope, aggregates=True)} AS {_q(n)}"
+            ", " + self.expr(m, p + ("measures", n), scope, aggregates=True, rows=True)
+            + f" AS {_q(n)}"
             for n, m in det.measures.items())
         self.ctes.append((
             "agg",
@@ -443,7 +444,7 @@ class _Compiler:
         p = ("detect",)
         self.names(det.group_by, cols, p + ("group_by",))
         self.names([det.time], cols, p + ("time",))
-        value = self.expr(det.value, p + ("value",), {"": cols}, aggregates=True)
+        value = self.expr(det.value, p + ("value",), {"": cols}, aggregates=True, rows=True)
         month = f"CAST(date_trunc('month', {_q(det.time)}) AS DATE)"
         self.ctes.append(("per", f"SELECT {_cols(det.group_by)}, {month} AS period_start,"
                                  f" {value} AS value FROM src"
@@ -546,6 +547,14 @@ class _Compiler:
             ev = self.expr(text, ("emit", "evidence", name), scope, rewrite=rw)
             selects.append(f"{ev} AS {_q('ev__' + name)}")
         known = set(OUTPUT_FIELDS) | set(e.evidence) | {"amount_at_risk"}
+        # A Chinese input method's braces would be kept as text: ｛amount｝ printed as is.
+        wide = re.search(r"｛(\w*)[}｝]|\{(\w*)｝|[｛｝]", e.message)
+        if wide:
+            at = wide.start() if wide[0][0] == "｛" else wide.end() - 1
+            raise self.rule.error(
+                f"full-width {e.message[at]!r} in the message: type the placeholder's braces "
+                f"half-width, {{{wide[1] or wide[2] or 'person_id'}}} (switch the input "
+                "method to half-width, 半角)", "emit", "message", within=(e.message, at))
         for odd in re.findall(r"\{([^{}]*)\}", e.message):
             if not _PLACEHOLDER.fullmatch(f"{{{odd}}}"):
                 raise self.rule.error(

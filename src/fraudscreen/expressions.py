@@ -20,11 +20,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
+
+from fraudscreen import sources
+from fraudscreen.contract import INPUT_TABLES
 
 DIALECT = "duckdb"
 # sqlglot logs "Falling back to parsing as a 'Command'" for CALL, LOAD and the like: such a
@@ -50,7 +54,7 @@ class ExpressionError(ValueError):
         return found.start() if found else None
 
 
-def _start(node: exp.Expression) -> int | None:
+def start(node: exp.Expression) -> int | None:
     """Where a node's text starts: sqlglot keeps offsets on names, literals and calls."""
     starts = [n.meta["start"] for n in node.walk() if n._meta and "start" in n.meta]
     return min(starts, default=None)
@@ -63,7 +67,7 @@ def _at(node: exp.Expression) -> Iterator[None]:
         yield
     except ExpressionError as err:
         if err.at is None:
-            err.at = _start(node)
+            err.at = start(node)
         if err.at is None:  # CURRENT_DATE, a type: no offset, but a word to find
             err.near = re.split(r"\W", node.sql(DIALECT).lstrip("("), maxsplit=1)[0] or None
         raise
@@ -140,6 +144,9 @@ class Scope:
     tables: dict[str, set[str]] = field(default_factory=dict)
     params: set[str] = field(default_factory=set)
     aggregates: bool = False
+    # Whether the expression reads the detection's rows, to which a lookup adds a column
+    # (not a group's or a hit's).
+    rows: bool = False
     # Names a query's WITH step may not take (besides ``tables``): the compiler's own.
     reserved: set[str] = field(default_factory=set)
 
@@ -216,7 +223,7 @@ def _placeholders(tree: exp.Expression, parameters: dict[int, str]) -> exp.Expre
     """The names ``_parameters`` wrote back as parameters, found by their offsets (a
     column of the same name elsewhere is a column), each keeping its offset."""
     def back(node: exp.Expression) -> exp.Expression:
-        at = _start(node) if isinstance(node, exp.Column) and not node.table else None
+        at = start(node) if isinstance(node, exp.Column) and not node.table else None
         if at not in parameters:
             return node
         placeholder = exp.Placeholder(this=parameters[at])
@@ -264,7 +271,39 @@ def check(tree: exp.Expression, scope: Scope, statement: bool = False) -> exp.Ex
         with _at(node):
             _check_node(node, scope, statement)
     _check_columns(tree, scope)
+    _check_codes(tree)
     return tree
+
+
+@cache
+def _text_columns() -> frozenset[str]:
+    """Names that are text in every source that has them: ids and codes."""
+    kinds: dict[str, set[str]] = {}
+    for columns in sources.types().values():
+        for name, kind in columns.items():
+            kinds.setdefault(name, set()).add(kind)
+    return frozenset(name for name, k in kinds.items() if k == {"VARCHAR"})
+
+
+def _check_codes(tree: exp.Expression) -> None:
+    """Refuse a code compared with an unquoted number (``item_code = 250403067``): DuckDB
+    then reads every code as a number, fails on the first that is not one (``Y01``) when
+    a row reaches it, and takes ``01`` for ``1``."""
+    for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In,
+                              exp.Between):
+        sides = [node.this, *(node.expressions if isinstance(node, exp.In) else
+                              (node.args.get("low"), node.args.get("high"))
+                              if isinstance(node, exp.Between) else (node.expression,))]
+        code = next((s for s in sides if isinstance(s, exp.Column)
+                     and s.name in _text_columns()), None)
+        number = next((s for s in sides if isinstance(s, exp.Literal) and not s.is_string),
+                      None)
+        if code is not None and number is not None:
+            with _at(number):
+                raise ExpressionError(
+                    f"{code.name} is text and {number.this} a number: quote the code, "
+                    f"'{number.this}' (unquoted, every {code.name} is read as a number, and "
+                    "the rule fails on the first that is not one)")
 
 
 def _named_steps(tree: exp.Expression, scope: Scope) -> Scope:
@@ -472,10 +511,13 @@ def _check_column(column: exp.Column, scope: Scope) -> None:
     if not qualifier and column.name in inner and column.name in scope.columns.get("", ()):
         # SQL binds it to the subquery's table, which an analyst comparing with the
         # rule's own row (p.person_id = person_id) does not expect: every row matches.
+        table = next((t.name for t in column.find_ancestor(exp.Select).find_all(exp.Table)
+                      if column.name in scope.tables.get(t.name, ())), "…")
         raise ExpressionError(
-            f"{column.name!r} inside the subquery is its own table's column, not the "
-            f"rule row's: qualify it with the subquery's alias, or compare with the "
-            f"row's {column.name} as {column.name} IN (SELECT {column.name} FROM …)")
+            f"{column.name!r} inside the subquery is its own table's column (SQL reads it "
+            f"so), not the rule row's: name the table with an alias and qualify its "
+            f"columns, comparing with the row's as {column.name} IN (SELECT t.{column.name} "
+            f"FROM {table} AS t WHERE t.…)")
     if qualifier not in visible:
         raise ExpressionError(
             f"unknown qualifier {qualifier!r} in {column.sql(DIALECT)!r}"
@@ -485,8 +527,27 @@ def _check_column(column: exp.Column, scope: Scope) -> None:
     if column.name not in names:
         quoted = column.this.args.get("quoted") and not suggest(column.name, names)
         hint = (f"; text goes in single quotes: '{column.name}'" if quoted
-                else suggest(column.name, names))
+                else _elsewhere(column.name, names, scope) or suggest(column.name, names))
         raise ExpressionError(f"unknown column {column.sql(DIALECT)!r}{hint}")
+
+
+def _elsewhere(name: str, names: set[str], scope: Scope) -> str:
+    """Which contract tables have a column the row lacks (``gender`` in a settlements
+    rule), and how to bring it in from one with a row per key the row holds: a lookup
+    where the expression reads the detection's rows, a join in a query."""
+    holders = [t for t in INPUT_TABLES.values() if name in {c.name for c in t.columns}]
+    if not holders:
+        return ""
+    keyed = next((t for t in holders if len(t.key) == 1 and t.key[0] in names), None)
+    where = f"; {name!r} is a column of {' and '.join(t.name for t in holders)}, not of this row"
+    key = keyed and keyed.key[0]
+    if key and "" not in scope.columns:  # a query's SELECT
+        return (f"{where}: join it, as JOIN {keyed.name} AS t ON t.{key} = s.{key} (s: the "
+                f"alias of the table you read), then use t.{name}")
+    if key and scope.rows:
+        return (f"{where}: bring it in with a lookup, lookups: {{{name}: {{source: "
+                f"{keyed.name}, on: [{key}], value: max({name})}}}}, then use {name}")
+    return where
 
 
 def sql_string(text: str) -> str:
@@ -519,6 +580,11 @@ def bind(tree: exp.Expression, values: dict[str, ParamValue]) -> exp.Expression:
     value breaks the tie (``_settled``) — the same answer wherever there was one."""
 
     def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Interval) and isinstance(node.this, exp.Paren) and isinstance(
+                node.this.this, exp.Placeholder):
+            # INTERVAL (:n) YEAR as INTERVAL :n YEAR: Spark reads no parenthesised count
+            node.set("this", node.this.this)
+            return node
         if isinstance(node, (exp.ArgMin, exp.ArgMax)):
             node.set("expression", _settled(node))
             return node

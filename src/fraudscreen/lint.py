@@ -17,8 +17,9 @@ from sqlglot.optimizer.qualify import qualify
 from fraudscreen import sources
 from fraudscreen.compiler import compile_rule
 from fraudscreen.contract import FAMILIES
-from fraudscreen.expressions import parse
+from fraudscreen.expressions import parse, start
 from fraudscreen.rule import Rule, RuleError, location
+from fraudscreen.testing import missing_cases
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -55,6 +56,8 @@ CHECKS = {
                          "as written, quotes included, so it likely matches nothing"),
     "FS011": ("error", "a text value compared with a number, date or time cannot be read as "
                        "one"),
+    "FS012": ("warning", "a join ties its sides by no equality of a column of each, so every "
+                         "row meets every row and each pair is a hit"),
 }
 
 # Columns that keep one hit's rows within one person (institution): the entity's own id,
@@ -78,15 +81,18 @@ def lint(rule: Rule) -> list[Finding]:
     found: list[Finding] = []
     if not rule.references:
         found.append(_finding("FS001", rule, "", "references"))
-    hits = any(t.expect for t in rule.tests)
-    quiet = any(not t.expect for t in rule.tests)
-    if not (hits and quiet):
-        found.append(_finding("FS002", rule, "", "tests"))
+    missing = missing_cases(rule)
+    if missing:
+        found.append(_finding("FS002", rule, missing, "tests"))
     text = rule.model_dump_json(include={"detect", "emit"}, by_alias=True)
     used = set(_PARAM.findall(text))
     for name, param in rule.params.items():
         if name not in used:
             found.append(_finding("FS003", rule, name, "params", name))
+        try:
+            param.coerce(param.default)
+        except ValueError:  # refused, in quotes or not: FS004 says why
+            continue
         values = param.default if isinstance(param.default, list) else [param.default]
         if any(isinstance(v, str) and set(v) & _FULL_WIDTH for v in values):
             found.append(_finding("FS010", rule, f"{name} = {param.default!r}",
@@ -113,7 +119,52 @@ def lint(rule: Rule) -> list[Finding]:
         found.append(_finding("FS007", rule, scope, "scope"))
     for path in _hidden_person_ids(rule):
         found.append(_finding("FS009", rule, ".".join(path), *path))
+    for detail, offset in _untied_joins(rule):
+        path = ("detect", "with", "on") if offset is None else ("detect", "sql")
+        found.append(replace(_finding("FS012", rule, detail, *path), where=location(
+            rule.path, *rule.position(*path, within=(getattr(rule.detect, "sql", ""), offset)))))
     return found
+
+
+def _untied_joins(rule: Rule) -> list[tuple[str, int | None]]:
+    """Joins of a query whose sides no equality of a column of each side ties (a comma
+    join without one in WHERE, an ON without one), and a correlate with an empty
+    ``with.on``: what is wrong and its offset in the SQL. An explicit CROSS JOIN is meant
+    (a one-row aggregate beside each row)."""
+    det = rule.detect
+    if det.kind == "correlate":
+        return [] if det.with_.on else [(
+            "with.on is empty: tie each row to its matches, with.on: [person_id]", None)]
+    if det.kind != "query":
+        return []
+    try:
+        tree = parse(det.sql)
+    except Exception:  # compile reports it (FS004)
+        return []
+    found = []
+    for select in tree.find_all(exp.Select):
+        first = select.args.get("from_")
+        seen = {first.this.alias_or_name} if first else set()
+        where = select.args.get("where")
+        for join in select.args.get("joins") or []:
+            side = join.this.alias_or_name
+            conditions = [c for c in (join.args.get("on"), where and where.this) if c]
+            if not (join.args.get("kind") == "CROSS" or join.args.get("using") or any(
+                    _ties(eq, side, seen) for c in conditions for eq in c.find_all(exp.EQ))):
+                other = min(seen, default="other")
+                found.append((f"{join.this.sql('duckdb')}: tie it to {other} with ON "
+                              f"{side}.x = {other}.x (a column both hold), or write CROSS JOIN "
+                              "if one side is a single row", start(join.this)))
+            seen.add(side)
+    return found
+
+
+def _ties(eq: exp.EQ, side: str, others: set[str]) -> bool:
+    """Whether ``eq`` sets a column of ``side`` equal to one of ``others`` (a bare column
+    could be either)."""
+    left, right = ({c.table for c in s.find_all(exp.Column)} for s in (eq.this, eq.expression))
+    return any(a and b and (side in a or "" in a) and (b & others or "" in b)
+               for a, b in ((left, right), (right, left)))
 
 
 def _hidden_person_ids(rule: Rule) -> list[tuple[str, ...]]:

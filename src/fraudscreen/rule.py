@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -65,6 +65,10 @@ RUN_PARAMS = frozenset({"window_start", "window_end", "filter_window", "data_sta
 DECIMAL_DIGITS, DECIMAL_PLACES = 18, 12
 
 
+# A value wrapped in a Chinese input method's quotes: “11”, ‘08’, 「Z51」, 『Z51』.
+_WIDE_QUOTED = re.compile(r"\s*[“‘「『].*[”’」』]\s*", re.S)
+
+
 class Param(_Model):
     """A typed, documented rule parameter; analysts override it per run or site."""
 
@@ -91,6 +95,11 @@ class Param(_Model):
         """The value as the declared type and within its bounds, or ValueError saying
         what was expected."""
         typed = self._typed(value)
+        for text in [*(typed if self.type == "list" else []), str(value)]:
+            if _WIDE_QUOTED.fullmatch(text):
+                raise ValueError(f"{text.strip()} is in full-width quotes (a Chinese input "
+                                 "method's), which would be compared as part of the value and "
+                                 f"match nothing: remove them ({text.strip()[1:-1]})")
         if self.type == "decimal" and (typed.copy_abs() >= 10 ** DECIMAL_DIGITS
                                        or typed.as_tuple().exponent < -DECIMAL_PLACES):
             raise ValueError(f"{value} does not fit: a decimal parameter has at most "
@@ -340,6 +349,13 @@ class Scalar:
         return self.line + newlines, i - self.source.rfind("\n", 0, i)
 
 
+def bad_id(rule_id: Any) -> str:
+    """What is wrong with a rule id that is not FAMILY.NAME, for the loader and
+    `rules new` alike."""
+    return ("write FAMILY.NAME in lower-case letters, digits and _, each part starting "
+            f"with a letter (e.g. site_a.night_visits), not {rule_id!r}")
+
+
 class Rule(_Model):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
     version: str
@@ -576,17 +592,55 @@ _YAML_HINTS = (
 )
 
 
-def _unknown_key(key: str) -> str:
-    """A key no part of a rule file has, with the nearest one that exists."""
-    models, keys = list(_Model.__subclasses__()), set()
+def _keys(*models: type[BaseModel]) -> set[str]:
+    """The keys a rule file writes for these sections (``with``, not ``with_``)."""
+    return {f.alias or name for m in models for name, f in m.model_fields.items()
+            if not f.exclude}
+
+
+def _held(annotation: Any) -> tuple[list[type[BaseModel]], int]:
+    """The models a field's type holds, and how many parts of an error location stand
+    between the field and them (a list's index, a mapping's key, a detection's kind)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation], 0
+    args = get_args(annotation)
+    if get_origin(annotation) in (list, dict):
+        models, depth = _held(args[-1])
+        return models, depth + 1
+    held = [_held(a) for a in args]
+    models = [m for ms, _ in held for m in ms]
+    return models, max((d for _, d in held), default=0) + (len(models) > 1)
+
+
+def _section(loc: tuple) -> list[type[BaseModel]]:
+    """The models the mapping at pydantic's error location ``loc`` may be; empty where
+    the location cannot be followed."""
+    models, parts = [Rule], list(loc[:-1])
+    while parts:
+        part = parts.pop(0)
+        fields = [f for m in models for name, f in m.model_fields.items()
+                  if part in (name, f.alias)]
+        if not fields:
+            return []
+        models, depth = _held(fields[0].annotation)
+        tags, parts = parts[:depth], parts[depth:]
+        if len(models) > 1 and tags:  # a detection: pydantic names its kind
+            models = [m for m in models if get_args(m.model_fields["kind"].annotation)
+                      == (tags[-1],)]
+    return models
+
+
+def _unknown_key(loc: tuple) -> str:
+    """A key its section of a rule file does not have, with the nearest one it has."""
+    key, models, every = str(loc[-1]), list(_Model.__subclasses__()), set()
     while models:
         model = models.pop()
         models += model.__subclasses__()
-        keys |= {f.alias or name for name, f in model.model_fields.items()
-                 if not f.exclude}
-    if key in keys:
+        every |= _keys(model)
+    here = _keys(*_section(loc)) or every
+    if key in every - here:
         return f"{key!r} does not belong here (another detection kind or section takes it)"
-    close = difflib.get_close_matches(key, sorted(keys), n=1)
+    close = difflib.get_close_matches(key, sorted(here), n=1)
     return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
@@ -632,8 +686,10 @@ def load_rule(path: Path) -> Rule:
                 line, col = positions[tuple(loc[:n])]
                 break
         field = ".".join(str(p) for p in loc) or "(top level)"
-        msg = ("is empty: write an expression" if first["type"] == "string_pattern_mismatch"
-               else _unknown_key(str(loc[-1])) if first["type"] == "extra_forbidden" and loc
+        msg = (bad_id(first["input"]) if first["type"] == "string_pattern_mismatch"
+               and loc == ("id",)
+               else "is empty: write an expression" if first["type"] == "string_pattern_mismatch"
+               else _unknown_key(first["loc"]) if first["type"] == "extra_forbidden" and loc
                else first["msg"])
         raise RuleError(f"{field}: {msg}", str(path), line, col) from None
     rule.path = str(path)

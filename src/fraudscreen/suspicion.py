@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 from decimal import Decimal
 from typing import Any
@@ -42,8 +43,11 @@ def text(value: Any) -> str:
         return "是" if value else "否"
     if isinstance(value, (list, tuple)):
         return "、".join(text(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
+    if isinstance(value, float) and math.isfinite(value):
+        # A double (avg(), a quotient): to the fen at 1 and above, to four figures below
+        # (a ratio), never in exponent form (3.087e+04); then as a decimal reads.
+        places = 2 if abs(value) >= 1 or not value else 3 - math.floor(math.log10(abs(value)))
+        return text(Decimal(f"{value:.{places}f}"))
     return str(value)
 
 

@@ -33,6 +33,21 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def missing_cases(rule: Rule) -> str:
+    """What a rule's tests lack of the standard, a case with a hit and one without, and
+    how to add it; or ''. Without both, its tests pass whatever the rule finds."""
+    if not rule.tests:
+        return ("no tests: add a case the rule should flag (expect: the suspicions it "
+                "finds) and one it should not (expect: [])")
+    if not any(t.expect for t in rule.tests):
+        return ("no test expects a hit, so the tests pass even if the rule finds nothing: add "
+                "a case the rule should flag, with the suspicions it finds under expect")
+    if all(t.expect for t in rule.tests):
+        return ("no test expects no hit, so the tests pass even if the rule flags everything: "
+                "add a case the rule should not flag, with expect: []")
+    return ""
+
+
 def _value(value: Any, ctype: ColumnType) -> Any:
     if value is None:
         return None
