@@ -145,6 +145,13 @@ def test_only_and_param_select_and_override(tmp_path):
     doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert [r["id"] for r in doc["rules"]] == ["split_hospitalisation.readmission"]
     assert doc["rules"][0]["hits"] == 0  # gap is 5 days
+    # names separated by commas, as an analyst writes a list (found in review)
+    result = run("--data", str(data), "--out", str(out), "--only",
+                 "split_hospitalisation, bed_holding.idle_stay")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert [r["id"] for r in doc["rules"]] == ["bed_holding.idle_stay",
+                                               "split_hospitalisation.readmission"]
 
 
 @pytest.mark.parametrize("args, says", [

@@ -146,7 +146,8 @@ def sample(
 
 
 OnlyOpt = Annotated[
-    list[str], typer.Option("--only", help="Run only these families or rule ids.")
+    list[str], typer.Option("--only", help="Run only these families or rule ids (repeat "
+                                         "it, or separate them with commas).")
 ]
 ParamOpt = Annotated[
     list[str], typer.Option("--param", help="Override a parameter: RULE_ID.NAME=VALUE.")

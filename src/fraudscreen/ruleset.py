@@ -145,9 +145,11 @@ class RuleSet:
                 **self.titles}
 
     def select(self, only: list[str] | None) -> RuleSet:
-        """Keep rules whose id or family is named; unknown names are an error."""
+        """Keep rules whose id or family is named (``--only a --only b`` or ``--only a,b``);
+        unknown names are an error."""
         if not only:
             return self
+        only = [name.strip() for given in only for name in given.split(",") if name.strip()]
         known = {r.id for r in self.rules} | {r.family for r in self.rules}
         unknown = [o for o in only if o not in known]
         if unknown:
