@@ -1028,3 +1028,68 @@ def test_a_code_compared_with_an_unquoted_number_is_refused_where_it_is(tmp_path
 
 def test_a_number_compared_with_a_number_is_no_code(tmp_path):
     compile_where(tmp_path, "quantity > 2 AND amount BETWEEN 1 AND 5 AND item_code = '01'")
+
+
+NAMED_LIKE_A_CODE = """\
+id: site.level_lookup
+version: "1"
+family: site
+family_title: 站点
+title: 三级医院门诊次数
+description: 测试。
+severity: low
+status: experimental
+references: [x]
+scope: institution
+{detect}emit:
+  amount_at_risk: "0"
+  evidence: {{visits: visits}}
+  message: "{{institution_id}} {{visits}}"
+  key: [institution_id]
+"""
+
+
+@pytest.mark.parametrize("detect", [
+    """\
+detect:
+  kind: aggregate
+  source: settlements
+  lookups:
+    level: {source: institutions, on: [institution_id], value: max(CAST(level AS INTEGER))}
+  where: level >= 3
+  group_by: [institution_id]
+  measures: {visits: count(*)}
+  having: visits > 1
+""",
+    """\
+detect:
+  kind: query
+  sql: |
+    WITH inst AS (
+      SELECT institution_id, CAST(level AS INTEGER) AS level FROM institutions
+    )
+    SELECT s.institution_id, count(*) AS visits
+    FROM settlements AS s JOIN inst AS i ON i.institution_id = s.institution_id
+    WHERE i.level >= 3
+    GROUP BY s.institution_id
+""",
+    """\
+detect:
+  kind: query
+  sql: |
+    WITH both_kinds AS (
+      SELECT institution_id, 1 AS kind FROM settlements WHERE medical_type = '21'
+      UNION ALL
+      SELECT institution_id, 2 AS kind FROM settlements WHERE medical_type = '11'
+    )
+    SELECT institution_id, count(*) AS visits FROM both_kinds WHERE kind = 1
+    GROUP BY institution_id
+""",
+], ids=["lookup", "with-step", "union-column"])
+def test_a_value_of_the_rules_own_named_like_a_code_is_no_code(tmp_path, detect):
+    """Found in review: a lookup `level` holding max(CAST(level AS INTEGER)), a WITH step's
+    `CAST(level AS INTEGER) AS level` and a union's `1 AS kind` were refused as text
+    compared with a number, and the rule failed every night."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(NAMED_LIKE_A_CODE.format(detect=detect), encoding="utf-8")
+    assert "visits" in compile_rule(load_rule(path)).sql

@@ -138,6 +138,10 @@ class _Compiler:
         self.skip_count: str | None = None  # the query counting what a ``skip`` left out
         # The source's attached columns, when they are joined after the kind's own step.
         self.late: sources.Attached | None = None
+        # Names the rule gives values of its own (see ``ex.Scope.named``).
+        det = rule.detect
+        self.named = (set(getattr(det, "lookups", {})) | set(getattr(det, "measures", {}))
+                      | set(rule.emit.evidence))
 
     # -- expressions -----------------------------------------------------------------
 
@@ -146,7 +150,8 @@ class _Compiler:
              rewrite: Callable[[exp.Expression], exp.Expression] | None = None,
              money: bool = False, rows: bool = False) -> str:
         scope = ex.Scope(columns=columns, tables={k: set(v) for k, v in self.catalog.items()},
-                         params=self.params, aggregates=aggregates, rows=rows)
+                         params=self.params, aggregates=aggregates, rows=rows,
+                         named=self.named)
         try:
             tree = ex.check(ex.parse(text), scope)
             tree = ex.bind(tree, self.values)

@@ -149,6 +149,9 @@ class Scope:
     rows: bool = False
     # Names a query's WITH step may not take (besides ``tables``): the compiler's own.
     reserved: set[str] = field(default_factory=set)
+    # Names the rule gives values of its own (lookups, measures, evidence): a lookup
+    # ``level`` holding a number is no longer the text column it is named after.
+    named: set[str] = field(default_factory=set)
 
 
 # Full-width punctuation a Chinese input method types, and the ASCII a rule needs.
@@ -271,7 +274,7 @@ def check(tree: exp.Expression, scope: Scope, statement: bool = False) -> exp.Ex
         with _at(node):
             _check_node(node, scope, statement)
     _check_columns(tree, scope)
-    _check_codes(tree)
+    _check_codes(tree, scope)
     return tree
 
 
@@ -285,17 +288,21 @@ def _text_columns() -> frozenset[str]:
     return frozenset(name for name, k in kinds.items() if k == {"VARCHAR"})
 
 
-def _check_codes(tree: exp.Expression) -> None:
+def _check_codes(tree: exp.Expression, scope: Scope) -> None:
     """Refuse a code compared with an unquoted number (``item_code = 250403067``): DuckDB
     then reads every code as a number, fails on the first that is not one (``Y01``) when
-    a row reaches it, and takes ``01`` for ``1``."""
+    a row reaches it, and takes ``01`` for ``1``. A name the rule or the statement gives
+    a value of its own (a lookup, a measure, ``CAST(level AS INTEGER) AS level``, a
+    WITH step's column) is not judged: it need not be text."""
+    own = scope.named | {a.alias for a in tree.find_all(exp.Alias)} | {
+        c.name for t in tree.find_all(exp.TableAlias) for c in t.columns}
+    text = _text_columns() - own
     for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In,
                               exp.Between):
         sides = [node.this, *(node.expressions if isinstance(node, exp.In) else
                               (node.args.get("low"), node.args.get("high"))
                               if isinstance(node, exp.Between) else (node.expression,))]
-        code = next((s for s in sides if isinstance(s, exp.Column)
-                     and s.name in _text_columns()), None)
+        code = next((s for s in sides if isinstance(s, exp.Column) and s.name in text), None)
         number = next((s for s in sides if isinstance(s, exp.Literal) and not s.is_string),
                       None)
         if code is not None and number is not None:
