@@ -9,6 +9,7 @@ command in a subprocess with the ``FRAUDSCREEN_TEST_KILL_AT`` test hook.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import hashlib
@@ -720,6 +721,13 @@ def test_a_keyless_table_re_exported_under_another_name_stops_the_night(fed, tmp
     pl.concat([rows, rows.head(1).with_columns(quantity=pl.col("quantity") + 1)]).write_csv(
         inbox / "purchases" / "zz-resent.csv")
     assert run_night(opts, RuleSet.load()).exit_code == 0
+    # a watch list sent again matches the same items: no need to stop a night for it
+    listed = table("watchlist", [dict(list_name="site", item_code="X*", generic_name=None)])
+    (inbox / "watchlist").mkdir()
+    for n, write in enumerate((listed.write_parquet, listed.write_csv)):
+        write(inbox / "watchlist" / f"list-{n}.{'csv' if n else 'parquet'}")
+        assert run_night(dataclasses.replace(opts, out=tmp_path / f"list-{n}"),
+                         RuleSet.load()).exit_code == 0
 
 
 def test_messages_name_the_inbox_file_not_its_scratch_copy(tmp_path):

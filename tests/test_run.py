@@ -156,6 +156,7 @@ def test_only_and_param_select_and_override(tmp_path):
 
 @pytest.mark.parametrize("args, says", [
     (["--only", "split_hospitalization"], "--only names no rule or family"),
+    (["--only", " , "], "--only names nothing"),
     (["--param", "split_hospitalisation.readmission.max_gap=4"], "did you mean 'max_gap_days'"),
     (["--param", "nonsense"], "RULE_ID.NAME=VALUE"),
     (["--from", "2024-13-01"], "YYYY-MM-DD"),
@@ -925,14 +926,17 @@ def test_csv_cells_from_the_data_never_run_as_excel_formulas(tmp_path):
             assert not frame[col].drop_nulls().str.contains(r"^[=+\-@]").any(), (name, col)
 
 
-def _watched_billing(tmp_path: Path, bills: list[tuple[str, int]]) -> Path:
-    """A data folder where hospital H1 bills a watch-listed drug once on each day given."""
-    stays = [dict(settlement_id=f"S{i}", person_id="A", institution_id="H1", medical_type="11",
-                  admit_time=f"2024-{day} 09:00:00") for i, (day, _) in enumerate(bills)]
+def _watched_billing(tmp_path: Path, bills: list[tuple[str, int]],
+                     at: str = "H1") -> Path:
+    """A data folder where hospital ``at`` (a bill may name another as its third item)
+    bills a watch-listed drug once on each day given."""
+    stays = [dict(settlement_id=f"S{i}", person_id="A", institution_id=(*bill, at)[2],
+                  medical_type="11", admit_time=f"2024-{bill[0]} 09:00:00")
+             for i, bill in enumerate(bills)]
     lines = [dict(line_id=f"L{i}", settlement_id=f"S{i}", item_code="ATV",
                   item_name="阿托伐他汀钙片", fee_category="09",
-                  charge_time=f"2024-{day} 09:00:00", quantity=1, unit_price=amount,
-                  amount=amount) for i, (day, amount) in enumerate(bills)]
+                  charge_time=f"2024-{bill[0]} 09:00:00", quantity=1, unit_price=bill[1],
+                  amount=bill[1]) for i, bill in enumerate(bills)]
     return data_folder(tmp_path, stays, lines)
 
 
@@ -947,13 +951,18 @@ def test_growth_never_compares_against_a_month_a_mid_month_from_cut_short(
         tmp_path, window_from):
     """Found in review (an oracle written from the spec): with --from 2024-02-15,
     February's ¥1 in the window passed for its billing, and March's ¥45,000 was flagged
-    as growth over a month that billed ¥30,001 (45,000 is under 1.5 × 30,001)."""
-    data = _watched_billing(tmp_path, [("02-10", 30000), ("02-20", 1), ("03-10", 45000)])
+    as growth over a month that billed ¥30,001 (45,000 is under 1.5 × 30,001). H2's
+    March, exactly 1.5 × its whole February and ¥10,000 more, is growth in every window
+    that holds March's first day."""
+    data = _watched_billing(tmp_path, [("02-10", 30000), ("02-20", 1), ("03-10", 45000),
+                                       ("02-10", 20000, "H2"), ("03-10", 30000, "H2")])
     window = ["--from", window_from, "--to", "2024-03-31"] if window_from else []
     out = tmp_path / "out"
     assert run("--data", str(data), "--out", str(out), "--only", "key_item_growth",
                *window).exit_code == 0
-    assert pl.read_parquet(out / "suspicions.parquet").is_empty()
+    assert pl.read_parquet(out / "suspicions.parquet").select(
+        "institution_id", pl.col("period_start").cast(pl.String), "amount_at_risk").rows() == [
+        ("H2", "2024-03-01", Decimal("10000.00"))]
 
 
 @pytest.mark.parametrize("window", [[], ["--to", "2024-03-31"], ["--to", "2024-02-29"]])
@@ -1194,6 +1203,7 @@ def test_an_output_folder_is_on_disk_before_it_is_published(tmp_path, monkeypatc
     """Every file and the folder are flushed before the folder is moved into place, and
     the move itself after: a night marks its leads reported once its report is in place,
     and a power cut must not keep the mark and lose the report (found in review)."""
+    import errno
     import os
 
     from fraudscreen.output import staged
@@ -1213,6 +1223,16 @@ def test_an_output_folder_is_on_disk_before_it_is_published(tmp_path, monkeypatc
     assert synced == [folder / "leads.csv", folder / "sub", folder / "sub" / "page.html",
                       folder, tmp_path]
     assert (tmp_path / "out" / "sub" / "page.html").read_text(encoding="utf-8") == "y"
+
+    def folders_refused(fd):  # as some file systems answer fsync on a folder
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).is_dir():
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", folders_refused)
+    with staged(tmp_path / "again") as folder:
+        (folder / "leads.csv").write_text("x", encoding="utf-8")
+    assert (tmp_path / "again" / "leads.csv").exists()
 
 
 STAY_GROWTH = """\

@@ -377,7 +377,9 @@ emit:
 
 @pytest.mark.parametrize("ref, says", [
     ("no_such_table", "cannot read it as a catalog table or view: [TABLE_OR_VIEW_NOT_FOUND]"),
-    ("/no/such/settlements.parquet", "no such file or folder")])
+    ("/no/such/settlements.parquet", "no such file or folder"),
+    # a glob is Spark's to expand (and on a cluster a path is on its file system)
+    ("/no/such/part-*.parquet", "cannot read it as a Parquet path: [PATH_NOT_FOUND]")])
 def test_a_spark_table_that_is_not_there_is_named_in_the_error(spark, started_in, ref, says):
     """--spark-table with a typo gave a traceback; now the option, the table and why.
     Looking a table up in the catalog made ./spark-warehouse where the session was

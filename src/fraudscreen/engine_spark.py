@@ -257,8 +257,11 @@ class SparkEngine:
         from pyspark.sql.utils import AnalysisException
 
         is_path = "/" in ref or ref.endswith(".parquet") or ":" in ref
-        if is_path and "://" not in ref and not Path(ref.removeprefix("file:")).exists():
-            # Checked here: Spark would first log a Java stack trace about it.
+        local = self.spark.sparkContext.master.startswith("local")
+        if (is_path and local and "://" not in ref and not any(c in ref for c in "*?[{")
+                and not Path(ref.removeprefix("file:")).exists()):
+            # Checked here: Spark would first log a Java stack trace about it. (On a
+            # cluster a path without a scheme is on its file system, not the driver's.)
             raise ValueError(f"--spark-table {name}={ref}: no such file or folder")
         try:
             df = self.spark.read.parquet(ref) if is_path else self.spark.table(ref)

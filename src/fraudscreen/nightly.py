@@ -24,9 +24,9 @@ One night:
    differ.
 4. **Merge** the screening into the store's suspicions (``merge``): new ids open;
    ids whose figures changed keep their id and record the change; open ids no
-   longer found (among those the night re-screened) are *retracted* when a
-   settlement they rest on has been reversed (冲销), else *superseded*; closed ids
-   found again are *reopened*.
+   longer found are *retracted* when a settlement they rest on has been reversed
+   (冲销), whether or not their rule ran tonight, else (among those the night
+   re-screened) *superseded*; closed ids found again are *reopened*.
 5. **Commit** steps 2–4 (files, rows, quarantine, suspicions, the night's row) in
    ONE transaction. A crash anywhere before COMMIT leaves the store as it was; the
    next run redoes the night.
@@ -309,7 +309,7 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
         tables = {n: t for n, t in ing.tables.items() if n in present}
         found = [ing.quarantine]
         for name, new_rows in tables.items():
-            if resent := _resent_whole(con, new_rows):
+            if (resent := _resent_whole(con, new_rows)) is not None:
                 f = names[ing.files[resent].path]
                 raise IngestError(
                     f"{f.rel}: every row of it is in the store already, and {name} has no "
@@ -343,9 +343,10 @@ def _resent_whole(con: duckdb.DuckDBPyConnection, rows: StagedTable) -> int | No
     """The part (file index) of a keyless table whose rows are all stored already: the
     same rows re-exported under another name or format (found in review: a month of
     purchases re-sent as CSV counted the stock twice). Repeated keys catch this for a
-    keyed table; a keyless one can only be judged by the whole file."""
+    keyed table; a keyless one can only be judged by the whole file. Only purchases are
+    summed: a watch list or item pairs sent twice match the same items."""
     table = INPUT_TABLES[rows.name]
-    if table.key or not rows.files:
+    if table.key or rows.name != "purchases" or not rows.files:
         return None
     files = ", ".join(sql_string(str(f.path.resolve())) for f in rows.files)
     same = " AND ".join(f's."{c}" IS NOT DISTINCT FROM t."{c}"' for c in table.column_names)

@@ -8,6 +8,7 @@ inspector (or the next tool) would read it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -91,6 +92,10 @@ def _flush_entry(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as err:
+        # Some file systems refuse fsync on a folder (as PostgreSQL's fsync_fname allows)
+        if not (path.is_dir() and err.errno in (errno.EINVAL, errno.EBADF, errno.ENOTSUP)):
+            raise
     finally:
         os.close(fd)
 

@@ -150,6 +150,8 @@ class RuleSet:
         if not only:
             return self
         only = [name.strip() for given in only for name in given.split(",") if name.strip()]
+        if not only:  # --only "$FAMILIES" with the variable empty: not every rule, nor none
+            raise RuleError("--only names nothing: give a family or rule id")
         known = {r.id for r in self.rules} | {r.family for r in self.rules}
         unknown = [o for o in only if o not in known]
         if unknown:
