@@ -971,6 +971,7 @@ def test_a_quiet_night_still_shows_notes_and_quarantined_rows(tmp_path):
     assert "1 row(s) quarantined: see" in result.output
     assert "no store there, so a new one was made" in result.output  # a first night
     assert "persons.csv: its last line has no line end" in result.output
+    assert "冲销原结算号" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
 
 
 def test_an_inbox_file_that_cannot_be_read_stops_the_night_naming_it(fed, tmp_path,

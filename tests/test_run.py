@@ -268,6 +268,20 @@ def test_ingestion_notes_are_shown_even_quiet_and_kept_in_run_json_and_report(tm
     assert "冲销标志" in (out / "report.html").read_text(encoding="utf-8")
 
 
+def test_the_data_warnings_of_the_console_are_on_the_report_page(tmp_path):
+    """Found in review: a fee line whose settlement is missing was warned of on the
+    console only; the inspector reading report.html never saw it."""
+    orphan = dict(line_id="L9", settlement_id="GONE", item_code="X",
+                  charge_time="2024-01-02 09:00:00", quantity=1, unit_price=1, amount=1)
+    out = tmp_path / "out"
+    result = run("--data", str(data_folder(tmp_path, lines=[*LINES, orphan])), "--out", str(out))
+    assert result.exit_code == 0
+    warned = "1 fee line(s) name a settlement that is not among the settlements kept"
+    assert warned in result.output
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "数据警示" in page and warned in page
+
+
 @pytest.mark.parametrize("lines", ["none", "all bad"])
 def test_no_usable_fee_line_is_an_error_not_a_list_of_idle_stays(tmp_path, lines):
     bad = [dict(line_id="L1", settlement_id="A", item_code="X",

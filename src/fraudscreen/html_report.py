@@ -18,6 +18,7 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from fraudscreen import integrity
 from fraudscreen.contract import INPUT_TABLES
 from fraudscreen.leads import (
     SEVERITY_ZH,
@@ -195,7 +196,11 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
         "incomplete": _incomplete(manifest.get("status") or {}),
         "tables": tables,
         "missing": manifest.get("missing_optional_tables") or [],
-        "notes": manifest.get("ingestion_notes") or [],
+        # run.json names them ingestion_notes, a night's notes
+        "notes": manifest.get("ingestion_notes") or manifest.get("notes") or [],
+        # What the console warns of (a line whose settlement is missing, a gender not
+        # coded 1/2, …): each can change what the rules find, so the page says it too.
+        "warnings": integrity.warnings(manifest.get("integrity") or {}),
         "quarantine": quarantine,
         "rules": [{**r, "family_zh": family_name(r.get("family"), titles),
                    "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),
