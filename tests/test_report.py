@@ -174,6 +174,27 @@ def test_leads_csv_has_bom_english_headers_and_ranks_with_tie_breaks(written):
     assert len(rows) == len(inst) + len(pers)  # institutions first, then persons
 
 
+def test_a_lead_counts_the_settlements_more_than_one_suspicion_rests_on(tmp_path):
+    """Found in an inspector's review: three equal CT lines are a repeat and over the
+    daily cap, and the lead summed ¥342 twice with no word. The sum stays (each rule's
+    figure is right); the lead says how many settlements carry more than one."""
+    rows = [sus("A1", "duplicate_charge", "repeated_line", "low", "H1", PA, "342.00", "m",
+                settlement="C9"),
+            sus("A2", "duplicate_charge", "daily_cap", "low", "H1", PA, "342.00", "m",
+                settlement="C9"),
+            sus("A3", "duplicate_charge", "over_price_cap", "low", "H1", PB, "10.00", "m",
+                settlement="C10"),
+            sus("A4", "key_item_growth", "monthly_growth", "low", "H1", None, "5.00", "m"),
+            sus("A5", "key_item_growth", "monthly_growth", "low", "H1", None, "6.00", "m")]
+    write_reports(tmp_path, frame(rows), MANIFEST, "full")
+    got = {(r["lead_type"], r["lead_id"]): (r["amount_at_risk"], r["overlapping_settlements"])
+           for r in read_csv(tmp_path / "leads.csv")}
+    assert got == {("institution", "H1"): ("705.00", "1"), ("person", PA): ("684.00", "1"),
+                   ("person", PB): ("10.00", "0")}
+    sheet = openpyxl.load_workbook(tmp_path / "leads.xlsx").worksheets[0]
+    assert "多条疑点的结算数" in [c.value for c in sheet[1]]
+
+
 def test_leads_csv_rolls_up_amounts_families_rules_and_ids(written):
     rows = {(r["lead_type"], r["lead_id"]): r for r in read_csv(written / "leads.csv")}
     for inst, total in expected_totals("institution_id").items():

@@ -82,6 +82,10 @@ def lead_columns(fams: dict[str, str], lead_type: str | None = None) -> list[Lea
         LeadColumn("rule_count", "规则数", "int"),
         LeadColumn("rules", "命中规则", "list"),
         LeadColumn("amount_at_risk", "涉嫌金额合计", "money"),
+        # Two rules may see the same lines (three equal CT lines: a repeat and over the
+        # daily cap) or the same stay (idle and elsewhere): their amounts are summed
+        # above, so the lead says how many of its settlements carry more than one.
+        LeadColumn("overlapping_settlements", "多条疑点的结算数", "int"),
     ]
     cols += [LeadColumn(f"amount_{f}", f"{zh}金额", "money") for f, zh in fams.items()]
     cols += [
@@ -127,7 +131,9 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
     order = list(fams)
     base = ordered(suspicions).filter(pl.col(key).is_not_null()).with_columns(
         _ford=pl.col("family").replace_strict({f: i for i, f in enumerate(order)},
-                                              return_dtype=pl.Int32))
+                                              return_dtype=pl.Int32),
+        _shared=pl.col("settlement_id").is_not_null()
+        & (pl.len().over([key, "settlement_id"]) > 1))
     agg = base.group_by(key).agg(
         pl.len().cast(pl.Int64).alias("suspicions"),
         pl.col("person_id").drop_nulls().n_unique().cast(pl.Int64).alias("persons"),
@@ -136,6 +142,8 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
         pl.col("family").sort_by("_ford").unique(maintain_order=True).alias("families"),
         pl.col("rule_id").unique().sort().alias("rules"),
         pl.col("amount_at_risk").sum().cast(MONEY).alias("amount_at_risk"),
+        pl.col("settlement_id").filter(pl.col("_shared")).n_unique().cast(pl.Int64)
+        .alias("overlapping_settlements"),
         *[pl.col("amount_at_risk").filter(pl.col("family") == f).sum().cast(MONEY)
           .alias(f"amount_{f}") for f in order],
         pl.col("_sev").max().alias("_max_sev"),
