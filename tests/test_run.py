@@ -268,6 +268,25 @@ def test_ingestion_notes_are_shown_even_quiet_and_kept_in_run_json_and_report(tm
     assert "冲销标志" in (out / "report.html").read_text(encoding="utf-8")
 
 
+def test_the_report_names_each_rule_by_its_chinese_title(tmp_path):
+    """Found in an inspector's review: the page showed rule ids only
+    (split_hospitalisation.readmission), never the title each rule file gives."""
+    out = tmp_path / "out"
+    assert run("--data", str(data_folder(tmp_path)), "--out", str(out)).exit_code == 0
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    titles = {r["id"]: r["title"] for r in doc["rules"]}
+    page = (out / "report.html").read_text(encoding="utf-8")
+    readmission = titles["split_hospitalisation.readmission"]
+    assert readmission and page.count(readmission) == 2  # the rules table and its hit
+    assert all(title in page for title in titles.values())
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(out / "leads.xlsx")["分解住院"]
+    header = [c.value for c in sheet[1]]
+    assert header[header.index("规则编号") + 1] == "规则名称"
+    assert sheet.cell(2, header.index("规则名称") + 1).value == readmission
+
+
 def test_the_data_warnings_of_the_console_are_on_the_report_page(tmp_path):
     """Found in review: a fee line whose settlement is missing was warned of on the
     console only; the inspector reading report.html never saw it."""

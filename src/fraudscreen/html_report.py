@@ -29,6 +29,7 @@ from fraudscreen.leads import (
     family_titles,
     month_expr,
     ordered,
+    rule_titles,
 )
 from fraudscreen.xlsx import display_width
 
@@ -230,6 +231,7 @@ def _lead_rows(frame: pl.DataFrame) -> list[dict]:
 def context(suspicions: pl.DataFrame, lead_table: pl.DataFrame, manifest: dict,
             profile: str) -> dict:
     titles = family_titles(manifest)
+    named = rule_titles(manifest)
     fams = families(suspicions, titles)
     color = {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(fams)}
     fam_rows = [{**r, "amount_shown": yuan(r["amount_at_risk"])}
@@ -264,6 +266,7 @@ def context(suspicions: pl.DataFrame, lead_table: pl.DataFrame, manifest: dict,
             "amount": yuan(rows.get_column("amount_at_risk").sum() if rows.height else 0),
             "hidden": max(0, rows.height - ROWS_PER_FAMILY),
             "rows": [{**r, "amount_shown": yuan(r["amount_at_risk"]),
+                      "rule_title": named.get(r["rule_id"], ""),
                       "severity_zh": SEVERITY_ZH.get(r["severity"], r["severity"]),
                       "month_shown": r["month"].strftime("%Y-%m") if r["month"] else ""}
                      for r in rows.head(ROWS_PER_FAMILY).select(

@@ -61,6 +61,13 @@ def family_titles(manifest: dict) -> dict[str, str]:
             if isinstance(r, dict) and r.get("family_title") and r.get("family")}
 
 
+def rule_titles(manifest: dict) -> dict[str, str]:
+    """Each rule's Chinese title by id, from a run's manifest: shown beside the id (an
+    inspector reads 床位费天数超过住院天数, not duplicate_charge.bed_days_beyond_stay)."""
+    return {str(r["id"]): str(r.get("title") or "") for r in manifest.get("rules") or []
+            if isinstance(r, dict) and "id" in r}
+
+
 def lead_columns(fams: dict[str, str], lead_type: str | None = None) -> list[LeadColumn]:
     """The lead table's columns; ``lead_type`` names the id column in Chinese."""
     id_zh = {"institution": "定点医药机构编号", "person": "人员编号"}.get(lead_type, "线索对象编号")

@@ -89,7 +89,8 @@ def _write(folder: Path, shown: pl.DataFrame, manifest: dict, profile: str) -> N
     titles = leads.family_titles(manifest)
     lead_table = leads.leads(shown, titles)
     write_csv(leads.csv_frame(lead_table), folder / "leads.csv")
-    xlsx.write_workbook(folder / "leads.xlsx", lead_table, shown, _created(manifest), titles)
+    xlsx.write_workbook(folder / "leads.xlsx", lead_table, shown, _created(manifest), titles,
+                        leads.rule_titles(manifest))
     page = html_report.render(shown, lead_table, manifest, profile)
     (folder / "report.html").write_text(page, encoding="utf-8", newline="\n")
 

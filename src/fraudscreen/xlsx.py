@@ -43,6 +43,9 @@ SUSPICION_COLUMNS = [
                .get(c.name, "text"))
     for c in SUSPICIONS.columns if c.name != "family"
 ]
+# The rule's Chinese title, after its id (not a contract column: the workbook is for people)
+_AT = next(i for i, c in enumerate(SUSPICION_COLUMNS) if c.name == "rule_id") + 1
+SUSPICION_COLUMNS[_AT:_AT] = [LeadColumn("rule_title", "规则名称", "text")]
 
 
 def sheet_name(name: str, taken: set[str] | None = None) -> str:
@@ -69,7 +72,8 @@ def display_width(text: str) -> int:
 
 
 def write_workbook(path: Path, lead_table: pl.DataFrame, suspicions: pl.DataFrame,
-                   created: dt.datetime, titles: Titles | None = None) -> None:
+                   created: dt.datetime, titles: Titles | None = None,
+                   rule_titles: Titles | None = None) -> None:
     fams = families(suspicions, titles)
     # constant_memory: rows go to disk as they are written (in order), so a big run
     # does not hold every cell in memory.
@@ -86,7 +90,9 @@ def write_workbook(path: Path, lead_table: pl.DataFrame, suspicions: pl.DataFram
             pl.col("max_severity").replace_strict(SEVERITY_ZH, default=pl.col("max_severity")))
         _sheet(wb, fmt, name, lead_columns(fams, lead_type), rows)
     by_order = ordered(suspicions).with_columns(
-        pl.col("severity").replace_strict(SEVERITY_ZH, default=pl.col("severity")))
+        pl.col("severity").replace_strict(SEVERITY_ZH, default=pl.col("severity")),
+        rule_title=pl.col("rule_id").replace_strict(rule_titles or {}, default=None,
+                                                    return_dtype=pl.String))
     for family, zh in fams.items():
         _sheet(wb, fmt, sheet_name(zh, taken), SUSPICION_COLUMNS,
                by_order.filter(pl.col("family") == family))
