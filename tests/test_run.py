@@ -908,7 +908,7 @@ def test_medical_type_labels_and_unlinked_negative_settlements_are_counted_and_w
         tmp_path):
     """Found in review: medical types exported as labels (普通住院) silenced six rules, and
     reversals shown only by a negative amount were screened as claims, without a word."""
-    stays = [{**STAYS[0], "medical_type": "普通住院"}, STAYS[1],
+    stays = [{**STAYS[0], "medical_type": "普通住院"}, {**STAYS[1], "total_amount": 900},
              {**STAYS[2], "total_amount": -500, "fund_amount": -500}]
     said, counts = integrity_of(data_folder(tmp_path, stays), tmp_path)
     assert "1 settlement(s) have a medical_type that is not a numeric code" in said
@@ -916,6 +916,9 @@ def test_medical_type_labels_and_unlinked_negative_settlements_are_counted_and_w
         in said
     assert counts["settlements_medical_type_not_coded"] == 1
     assert counts["negative_settlements_not_linked"] == 1
+    # found in an inspector's review: 基金支付1000元 in a message, ¥900 at risk, no word why
+    assert "1 settlement(s) have a fund_amount above their total_amount" in said
+    assert counts["settlements_fund_above_total"] == 1
 
 
 def test_a_linked_reversal_is_not_an_unlinked_negative_settlement(tmp_path):

@@ -34,6 +34,14 @@ CHECKS: dict[str, Check] = {
         "WHERE s.settlement_id = r.reversed_settlement_id)",
         "{n:,} reversal row(s) name a settlement that is not among the settlements kept (not "
         "in the file, quarantined, or its id written otherwise, 766.0 against 766)"),
+    # A rule whose amount is the fund's payment takes it at most at the bill (the fund
+    # cannot have paid more): the message shows both, and this says why they differ.
+    "settlements_fund_above_total": Check(
+        "SELECT count(*) AS n FROM input_settlements WHERE fund_amount > total_amount "
+        "AND total_amount >= 0",
+        "{n:,} settlement(s) have a fund_amount above their total_amount (the fund paid "
+        "more than was billed?): amounts at risk taken from the fund's payment are capped "
+        "at the bill"),
     # Not a fault: how many settlements reversals took out of every rule.
     "removed_by_reversal": Check(
         "SELECT count(*) AS n FROM input_settlements AS s WHERE s.reversed_settlement_id "
