@@ -43,7 +43,6 @@ makes the process SIGKILL itself at that point, so tests can prove the above.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -611,8 +610,7 @@ def _commit(con: duckdb.DuckDBPyConnection, night: int, today: dt.date, started:
             opts: NightOptions, intake: Intake | None, merged: Merge, rules_hash: str,
             failed: int) -> None:
     """Everything the night learnt, in ONE transaction."""
-    con.execute("BEGIN")
-    try:
+    with store.transaction(con):
         rows_kept = rows_bad = 0
         if intake is not None:
             files = pl.DataFrame(
@@ -646,17 +644,6 @@ def _commit(con: duckdb.DuckDBPyConnection, night: int, today: dt.date, started:
              len(merged.changed), len(merged.retracted), len(merged.superseded),
              len(merged.reopened), open_total, rules_hash, failed])
         _hook("before_commit")
-        con.execute("COMMIT")
-    except BaseException:
-        _rollback(con)
-        raise
-
-
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    """Roll back, keeping the error that got us here: a COMMIT that failed (disk full)
-    has already ended the transaction, and ROLLBACK's own error would hide the cause."""
-    with contextlib.suppress(duckdb.Error):
-        con.execute("ROLLBACK")
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
@@ -743,8 +730,7 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
     _hook("after_outputs")
     marked = leads["suspicion_id"].to_list()
     if night is not None and (marked or pending):
-        con.execute("BEGIN")
-        try:
+        with store.transaction(con):
             if marked:
                 con.register("_marked", pl.DataFrame({"suspicion_id": marked}).to_arrow())
                 con.execute("UPDATE suspicions SET reported_night = ? WHERE suspicion_id IN "
@@ -752,10 +738,6 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
                 con.unregister("_marked")
             con.execute("UPDATE nights SET outputs_written = true, finished = ? "
                         "WHERE NOT outputs_written", [dt.datetime.now().replace(microsecond=0)])
-            con.execute("COMMIT")
-        except BaseException:
-            _rollback(con)
-            raise
     return doc
 
 

@@ -31,8 +31,10 @@ Every change a night makes is one transaction (see ``fraudscreen.nightly``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,12 +148,11 @@ def open_store(path: Path, create: bool = True, read_only: bool = False
     if read_only:
         _check_version(con, path)
         return con
-    con.execute("BEGIN")
-    for statement in DDL:
-        con.execute(statement)
-    con.execute("INSERT INTO meta SELECT 'schema_version', ? WHERE NOT EXISTS "
-                "(SELECT 1 FROM meta WHERE key = 'schema_version')", [SCHEMA_VERSION])
-    con.execute("COMMIT")
+    with transaction(con):
+        for statement in DDL:
+            con.execute(statement)
+        con.execute("INSERT INTO meta SELECT 'schema_version', ? WHERE NOT EXISTS "
+                    "(SELECT 1 FROM meta WHERE key = 'schema_version')", [SCHEMA_VERSION])
     _check_version(con, path)
     return con
 
@@ -191,6 +192,21 @@ class StoredTable:
 
 def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block's statements in one transaction: committed at its end, rolled back on
+    any error, which is the one raised. A COMMIT that failed (disk full) has already
+    ended the transaction, and ROLLBACK's own error would hide the cause."""
+    con.execute("BEGIN")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
@@ -454,15 +470,10 @@ def import_feedback(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, int
                 "lead_id": pl.String, "result": pl.String, "amount_recovered": pl.Decimal(16, 2),
                 "note": pl.String, "reviewer": pl.String, "source": pl.String,
                 "imported_at": pl.Datetime("us")}, orient="row")
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.register("_feedback", table.to_arrow())
         con.execute("INSERT INTO feedback BY NAME SELECT * FROM _feedback")
         con.unregister("_feedback")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return {"rows": rows.height, "suspicions": table["suspicion_id"].n_unique(),
             "confirmed": table.filter(pl.col("result") == "confirmed").height,
             "dismissed": table.filter(pl.col("result") == "dismissed").height}
@@ -521,17 +532,12 @@ def add_suppression(con: duckdb.DuckDBPyConnection, rule_id: str, kind: str, ent
             raise StoreError(f"{name} must not be empty")
     if until < today:
         raise StoreError(f"--until {until} is already past (today is {today})")
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         new_id = con.execute(
             "SELECT coalesce(max(suppression_id), 0) + 1 FROM suppressions").fetchall()[0][0]
         con.execute("INSERT INTO suppressions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [new_id, rule_id, kind, entity.strip(), reason.strip(), owner.strip(),
                      until, dt.datetime.now().replace(microsecond=0)])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return int(new_id)
 
 
@@ -550,15 +556,10 @@ def lift_suppression(con: duckdb.DuckDBPyConnection, suppression_id: int, reason
         raise StoreError(f"suppression {suppression_id} is no longer in force "
                          f"(it held until {rows['until'][0]})")
     note = f" [{today} lifted by {owner.strip()}: {reason.strip()}]"
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute("UPDATE suppressions SET until = ?, reason = reason || ? "
                     "WHERE suppression_id = ?",
                     [today - dt.timedelta(days=1), note, suppression_id])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return frame(con, "SELECT * FROM suppressions WHERE suppression_id = ?",
                  [suppression_id]).row(0, named=True)
 
