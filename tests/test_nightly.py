@@ -137,6 +137,13 @@ def test_six_nights_equal_one_run(fed):
     for name in ("leads.xlsx", "report.html", "leads.csv", "changes.csv", "suspicions.parquet"):
         assert (out / name).is_file(), name
     assert pl.read_parquet(out / "suspicions.parquet").height == doc["new_suspicions"]
+    # the institutions came on night 1: the leads of night 6 are named from the store
+    named = dict(fed["tables"]["institutions"].select("institution_id", "name").rows())
+    leads = pl.read_csv(out / "leads.csv", infer_schema=False).filter(
+        pl.col("lead_type") == "institution")
+    assert leads.height > 0
+    assert leads.select("lead_id", "lead_name").rows() == [
+        (i, named[i]) for i in leads["lead_id"]]
 
 
 def test_later_nights_rescreen_only_the_persons_and_institutions_they_touch(fed):

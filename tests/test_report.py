@@ -164,7 +164,7 @@ def test_leads_csv_has_bom_english_headers_and_ranks_with_tie_breaks(written):
     raw = (written / "leads.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = read_csv(written / "leads.csv")
-    assert list(rows[0])[:4] == ["lead_type", "rank", "lead_id", "suspicions"]
+    assert list(rows[0])[:5] == ["lead_type", "rank", "lead_id", "lead_name", "suspicions"]
     assert {f"amount_{f}" for f in FAMILIES} <= set(rows[0])
     inst = [r for r in rows if r["lead_type"] == "institution"]
     pers = [r for r in rows if r["lead_type"] == "person"]
@@ -220,6 +220,29 @@ def test_leads_csv_rolls_up_amounts_families_rules_and_ids(written):
         == len(ROWS)
 
 
+def test_institution_leads_are_named_from_the_manifest_and_person_leads_are_not(tmp_path):
+    """Found in an inspector's review: a lead said only H35090200001; the hospital is
+    looked up by its name. Names come from run.json, so `report` needs no input tables;
+    one without a name (or an older run.json without any) leaves the cell empty."""
+    names = {"H35090200001": "宁德市第一医院", "H35090200004": "周宁县中医院",
+             "P35090200005": "福鼎市某大药房"}
+    write_reports(tmp_path, frame(), {**MANIFEST, "institution_names": names}, "full")
+    rows = read_csv(tmp_path / "leads.csv")
+    got = {r["lead_id"]: r["lead_name"] for r in rows if r["lead_type"] == "institution"}
+    assert got == {i: names.get(i, "") for i in INSTITUTION_ORDER}
+    assert {r["lead_name"] for r in rows if r["lead_type"] == "person"} == {""}
+    wb = openpyxl.load_workbook(tmp_path / "leads.xlsx")
+    inst = wb["机构线索"]
+    assert [(row[1].value, row[2].value) for row in inst.iter_rows(min_row=2)] == [
+        (i, names.get(i)) for i in INSTITUTION_ORDER]
+    assert "机构名称" not in [c.value for c in wb["人员线索"][1]]
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert re.search(r'H35090200001</td><td>宁德市第一医院</td>', page)
+    assert re.search(r'H35090200002</td><td></td>', page)
+    write_reports(tmp_path, frame(), MANIFEST, "full")  # an older run.json
+    assert {r["lead_name"] for r in read_csv(tmp_path / "leads.csv")} == {""}
+
+
 # ---- leads.xlsx --------------------------------------------------------------------
 
 def test_xlsx_sheets_headers_frozen_filter_money_and_totals(written):
@@ -227,7 +250,7 @@ def test_xlsx_sheets_headers_frozen_filter_money_and_totals(written):
     assert wb.sheetnames == ["机构线索", "人员线索", *FAMILY_SHEETS]
     inst = wb["机构线索"]
     header = [c.value for c in inst[1]]
-    assert header[:4] == ["排名", "定点医药机构编号", "疑点数", "涉及人员数"]
+    assert header[:5] == ["排名", "定点医药机构编号", "机构名称", "疑点数", "涉及人员数"]
     assert "涉嫌金额合计" in header and "分解住院金额" in header and "异地/药店套刷金额" in header
     assert [c.value for c in wb["人员线索"][1]][1] == "人员编号"
     for ws in wb.worksheets:

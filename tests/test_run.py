@@ -287,6 +287,28 @@ def test_the_report_names_each_rule_by_its_chinese_title(tmp_path):
     assert sheet.cell(2, header.index("规则名称") + 1).value == readmission
 
 
+def test_leads_name_their_institutions_from_the_institutions_table(tmp_path):
+    """run.json keeps the names of the institutions the suspicions name (only those), so
+    `fraudscreen report` names them with the input gone; no table, no names."""
+    data = data_folder(tmp_path)
+    table("institutions", [dict(institution_id="H1", name="宁德市第一医院", kind="hospital"),
+                           dict(institution_id="H2", name="没有疑点的医院", kind="hospital")]
+          ).write_parquet(data / "institutions.parquet")
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out)).exit_code == 0
+    assert json.loads((out / "run.json").read_text("utf-8"))["institution_names"] == {
+        "H1": "宁德市第一医院"}
+    (out / "leads.csv").unlink()
+    (data / "institutions.parquet").unlink()
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    leads = pl.read_csv(out / "leads.csv", infer_schema=False)
+    assert leads.filter(pl.col("lead_type") == "institution").select(
+        "lead_id", "lead_name").rows() == [("H1", "宁德市第一医院")]
+    bare = tmp_path / "bare"
+    assert run("--data", str(data), "--out", str(bare)).exit_code == 0
+    assert json.loads((bare / "run.json").read_text("utf-8"))["institution_names"] == {}
+
+
 def test_the_data_warnings_of_the_console_are_on_the_report_page(tmp_path):
     """Found in review: a fee line whose settlement is missing was warned of on the
     console only; the inspector reading report.html never saw it."""

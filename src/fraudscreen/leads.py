@@ -68,6 +68,26 @@ def rule_titles(manifest: dict) -> dict[str, str]:
             if isinstance(r, dict) and "id" in r}
 
 
+def institution_names(institutions: pl.DataFrame, suspicions: pl.DataFrame) -> dict[str, str]:
+    """The name of each institution the suspicions name, by id (ids in order), from the
+    institutions table (``institution_id``, ``name``; the first row of an id counts): an
+    inspector looks a hospital up by its name, not by H35092500002. Kept in run.json, so
+    ``fraudscreen report`` shows them without the input tables."""
+    named = (institutions.select("institution_id", "name")
+             .filter(pl.col("institution_id").is_in(suspicions.get_column("institution_id")
+                                                    .drop_nulls().implode())
+                     & pl.col("name").is_not_null())
+             .unique("institution_id", keep="first", maintain_order=True)
+             .sort("institution_id"))
+    return dict(zip(named["institution_id"].to_list(), named["name"].to_list(), strict=True))
+
+
+def names_in(manifest: dict) -> dict[str, str]:
+    """The institution names a run's manifest (``run.json``) carries; none in older runs."""
+    names = manifest.get("institution_names")
+    return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+
+
 def lead_columns(fams: dict[str, str], lead_type: str | None = None) -> list[LeadColumn]:
     """The lead table's columns; ``lead_type`` names the id column in Chinese."""
     id_zh = {"institution": "定点医药机构编号", "person": "人员编号"}.get(lead_type, "线索对象编号")
@@ -75,6 +95,8 @@ def lead_columns(fams: dict[str, str], lead_type: str | None = None) -> list[Lea
     cols += [
         LeadColumn("rank", "排名", "int"),
         LeadColumn("lead_id", id_zh, "text"),
+        # the contract has no person names: a person lead's is empty, and its sheet omits it
+        LeadColumn("lead_name", "机构名称", "text"),
         LeadColumn("suspicions", "疑点数", "int"),
         LeadColumn("persons", "涉及人员数", "int"),
         LeadColumn("institutions", "涉及机构数", "int"),
@@ -82,7 +104,8 @@ def lead_columns(fams: dict[str, str], lead_type: str | None = None) -> list[Lea
     # An institution lead has one institution, a person lead one person: say only
     # the other count in the per-type tables.
     cols = [c for c in cols if (lead_type, c.name) not in (("institution", "institutions"),
-                                                            ("person", "persons"))]
+                                                            ("person", "persons"),
+                                                            ("person", "lead_name"))]
     cols += [
         LeadColumn("family_count", "类别数", "int"),
         LeadColumn("families", "规则类别", "list"),
@@ -130,9 +153,10 @@ def ordered(suspicions: pl.DataFrame) -> pl.DataFrame:
                   descending=[True, True, False], nulls_last=True))
 
 
-def rollup(suspicions: pl.DataFrame, lead_type: str,
-           titles: Titles | None = None) -> pl.DataFrame:
-    """One row per institution (or person) with at least one suspicion, ranked."""
+def rollup(suspicions: pl.DataFrame, lead_type: str, titles: Titles | None = None,
+           names: Mapping[str, str] | None = None) -> pl.DataFrame:
+    """One row per institution (or person) with at least one suspicion, ranked;
+    ``names``: institution names by id (:func:`institution_names`)."""
     key = LEAD_TYPES[lead_type]
     fams = families(suspicions, titles)
     order = list(fams)
@@ -166,6 +190,9 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
                   family_count=pl.col("families").list.len().cast(pl.Int64),
                   families=pl.col("families").list.eval(
                       pl.element().replace_strict(fams, return_dtype=pl.String)),
+                  lead_name=pl.col("lead_id").replace_strict(
+                      dict(names or {}) if lead_type == "institution" else {},
+                      default=None, return_dtype=pl.String),
                   rule_count=pl.col("rules").list.len().cast(pl.Int64),
                   max_severity=pl.col("_max_sev").replace_strict(
                       {v: k for k, v in SEVERITY_RANK.items()}, default=None,
@@ -173,10 +200,11 @@ def rollup(suspicions: pl.DataFrame, lead_type: str,
     return ranked.select(c.name for c in lead_columns(fams) if c.name != "lead_type")
 
 
-def leads(suspicions: pl.DataFrame, titles: Titles | None = None) -> pl.DataFrame:
+def leads(suspicions: pl.DataFrame, titles: Titles | None = None,
+          names: Mapping[str, str] | None = None) -> pl.DataFrame:
     """Institution leads, then person leads, each ranked from 1."""
     fams = families(suspicions, titles)
-    parts = [rollup(suspicions, t, titles).select(pl.lit(t).alias("lead_type"), pl.all())
+    parts = [rollup(suspicions, t, titles, names).select(pl.lit(t).alias("lead_type"), pl.all())
              for t in LEAD_TYPES]
     return pl.concat(parts).select(c.name for c in lead_columns(fams))
 

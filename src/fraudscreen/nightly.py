@@ -74,6 +74,7 @@ from fraudscreen.ingest import (
     load_folder,
     table_of,
 )
+from fraudscreen.leads import institution_names
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
 from fraudscreen.privacy import apply_profile, pseudonymise, public_suspicion_id, site_secret
 from fraudscreen.quarantine import (
@@ -711,6 +712,10 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
         "suppressed_open_suspicions": rows.filter(
             is_open & pl.col("suppressed_by").is_not_null()).height,
         "suspicions": shown.height,
+        # every night's institutions, as stored (a night's run screens only some of them)
+        "institution_names": institution_names(store.frame(
+            con, f"SELECT institution_id, name FROM institutions ORDER BY {store.INGEST_NIGHT}"),
+            shown),
     })
     # A night killed while writing its report left its temporary folder beside its own
     # --out, which tonight's (another date) would not find.

@@ -87,7 +87,7 @@ def report_folder(out_dir: Path, profile: str = "full", secret: str | None = Non
 def _write(folder: Path, shown: pl.DataFrame, manifest: dict, profile: str) -> None:
     """The three files from suspicions the profile has already been applied to."""
     titles = leads.family_titles(manifest)
-    lead_table = leads.leads(shown, titles)
+    lead_table = leads.leads(shown, titles, leads.names_in(manifest))
     write_csv(leads.csv_frame(lead_table), folder / "leads.csv")
     xlsx.write_workbook(folder / "leads.xlsx", lead_table, shown, _created(manifest), titles,
                         leads.rule_titles(manifest))

@@ -154,6 +154,7 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
         "integrity": screening.integrity,
         "rules": [outcome_doc(o) for o in screening.outcomes],
         "family_titles": titles,
+        "institution_names": screening.institution_names,
         "suspicions": screening.suspicions.height,
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
     }

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from fraudscreen import integrity, stop, suspicion
+from fraudscreen import integrity, leads, stop, suspicion
 from fraudscreen.compiler import SKIPPED, compile_rule, transpile
 from fraudscreen.rule import Rule, RuleError
 from fraudscreen.ruleset import RuleSet
@@ -42,6 +42,7 @@ class Screening:
     window: tuple[dt.date | None, dt.date | None]
     origins: dict[str, str]
     integrity: dict[str, int] = field(default_factory=dict)
+    institution_names: dict[str, str] = field(default_factory=dict)  # of the suspicions'
 
 
 class QueryTimeout(Exception):
@@ -104,7 +105,10 @@ def screen(tables: dict[str, pl.DataFrame], ruleset: RuleSet, engine,
             on_rule(outcome)
     found = (pl.concat(frames) if frames
              else pl.DataFrame(schema=suspicion.SCHEMA))
-    return Screening(suspicion.order(found), outcomes, (start, end), origins, counts)
+    names = leads.institution_names(engine.query(transpile(
+        "SELECT institution_id, name FROM institutions", engine.dialect, pretty=False)),
+        found) if "institutions" in present and found.height else {}
+    return Screening(suspicion.order(found), outcomes, (start, end), origins, counts, names)
 
 
 def _create_sources(engine, window_from, window_to) -> dict:
