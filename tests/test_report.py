@@ -127,6 +127,10 @@ MANIFEST = {
          "seconds": 0.0},
     ],
     "suspicions": len(ROWS),
+    # one institution not in the institutions table: its lead has no name
+    "institution_names": {"H35090200001": "宁德市第一医院", "H35090200004": "周宁县中医院",
+                          "H35090200003": "古田县医院", "H35090200007": "屏南县医院",
+                          "P35090200005": "福鼎市某大药房"},
     "timings_seconds": {"ingest": 0.8, "rules": 2.4},
 }
 FAMILY_SHEETS = [zh.replace("/", "／") for zh in FAMILIES.values()]
@@ -224,9 +228,8 @@ def test_institution_leads_are_named_from_the_manifest_and_person_leads_are_not(
     """Found in an inspector's review: a lead said only H35090200001; the hospital is
     looked up by its name. Names come from run.json, so `report` needs no input tables;
     one without a name (or an older run.json without any) leaves the cell empty."""
-    names = {"H35090200001": "宁德市第一医院", "H35090200004": "周宁县中医院",
-             "P35090200005": "福鼎市某大药房"}
-    write_reports(tmp_path, frame(), {**MANIFEST, "institution_names": names}, "full")
+    names = MANIFEST["institution_names"]
+    write_reports(tmp_path, frame(), MANIFEST, "full")
     rows = read_csv(tmp_path / "leads.csv")
     got = {r["lead_id"]: r["lead_name"] for r in rows if r["lead_type"] == "institution"}
     assert got == {i: names.get(i, "") for i in INSTITUTION_ORDER}
@@ -239,7 +242,11 @@ def test_institution_leads_are_named_from_the_manifest_and_person_leads_are_not(
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert re.search(r'H35090200001</td><td>宁德市第一医院</td>', page)
     assert re.search(r'H35090200002</td><td></td>', page)
-    write_reports(tmp_path, frame(), MANIFEST, "full")  # an older run.json
+    chart = page[page.index("涉嫌金额前20的定点医药机构"):]  # bars by name, else by id
+    assert chart.index(">宁德市第一医院</text>") < chart.index(">周宁县中医院</text>") \
+        < chart.index(">H35090200002</text>")
+    older = {k: v for k, v in MANIFEST.items() if k != "institution_names"}
+    write_reports(tmp_path, frame(), older, "full")
     assert {r["lead_name"] for r in read_csv(tmp_path / "leads.csv")} == {""}
 
 

@@ -246,7 +246,8 @@ def context(suspicions: pl.DataFrame, lead_table: pl.DataFrame, manifest: dict,
              for r in fam_rows], "各类别涉嫌金额")
         if institutions.height:
             charts["institutions"] = hbar_svg(
-                [Bar(r["lead_id"], r["amount_at_risk"], yuan(r["amount_at_risk"]))
+                [Bar(r["lead_name"] or r["lead_id"], r["amount_at_risk"],
+                     yuan(r["amount_at_risk"]))
                  for r in institutions.head(TOP).iter_rows(named=True)],
                 f"涉嫌金额前{TOP}的定点医药机构")
         charts["months"] = vbar_svg(
