@@ -239,6 +239,12 @@ def test_institution_leads_are_named_from_the_manifest_and_person_leads_are_not(
     assert [(row[1].value, row[2].value) for row in inst.iter_rows(min_row=2)] == [
         (i, names.get(i)) for i in INSTITUTION_ORDER]
     assert "机构名称" not in [c.value for c in wb["人员线索"][1]]
+    sheet = wb["重复收费"]  # a family sheet: the name after the institution's id
+    header = [c.value for c in sheet[1]]
+    at = header.index("定点医药机构编号")
+    assert header[at + 1] == "机构名称"
+    assert {(r[at].value, r[at + 1].value) for r in sheet.iter_rows(min_row=2)} == {
+        ("H35090200002", None), ("H35090200004", "周宁县中医院")}
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert re.search(r'H35090200001</td><td>宁德市第一医院</td>', page)
     assert re.search(r'H35090200002</td><td></td>', page)

@@ -87,10 +87,11 @@ def report_folder(out_dir: Path, profile: str = "full", secret: str | None = Non
 def _write(folder: Path, shown: pl.DataFrame, manifest: dict, profile: str) -> None:
     """The three files from suspicions the profile has already been applied to."""
     titles = leads.family_titles(manifest)
-    lead_table = leads.leads(shown, titles, leads.names_in(manifest))
+    names = leads.names_in(manifest)
+    lead_table = leads.leads(shown, titles, names)
     write_csv(leads.csv_frame(lead_table), folder / "leads.csv")
     xlsx.write_workbook(folder / "leads.xlsx", lead_table, shown, _created(manifest), titles,
-                        leads.rule_titles(manifest))
+                        leads.rule_titles(manifest), names)
     page = html_report.render(shown, lead_table, manifest, profile)
     (folder / "report.html").write_text(page, encoding="utf-8", newline="\n")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
@@ -43,9 +44,12 @@ SUSPICION_COLUMNS = [
                .get(c.name, "text"))
     for c in SUSPICIONS.columns if c.name != "family"
 ]
-# The rule's Chinese title, after its id (not a contract column: the workbook is for people)
-_AT = next(i for i, c in enumerate(SUSPICION_COLUMNS) if c.name == "rule_id") + 1
-SUSPICION_COLUMNS[_AT:_AT] = [LeadColumn("rule_title", "规则名称", "text")]
+# The rule's Chinese title after its id, the institution's name after its id (not contract
+# columns: the workbook is for people).
+for _after, _column in (("rule_id", LeadColumn("rule_title", "规则名称", "text")),
+                        ("institution_id", LeadColumn("institution_name", "机构名称", "text"))):
+    _at = next(i for i, c in enumerate(SUSPICION_COLUMNS) if c.name == _after) + 1
+    SUSPICION_COLUMNS.insert(_at, _column)
 
 
 def sheet_name(name: str, taken: set[str] | None = None) -> str:
@@ -73,7 +77,9 @@ def display_width(text: str) -> int:
 
 def write_workbook(path: Path, lead_table: pl.DataFrame, suspicions: pl.DataFrame,
                    created: dt.datetime, titles: Titles | None = None,
-                   rule_titles: Titles | None = None) -> None:
+                   rule_titles: Titles | None = None,
+                   names: Mapping[str, str] | None = None) -> None:
+    """``names``: institution names by id (run.json's ``institution_names``)."""
     fams = families(suspicions, titles)
     # constant_memory: rows go to disk as they are written (in order), so a big run
     # does not hold every cell in memory.
@@ -92,7 +98,9 @@ def write_workbook(path: Path, lead_table: pl.DataFrame, suspicions: pl.DataFram
     by_order = ordered(suspicions).with_columns(
         pl.col("severity").replace_strict(SEVERITY_ZH, default=pl.col("severity")),
         rule_title=pl.col("rule_id").replace_strict(rule_titles or {}, default=None,
-                                                    return_dtype=pl.String))
+                                                    return_dtype=pl.String),
+        institution_name=pl.col("institution_id").replace_strict(names or {}, default=None,
+                                                                 return_dtype=pl.String))
     for family, zh in fams.items():
         _sheet(wb, fmt, sheet_name(zh, taken), SUSPICION_COLUMNS,
                by_order.filter(pl.col("family") == family))
