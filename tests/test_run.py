@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import html
 import json
 import re
 import signal
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 from fraudscreen import runner
 from fraudscreen.cli import app
 from fraudscreen.contract import SUSPICIONS
+from fraudscreen.ruleset import RuleSet
 from fraudscreen.testing import table
 
 STAYS = [
@@ -270,7 +272,8 @@ def test_ingestion_notes_are_shown_even_quiet_and_kept_in_run_json_and_report(tm
 
 def test_the_report_names_each_rule_by_its_chinese_title(tmp_path):
     """Found in an inspector's review: the page showed rule ids only
-    (split_hospitalisation.readmission), never the title each rule file gives."""
+    (split_hospitalisation.readmission), never the title each rule file gives, nor what
+    its amount at risk is (a fund payment, a billed amount, an increase)."""
     out = tmp_path / "out"
     assert run("--data", str(data_folder(tmp_path)), "--out", str(out)).exit_code == 0
     doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
@@ -279,6 +282,11 @@ def test_the_report_names_each_rule_by_its_chinese_title(tmp_path):
     readmission = titles["split_hospitalisation.readmission"]
     assert readmission and page.count(readmission) == 2  # the rules table and its hit
     assert all(title in page for title in titles.values())
+    # how each rule's amount at risk is computed (its amount_basis), in the rules table
+    basis = {r["id"]: r["amount_basis"] for r in doc["rules"]}
+    assert basis["split_hospitalisation.readmission"] == RuleSet.load().get(
+        "split_hospitalisation.readmission").amount_basis != ""
+    assert all(f"<td>{html.escape(b)}</td>" in page for b in basis.values())
     import openpyxl
 
     sheet = openpyxl.load_workbook(out / "leads.xlsx")["分解住院"]

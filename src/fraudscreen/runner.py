@@ -119,6 +119,7 @@ def shareable(quarantine: pl.DataFrame, profile: str) -> pl.DataFrame:
 def outcome_doc(o: RuleOutcome) -> dict:
     r = o.rule
     return {"id": r.id, "version": r.version, "title": r.title, "family": r.family,
+            "amount_basis": r.amount_basis,
             "family_title": r.family_title, "severity": r.severity,
             "status": o.status, "reason": o.reason, "hits": o.hits,
             "amount_at_risk": o.amount, "seconds": round(o.seconds, 3),
