@@ -221,7 +221,7 @@ SOURCES: tuple[Source, ...] = (
         """
         WITH days AS (
             SELECT s.settlement_id, s.person_id, s.institution_id, s.los,
-                   CAST(d.day AS DATE) AS day
+                   s.admit_date, s.discharge_date, CAST(d.day AS DATE) AS day
             FROM stays AS s,
                  unnest(generate_series(CAST(s.admit_date AS TIMESTAMP),
                                         CAST(s.discharge_date AS TIMESTAMP) - INTERVAL 1 DAY,
@@ -241,10 +241,11 @@ SOURCES: tuple[Source, ...] = (
         FROM days LEFT JOIN fees
           ON fees.settlement_id = days.settlement_id AND fees.day = days.day
         """,
-        "One row per day of a stay, admit date inclusive to discharge date exclusive, "
-        "with the day's line_count and amount (all the stay's lines: with --from/--to, "
-        "also those charged after the window); basic_only is true when the day has no "
-        "lines or only 01 床位费 / 02 诊察费 / 07 护理费 lines.",
+        "One row per day of a stay, admit date inclusive to discharge date exclusive "
+        "(each with its stay's admit_date, discharge_date and los), with the day's "
+        "line_count and amount (all the stay's lines: with --from/--to, also those "
+        "charged after the window); basic_only is true when the day has no lines or only "
+        "01 床位费 / 02 诊察费 / 07 护理费 lines.",
     ),
     Source(
         "item_days",

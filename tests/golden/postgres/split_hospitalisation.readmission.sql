@@ -44,6 +44,15 @@ SELECT
   (
     CAST(admit_date AS DATE) - CAST("prev__discharge_date" AS DATE)
   ) AS "ev__gap_days",
+  CASE (
+      CAST(admit_date AS DATE) - CAST("prev__discharge_date" AS DATE)
+    )
+    WHEN 0
+    THEN '当天'
+    ELSE CAST((
+      CAST(admit_date AS DATE) - CAST("prev__discharge_date" AS DATE)
+    ) AS TEXT) || '天后'
+  END AS "ev__gap_zh",
   diagnosis_category AS "ev__diagnosis_category",
   "prev__settlement_id" AS "ev__earlier_settlement_id",
   "prev__discharge_date" AS "ev__earlier_discharge_date",
