@@ -383,12 +383,14 @@ def test_validate_quarantines_exactly_the_three_bad_lines(tmp_path):
     result = validate(data, out)
     assert result.exit_code == 0, result.output
     raw = (out / "quarantine.csv").read_bytes()
-    assert raw.startswith(b"\xef\xbb\xbftable,file,line,column,value,reason\n")
+    # columns only ever added at the end: other tools read the first ones by name
+    assert raw.startswith(
+        b"\xef\xbb\xbftable,file,line,column,value,reason,record_key\n")
     quarantine = pl.read_csv(raw, infer_schema=False)
-    assert quarantine.select("file", "line", "column", "value", "reason").rows() == [
-        ("settlements.csv", "4", "total_amount", "一百", "bad decimal"),
-        ("settlements.csv", "7", "admit_time", "2024-02-30 08:00:00", "bad timestamp"),
-        ("settlements.csv", "10", "person_id", None, "missing value"),
+    assert quarantine.drop("table").rows() == [
+        ("settlements.csv", "4", "total_amount", "一百", "bad decimal", "S003"),
+        ("settlements.csv", "7", "admit_time", "2024-02-30 08:00:00", "bad timestamp", "S006"),
+        ("settlements.csv", "10", "person_id", None, "missing value", "S009"),
     ]
     kept = load_folder(data).table("settlements")
     assert kept["settlement_id"].to_list() == [f"S{i:03d}" for i in (1, 2, 4, 5, 7, 8, 10)]
@@ -396,6 +398,56 @@ def test_validate_quarantines_exactly_the_three_bad_lines(tmp_path):
     strict = validate(data, out, "--strict")
     assert strict.exit_code == 1
     assert "3 row(s) quarantined" in strict.output
+
+
+# --- quarantine.csv names each record ---------------------------------------------------
+
+
+def test_each_quarantined_row_names_its_record_by_its_key_as_read(tmp_path):
+    """Found in an inspector's review: a quarantine line gave only file and line, which a
+    re-export renumbers. record_key is the key's original text; empty where the key is
+    missing or unreadable; the keyless tables' columns joined by '|', an unreadable part
+    left empty."""
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [
+        settlement(" S1 ", total_amount="x"),  # line 2: the text as it stands
+        settlement("NULL"),  # the missing value: no key to show
+        settlement("3.30106E+13"),  # a key Excel mangled: no key either
+        settlement("S4", person_id="", reversed_settlement_id="S9"),  # its reversal entry too
+        settlement("S5"), settlement("S5", total_amount="1"),  # a repeat, as kept
+    ])
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [fee_line("L1", amount="")])
+    (tmp_path / "persons.csv").write_text(
+        "person_id,gender,birth_date,insured_region\nP1,1,1980-02-30,350902\n")
+    (tmp_path / "purchases.csv").write_text(
+        "institution_id,item_code,purchase_date,quantity\n"
+        "H1,X1,2024/03/01,many\nH1,,2024/03/02,1\nH1,X2,2024-13-01,1\n,,,\n")
+    (tmp_path / "item_pairs.csv").write_text("item_code_a,item_code_b,relation\nA1,B1,\n")
+    (tmp_path / "watchlist.csv").write_text("list_name,item_code,generic_name\n,X1,\n")
+    (tmp_path / "catalog.csv").write_text(
+        "item_code,item_name,generic_name,fee_category,price_cap,gender_limit,"
+        "max_daily_quantity\nX1,阿莫西林,,09,lots,,\n")
+    (tmp_path / "institutions.csv").write_text("institution_id,name,kind,level,region\n"
+                                               "H1,,hospital,3,350902\n")
+    with load_folder(tmp_path) as ingestion:
+        keys = ingestion.quarantine.select("table", "line", "reason", "record_key").rows()
+    assert keys == [
+        ("catalog", 2, "bad decimal", "X1"),
+        ("fee_lines", 2, "missing value", "L1"),
+        ("institutions", 2, "missing value", "H1"),
+        ("item_pairs", 2, "missing value", "A1|B1"),
+        ("persons", 2, "bad date", "P1"),
+        ("purchases", 2, "bad decimal", "H1|X1|2024/03/01"),
+        ("purchases", 3, "missing value", "H1||2024/03/02"),
+        ("purchases", 4, "bad date", "H1|X2|"),
+        ("purchases", 5, "empty row", None),
+        ("settlements", 2, "bad decimal", " S1 "),
+        ("settlements", 3, "missing value", None),
+        ("settlements", 4, SCIENTIFIC, None),
+        ("settlements", 5, "missing value", "S4"),
+        ("settlements", 5, REVERSAL_STANDS, "S4"),
+        ("settlements", 7, CONFLICTING_KEY, "S5"),
+        ("watchlist", 2, "missing value", "|X1|"),
+    ]
 
 
 def test_validate_warns_of_fee_lines_and_reversals_naming_no_settlement(tmp_path):
