@@ -19,14 +19,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from fraudscreen import contract, quarantine
 from fraudscreen.cli import app
 from fraudscreen.contract import FEE_LINES, SETTLEMENTS, ColumnType, Table
 from fraudscreen.ingest import IngestError, load_folder, write_quarantine
 from fraudscreen.quarantine import (
+    BAD_VALUE,
     CONFLICTING_KEY,
+    DUPLICATE_KEY,
+    REASON_ZH,
     REVERSAL_STANDS,
+    ROW_RULES,
     SCIENTIFIC,
+    csv_frame,
     quarantined_reversals,
+    reason_zh,
 )
 
 T0 = dt.datetime(2024, 3, 1, 8, 30, 0)
@@ -385,12 +392,13 @@ def test_validate_quarantines_exactly_the_three_bad_lines(tmp_path):
     raw = (out / "quarantine.csv").read_bytes()
     # columns only ever added at the end: other tools read the first ones by name
     assert raw.startswith(
-        b"\xef\xbb\xbftable,file,line,column,value,reason,record_key\n")
+        b"\xef\xbb\xbftable,file,line,column,value,reason,record_key,reason_zh\n")
     quarantine = pl.read_csv(raw, infer_schema=False)
     assert quarantine.drop("table").rows() == [
-        ("settlements.csv", "4", "total_amount", "一百", "bad decimal", "S003"),
-        ("settlements.csv", "7", "admit_time", "2024-02-30 08:00:00", "bad timestamp", "S006"),
-        ("settlements.csv", "10", "person_id", None, "missing value", "S009"),
+        ("settlements.csv", "4", "total_amount", "一百", "bad decimal", "S003", "数值无法识别"),
+        ("settlements.csv", "7", "admit_time", "2024-02-30 08:00:00", "bad timestamp", "S006",
+         "时间无法识别"),
+        ("settlements.csv", "10", "person_id", None, "missing value", "S009", "必填值缺失"),
     ]
     kept = load_folder(data).table("settlements")
     assert kept["settlement_id"].to_list() == [f"S{i:03d}" for i in (1, 2, 4, 5, 7, 8, 10)]
@@ -400,7 +408,7 @@ def test_validate_quarantines_exactly_the_three_bad_lines(tmp_path):
     assert "3 row(s) quarantined" in strict.output
 
 
-# --- quarantine.csv names each record ---------------------------------------------------
+# --- quarantine.csv names each record and says why in Chinese ---------------------------
 
 
 def test_each_quarantined_row_names_its_record_by_its_key_as_read(tmp_path):
@@ -448,6 +456,29 @@ def test_each_quarantined_row_names_its_record_by_its_key_as_read(tmp_path):
         ("settlements", 7, CONFLICTING_KEY, "S5"),
         ("watchlist", 2, "missing value", "|X1|"),
     ]
+
+
+def test_every_quarantine_reason_has_its_chinese_text():
+    """report.html and quarantine.csv's reason_zh show a reason in Chinese. Every
+    reason constant of fraudscreen.quarantine counts (any new text constant is taken for
+    one), and those kept in its tables."""
+    not_reasons = {"PART", "LINE", "REVERSED", "RECORD_KEY", "HIDDEN", *vars(contract)}
+    constants = {value for name, value in vars(quarantine).items()
+                 if name.isupper() and not name.startswith("_") and isinstance(value, str)
+                 and name not in not_reasons}
+    in_tables = {*BAD_VALUE.values(),
+                 *(reason for rules in ROW_RULES.values() for _, reason, _ in rules)}
+    assert len(constants) >= 7
+    assert sorted((constants | in_tables) - set(REASON_ZH)) == []
+    assert all(zh and zh != en for en, zh in REASON_ZH.items())
+
+
+def test_a_reason_without_chinese_text_shows_in_english():
+    entries = pl.DataFrame({c: ["x"] for c in quarantine.COLUMNS}).with_columns(
+        line=pl.lit(2), reason=pl.lit("a reason added later"))
+    assert csv_frame(entries)["reason_zh"].to_list() == ["a reason added later"]
+    assert reason_zh("a reason added later") == "a reason added later"
+    assert reason_zh(DUPLICATE_KEY) == "主键重复"
 
 
 def test_validate_warns_of_fee_lines_and_reversals_naming_no_settlement(tmp_path):

@@ -795,11 +795,11 @@ def test_a_night_names_each_quarantined_record_in_a_store_older_than_record_key(
     stay.write_csv(inbox / "settlements" / "part-2.csv")  # S1 again, stored already
     night(inbox, st, tmp_path / "out2", 2)
 
-    shown = ["file", "line", "reason", "record_key"]
+    shown = ["file", "line", "reason", "record_key", "reason_zh"]
     assert pl.read_csv(tmp_path / "out1" / "quarantine.csv").select(shown).rows() == [
-        ("fee_lines/part-1.csv", 3, "bad decimal", "L2")]
+        ("fee_lines/part-1.csv", 3, "bad decimal", "L2", "数值无法识别")]
     assert pl.read_csv(tmp_path / "out2" / "quarantine.csv").select(shown).rows() == [
-        ("settlements/part-2.csv", 2, "duplicate key", "S1")]
+        ("settlements/part-2.csv", 2, "duplicate key", "S1", "主键重复")]
     con = store.open_store(st, create=False, read_only=True)
     try:
         assert con.execute("SELECT night, reason, record_key FROM quarantine ORDER BY night"

@@ -34,7 +34,7 @@ PART, LINE = "__part", "__line"  # which input file (index into Ingestion.files)
 # The row's key (``Table.record_key``) as read, so that a clerk knows which settlement or
 # fee line was refused without opening the file, whose lines a re-export renumbers.
 RECORD_KEY = "record_key"
-# The columns of an ingestion's quarantine and of quarantine.csv (``csv_frame``).
+# The columns of an ingestion's quarantine (quarantine.csv adds reason_zh: ``csv_frame``).
 COLUMNS = ("table", "file", "line", "column", "value", "reason", RECORD_KEY)
 # Cells the public profile does not show in quarantine.csv, and what it shows instead.
 PRIVATE, HIDDEN = ("person_id", "birth_date"), "（已隐藏）"
@@ -67,12 +67,28 @@ BAD_VALUE = {
     ColumnType.QUANTITY: "bad decimal",
 }
 
+DISCHARGE_BEFORE_ADMISSION = "discharge before admission"
 # Contract rules one row can break: table -> (column reported, reason, condition).
 ROW_RULES: dict[str, tuple[tuple[str, str, pl.Expr], ...]] = {
     "settlements": (
-        ("discharge_time", "discharge before admission",
+        ("discharge_time", DISCHARGE_BEFORE_ADMISSION,
          pl.col("discharge_time") < pl.col("admit_time")),
     ),
+}
+# Each reason in Chinese, for report.html and quarantine.csv's reason_zh; ``reason``
+# stays English, the text run.json counts and scripts match. A reason missing here shows
+# in English (``reason_zh``), and fails a test (tests/test_ingest.py).
+REASON_ZH = {
+    REVERSAL_STANDS: "被隔离的冲销行：其所冲销的结算仍按已冲销处理",
+    MISSING: "必填值缺失",
+    SCIENTIFIC: "数字为科学计数法（位数已丢失，如经 Excel 保存）",
+    EMPTY_ROW: "空行",
+    DUPLICATE_KEY: "主键重复",
+    CONFLICTING_KEY: "主键重复，且其他值与保留的行不同",
+    BAD_VALUE[ColumnType.TIMESTAMP]: "时间无法识别",
+    BAD_VALUE[ColumnType.DATE]: "日期无法识别",
+    BAD_VALUE[ColumnType.MONEY]: "数值无法识别",
+    DISCHARGE_BEFORE_ADMISSION: "出院时间早于入院时间",
 }
 
 # The first format is tried on every value, the rest only on values it rejects.
@@ -263,10 +279,17 @@ def reversal_entries(quarantined: pl.DataFrame) -> pl.DataFrame:
         record_key=RECORD_KEY)
 
 
+def reason_zh(reason: str) -> str:
+    """A reason in Chinese; one without a translation stays English."""
+    return REASON_ZH.get(reason, reason)
+
+
 def csv_frame(quarantine: pl.DataFrame, profile: str = "full") -> pl.DataFrame:
-    """quarantine.csv's rows. Under the public profile a bad row's person id or birth
-    date is not shown, nor a record key holding one (persons')."""
-    frame = quarantine.select(COLUMNS)
+    """quarantine.csv's rows: the entries, then each reason in Chinese (``reason_zh``,
+    for the clerk who reads the file in Excel). Under the public profile a bad row's
+    person id or birth date is not shown, nor a record key holding one (persons')."""
+    frame = quarantine.select(*COLUMNS,
+                              reason_zh=pl.col("reason").replace(REASON_ZH))
     if profile != "public":
         return frame
     keyed_by = [t.name for t in INPUT_TABLES.values() if set(t.record_key) & set(PRIVATE)]
