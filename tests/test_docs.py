@@ -10,6 +10,7 @@ import pytest
 
 from fraudscreen.contract import markdown
 from fraudscreen.lint import lint
+from fraudscreen.quarantine import REASON_ZH
 from fraudscreen.rule import Rule, load_rule
 from fraudscreen.rule_docs import render
 from fraudscreen.ruleset import RuleSet
@@ -27,6 +28,12 @@ def test_rule_pages_are_current():
 def test_contract_page_is_current():
     assert (DOCS / "data-contract.md").read_text(encoding="utf-8") == markdown(), (
         "docs/data-contract.md is stale: run `fraudscreen rules docs`")
+
+
+def test_the_quarantine_reasons_are_documented_with_their_chinese_text():
+    """docs/ingestion.md lists every reason beside the Chinese text the outputs show."""
+    page = (DOCS / "ingestion.md").read_text(encoding="utf-8")
+    assert [en for en, zh in REASON_ZH.items() if f"`{en}`" not in page or zh not in page] == []
 
 
 def _shape(schema: dict) -> dict:

@@ -19,14 +19,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from fraudscreen import contract, quarantine
 from fraudscreen.cli import app
 from fraudscreen.contract import FEE_LINES, SETTLEMENTS, ColumnType, Table
 from fraudscreen.ingest import IngestError, load_folder, write_quarantine
 from fraudscreen.quarantine import (
+    BAD_VALUE,
     CONFLICTING_KEY,
+    DUPLICATE_KEY,
+    REASON_ZH,
     REVERSAL_STANDS,
+    ROW_RULES,
     SCIENTIFIC,
+    csv_frame,
     quarantined_reversals,
+    reason_zh,
 )
 
 T0 = dt.datetime(2024, 3, 1, 8, 30, 0)
@@ -383,12 +390,15 @@ def test_validate_quarantines_exactly_the_three_bad_lines(tmp_path):
     result = validate(data, out)
     assert result.exit_code == 0, result.output
     raw = (out / "quarantine.csv").read_bytes()
-    assert raw.startswith(b"\xef\xbb\xbftable,file,line,column,value,reason\n")
+    # columns only ever added at the end: other tools read the first ones by name
+    assert raw.startswith(
+        b"\xef\xbb\xbftable,file,line,column,value,reason,record_key,reason_zh\n")
     quarantine = pl.read_csv(raw, infer_schema=False)
-    assert quarantine.select("file", "line", "column", "value", "reason").rows() == [
-        ("settlements.csv", "4", "total_amount", "一百", "bad decimal"),
-        ("settlements.csv", "7", "admit_time", "2024-02-30 08:00:00", "bad timestamp"),
-        ("settlements.csv", "10", "person_id", None, "missing value"),
+    assert quarantine.drop("table").rows() == [
+        ("settlements.csv", "4", "total_amount", "一百", "bad decimal", "S003", "数值无法识别"),
+        ("settlements.csv", "7", "admit_time", "2024-02-30 08:00:00", "bad timestamp", "S006",
+         "时间无法识别"),
+        ("settlements.csv", "10", "person_id", None, "missing value", "S009", "必填值缺失"),
     ]
     kept = load_folder(data).table("settlements")
     assert kept["settlement_id"].to_list() == [f"S{i:03d}" for i in (1, 2, 4, 5, 7, 8, 10)]
@@ -396,6 +406,79 @@ def test_validate_quarantines_exactly_the_three_bad_lines(tmp_path):
     strict = validate(data, out, "--strict")
     assert strict.exit_code == 1
     assert "3 row(s) quarantined" in strict.output
+
+
+# --- quarantine.csv names each record and says why in Chinese ---------------------------
+
+
+def test_each_quarantined_row_names_its_record_by_its_key_as_read(tmp_path):
+    """Found in an inspector's review: a quarantine line gave only file and line, which a
+    re-export renumbers. record_key is the key's original text; empty where the key is
+    missing or unreadable; the keyless tables' columns joined by '|', an unreadable part
+    left empty."""
+    write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [
+        settlement(" S1 ", total_amount="x"),  # line 2: the text as it stands
+        settlement("NULL"),  # the missing value: no key to show
+        settlement("3.30106E+13"),  # a key Excel mangled: no key either
+        settlement("S4", person_id="", reversed_settlement_id="S9"),  # its reversal entry too
+        settlement("S5"), settlement("S5", total_amount="1"),  # a repeat, as kept
+    ])
+    write_csv(tmp_path / "fee_lines.csv", FEE_LINES, [fee_line("L1", amount="")])
+    (tmp_path / "persons.csv").write_text(
+        "person_id,gender,birth_date,insured_region\nP1,1,1980-02-30,350902\n")
+    (tmp_path / "purchases.csv").write_text(
+        "institution_id,item_code,purchase_date,quantity\n"
+        "H1,X1,2024/03/01,many\nH1,,2024/03/02,1\nH1,X2,2024-13-01,1\n,,,\n")
+    (tmp_path / "item_pairs.csv").write_text("item_code_a,item_code_b,relation\nA1,B1,\n")
+    (tmp_path / "watchlist.csv").write_text("list_name,item_code,generic_name\n,X1,\n")
+    (tmp_path / "catalog.csv").write_text(
+        "item_code,item_name,generic_name,fee_category,price_cap,gender_limit,"
+        "max_daily_quantity\nX1,阿莫西林,,09,lots,,\n")
+    (tmp_path / "institutions.csv").write_text("institution_id,name,kind,level,region\n"
+                                               "H1,,hospital,3,350902\n")
+    with load_folder(tmp_path) as ingestion:
+        keys = ingestion.quarantine.select("table", "line", "reason", "record_key").rows()
+    assert keys == [
+        ("catalog", 2, "bad decimal", "X1"),
+        ("fee_lines", 2, "missing value", "L1"),
+        ("institutions", 2, "missing value", "H1"),
+        ("item_pairs", 2, "missing value", "A1|B1"),
+        ("persons", 2, "bad date", "P1"),
+        ("purchases", 2, "bad decimal", "H1|X1|2024/03/01"),
+        ("purchases", 3, "missing value", "H1||2024/03/02"),
+        ("purchases", 4, "bad date", "H1|X2|"),
+        ("purchases", 5, "empty row", None),
+        ("settlements", 2, "bad decimal", " S1 "),
+        ("settlements", 3, "missing value", None),
+        ("settlements", 4, SCIENTIFIC, None),
+        ("settlements", 5, "missing value", "S4"),
+        ("settlements", 5, REVERSAL_STANDS, "S4"),
+        ("settlements", 7, CONFLICTING_KEY, "S5"),
+        ("watchlist", 2, "missing value", "|X1|"),
+    ]
+
+
+def test_every_quarantine_reason_has_its_chinese_text():
+    """report.html and quarantine.csv's reason_zh show a reason in Chinese. Every
+    reason constant of fraudscreen.quarantine counts (any new text constant is taken for
+    one), and those kept in its tables."""
+    not_reasons = {"PART", "LINE", "REVERSED", "RECORD_KEY", "HIDDEN", *vars(contract)}
+    constants = {value for name, value in vars(quarantine).items()
+                 if name.isupper() and not name.startswith("_") and isinstance(value, str)
+                 and name not in not_reasons}
+    in_tables = {*BAD_VALUE.values(),
+                 *(reason for rules in ROW_RULES.values() for _, reason, _ in rules)}
+    assert len(constants) >= 7
+    assert sorted((constants | in_tables) - set(REASON_ZH)) == []
+    assert all(zh and zh != en for en, zh in REASON_ZH.items())
+
+
+def test_a_reason_without_chinese_text_shows_in_english():
+    entries = pl.DataFrame({c: ["x"] for c in quarantine.COLUMNS}).with_columns(
+        line=pl.lit(2), reason=pl.lit("a reason added later"))
+    assert csv_frame(entries)["reason_zh"].to_list() == ["a reason added later"]
+    assert reason_zh("a reason added later") == "a reason added later"
+    assert reason_zh(DUPLICATE_KEY) == "主键重复"
 
 
 def test_validate_warns_of_fee_lines_and_reversals_naming_no_settlement(tmp_path):

@@ -780,6 +780,41 @@ def test_an_inbox_of_partition_folders_and_gzipped_csv_is_read_whole(tmp_path):
     assert night(inbox, st, tmp_path / "out2", 2)["files_skipped"] == 3
 
 
+def test_a_night_names_each_quarantined_record_in_a_store_older_than_record_key(tmp_path):
+    """quarantine.csv's record_key comes from the night's files and from keys already
+    stored; a store made before the column gains it (empty for its earlier nights)."""
+    st = tmp_path / "s.duckdb"
+    con = store.open_store(st)
+    con.execute("ALTER TABLE quarantine DROP COLUMN record_key")  # as such a store was
+    con.close()
+    inbox = tmp_path / "inbox"
+    (inbox / "settlements").mkdir(parents=True)
+    (inbox / "fee_lines").mkdir()
+    stay = table("settlements", [dict(settlement_id="S1", person_id="P", institution_id="H",
+                                      admit_time="2024-01-01 08:00:00")])
+    stay.write_parquet(inbox / "settlements" / "part-1.parquet")
+    table("fee_lines", [dict(line_id=f"L{i}", settlement_id="S1", item_code="X1",
+                             charge_time="2024-01-01 09:00:00") for i in (1, 2)]
+          ).cast(pl.String).with_columns(
+        amount=pl.when(pl.col("line_id") == "L2").then(pl.lit("x")).otherwise("amount")
+    ).write_csv(inbox / "fee_lines" / "part-1.csv")
+    night(inbox, st, tmp_path / "out1", 1)
+    stay.write_csv(inbox / "settlements" / "part-2.csv")  # S1 again, stored already
+    night(inbox, st, tmp_path / "out2", 2)
+
+    shown = ["file", "line", "reason", "record_key", "reason_zh"]
+    assert pl.read_csv(tmp_path / "out1" / "quarantine.csv").select(shown).rows() == [
+        ("fee_lines/part-1.csv", 3, "bad decimal", "L2", "数值无法识别")]
+    assert pl.read_csv(tmp_path / "out2" / "quarantine.csv").select(shown).rows() == [
+        ("settlements/part-2.csv", 2, "duplicate key", "S1", "主键重复")]
+    con = store.open_store(st, create=False, read_only=True)
+    try:
+        assert con.execute("SELECT night, reason, record_key FROM quarantine ORDER BY night"
+                           ).fetchall() == [(1, "bad decimal", "L2"), (2, "duplicate key", "S1")]
+    finally:
+        con.close()
+
+
 def test_an_inbox_table_that_cannot_be_read_stops_the_night_as_load_folder_would(tmp_path):
     """Found in review: a dangling settlements.csv link was 'not a contract table', and a
     fee_lines folder of 2024-01/ subfolders (no partitions) left the night without its fee

@@ -391,6 +391,33 @@ def test_report_folder_regenerates_from_an_output_folder(tmp_path, written):
         report_folder(tmp_path / "full")
 
 
+def test_quarantine_reasons_show_in_chinese_with_the_english_beside(tmp_path):
+    """Found in an inspector's review: the Chinese page showed 'bad timestamp'. A reason
+    with no Chinese text (one a newer version wrote) still shows, in English."""
+    manifest = {**MANIFEST, "quarantine": [
+        {"table": "settlements", "reason": "bad timestamp", "rows": 5, "cells": 5},
+        {"table": "settlements", "reason": "a reason added later", "rows": 1, "cells": 1}]}
+    write_reports(tmp_path, frame(), manifest, "full")
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert '<td>时间无法识别 <span class="en" lang="en">bad timestamp</span></td>' in html
+    assert "<td>a reason added later</td>" in html
+
+
+def test_report_folder_regenerates_a_folder_older_than_record_key(tmp_path):
+    """A folder whose quarantine.csv lacks record_key and reason_zh: report reads only
+    run.json, and its page shows the reasons in Chinese all the same."""
+    out = tmp_path / "run"
+    out.mkdir()
+    frame().write_parquet(out / "suspicions.parquet")
+    (out / "run.json").write_text(json.dumps(MANIFEST, ensure_ascii=False), encoding="utf-8")
+    old = ("\ufefftable,file,line,column,value,reason\n"
+           "settlements,s.csv,4,admit_time,x,bad timestamp\n")
+    (out / "quarantine.csv").write_text(old, encoding="utf-8")
+    report_folder(out)
+    assert "时间无法识别" in (out / "report.html").read_text(encoding="utf-8")
+    assert (out / "quarantine.csv").read_text(encoding="utf-8") == old
+
+
 def test_report_folder_will_not_rehash_an_already_public_folder(tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -448,17 +448,27 @@ def test_public_profile_shares_no_raw_person_id(tmp_path, monkeypatch):
 
 
 def test_public_profile_hides_person_ids_in_quarantine(tmp_path, monkeypatch):
-    data = data_folder(tmp_path)
-    table("persons", [dict(person_id="P1"), dict(person_id="P1")]).write_parquet(
+    """Also a persons row's record_key, which is its person id; a settlement's stays."""
+    bad = {**STAYS[2], "settlement_id": "D", "person_id": None}
+    data = data_folder(tmp_path, [*STAYS, bad])
+    table("persons", [dict(person_id="P1"), dict(person_id="P1"),
+                      dict(person_id="P7", gender=None)]).write_parquet(
         data / "persons.parquet")
     monkeypatch.setenv("FRAUDSCREEN_SITE_SECRET", "s")
     full, public = tmp_path / "full", tmp_path / "public"
     assert run("--data", str(data), "--out", str(full)).exit_code == 0
     assert run("--data", str(data), "--out", str(public), "--profile", "public").exit_code == 0
-    assert "duplicate key" in (full / "quarantine.csv").read_text(encoding="utf-8-sig")
-    assert ",P1," in (full / "quarantine.csv").read_text(encoding="utf-8-sig")
+    columns = ["table", "column", "value", "reason", "record_key"]
+    assert pl.read_csv(full / "quarantine.csv").select(columns).rows() == [
+        ("persons", "person_id", "P1", "duplicate key", "P1"),
+        ("persons", "gender", None, "missing value", "P7"),
+        ("settlements", "person_id", None, "missing value", "D")]
+    assert pl.read_csv(public / "quarantine.csv").select(columns).rows() == [
+        ("persons", "person_id", "（已隐藏）", "duplicate key", "（已隐藏）"),
+        ("persons", "gender", None, "missing value", "（已隐藏）"),
+        ("settlements", "person_id", "（已隐藏）", "missing value", "D")]
     shared = (public / "quarantine.csv").read_text(encoding="utf-8-sig")
-    assert "duplicate key" in shared and ",P1," not in shared
+    assert "P1" not in shared and "P7" not in shared
 
 
 def test_a_stopped_run_writes_nothing_and_says_so(tmp_path, monkeypatch):

@@ -78,9 +78,10 @@ def validate(
 ) -> None:
     """Read a data folder as `run` would, report what was quarantined, and stop.
 
-    Writes OUT/quarantine.csv (table,file,line,column,value,reason; UTF-8 with BOM
-    so Excel shows Chinese). Exit 0 when the data could be read, 1 under --strict
-    when any row was quarantined, 2 when the input is unusable.
+    Writes OUT/quarantine.csv (table,file,line,column,value,reason,record_key,
+    reason_zh; UTF-8 with BOM so Excel shows Chinese). Exit 0 when the data could
+    be read, 1 under --strict when any row was quarantined, 2 when the input is
+    unusable.
     """
     from fraudscreen import integrity
     from fraudscreen.ingest import IngestError, load_folder, print_summary, write_quarantine

@@ -13,6 +13,9 @@ from enum import StrEnum
 # wall-clock times in China Standard Time. A Parquet timestamp that is an instant (with a
 # time zone, as Spark writes them, in UTC) is read as its time here.
 LOCAL_TIME_ZONE = "Asia/Shanghai"
+# Joins the parts of a record key of several columns (quarantine.csv's record_key): codes
+# and dates do not hold it, so a clerk can split on it.
+RECORD_KEY_SEPARATOR = "|"
 
 
 class ColumnType(StrEnum):
@@ -80,6 +83,14 @@ class Table:
     required: bool
     key: tuple[str, ...]
     columns: tuple[Column, ...]
+    # A keyless table's columns that tell a reader which row it is (quarantine.csv's
+    # record_key). Not a key: two rows may share them, and no repeat is quarantined.
+    row_label: tuple[str, ...] = ()
+
+    @property
+    def record_key(self) -> tuple[str, ...]:
+        """The columns quarantine.csv's ``record_key`` shows: the key, else the label."""
+        return self.key or self.row_label
 
     @property
     def column_names(self) -> list[str]:
@@ -208,6 +219,7 @@ PURCHASES = Table(
     "进货记录",
     required=False,
     key=(),
+    row_label=("institution_id", "item_code", "purchase_date"),
     columns=(
         Column("institution_id", "定点医药机构编号", S),
         Column("item_code", "医保目录编码", S),
@@ -221,6 +233,7 @@ ITEM_PAIRS = Table(
     "项目互斥",
     required=False,
     key=(),
+    row_label=("item_code_a", "item_code_b"),
     columns=(
         Column("item_code_a", "项目A编码", S),
         Column("item_code_b", "项目B编码", S),
@@ -233,6 +246,7 @@ WATCHLIST = Table(
     "重点药品耗材清单",
     required=False,
     key=(),
+    row_label=("list_name", "item_code", "generic_name"),
     columns=(
         Column("list_name", "清单名称", S),
         Column("item_code", "医保目录编码", S, nullable=True, meaning="code or prefix*"),
@@ -304,5 +318,8 @@ def markdown() -> str:
                 f"{c.national or ''} | {c.meaning} |" for c in table.columns]
         if table.key:
             out += ["", f"Key: {', '.join(table.key)}."]
+        elif table.row_label:
+            out += ["", "No key; quarantine.csv's record_key names a row by "
+                    f"`{RECORD_KEY_SEPARATOR.join(table.row_label)}` (not unique)."]
         out.append("")
     return "\n".join(out)

@@ -31,6 +31,7 @@ from fraudscreen.leads import (
     ordered,
     rule_titles,
 )
+from fraudscreen.quarantine import reason_zh
 from fraudscreen.xlsx import display_width
 
 TOP = 20
@@ -202,7 +203,8 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
         # What the console warns of (a line whose settlement is missing, a gender not
         # coded 1/2, …): each can change what the rules find, so the page says it too.
         "warnings": integrity.warnings(manifest.get("integrity") or {}),
-        "quarantine": quarantine,
+        # Counted by the English reason (run.json); shown in Chinese, the English beside.
+        "quarantine": [{**q, "reason_zh": reason_zh(q.get("reason"))} for q in quarantine],
         "rules": [{**r, "family_zh": family_name(r.get("family"), titles),
                    "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),
                    "amount_shown": yuan(r.get("amount_at_risk") or 0)} for r in rules],

@@ -42,9 +42,11 @@ from fraudscreen.contract import INPUT_TABLES, LOCAL_TIME_ZONE, Column, Table
 from fraudscreen.expressions import sql_string
 from fraudscreen.output import excel_text
 from fraudscreen.quarantine import (
+    COLUMNS,
     LINE,
     PART,
     check_part,
+    csv_frame,
     duplicate_keys,
     key_hashes,
     within_calendar,
@@ -52,7 +54,6 @@ from fraudscreen.quarantine import (
 from fraudscreen.rule import read_plain_yaml
 
 SUFFIXES = (".csv.gz", ".csv", ".parquet")  # the kinds of part, matched in this order
-QUARANTINE_COLUMNS = ("table", "file", "line", "column", "value", "reason")
 _UTF8 = ("utf-8", "utf-8-sig")
 _CHUNK = 1 << 20
 CHUNK_ROWS = 1 << 20  # rows checked and staged at a time: bounds ingestion's memory
@@ -121,7 +122,7 @@ class Ingestion:
     tables: dict[str, StagedTable]  # tables present; clean rows, staged in work_dir
     files: list[InputFile]
     rows_read: dict[str, int]  # per table: data rows read, kept or quarantined
-    quarantine: pl.DataFrame  # table,file,line,column,value,reason
+    quarantine: pl.DataFrame  # table,file,line,column,value,reason,record_key
     missing_optional: list[str]
     work_dir: Path
     notes: list[str] = field(default_factory=list)  # ignored files and columns, filled columns
@@ -382,7 +383,7 @@ def write_quarantine(ingestion: Ingestion, out_dir: Path) -> Path:
     target = out_dir / "quarantine.csv"
     tmp = out_dir / f".quarantine.csv.{os.getpid()}.tmp"
     try:
-        excel_text(ingestion.quarantine).write_csv(tmp, include_bom=True)
+        excel_text(csv_frame(ingestion.quarantine)).write_csv(tmp, include_bom=True)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -1061,6 +1062,6 @@ def _quarantine_table(found: list[pl.DataFrame], files: list[InputFile]) -> pl.D
         pl.concat(found)
         .join(origin, on=PART, how="left")
         .rename({LINE: "line"})
-        .select(QUARANTINE_COLUMNS)
+        .select(COLUMNS)
         .sort("table", "file", "line", "column", nulls_last=False)
     )

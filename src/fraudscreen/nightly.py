@@ -83,8 +83,10 @@ from fraudscreen.quarantine import (
     ENTRY_SCHEMA,
     LINE,
     PART,
+    RECORD_KEY,
     REVERSAL_STANDS,
     REVERSED,
+    csv_frame,
     quarantined_reversals,
     repeated_entries,
 )
@@ -252,7 +254,7 @@ class Intake:
     files: list[InboxFile]
     ingestion: Ingestion  # its work folder holds the staged rows until the night ends
     tables: dict[str, StagedTable]  # clean rows not yet in the store
-    quarantine: pl.DataFrame  # table,file,line,column,value,reason (inbox paths)
+    quarantine: pl.DataFrame  # table,file,line,column,value,reason,record_key (inbox paths)
     rows_read: dict[str, int]
     file_rows: dict[str, int]  # sha256 -> rows read
 
@@ -326,7 +328,8 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
                     table=pl.lit(name),
                     file=pl.col(PART).replace_strict(
                         {i: f.path for i, f in enumerate(ing.files)}, return_dtype=pl.String),
-                    line=LINE, column="column", value="value", reason="reason"))
+                    line=LINE, column="column", value="value", reason="reason",
+                    record_key=RECORD_KEY))
         quarantine = pl.concat(found).with_columns(
             pl.col("file").replace_strict(inbox_path, default=pl.col("file"))
         ).sort("table", "file", "line", "column", nulls_last=False)
@@ -670,7 +673,6 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
     With ``secret`` (profile public) nothing written names a person or a plain
     suspicion id, as in ``run``."""
     from fraudscreen.report import write_reports
-    from fraudscreen.runner import shareable
 
     def public(ids: list[str]) -> list[str]:
         return sorted(_shown_ids(ids, secret))
@@ -690,7 +692,7 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
     changed = rows.filter(pl.col("changed_night").is_in(pending))
     nights = ", ".join(str(int(n)) for n in pending) or "NULL"
     quarantine = store.frame(
-        con, 'SELECT "table", file, line, "column", value, reason FROM quarantine '
+        con, 'SELECT "table", file, line, "column", value, reason, record_key FROM quarantine '
              f'WHERE night IN ({nights}) ORDER BY "table", file, line, "column"')
 
     shown = store.contract_shape(leads).pipe(_order)
@@ -728,7 +730,7 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
         write_suspicions(apply_profile(shown, "public", secret) if secret else shown, folder)
         write_csv(pseudonymise(changes, secret, ("detail",)) if secret else changes,
                   folder / "changes.csv")
-        write_csv(shareable(quarantine, opts.profile), folder / "quarantine.csv")
+        write_csv(csv_frame(quarantine, opts.profile), folder / "quarantine.csv")
         write_reports(folder, shown, doc, opts.profile, secret)
         doc["timings_seconds"]["total"] = round(time.perf_counter() - began, 3)
         write_json(doc, folder / "run.json")

@@ -2,8 +2,9 @@
 
 Every value is read as its contract type here. A cell that cannot be read, an empty
 required cell, a row that breaks a contract rule or repeats a key sends its row to
-quarantine with one entry per offending cell and the cell's original text, so that
-``rows read = rows kept + rows quarantined`` always holds and nothing vanishes.
+quarantine with one entry per offending cell, with the cell's original text and the
+row's key (its record key), so that ``rows read = rows kept + rows quarantined`` always
+holds and nothing vanishes.
 
 All work is column-wise Polars; the only Python loops run over columns and checks.
 """
@@ -17,18 +18,33 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from fraudscreen.contract import LOCAL_TIME_ZONE, Column, ColumnType, Table
+from fraudscreen.contract import (
+    INPUT_TABLES,
+    LOCAL_TIME_ZONE,
+    RECORD_KEY_SEPARATOR,
+    Column,
+    ColumnType,
+    Table,
+)
 
 if TYPE_CHECKING:
     from fraudscreen.ingest import StagedFile
 
 PART, LINE = "__part", "__line"  # which input file (index into Ingestion.files), which line
+# The row's key (``Table.record_key``) as read, so that a clerk knows which settlement or
+# fee line was refused without opening the file, whose lines a re-export renumbers.
+RECORD_KEY = "record_key"
+# The columns of an ingestion's quarantine (quarantine.csv adds reason_zh: ``csv_frame``).
+COLUMNS = ("table", "file", "line", "column", "value", "reason", RECORD_KEY)
+# Cells the public profile does not show in quarantine.csv, and what it shows instead.
+PRIVATE, HIDDEN = ("person_id", "birth_date"), "（已隐藏）"
 ENTRY_SCHEMA = {
     PART: pl.UInt32,
     LINE: pl.Int64,
     "column": pl.String,
     "value": pl.String,
     "reason": pl.String,
+    RECORD_KEY: pl.String,
 }
 
 # A reversal row (冲销) names the settlement it cancels in this column. Its reversal stands
@@ -51,12 +67,28 @@ BAD_VALUE = {
     ColumnType.QUANTITY: "bad decimal",
 }
 
+DISCHARGE_BEFORE_ADMISSION = "discharge before admission"
 # Contract rules one row can break: table -> (column reported, reason, condition).
 ROW_RULES: dict[str, tuple[tuple[str, str, pl.Expr], ...]] = {
     "settlements": (
-        ("discharge_time", "discharge before admission",
+        ("discharge_time", DISCHARGE_BEFORE_ADMISSION,
          pl.col("discharge_time") < pl.col("admit_time")),
     ),
+}
+# Each reason in Chinese, for report.html and quarantine.csv's reason_zh; ``reason``
+# stays English, the text run.json counts and scripts match. A reason missing here shows
+# in English (``reason_zh``), and fails a test (tests/test_ingest.py).
+REASON_ZH = {
+    REVERSAL_STANDS: "被隔离的冲销行：其所冲销的结算仍按已冲销处理",
+    MISSING: "必填值缺失",
+    SCIENTIFIC: "数字为科学计数法（位数已丢失，如经 Excel 保存）",
+    EMPTY_ROW: "空行",
+    DUPLICATE_KEY: "主键重复",
+    CONFLICTING_KEY: "主键重复，且其他值与保留的行不同",
+    BAD_VALUE[ColumnType.TIMESTAMP]: "时间无法识别",
+    BAD_VALUE[ColumnType.DATE]: "日期无法识别",
+    BAD_VALUE[ColumnType.MONEY]: "数值无法识别",
+    DISCHARGE_BEFORE_ADMISSION: "出院时间早于入院时间",
 }
 
 # The first format is tried on every value, the rest only on values it rejects.
@@ -167,9 +199,15 @@ def check_part(raw: pl.DataFrame, table: Table, from_floats: frozenset[str] = fr
         findings.append((c.name, SCIENTIFIC, texts[c.name].str.contains(_SCIENTIFIC_TEXT)
                          .fill_null(False)))
     bad_row = reduce(operator.or_, (mask for _, _, mask in findings))
-    entries = [_entry(raw, *finding) for finding in findings if finding[2].any()]
-    if REVERSED in table.column_names:
-        entries.append(reversal_entries(frame.filter(bad_row)))
+    entries = []
+    if bad_row.any():
+        bad = raw.filter(bad_row)
+        keys = _record_keys(bad, _readable(frame, table, findings, bad_row), table)
+        bad = bad.with_columns(keys)
+        entries = [_entry(bad, column, reason, mask.filter(bad_row))
+                   for column, reason, mask in findings if mask.any()]
+        if REVERSED in table.column_names:
+            entries.append(reversal_entries(frame.filter(bad_row).with_columns(keys)))
     return CheckedPart(frame.filter(~bad_row).select(*table.column_names, PART, LINE),
                        _entries(entries), {k: v for k, v in zero_padded.items() if v},
                        whole_floats)
@@ -212,7 +250,9 @@ def repeated_entries(repeated: pl.DataFrame, table: Table) -> pl.DataFrame:
     """Quarantine entries for rows whose key is kept from another row: ``repeated`` holds
     the key, PART, LINE, ``conflicting`` (other values than the row kept) and, for
     settlements, REVERSED, since such a row that reverses a settlement still does (a 冲销
-    row often repeats the original's id)."""
+    row often repeats the original's id). The record key is the key as kept (stripped):
+    the file's own text is not staged."""
+    repeated = repeated.with_columns(_joined(table.record_key))
     return _entries([repeated.select(
         PART,
         LINE,
@@ -220,6 +260,7 @@ def repeated_entries(repeated: pl.DataFrame, table: Table) -> pl.DataFrame:
         value=pl.concat_str(table.key, separator=","),
         reason=pl.when("conflicting").then(pl.lit(CONFLICTING_KEY))
         .otherwise(pl.lit(DUPLICATE_KEY)),
+        record_key=RECORD_KEY,
     ), *([reversal_entries(repeated)] if REVERSED in repeated.columns else [])])
 
 
@@ -231,9 +272,32 @@ def quarantined_reversals(quarantine: pl.DataFrame) -> list[str]:
 
 
 def reversal_entries(quarantined: pl.DataFrame) -> pl.DataFrame:
-    """One entry per quarantined row that names a settlement it reverses."""
+    """One entry per quarantined row (with its RECORD_KEY) that names a settlement it
+    reverses."""
     return quarantined.filter(pl.col(REVERSED).is_not_null()).select(
-        PART, LINE, column=pl.lit(REVERSED), value=REVERSED, reason=pl.lit(REVERSAL_STANDS))
+        PART, LINE, column=pl.lit(REVERSED), value=REVERSED, reason=pl.lit(REVERSAL_STANDS),
+        record_key=RECORD_KEY)
+
+
+def reason_zh(reason: str) -> str:
+    """A reason in Chinese; one without a translation stays English."""
+    return REASON_ZH.get(reason, reason)
+
+
+def csv_frame(quarantine: pl.DataFrame, profile: str = "full") -> pl.DataFrame:
+    """quarantine.csv's rows: the entries, then each reason in Chinese (``reason_zh``,
+    for the clerk who reads the file in Excel). Under the public profile a bad row's
+    person id or birth date is not shown, nor a record key holding one (persons')."""
+    frame = quarantine.select(*COLUMNS,
+                              reason_zh=pl.col("reason").replace(REASON_ZH))
+    if profile != "public":
+        return frame
+    keyed_by = [t.name for t in INPUT_TABLES.values() if set(t.record_key) & set(PRIVATE)]
+    return frame.with_columns(
+        pl.when(pl.col("column").is_in(PRIVATE)).then(pl.lit(HIDDEN))
+        .otherwise(pl.col("value")).alias("value"),
+        pl.when(pl.col("table").is_in(keyed_by) & pl.col(RECORD_KEY).is_not_null())
+        .then(pl.lit(HIDDEN)).otherwise(pl.col(RECORD_KEY)).alias(RECORD_KEY))
 
 
 def _key(table: Table) -> pl.Expr:
@@ -242,11 +306,45 @@ def _key(table: Table) -> pl.Expr:
 
 
 def _entry(raw: pl.DataFrame, column: str | None, reason: str, mask: pl.Series) -> pl.DataFrame:
-    """Quarantine entries for the masked rows, with the cell's original text."""
+    """Quarantine entries for the masked rows (``raw`` with RECORD_KEY), with the cell's
+    original text."""
     value = _shown(pl.col(column), raw.schema[column]) if column else pl.lit(None, pl.String)
-    return raw.filter(mask).select(PART, LINE, value.alias("value")).select(
-        PART, LINE, column=pl.lit(column, pl.String), value="value", reason=pl.lit(reason)
+    return raw.filter(mask).select(PART, LINE, RECORD_KEY, value.alias("value")).select(
+        PART, LINE, column=pl.lit(column, pl.String), value="value", reason=pl.lit(reason),
+        record_key=RECORD_KEY,
     )
+
+
+def _readable(frame: pl.DataFrame, table: Table,
+              findings: list[tuple[str | None, str, pl.Series]], rows: pl.Series
+              ) -> dict[str, pl.Series]:
+    """For each record-key column, which of ``rows`` checking could read: not missing,
+    not a bad value (both null in ``frame``), no digits lost to scientific notation."""
+    readable = {c: frame[c].is_not_null() for c in table.record_key}
+    for column, reason, mask in findings:
+        if reason == SCIENTIFIC and column in readable:
+            readable[column] = readable[column] & ~mask
+    return {c: mask.filter(rows) for c, mask in readable.items()}
+
+
+def _record_keys(raw: pl.DataFrame, readable: dict[str, pl.Series], table: Table
+                 ) -> pl.Series:
+    """Each row's record key from its cells' original text; a part checking could not
+    read is empty (the key null when every part is)."""
+    parts = raw.select(pl.when(readable[c]).then(_shown(pl.col(c), raw.schema[c])).alias(c)
+                       for c in table.record_key)
+    return parts.select(_joined(table.record_key)).to_series()
+
+
+def _joined(columns: tuple[str, ...]) -> pl.Expr:
+    """A record key of one or several columns, as text: the parts joined by
+    RECORD_KEY_SEPARATOR, an empty part left empty; null when every part is."""
+    if len(columns) == 1:
+        return pl.col(columns[0]).cast(pl.String).alias(RECORD_KEY)
+    parts = [pl.col(c).cast(pl.String) for c in columns]
+    return pl.when(pl.any_horizontal(p.is_not_null() for p in parts)).then(
+        pl.concat_str([p.fill_null("") for p in parts], separator=RECORD_KEY_SEPARATOR)
+    ).alias(RECORD_KEY)
 
 
 _YEAR_1, _YEAR_10000 = -719_162, 2_932_897  # days from 1970-01-01 to 0001-01-01, 10000-01-01

@@ -20,7 +20,7 @@ from fraudscreen import __version__
 from fraudscreen.ingest import IngestError, Ingestion, load_folder
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
 from fraudscreen.privacy import apply_profile, check_profile, site_secret
-from fraudscreen.quarantine import quarantined_reversals
+from fraudscreen.quarantine import csv_frame, quarantined_reversals
 from fraudscreen.reference import shipped_watchlist
 from fraudscreen.report import write_reports
 from fraudscreen.ruleset import RuleSet
@@ -105,15 +105,6 @@ def quarantine_counts(quarantine: pl.DataFrame) -> list[dict]:
             .agg(pl.struct("file", "line").n_unique().alias("rows"), pl.len().alias("cells"))
             .sort(["table", "reason"]))
     return rows.to_dicts()
-
-
-def shareable(quarantine: pl.DataFrame, profile: str) -> pl.DataFrame:
-    """Under the public profile a bad row's person id or birth date is not shown either."""
-    if profile != "public":
-        return quarantine
-    hidden = pl.col("column").is_in(["person_id", "birth_date"])
-    return quarantine.with_columns(
-        pl.when(hidden).then(pl.lit("（已隐藏）")).otherwise(pl.col("value")).alias("value"))
 
 
 def outcome_doc(o: RuleOutcome) -> dict:
@@ -201,7 +192,7 @@ def run(opts: RunOptions, ruleset: RuleSet, progress=None) -> RunResult:
         # A public run shares no raw person id, suspicions.parquet included.
         write_suspicions(apply_profile(screening.suspicions, "public")
                          if opts.profile == "public" else screening.suspicions, folder)
-        write_csv(shareable(ingestion.quarantine, opts.profile), folder / "quarantine.csv")
+        write_csv(csv_frame(ingestion.quarantine, opts.profile), folder / "quarantine.csv")
         doc = manifest(opts, ingestion, screening, {
             "ingest": ingested - began, "rules": screened - ingested},
             ruleset.family_titles())

@@ -9,8 +9,9 @@ files          every input file ever ingested: sha256 (key), table, path in the
                again), rows read, the night that ingested it
 settlements,   the contract's input tables (columns and types from
 fee_lines, …   ``fraudscreen.contract``), clean rows only, plus ``ingest_night``
-quarantine     rows that could not be used, as ``validate`` reports them, plus the
-               night; rows whose key was already stored are ``duplicate key``
+quarantine     rows that could not be used, as ``validate`` reports them (its
+               ``record_key`` empty on nights before it existed), plus the night; rows
+               whose key was already stored are ``duplicate key``
 suspicions     the contract's suspicion columns plus ``status`` (open, retracted,
                superseded), ``reason``, ``first_night``, ``last_night`` (last night
                a screening found it), ``status_night``, ``reported_night`` (night it
@@ -78,7 +79,10 @@ DDL = [
     *(f'CREATE TABLE IF NOT EXISTS "{t.name}" ({_columns(t)}, {INGEST_NIGHT} INTEGER NOT NULL)'
       for t in INPUT_TABLES.values()),
     'CREATE TABLE IF NOT EXISTS quarantine ("table" VARCHAR, file VARCHAR, line BIGINT, '
-    '"column" VARCHAR, value VARCHAR, reason VARCHAR, night INTEGER NOT NULL)',
+    '"column" VARCHAR, value VARCHAR, reason VARCHAR, night INTEGER NOT NULL, '
+    "record_key VARCHAR)",
+    # A store made before record_key gets it, empty for the nights it already holds.
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS record_key VARCHAR",
     # No PRIMARY KEY: a night rewrites the table inside its transaction, and uniqueness
     # of suspicion_id holds by construction (fraudscreen.nightly.merge).
     f"CREATE TABLE IF NOT EXISTS suspicions ({_columns(SUSPICIONS)}, "
