@@ -399,7 +399,8 @@ def test_quarantine_reasons_show_in_chinese_with_the_english_beside(tmp_path):
         {"table": "settlements", "reason": "a reason added later", "rows": 1, "cells": 1}]}
     write_reports(tmp_path, frame(), manifest, "full")
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert '<td>时间无法识别 <span class="en" lang="en">bad timestamp</span></td>' in html
+    assert ('<td>结算记录（settlements）</td><td>时间无法识别 '
+            '<span class="en" lang="en">bad timestamp</span></td>') in html
     assert "<td>a reason added later</td>" in html
 
 

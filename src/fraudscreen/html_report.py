@@ -204,7 +204,9 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
         # coded 1/2, …): each can change what the rules find, so the page says it too.
         "warnings": integrity.warnings(manifest.get("integrity") or {}),
         # Counted by the English reason (run.json); shown in Chinese, the English beside.
-        "quarantine": [{**q, "reason_zh": reason_zh(q.get("reason"))} for q in quarantine],
+        "quarantine": [{**q, "reason_zh": reason_zh(q.get("reason")),
+                        "table_zh": INPUT_TABLES[q["table"]].zh
+                        if q.get("table") in INPUT_TABLES else ""} for q in quarantine],
         "rules": [{**r, "family_zh": family_name(r.get("family"), titles),
                    "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),
                    "amount_shown": yuan(r.get("amount_at_risk") or 0)} for r in rules],
