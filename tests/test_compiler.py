@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -227,6 +228,25 @@ def test_a_measure_named_like_an_attached_column_is_the_measure():
     assert result.outcomes[0].status == "ran", result.outcomes[0].reason
     assert result.suspicions["amount_at_risk"].to_list() == [Decimal("3.00")]
     assert result.suspicions["person_id"].to_list() == ["A"]
+
+
+@pytest.mark.parametrize("measures, says", [
+    ({"increase": "max(amount)"}, "measure 'increase' is already a column of the month"),
+    ({"item_code": "min(item_code)"}, "measure 'item_code' is already a column of the month"),
+    ({"name": "item_name"}, "measure 'name' uses item_name outside an aggregate"),
+])
+def test_a_period_change_measure_is_an_aggregate_under_a_name_of_its_own(measures, says):
+    """A month's measures sit beside its value, previous value and increase: one named
+    like them would be two columns of one name."""
+    rule = Rule.model_validate({
+        "id": "test.growth", "version": "1", "family": "key_item_growth", "title": "t",
+        "description": "d", "severity": "low",
+        "detect": {"kind": "period_change", "source": "fee_lines",
+                   "group_by": ["institution_id", "item_code"], "time": "charge_date",
+                   "value": "sum(amount)", "having": "increase > 0", "measures": measures},
+        "emit": {"amount_at_risk": "increase", "message": "{item_code}"}})
+    with pytest.raises(RuleError, match=re.escape(says)):
+        compile_rule(rule)
 
 
 WINDOW_OVER_LINES = """

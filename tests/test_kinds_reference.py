@@ -566,7 +566,7 @@ def ref_growth(given, growth_ratio=Decimal("1.5"), min_increase=Decimal("10000")
     generic = {c["item_code"]: c.get("generic_name") for c in given.get("catalog", [])}
     names = defaultdict(set)
     for f in lines:
-        names[f["item_code"]].add(f["item_name"])
+        names[f["item_code"]].add(f["item_name"] or "")  # a NULL name contains nothing
 
     def watched(item: str) -> bool:
         for w in entries:

@@ -223,9 +223,9 @@ class _Compiler:
         self.ctes.append(("hits", hits))
         return cols
 
-    def aggregate(self, det: Aggregate, cols: set[str]) -> set[str]:
+    def grouped_measures(self, det: Aggregate | PeriodChange, cols: set[str]) -> list[str]:
+        """``det.measures`` as select items of its grouping by ``det.group_by``."""
         p = ("detect",)
-        self.names(det.group_by, cols, p + ("group_by",))
         measures = [self.expr(m, p + ("measures", n), {"": cols}, aggregates=True, rows=True)
                     + f" AS {_q(n)}" for n, m in det.measures.items()]
         for n, m in det.measures.items():
@@ -236,6 +236,12 @@ class _Compiler:
                     f"measure {n!r} uses {name} outside an aggregate: a group has many rows; "
                     f"write e.g. min({name}) or sum({name}), or add {name} to group_by",
                     *p, "measures", n)
+        return measures
+
+    def aggregate(self, det: Aggregate, cols: set[str]) -> set[str]:
+        p = ("detect",)
+        self.names(det.group_by, cols, p + ("group_by",))
+        measures = self.grouped_measures(det, cols)
         keys = [k for k in det.group_by if not (self.late and k in self.late.columns)]
         rows = _min_group_rows(det)
         if rows > 1 and not det.skip:
@@ -450,9 +456,17 @@ class _Compiler:
         self.names(det.group_by, cols, p + ("group_by",))
         self.names([det.time], cols, p + ("time",))
         value = self.expr(det.value, p + ("value",), {"": cols}, aggregates=True, rows=True)
+        own = {"period_start", "period_end", "value", "previous_value", "increase",
+               "previous_start"}
+        for n in det.measures:
+            if n in own | set(det.group_by):
+                raise self.rule.error(f"measure {n!r} is already a column of the month "
+                                      "(group_by, period_start, value …): name it otherwise",
+                                      *p, "measures", n)
+        measures = "".join(f", {m}" for m in self.grouped_measures(det, cols))
         month = f"CAST(date_trunc('month', {_q(det.time)}) AS DATE)"
         self.ctes.append(("per", f"SELECT {_cols(det.group_by)}, {month} AS period_start,"
-                                 f" {value} AS value FROM src"
+                                 f" {value} AS value{measures} FROM src"
                                  f" GROUP BY {_cols(det.group_by)}, {month}"))
         self.ctes.append((
             "pc",
@@ -462,8 +476,7 @@ class _Compiler:
             " CAST(c.period_start + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE) AS period_end"
             f" FROM per AS c LEFT JOIN per AS p ON {_join_on('c', 'p', det.group_by)}"
             " AND p.period_start = CAST(c.period_start - INTERVAL 1 MONTH AS DATE)"))
-        out = set(det.group_by) | {"period_start", "period_end", "value", "previous_value",
-                                   "increase", "previous_start"}
+        out = set(det.group_by) | own | set(det.measures)
         having = self.expr(det.having, p + ("having",), {"": out})
         first = ex.literal(self._first_month(det)).sql("duckdb")
         judged = ""

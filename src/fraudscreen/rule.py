@@ -241,7 +241,8 @@ class Window(_Detection):
 
 
 class PeriodChange(_Detection):
-    """A measure per group and calendar month against the previous month."""
+    """A measure per group and calendar month against the previous month; ``measures``
+    are more aggregates over the group's rows in the month judged."""
 
     kind: Literal["period_change"]
     group_by: list[str]
@@ -249,6 +250,7 @@ class PeriodChange(_Detection):
     period: Literal["month"] = "month"
     value: Expr
     having: Expr
+    measures: dict[str, Expr] = Field(default_factory=dict)
 
 
 class Query(_Model):

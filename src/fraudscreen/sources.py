@@ -71,9 +71,13 @@ class Source:
     context: str | None = None
 
 
+# item_days and settlement_items name their item as a rule names the item of a group of
+# lines: by the least of the names the lines were billed under (docs/rule-format.md,
+# "Naming an item"), one more aggregate in the grouping there is anyway.
 _ITEM_DAYS = """
     SELECT f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id,
-           sum(f.quantity) AS quantity, sum(f.amount) AS amount, count(*) AS line_count
+           sum(f.quantity) AS quantity, sum(f.amount) AS amount, count(*) AS line_count,
+           min(f.item_name) AS item_name
     FROM fee_lines AS f {where}
     GROUP BY f.settlement_id, f.item_code, f.charge_date, f.person_id, f.institution_id
 """
@@ -83,7 +87,7 @@ _SETTLEMENT_ITEMS = """
     SELECT f.settlement_id, f.item_code, f.person_id, f.institution_id, f.medical_type,
            f.admit_time, f.admit_date,
            sum(f.quantity) AS quantity, sum(f.amount) AS amount,
-           count(*) AS line_count
+           count(*) AS line_count, min(f.item_name) AS item_name
     FROM {fee_lines} AS f
     GROUP BY f.settlement_id, f.item_code, f.person_id, f.institution_id,
              f.medical_type, f.admit_time, f.admit_date
@@ -252,7 +256,8 @@ SOURCES: tuple[Source, ...] = (
         ("settlement_id", "item_code", "charge_date"),
         ("settlements", "fee_lines"),
         _ITEM_DAYS.format(where=""),
-        "One row per settlement, item and charge date: quantity, amount, line_count. "
+        "One row per settlement, item and charge date: quantity, amount, line_count, "
+        "item_name (the least name the lines were billed under). "
         "(Person and institution are grouped on, not aggregated, so a rule's filter on "
         "them is applied before the grouping.)",
     ),
@@ -287,8 +292,10 @@ SOURCES: tuple[Source, ...] = (
         ("settlements", "fee_lines"),
         _SETTLEMENT_ITEMS.format(fee_lines="fee_lines"),
         "One row per settlement and item (two lines of one item in one settlement are "
-        "one purchase), with the settlement's person, institution, type and time. (A "
-        "`window` rule's other members may be charged before the analysis window.)",
+        "one purchase): quantity, amount, line_count, item_name (the least name the "
+        "lines were billed under), and the settlement's person, institution, type and "
+        "time. (A `window` rule's other members may be charged before the analysis "
+        "window.)",
         context="all_settlement_items",
     ),
     Source(

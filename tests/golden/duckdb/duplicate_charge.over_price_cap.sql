@@ -54,5 +54,11 @@ SELECT
   charge_time AS "ev__charge_time",
   unit_price AS "ev__unit_price",
   price_cap AS "ev__price_cap",
-  quantity AS "ev__quantity"
+  quantity AS "ev__quantity",
+  item_name AS "ev__item_name",
+  CASE
+    WHEN item_name IS NULL
+    THEN item_code
+    ELSE item_code || '（' || item_name || '）'
+  END AS "ev__item_zh"
 FROM hits

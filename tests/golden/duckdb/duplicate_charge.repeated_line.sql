@@ -42,7 +42,8 @@ WITH src AS (
     COUNT(*) AS "copies",
     SUM(amount) AS "total_amount",
     ARG_MIN(amount, CASE WHEN NOT line_id IS NULL THEN (line_id, amount IS NULL, amount) END) AS "first_amount",
-    MIN(line_id) AS "first_line_id"
+    MIN(line_id) AS "first_line_id",
+    MIN(item_name) AS "item_name"
   FROM src_c
   GROUP BY
     "settlement_id",
@@ -81,5 +82,11 @@ SELECT
   unit_price AS "ev__unit_price",
   copies AS "ev__copies",
   first_line_id AS "ev__first_line_id",
-  total_amount AS "ev__total_amount"
+  total_amount AS "ev__total_amount",
+  item_name AS "ev__item_name",
+  CASE
+    WHEN item_name IS NULL
+    THEN item_code
+    ELSE item_code || '（' || item_name || '）'
+  END AS "ev__item_zh"
 FROM hits

@@ -54,5 +54,16 @@ SELECT
   charge_time AS "ev__charge_time",
   unit_price AS "ev__unit_price",
   price_cap AS "ev__price_cap",
-  quantity AS "ev__quantity"
+  quantity AS "ev__quantity",
+  item_name AS "ev__item_name",
+  CASE
+    WHEN item_name IS NULL
+    THEN item_code
+    ELSE CONCAT(
+      CAST(item_code AS VARCHAR),
+      CAST('（' AS VARCHAR),
+      CAST(item_name AS VARCHAR),
+      CAST('）' AS VARCHAR)
+    )
+  END AS "ev__item_zh"
 FROM hits

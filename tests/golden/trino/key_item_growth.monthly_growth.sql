@@ -11,7 +11,8 @@ WITH src AS (
     "institution_id",
     "item_code",
     CAST(DATE_TRUNC('MONTH', "charge_date") AS DATE) AS period_start,
-    SUM(amount) AS value
+    SUM(amount) AS value,
+    MIN(item_name) AS "item_name"
   FROM src
   GROUP BY
     "institution_id",
@@ -51,5 +52,22 @@ SELECT
   CAST(ROUND(GREATEST(CAST(increase AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
   value AS "ev__month_amount",
   previous_value AS "ev__previous_amount",
-  increase AS "ev__increase"
+  increase AS "ev__increase",
+  item_name AS "ev__item_name",
+  CASE
+    WHEN item_name IS NULL
+    THEN item_code
+    ELSE CONCAT(
+      CAST(item_code AS VARCHAR),
+      CAST('（' AS VARCHAR),
+      CAST(item_name AS VARCHAR),
+      CAST('）' AS VARCHAR)
+    )
+  END AS "ev__item_zh",
+  CONCAT(
+    CAST(YEAR(period_start) AS VARCHAR),
+    CAST('年' AS VARCHAR),
+    CAST(MONTH(period_start) AS VARCHAR),
+    CAST('月' AS VARCHAR)
+  ) AS "ev__month_zh"
 FROM hits
