@@ -284,6 +284,21 @@ def test_inputs_read_by_spark_itself_give_the_same_suspicions(spark, tmp_path):
     assert_same(duck.suspicions, on_spark.suspicions)
 
 
+def test_a_table_given_and_read_by_spark_too_is_refused_not_counted_twice(spark, tmp_path):
+    """The engine unioned a table it was given with the same table read by Spark: every
+    fee line twice (found measuring --spark-table). Only a watch list adds up."""
+    from fraudscreen.engine_spark import SparkEngine
+
+    lines = testing.table("fee_lines", [])
+    lines.write_parquet(tmp_path / "fee.parquet")
+    engine = SparkEngine(session=spark, spark_tables={"fee_lines": str(tmp_path / "fee.parquet")})
+    try:
+        with pytest.raises(ValueError, match="table fee_lines is given twice"):
+            engine.register({"fee_lines": lines})
+    finally:
+        engine.close()
+
+
 def test_a_statement_past_its_timeout_is_cancelled_and_the_session_goes_on(spark):
     """--rule-timeout on Spark: the statement's jobs are cancelled, the rule fails with
     QueryTimeout, and the next rule runs on the same session."""
