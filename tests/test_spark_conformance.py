@@ -174,6 +174,48 @@ def test_money_keeps_its_scale_where_a_product_needs_more_than_38_digits(spark, 
     assert_same(recorded["duckdb"], recorded["spark"])
 
 
+def test_window_runs_across_time_bucket_edges_agree(spark):
+    """The window kind's band join is bucketed on the time axis (601 s buckets for a
+    10-minute span, 30 days for 30): bursts and hoarding runs on either side of an edge,
+    and a span one microsecond or one day too long, on both engines."""
+    from fraudscreen.testing import table
+
+    epoch = dt.datetime(1970, 1, 1)
+    edge = epoch + dt.timedelta(seconds=601 * 2_844_072)  # 2024-03-01 10:01:12
+    day_edge = epoch + dt.timedelta(days=30 * 659, hours=9)  # 2024-02-17 09:00
+    settlements, lines = [], []
+    for i, before in enumerate([0, 1e-6, 1, 300, 599.5, 600, 601]):
+        for span, tag in ((600, "in"), (600.000001, "out")):
+            first = edge - dt.timedelta(seconds=before)
+            settlements += [{"settlement_id": f"B{i}{tag}{k}", "person_id": f"P{k}",
+                             "institution_id": f"X{i}{tag}", "medical_type": "41",
+                             "insured_region": "330100", "fund_amount": 10,
+                             "admit_time": first + dt.timedelta(seconds=span * k / 4)}
+                            for k in range(5)]
+    for i, before in enumerate([0, 1, 10, 29, 30]):
+        for last, tag in ((29, "in"), (30, "out")):
+            for k, d in enumerate([0, 10, 20, last]):
+                sid, when = f"D{i}{tag}{k}", day_edge + dt.timedelta(days=d - before)
+                settlements.append({"settlement_id": sid, "person_id": f"A{i}{tag}",
+                                    "institution_id": "P1", "medical_type": "41",
+                                    "admit_time": when})
+                lines.append({"settlement_id": sid, "item_code": "X", "charge_time": when,
+                              "amount": 10})
+    tables = {"settlements": table("settlements", settlements),
+              "fee_lines": table("fee_lines", lines)}
+    ruleset = RuleSet([r for r in RULES if r.detect.kind == "window"])
+    found = {}
+    for name in ("duckdb", "spark"):
+        engine = make_engine(name)
+        try:
+            found[name] = screen(tables, ruleset, engine).suspicions
+        finally:
+            engine.close()
+    assert sorted(found["duckdb"]["settlement_id"]) == sorted(
+        [f"B{i}in0" for i in range(7)] + [f"D{i}in3" for i in range(5)])
+    assert_same(found["duckdb"], found["spark"])
+
+
 @pytest.fixture(scope="module")
 def sample_tables(tmp_path_factory):
     """sample_claims/data when it is there, else a small generated prefecture: the
