@@ -563,3 +563,45 @@ def test_the_window_kinds_band_joins_hold_the_time_bucket_in_their_equality():
         assert "e.__k = s.__b" in join.args["on"].sql("duckdb"), rule.id
         exists = ctes["members"].find(sqlglot.exp.Exists)
         assert "st.__k = ev.__b" in exists.sql("duckdb"), rule.id
+
+
+def _nullable_keys_unguarded(sql: str) -> list[str]:
+    """Columns an EXISTS subquery over a contract table equates with the outer row that
+    may be NULL and that its WHERE does not first keep to NOT NULL."""
+    from fraudscreen.contract import INPUT_TABLES
+
+    found = []
+    for exists in sqlglot.parse_one(sql, read="duckdb").find_all(sqlglot.exp.Exists):
+        select = exists.this
+        tables = {t.alias_or_name: t.name.removeprefix("input_")
+                  for t in select.find_all(sqlglot.exp.Table)}
+        where = select.args.get("where")
+        guarded = {n.this.this.sql("duckdb") for n in where.find_all(sqlglot.exp.Not)
+                   if isinstance(n.this, sqlglot.exp.Is)
+                   and isinstance(n.this.expression, sqlglot.exp.Null)} if where else set()
+        for eq in (where.find_all(sqlglot.exp.EQ) if where else ()):
+            for col in (eq.this, eq.expression):
+                table = INPUT_TABLES.get(tables.get(getattr(col, "table", None), ""))
+                if (table and isinstance(col, sqlglot.exp.Column)
+                        and any(c.name == col.name and c.nullable for c in table.columns)
+                        and col.sql("duckdb") not in guarded):
+                    found.append(col.sql("duckdb"))
+    return found
+
+
+def test_a_subquery_matching_on_a_column_that_may_be_null_keeps_it_to_not_null():
+    """Spark does not infer `IS NOT NULL` for the inner side of a NOT EXISTS: matched on
+    reversed_settlement_id (NULL but on reversals), a shuffle sent every settlement's NULL
+    to one task (found measuring Spark). Each source and integrity count says it."""
+    from fraudscreen import integrity
+    from fraudscreen.sources import SOURCES
+
+    statements = {s.name: s.sql for s in SOURCES if s.sql}
+    statements |= {f"integrity {n}": c.sql for n, c in integrity.CHECKS.items()}
+    assert "r.reversed_settlement_id" in _nullable_keys_unguarded(
+        "SELECT 1 FROM input_settlements AS s WHERE NOT EXISTS (SELECT 1 FROM "
+        "input_settlements AS r WHERE r.reversed_settlement_id = s.settlement_id)")
+    for name, sql in statements.items():
+        assert not _nullable_keys_unguarded(sql.replace(":filter_window", "TRUE")
+                                            .replace(":window_start", "NULL")
+                                            .replace(":window_end", "NULL")), name

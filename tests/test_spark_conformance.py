@@ -341,6 +341,45 @@ def test_a_table_given_and_read_by_spark_too_is_refused_not_counted_twice(spark,
         engine.close()
 
 
+def test_no_shuffle_sends_every_null_reversal_id_to_one_task(spark):
+    """A join on reversed_settlement_id that is not broadcast (a cluster's settlements)
+    hash-partitions it; without `IS NOT NULL` every settlement's NULL went to one task
+    (found measuring Spark: 99.7 % of 717 k settlements in one of 200 partitions)."""
+    from fraudscreen import integrity
+    from fraudscreen.compiler import transpile
+    from fraudscreen.engine_spark import SparkEngine
+
+    tables = {"settlements": testing.table("settlements", [dict(
+        settlement_id=s, person_id="P1", institution_id="H1", reversed_settlement_id=r,
+        admit_time="2024-03-01 10:00:00") for s, r in (("S1", None), ("S2", None),
+                                                       ("R2", "S2"))]),
+        "fee_lines": testing.table("fee_lines", [])}
+    engine = SparkEngine(session=spark, local_rows=0)  # read as Parquet, as at scale
+    before = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try:
+        engine.register(tables)
+        engine.create_sources(None)
+        for sql in ("SELECT * FROM effective_settlements", transpile(
+                integrity.CHECKS["removed_by_reversal"].sql, "spark", pretty=False)):
+            plan = spark.sql(sql)._jdf.queryExecution().executedPlan().toString()
+            lines = plan.splitlines()
+            shuffles = [i for i, line in enumerate(lines)
+                        if "Exchange hashpartitioning(reversed_settlement_id" in line]
+            assert shuffles, plan  # (not broadcast: the join is shuffled)
+            for i in shuffles:
+                depth = len(lines[i]) - len(lines[i].lstrip(" :|+-"))
+                below = []
+                for line in lines[i + 1:]:
+                    if len(line) - len(line.lstrip(" :|+-")) <= depth:
+                        break
+                    below.append(line)
+                assert any("isnotnull(reversed_settlement_id" in b for b in below), plan
+    finally:
+        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", before)
+        engine.close()
+
+
 def test_a_statement_past_its_timeout_is_cancelled_and_the_session_goes_on(spark):
     """--rule-timeout on Spark: the statement's jobs are cancelled, the rule fails with
     QueryTimeout, and the next rule runs on the same session."""
