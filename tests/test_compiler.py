@@ -514,3 +514,114 @@ def test_every_quotient_of_an_amount_is_a_decimal_of_six_places(amount, compiled
     """A division at the root of amount_at_risk, or inside another, is read back as a
     decimal too (DuckDB divides decimals as doubles)."""
     assert _decimal_quotients(sqlglot.parse_one(amount, read="duckdb")).sql("duckdb") == compiled
+
+
+def _window_hits(rule_id: str, settlements: list[dict], fee_lines: list[dict]) -> list:
+    from fraudscreen.engine_duckdb import DuckDBEngine
+    from fraudscreen.screen import screen
+    from fraudscreen.testing import table
+
+    engine = DuckDBEngine()
+    try:
+        found = screen({"settlements": table("settlements", settlements),
+                        "fee_lines": table("fee_lines", fee_lines)},
+                       RuleSet([RuleSet.load().get(rule_id)]), engine).suspicions
+    finally:
+        engine.close()
+    return [(r["settlement_id"], r["related_settlement_ids"]) for r in found.to_dicts()]
+
+
+EPOCH = dt.datetime(1970, 1, 1)
+
+
+@pytest.mark.parametrize("before_edge", [
+    dt.timedelta(0), dt.timedelta(microseconds=1), dt.timedelta(seconds=1),
+    dt.timedelta(seconds=300), dt.timedelta(seconds=599), dt.timedelta(seconds=600),
+    dt.timedelta(seconds=601), dt.timedelta(seconds=900)])
+@pytest.mark.parametrize("span, hit", [(dt.timedelta(minutes=10), True),
+                                       (dt.timedelta(minutes=10, microseconds=1), False)])
+def test_a_burst_is_found_wherever_it_falls_on_the_time_buckets(before_edge, span, hit):
+    """The window kind's band join is bucketed (601 s buckets for a 10-minute span): a
+    burst must be found whether it sits in one bucket or straddles an edge, and its last
+    card exactly the span after the first is still in it (found measuring Spark: joined
+    on the pharmacy alone, a pharmacy's cards were all paired in one task, N²)."""
+    edge = EPOCH + dt.timedelta(seconds=601 * 2_844_072)  # 2024-03-01 10:01:12
+    first = edge - before_edge
+    cards = [first + span * k / 4 for k in range(5)]
+    settlements = [{"settlement_id": f"B{k + 1}", "person_id": f"P{k}", "institution_id": "X",
+                    "medical_type": "41", "insured_region": "330100", "admit_time": when}
+                   for k, when in enumerate(cards)]
+    expected = [("B1", ["B2", "B3", "B4", "B5"])] if hit else []
+    assert _window_hits("pharmacy_card_skimming.offsite_burst", settlements, []) == expected
+
+
+@pytest.mark.parametrize("before_edge", [0, 1, 10, 28, 29, 30, 45])
+@pytest.mark.parametrize("last, hit", [(29, True), (30, False)])
+def test_hoarding_is_found_wherever_it_falls_on_the_day_buckets(before_edge, last, hit):
+    """The same for a span of days (30-day buckets for a 30-day span): four purchases with
+    29 days from first to last are one run, 30 days are not."""
+    edge = EPOCH + dt.timedelta(days=30 * 659)  # 2024-02-17
+    days = [0, 10, 20, last]
+    times = [edge + dt.timedelta(days=d - before_edge, hours=9) for d in days]
+    settlements = [{"settlement_id": f"D{k + 1}", "person_id": "A", "institution_id": "P1",
+                    "medical_type": "41", "admit_time": t} for k, t in enumerate(times)]
+    lines = [{"settlement_id": f"D{k + 1}", "item_code": "X", "charge_time": t, "amount": 10}
+             for k, t in enumerate(times)]
+    expected = [("D4", ["D1", "D2", "D3"])] if hit else []
+    assert _window_hits("pharmacy_card_skimming.hoarding", settlements, lines) == expected
+
+
+def test_the_window_kinds_band_joins_hold_the_time_bucket_in_their_equality():
+    """Without it the join's only equality is the partition (a pharmacy, a person and
+    drug): Spark pairs all the partition's rows in one task."""
+    for rule in RuleSet.load().rules:
+        if rule.detect.kind != "window":
+            continue
+        tree = sqlglot.parse_one(compile_rule(rule).sql, read="duckdb")
+        ctes = {c.alias: c.this for c in tree.find_all(sqlglot.exp.CTE)}
+        join = ctes["starts"].find(sqlglot.exp.Join)
+        assert "e.__k = s.__b" in join.args["on"].sql("duckdb"), rule.id
+        exists = ctes["members"].find(sqlglot.exp.Exists)
+        assert "st.__k = ev.__b" in exists.sql("duckdb"), rule.id
+
+
+def _nullable_keys_unguarded(sql: str) -> list[str]:
+    """Columns an EXISTS subquery over a contract table equates with the outer row that
+    may be NULL and that its WHERE does not first keep to NOT NULL."""
+    from fraudscreen.contract import INPUT_TABLES
+
+    found = []
+    for exists in sqlglot.parse_one(sql, read="duckdb").find_all(sqlglot.exp.Exists):
+        select = exists.this
+        tables = {t.alias_or_name: t.name.removeprefix("input_")
+                  for t in select.find_all(sqlglot.exp.Table)}
+        where = select.args.get("where")
+        guarded = {n.this.this.sql("duckdb") for n in where.find_all(sqlglot.exp.Not)
+                   if isinstance(n.this, sqlglot.exp.Is)
+                   and isinstance(n.this.expression, sqlglot.exp.Null)} if where else set()
+        for eq in (where.find_all(sqlglot.exp.EQ) if where else ()):
+            for col in (eq.this, eq.expression):
+                table = INPUT_TABLES.get(tables.get(getattr(col, "table", None), ""))
+                if (table and isinstance(col, sqlglot.exp.Column)
+                        and any(c.name == col.name and c.nullable for c in table.columns)
+                        and col.sql("duckdb") not in guarded):
+                    found.append(col.sql("duckdb"))
+    return found
+
+
+def test_a_subquery_matching_on_a_column_that_may_be_null_keeps_it_to_not_null():
+    """Spark does not infer `IS NOT NULL` for the inner side of a NOT EXISTS: matched on
+    reversed_settlement_id (NULL but on reversals), a shuffle sent every settlement's NULL
+    to one task (found measuring Spark). Each source and integrity count says it."""
+    from fraudscreen import integrity
+    from fraudscreen.sources import SOURCES
+
+    statements = {s.name: s.sql for s in SOURCES if s.sql}
+    statements |= {f"integrity {n}": c.sql for n, c in integrity.CHECKS.items()}
+    assert "r.reversed_settlement_id" in _nullable_keys_unguarded(
+        "SELECT 1 FROM input_settlements AS s WHERE NOT EXISTS (SELECT 1 FROM "
+        "input_settlements AS r WHERE r.reversed_settlement_id = s.settlement_id)")
+    for name, sql in statements.items():
+        assert not _nullable_keys_unguarded(sql.replace(":filter_window", "TRUE")
+                                            .replace(":window_start", "NULL")
+                                            .replace(":window_end", "NULL")), name

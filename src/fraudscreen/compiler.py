@@ -363,20 +363,33 @@ class _Compiler:
         part = det.partition_by
         # Members are ordered by their real time (ties by key); spans are measured on __t.
         order = ", ".join([_q(det.time)] + [_q(k) for k in key])
-        self.ctes.append(("ev", f"SELECT src.*, {t} AS __t FROM src"))
+        # The band joins below pair rows at most `width` apart on __t. Joined on the
+        # partition alone, every row of a partition meets every other (a pharmacy's year
+        # of cards, N² pairs, in one task on Spark). __b cuts the time axis into buckets
+        # wider than the span, so a row's partners are in its own bucket or the next: the
+        # join's equality holds the bucket too, and each pair is still found exactly once.
+        bucket = width + 1
+        self.ctes.append(("ev", f"SELECT e.*, CAST(floor(e.__t / {bucket}) AS BIGINT) AS __b"
+                                f" FROM (SELECT src.*, {t} AS __t FROM src) AS e"))
         having = self.expr(det.having, p + ("having",), {"": cols}, aggregates=True,
                            rewrite=_requalify({"": "e."}), rows=True)
+        self.ctes.append((  # each row under its own bucket and the one before
+            "ev_k", "SELECT ev.*, k.__k FROM ev, unnest([ev.__b, ev.__b - 1]) AS k(__k)"))
         self.ctes.append((
             "starts",
-            f"SELECT DISTINCT {_cols(part)}, __start FROM (SELECT {_cols(part, 's')},"
-            f" s.__t AS __start FROM ev AS s JOIN ev AS e"
-            f" ON {_join_on('s', 'e', part)} AND e.__t BETWEEN s.__t AND s.__t + {width}"
-            f" GROUP BY {_cols(list(dict.fromkeys(part + key)), 's')}, s.__t"
+            f"SELECT DISTINCT {_cols(part)}, __start, __sb FROM (SELECT {_cols(part, 's')},"
+            f" s.__t AS __start, s.__b AS __sb FROM ev AS s JOIN ev_k AS e"
+            f" ON {_join_on('s', 'e', part)} AND e.__k = s.__b"
+            f" AND e.__t BETWEEN s.__t AND s.__t + {width}"
+            f" GROUP BY {_cols(list(dict.fromkeys(part + key)), 's')}, s.__t, s.__b"
             f" HAVING {having}) AS w"))
+        self.ctes.append((  # each start under its own bucket and the next
+            "starts_k", "SELECT starts.*, k.__k FROM starts,"
+                        " unnest([starts.__sb, starts.__sb + 1]) AS k(__k)"))
         self.ctes.append((
             "members",
-            f"SELECT ev.* FROM ev WHERE EXISTS (SELECT 1 FROM starts AS st WHERE"
-            f" {_join_on('st', 'ev', part)} AND ev.__t BETWEEN st.__start"
+            f"SELECT ev.* FROM ev WHERE EXISTS (SELECT 1 FROM starts_k AS st WHERE"
+            f" {_join_on('st', 'ev', part)} AND st.__k = ev.__b AND ev.__t BETWEEN st.__start"
             f" AND st.__start + {width})"))
         by_part = f"PARTITION BY {_cols(part)} ORDER BY {order}"
         # A member starts a new run when a window cannot hold it and the one before (a

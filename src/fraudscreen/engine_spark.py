@@ -215,6 +215,9 @@ class SparkEngine:
             df = self._from_polars(name, frame) if frame is not None else None
             if name in self.spark_tables:
                 ref = self.spark_tables[name]
+                if name != "watchlist" and tables.get(name) is not None:  # rows twice
+                    raise ValueError(f"--spark-table {name}={ref}: table {name} is given "
+                                     "twice (also among the tables read from the data)")
                 external = self._external(name, ref)
                 df = external if df is None else df.unionByName(external)
                 origin[name] = (f"spark:{ref}" if name != "watchlist"

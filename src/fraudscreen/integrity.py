@@ -43,11 +43,15 @@ CHECKS: dict[str, Check] = {
         "more than was billed?): amounts at risk taken from the fund's payment are capped "
         "at the bill"),
     # Not a fault: how many settlements reversals took out of every rule.
+    # (reversed_settlement_id IS NOT NULL in the subqueries: as in sources'
+    # effective_settlements, lest Spark shuffle every NULL to one task.)
     "removed_by_reversal": Check(
         "SELECT count(*) AS n FROM input_settlements AS s WHERE s.reversed_settlement_id "
         "IS NOT NULL OR EXISTS (SELECT 1 FROM input_settlements AS r "
-        "WHERE r.reversed_settlement_id = s.settlement_id) OR EXISTS (SELECT 1 FROM "
-        "input_quarantined_reversals AS q WHERE q.reversed_settlement_id = s.settlement_id)"),
+        "WHERE r.reversed_settlement_id IS NOT NULL "
+        "AND r.reversed_settlement_id = s.settlement_id) OR EXISTS (SELECT 1 FROM "
+        "input_quarantined_reversals AS q WHERE q.reversed_settlement_id IS NOT NULL "
+        "AND q.reversed_settlement_id = s.settlement_id)"),
     # A database's default date (1900-01-01) reads as a date; it stretches the window.
     "fee_lines_before_2000": Check(
         "SELECT count(*) AS n FROM input_fee_lines WHERE charge_time < TIMESTAMP '2000-01-01'",

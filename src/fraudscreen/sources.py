@@ -125,6 +125,10 @@ def _table(name: str, doc: str) -> Source:
 
 
 SOURCES: tuple[Source, ...] = (
+    # `reversed_settlement_id IS NOT NULL` in the subqueries changes no answer (NULL equals
+    # nothing), but Spark does not infer it for a NOT EXISTS: without it, a join that is
+    # not broadcast shuffles every settlement's NULL reversed_settlement_id to one task
+    # (found measuring Spark: 99.7 % of 717 k settlements in one of 200 partitions).
     Source(
         "effective_settlements",
         ("settlement_id",),
@@ -140,9 +144,11 @@ SOURCES: tuple[Source, ...] = (
         FROM input_settlements AS s
         WHERE s.reversed_settlement_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM input_settlements AS r
-                          WHERE r.reversed_settlement_id = s.settlement_id)
+                          WHERE r.reversed_settlement_id IS NOT NULL
+                            AND r.reversed_settlement_id = s.settlement_id)
           AND NOT EXISTS (SELECT 1 FROM input_quarantined_reversals AS q
-                          WHERE q.reversed_settlement_id = s.settlement_id)
+                          WHERE q.reversed_settlement_id IS NOT NULL
+                            AND q.reversed_settlement_id = s.settlement_id)
         """,
         "Every effective settlement (reversals removed, also those of quarantined reversal "
         "rows), whatever the analysis window, "

@@ -10,27 +10,47 @@ WITH src AS (
     medical_type = '41' AND off_site
 ), ev AS (
   SELECT
-    src.*,
-    TO_UNIXTIME(CAST("admit_time" AS TIMESTAMP)) AS __t
-  FROM src
+    e.*,
+    CAST(FLOOR(CAST(e.__t AS DOUBLE) / 601) AS BIGINT) AS __b
+  FROM (
+    SELECT
+      src.*,
+      TO_UNIXTIME(CAST("admit_time" AS TIMESTAMP)) AS __t
+    FROM src
+  ) AS e
+), ev_k AS (
+  SELECT
+    ev.*,
+    k.__k
+  FROM ev, UNNEST(ARRAY[ev.__b, ev.__b - 1]) AS k(__k)
 ), starts AS (
   SELECT DISTINCT
     "institution_id",
-    __start
+    __start,
+    __sb
   FROM (
     SELECT
       s."institution_id",
-      s.__t AS __start
+      s.__t AS __start,
+      s.__b AS __sb
     FROM ev AS s
-    JOIN ev AS e
-      ON s."institution_id" = e."institution_id" AND e.__t BETWEEN s.__t AND s.__t + 600
+    JOIN ev_k AS e
+      ON s."institution_id" = e."institution_id"
+      AND e.__k = s.__b
+      AND e.__t BETWEEN s.__t AND s.__t + 600
     GROUP BY
       s."institution_id",
       s."settlement_id",
-      s.__t
+      s.__t,
+      s.__b
     HAVING
       COUNT(DISTINCT "e"."person_id") >= 5
   ) AS w
+), starts_k AS (
+  SELECT
+    starts.*,
+    k.__k
+  FROM starts, UNNEST(ARRAY[starts.__sb, starts.__sb + 1]) AS k(__k)
 ), members AS (
   SELECT
     ev.*
@@ -39,9 +59,10 @@ WITH src AS (
     EXISTS(
       SELECT
         1
-      FROM starts AS st
+      FROM starts_k AS st
       WHERE
         st."institution_id" = ev."institution_id"
+        AND st.__k = ev.__b
         AND ev.__t BETWEEN st.__start AND st.__start + 600
     )
 ), runs AS (
