@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlglot
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraudscreen.compiler import _decimal_quotients, _late_join, _min_group_rows, compile_rule
-from fraudscreen.rule import Aggregate, Filter, Lookup, Rule, RuleError
+from fraudscreen.rule import Aggregate, Filter, Lookup, Rule, RuleError, load_rule
 from fraudscreen.ruleset import RuleSet
 
 
@@ -625,3 +626,60 @@ def test_a_subquery_matching_on_a_column_that_may_be_null_keeps_it_to_not_null()
         assert not _nullable_keys_unguarded(sql.replace(":filter_window", "TRUE")
                                             .replace(":window_start", "NULL")
                                             .replace(":window_end", "NULL")), name
+
+
+def _elsewhere_with(folder, evidence: str, message: str | None = None) -> Rule:
+    """``bed_holding.elsewhere_during_stay`` (a correlate: its columns are requalified
+    for the emit step) with ``evidence`` lines added below its own."""
+    rule = RuleSet.load().get("bed_holding.elsewhere_during_stay")
+    text = Path(rule.path).read_text(encoding="utf-8").replace(
+        "    total_amount: total_amount\n", "    total_amount: total_amount\n" + evidence, 1)
+    if message:
+        text = re.sub(r"  message: >-\n(    .*\n)+", f"  message: {message}\n", text, count=1)
+    path = folder / "elsewhere_during_stay.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_rule(path)
+
+
+def test_an_evidence_entry_may_name_the_entries_above_it(tmp_path):
+    """Found writing readmission's 当天: without it, an entry had to repeat the
+    expression of the one above (its date_diff twice). A chain resolves top-down, in
+    the emit step of a kind whose columns are requalified (correlate: t.x)."""
+    from fraudscreen.engine_duckdb import DuckDBEngine
+    from fraudscreen.screen import screen
+    from fraudscreen.testing import table
+
+    rule = _elsewhere_with(
+        tmp_path,
+        "    stay_zh: CAST(admit_date AS VARCHAR) || '至' || CAST(discharge_date AS VARCHAR)\n"
+        "    visits_zh: CAST(elsewhere_count AS VARCHAR) || '次，' || stay_zh\n"
+        "    shout: upper(visits_zh) || '!'\n",
+        message='"{shout}"')
+    case = rule.tests[0]
+    engine = DuckDBEngine()
+    try:
+        found = screen({name: table(name, rows) for name, rows in case.given.items()}
+                       | {"fee_lines": table("fee_lines", [])},
+                       RuleSet([rule]), engine).suspicions
+    finally:
+        engine.close()
+    assert found["message"].to_list() == ["2次，2024-03-01至2024-03-10!"]
+    assert '"visits_zh":"2次，2024-03-01至2024-03-10"' in found["evidence"][0]
+
+
+def test_an_evidence_entry_named_below_is_refused_where_it_is_named(tmp_path):
+    with pytest.raises(RuleError, match=r"evidence 'later' is written below 'first'.*move "
+                                        r"'later' up") as err:
+        compile_rule(_elsewhere_with(tmp_path, "    first: later || 'x'\n    later: 'y'\n"))
+    assert re.search(r"elsewhere_during_stay\.yaml:\d+:\d+", str(err.value))
+
+
+def test_an_evidence_name_that_is_a_column_of_the_hit_reads_the_column(tmp_path):
+    """An entry may be named like a column of the hit (hoarding's ``item_name:
+    bought_as``); naming it below reads the column, as SQL would, not the entry."""
+    rule = _elsewhere_with(tmp_path, "    fund_zh: CAST(fund_amount AS VARCHAR) || '元'\n")
+    text = Path(rule.path).read_text(encoding="utf-8").replace(
+        "    fund_amount: fund_amount\n", "    fund_amount: total_amount\n", 1)
+    Path(rule.path).write_text(text, encoding="utf-8")
+    sql = compile_rule(load_rule(Path(rule.path))).sql_for("duckdb", pretty=False)
+    assert "CAST(fund_amount AS TEXT) || '元' AS \"ev__fund_zh\"" in sql, sql

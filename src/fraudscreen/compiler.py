@@ -149,7 +149,24 @@ class _Compiler:
              aggregates: bool = False,
              rewrite: Callable[[exp.Expression], exp.Expression] | None = None,
              money: bool = False, rows: bool = False) -> str:
-        scope = ex.Scope(columns=columns, tables={k: set(v) for k, v in self.catalog.items()},
+        tree = self.tree(text, path, columns, aggregates, rows)
+        if rewrite:
+            tree = tree.transform(rewrite)
+        if money:
+            tree = _decimal_quotients(tree)
+        return tree.sql("duckdb")
+
+    def tree(self, text: str, path: tuple, columns: dict[str, set[str]],
+             aggregates: bool = False, rows: bool = False,
+             earlier: dict[str, exp.Expression] | None = None) -> exp.Expression:
+        """``text`` parsed, checked against ``columns`` and with its parameters bound.
+
+        ``earlier``: evidence entries above this one, by name; a column of that name
+        (unqualified, and not a column of ``columns``) stands for the entry's expression.
+        """
+        earlier = earlier or {}
+        scope = ex.Scope(columns={**columns, "": columns.get("", set()) | set(earlier)},
+                         tables={k: set(v) for k, v in self.catalog.items()},
                          params=self.params, aggregates=aggregates, rows=rows,
                          named=self.named)
         try:
@@ -160,11 +177,11 @@ class _Compiler:
                                   within=(text, err.offset(text))) from None
         for table in tree.find_all(exp.Table):
             self.needs.update(sources.BY_NAME[table.name].needs)
-        if rewrite:
-            tree = tree.transform(rewrite)
-        if money:
-            tree = _decimal_quotients(tree)
-        return tree.sql("duckdb")
+        if earlier:
+            tree = tree.transform(lambda node: exp.paren(earlier[node.name].copy())
+                                  if isinstance(node, exp.Column) and not node.table
+                                  and node.name in earlier else node)
+        return tree
 
     def source(self, name: str, path: tuple) -> set[str]:
         if name not in self.catalog:
@@ -574,8 +591,16 @@ class _Compiler:
         # it is rounded half away from zero at the fen.
         selects.append(f"CAST(round(greatest(CAST({amount} AS DECIMAL(38,10)), 0), 2)"
                        " AS DECIMAL(16,2)) AS amount_at_risk")
+        earlier: dict[str, exp.Expression] = {}  # an entry may name those above it
         for name, text in e.evidence.items():
-            ev = self.expr(text, ("emit", "evidence", name), scope, rewrite=rw)
+            path = ("emit", "evidence", name)
+            below = [n for n in e.evidence if n not in earlier and n != name
+                     and n not in hit_cols]
+            self._above(text, path, below, name)
+            tree = self.tree(text, path, scope, earlier=earlier)
+            if name not in hit_cols:  # else the name reads the hit's column
+                earlier[name] = tree
+            ev = (tree.transform(rw) if rw else tree).sql("duckdb")
             selects.append(f"{ev} AS {_q('ev__' + name)}")
         known = set(OUTPUT_FIELDS) | set(e.evidence) | {"amount_at_risk"}
         # A Chinese input method's braces would be kept as text: ｛amount｝ printed as is.
@@ -602,6 +627,19 @@ class _Compiler:
                 raise self.rule.error(f"key {name!r} is neither an output field nor evidence"
                                       f"{ex.suggest(name, known)}", "emit", "key", i)
         return ", ".join(selects), list(e.evidence)
+
+    def _above(self, text: str, path: tuple, below: list[str], name: str) -> None:
+        """An evidence entry names only entries above it (no cycles, read top-down)."""
+        try:
+            named = {c.name for c in ex.parse(text).find_all(exp.Column) if not c.table}
+        except ex.ExpressionError:
+            return  # ``tree`` reports it, with its position
+        for later in below:
+            if later in named:
+                raise self.rule.error(
+                    f"{'.'.join(path)}: evidence {later!r} is written below {name!r}; an "
+                    f"evidence entry may name only the entries above it: move {later!r} "
+                    "up", *path)
 
     def build(self) -> CompiledRule:
         det = self.rule.detect

@@ -40,10 +40,14 @@ SELECT
   COALESCE(CAST("related_settlement_ids" AS TEXT[]), CAST([] AS TEXT[])) AS related_settlement_ids,
   CAST(ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
   DATE_DIFF('DAY', "prev__discharge_date", admit_date) AS "ev__gap_days",
-  CASE DATE_DIFF('DAY', "prev__discharge_date", admit_date)
+  CASE (
+      DATE_DIFF('DAY', "prev__discharge_date", admit_date)
+    )
     WHEN 0
     THEN '当天'
-    ELSE CAST(DATE_DIFF('DAY', "prev__discharge_date", admit_date) AS TEXT) || '天后'
+    ELSE CAST((
+      DATE_DIFF('DAY', "prev__discharge_date", admit_date)
+    ) AS TEXT) || '天后'
   END AS "ev__gap_zh",
   diagnosis_category AS "ev__diagnosis_category",
   "prev__settlement_id" AS "ev__earlier_settlement_id",

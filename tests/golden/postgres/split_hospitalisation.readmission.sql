@@ -45,12 +45,16 @@ SELECT
     CAST(admit_date AS DATE) - CAST("prev__discharge_date" AS DATE)
   ) AS "ev__gap_days",
   CASE (
-      CAST(admit_date AS DATE) - CAST("prev__discharge_date" AS DATE)
+      (
+        CAST(admit_date AS DATE) - CAST("prev__discharge_date" AS DATE)
+      )
     )
     WHEN 0
     THEN '当天'
     ELSE CAST((
-      CAST(admit_date AS DATE) - CAST("prev__discharge_date" AS DATE)
+      (
+        CAST(admit_date AS DATE) - CAST("prev__discharge_date" AS DATE)
+      )
     ) AS TEXT) || '天后'
   END AS "ev__gap_zh",
   diagnosis_category AS "ev__diagnosis_category",

@@ -52,10 +52,14 @@ SELECT
   COALESCE(CAST(`related_settlement_ids` AS ARRAY<STRING>), CAST(ARRAY() AS ARRAY<STRING>)) AS related_settlement_ids,
   CAST(CASE WHEN TYPEOF(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0)) IN ('double', 'float') THEN ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0) * 100, 0) / 100 ELSE ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0), 2) END AS DECIMAL(16, 2)) AS amount_at_risk,
   DATEDIFF(CAST(admit_date AS DATE), CAST(`prev__discharge_date` AS DATE)) AS `ev__gap_days`,
-  CASE DATEDIFF(CAST(admit_date AS DATE), CAST(`prev__discharge_date` AS DATE))
+  CASE (
+      DATEDIFF(CAST(admit_date AS DATE), CAST(`prev__discharge_date` AS DATE))
+    )
     WHEN 0
     THEN '当天'
-    ELSE CAST(DATEDIFF(CAST(admit_date AS DATE), CAST(`prev__discharge_date` AS DATE)) AS STRING) || '天后'
+    ELSE CAST((
+      DATEDIFF(CAST(admit_date AS DATE), CAST(`prev__discharge_date` AS DATE))
+    ) AS STRING) || '天后'
   END AS `ev__gap_zh`,
   diagnosis_category AS `ev__diagnosis_category`,
   `prev__settlement_id` AS `ev__earlier_settlement_id`,

@@ -40,11 +40,15 @@ SELECT
   COALESCE(CAST("related_settlement_ids" AS ARRAY(VARCHAR)), CAST(ARRAY[] AS ARRAY(VARCHAR))) AS related_settlement_ids,
   CAST(ROUND(GREATEST(CAST(LEAST(fund_amount, total_amount) AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
   DATE_DIFF('DAY', DATE_TRUNC('DAY', "prev__discharge_date"), DATE_TRUNC('DAY', admit_date)) AS "ev__gap_days",
-  CASE DATE_DIFF('DAY', DATE_TRUNC('DAY', "prev__discharge_date"), DATE_TRUNC('DAY', admit_date))
+  CASE (
+      DATE_DIFF('DAY', DATE_TRUNC('DAY', "prev__discharge_date"), DATE_TRUNC('DAY', admit_date))
+    )
     WHEN 0
     THEN '当天'
     ELSE CONCAT(
-      CAST(DATE_DIFF('DAY', DATE_TRUNC('DAY', "prev__discharge_date"), DATE_TRUNC('DAY', admit_date)) AS VARCHAR),
+      CAST((
+        DATE_DIFF('DAY', DATE_TRUNC('DAY', "prev__discharge_date"), DATE_TRUNC('DAY', admit_date))
+      ) AS VARCHAR),
       CAST('天后' AS VARCHAR)
     )
   END AS "ev__gap_zh",
