@@ -683,3 +683,18 @@ def test_an_evidence_name_that_is_a_column_of_the_hit_reads_the_column(tmp_path)
     Path(rule.path).write_text(text, encoding="utf-8")
     sql = compile_rule(load_rule(Path(rule.path))).sql_for("duckdb", pretty=False)
     assert "CAST(fund_amount AS TEXT) || '元' AS \"ev__fund_zh\"" in sql, sql
+
+
+def test_an_evidence_entry_named_inside_a_subquery_is_refused(tmp_path):
+    """Written in place there, the entry's own columns would be read from the
+    subquery's table: ``c.item_code = code`` with ``code: item_code`` would compare the
+    catalog's codes with themselves and name every hit by the catalog's greatest name."""
+    rule = _elsewhere_with(
+        tmp_path, "    code: institution_id\n    named: (SELECT max(i.name) FROM institutions"
+                  " AS i WHERE i.institution_id = code)\n")
+    with pytest.raises(RuleError, match=r"evidence 'code' is named inside a subquery"
+                                        ) as err:
+        compile_rule(rule)
+    line = next(n for n, text in enumerate(Path(rule.path).read_text().splitlines(), 1)
+                if "named:" in text)
+    assert f"elsewhere_during_stay.yaml:{line}:" in str(err.value)

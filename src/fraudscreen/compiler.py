@@ -171,16 +171,12 @@ class _Compiler:
                          named=self.named)
         try:
             tree = ex.check(ex.parse(text), scope)
-            tree = ex.bind(tree, self.values)
+            tree = _inline(ex.bind(tree, self.values), earlier)
         except ex.ExpressionError as err:
             raise self.rule.error(f"{'.'.join(map(str, path))}: {err}", *path,
                                   within=(text, err.offset(text))) from None
         for table in tree.find_all(exp.Table):
             self.needs.update(sources.BY_NAME[table.name].needs)
-        if earlier:
-            tree = tree.transform(lambda node: exp.paren(earlier[node.name].copy())
-                                  if isinstance(node, exp.Column) and not node.table
-                                  and node.name in earlier else node)
         return tree
 
     def source(self, name: str, path: tuple) -> set[str]:
@@ -724,6 +720,27 @@ def _decimal_quotients(tree: exp.Expression) -> exp.Expression:
         if quotient is tree:  # the root, found first, comes last
             return decimal
         quotient.replace(decimal)
+    return tree
+
+
+def _inline(tree: exp.Expression, earlier: dict[str, exp.Expression]) -> exp.Expression:
+    """Each unqualified column named in ``earlier`` replaced by that expression.
+
+    Not inside a subquery: there the expression's own columns would be read from the
+    subquery's tables (``c.item_code = code`` would compare the catalog with itself).
+    """
+    for column in list(tree.find_all(exp.Column)):
+        if column.table or column.name not in earlier:
+            continue
+        if column.find_ancestor(exp.Select) is not None:
+            raise ex.ExpressionError(
+                f"evidence {column.name!r} is named inside a subquery, where its own "
+                "columns would be read from the subquery's tables: write the subquery "
+                "with the hit's columns themselves", ex.start(column))
+        replacement = exp.paren(earlier[column.name].copy())
+        if column is tree:
+            return replacement
+        column.replace(replacement)
     return tree
 
 
