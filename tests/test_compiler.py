@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -698,3 +699,33 @@ def test_an_evidence_entry_named_inside_a_subquery_is_refused(tmp_path):
     line = next(n for n, text in enumerate(Path(rule.path).read_text().splitlines(), 1)
                 if "named:" in text)
     assert f"elsewhere_during_stay.yaml:{line}:" in str(err.value)
+
+
+def test_a_subquery_in_emit_reads_the_hits_columns_as_hit(tmp_path):
+    """``hit.institution_id`` inside a subquery is the hit's, where the subquery's table
+    has a column of that name: each hit is named by its own institution, not by one
+    name for all (the unqualified name would be refused there)."""
+    from fraudscreen.engine_duckdb import DuckDBEngine
+    from fraudscreen.screen import screen
+    from fraudscreen.testing import table
+
+    rule = _elsewhere_with(tmp_path, "    named: (SELECT max(i.name) FROM institutions AS i"
+                                     " WHERE i.institution_id = hit.institution_id)\n")
+    given = rule.tests[0].given
+    other = [{**row, "settlement_id": row["settlement_id"] + "b", "person_id": "P2",
+              "institution_id": {"H1": "H4"}.get(row["institution_id"],
+                                                 row["institution_id"])}
+             for row in given["settlements"]]
+    engine = DuckDBEngine()
+    try:
+        found = screen({"settlements": table("settlements", given["settlements"] + other),
+                        "fee_lines": table("fee_lines", []),
+                        "institutions": table("institutions", [
+                            {"institution_id": "H1", "name": "甲医院"},
+                            {"institution_id": "H4", "name": "乙医院"}])},
+                       RuleSet([rule]), engine).suspicions
+    finally:
+        engine.close()
+    named = {r["institution_id"]: json.loads(r["evidence"])["named"]
+             for r in found.to_dicts()}
+    assert named == {"H1": "甲医院", "H4": "乙医院"}

@@ -131,10 +131,10 @@ class _Compiler:
         self.catalog = sources.columns()
         self.needs: set[str] = set()
         self.ctes: list[tuple[str, str]] = []
-        # What the kind adds for the emit stage: extra qualifiers (``prev``) and the
-        # rewrite that resolves them.
+        # What the kind adds for the emit stage: extra qualifiers (``prev``) and what
+        # they are rewritten to (``_requalify``).
         self.extra_scope: dict[str, set[str]] = {}
-        self.rewrite: Callable[[exp.Expression], exp.Expression] | None = None
+        self.requalified: dict[str, str] = {}
         self.skip_count: str | None = None  # the query counting what a ``skip`` left out
         # The source's attached columns, when they are joined after the kind's own step.
         self.late: sources.Attached | None = None
@@ -298,9 +298,9 @@ class _Compiler:
         lags = "".join(f", LAG({_q(c)}) {over} AS {_q('prev__' + c)}" for c in lagged)
         self.ctes.append(("seq", f"SELECT src.*, LAG(TRUE) {over} AS __has_prev{lags}"
                                  f" FROM src"))
-        self.rewrite = _requalify({"prev": "prev__"})
+        self.requalified = {"prev": "prev__"}
         match = self.expr(det.match, p + ("match",), {"": cols, "prev": cols},
-                          rewrite=self.rewrite, rows=True)
+                          rewrite=_requalify(self.requalified), rows=True)
         related = ("[prev__settlement_id]" if "settlement_id" in cols
                    else "CAST([] AS VARCHAR[])")
         self.ctes.append(("hits", f"SELECT *, {related} AS related_settlement_ids FROM seq"
@@ -566,8 +566,9 @@ class _Compiler:
 
     def emit(self, hit_cols: set[str]) -> tuple[str, list[str]]:
         e = self.rule.emit
-        scope = {"": hit_cols, **self.extra_scope}
-        rw = self.rewrite
+        # ``hit.x``: the hit's column where a subquery's table has an ``x`` of its own.
+        scope = {"": hit_cols, "hit": hit_cols, **self.extra_scope}
+        rw = _requalify({**self.requalified, "hit": "hits."})
 
         def field(name: str, cast: str) -> str:
             text = getattr(e, name)
@@ -596,7 +597,7 @@ class _Compiler:
             tree = self.tree(text, path, scope, earlier=earlier)
             if name not in hit_cols:  # else the name reads the hit's column
                 earlier[name] = tree
-            ev = (tree.transform(rw) if rw else tree).sql("duckdb")
+            ev = tree.transform(rw).sql("duckdb")
             selects.append(f"{ev} AS {_q('ev__' + name)}")
         known = set(OUTPUT_FIELDS) | set(e.evidence) | {"amount_at_risk"}
         # A Chinese input method's braces would be kept as text: ｛amount｝ printed as is.
