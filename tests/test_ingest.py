@@ -230,6 +230,31 @@ def test_national_field_names_with_any_letter_case(tmp_path):
     assert ingestion.table("settlements")["total_amount"].to_list() == [Decimal("1200.50")]
 
 
+def test_a_national_extract_of_every_table_loads_without_a_mapping(tmp_path):
+    """The contract says a national platform extract loads with no mapping file, but
+    names no national field for institutions' kind and region nor the catalog's
+    fee_category: an extract with the national fields alone must still load (it had
+    stopped the run: "table institutions needs column kind")."""
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")], header="national")
+    national = {
+        "persons": "psn_no,gend,brdy,insu_admdvs\nP001,1,1980-01-01,350902\n",
+        "institutions": "fixmedins_code,fixmedins_name,hosp_lv\n"
+                        "H35090200001,张掖市人民医院,3\n",
+        "catalog": "hilist_code,hilist_name\nXJ01CAA040A001010100001,阿莫西林胶囊\n",
+    }
+    for name, text in national.items():
+        (tmp_path / f"{name}.csv").write_text(text, encoding="utf-8")
+    ingestion = load_folder(tmp_path)
+    assert ingestion.quarantine.is_empty()
+    assert ingestion.table("institutions").select("institution_id", "name", "kind",
+                                                  "region").row(0) == (
+        "H35090200001", "张掖市人民医院", None, None)
+    assert ingestion.table("catalog").select("item_name", "fee_category").row(0) == (
+        "阿莫西林胶囊", None)
+    assert any("institutions.csv: no column kind, region; left empty" in n
+               for n in ingestion.notes), ingestion.notes
+
+
 def test_column_map_renames_site_headers(tmp_path):
     folder(tmp_path, [settlement("S1")], [fee_line("L1")])
     path = tmp_path / "fee_lines.csv"

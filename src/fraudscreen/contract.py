@@ -191,9 +191,11 @@ INSTITUTIONS = Table(
     columns=(
         Column("institution_id", "定点医药机构编号", S, national="fixmedins_code"),
         Column("name", "机构名称", S, national="fixmedins_name"),
-        Column("kind", "机构类型", S, meaning="hospital or pharmacy"),
+        # kind and region: nullable, though the contract does not say so, because the
+        # national extract it says loads as it is has no such fields (docs/readings.md).
+        Column("kind", "机构类型", S, nullable=True, meaning="hospital or pharmacy"),
         Column("level", "医院等级", S, nullable=True, national="hosp_lv"),
-        Column("region", "医保区划", S),
+        Column("region", "医保区划", S, nullable=True),
     ),
 )
 
@@ -206,7 +208,8 @@ CATALOG = Table(
         Column("item_code", "医保目录编码", S, national="hilist_code"),
         Column("item_name", "名称", S, national="hilist_name"),
         Column("generic_name", "通用名", S, nullable=True),
-        Column("fee_category", "收费项目类别", S, digits=2),
+        # Nullable for the same reason as institutions' kind.
+        Column("fee_category", "收费项目类别", S, nullable=True, digits=2),
         Column("price_cap", "最高限价", Q, nullable=True, meaning="yuan per unit",
                zh_other=("支付标准", "最高限价 / 支付标准", "最高限价/支付标准")),
         Column("gender_limit", "限定性别", S, nullable=True),
