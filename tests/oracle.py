@@ -388,7 +388,8 @@ def monthly_growth(e: Effective, watchlist: Iterable[dict]) -> list[dict]:
             out.append(_suspicion(
                 "key_item_growth.monthly_growth", institution_id=inst, item_code=item,
                 period_start=dt.date(*m, 1), period_end=dt.date(*m, last),
-                amount_at_risk=v - pv))
+                # never more than the money billed in the month (common to all families)
+                amount_at_risk=min(v - pv, v)))
     return out
 
 

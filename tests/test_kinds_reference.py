@@ -591,7 +591,7 @@ def ref_growth(given, growth_ratio=Decimal("1.5"), min_increase=Decimal("10000")
             continue
         before = billed.get((inst, item, prev), Decimal(0))
         if value >= before * growth_ratio and value - before >= min_increase:
-            out.append(hit(None, [], item, inst, None, month, value - before))
+            out.append(hit(None, [], item, inst, None, month, min(value - before, value)))
     return out
 
 

@@ -49,7 +49,7 @@ SELECT
   CAST("period_start" AS DATE) AS "period_start",
   CAST("period_end" AS DATE) AS "period_end",
   COALESCE(CAST([] AS TEXT[]), CAST([] AS TEXT[])) AS related_settlement_ids,
-  CAST(ROUND(GREATEST(CAST(increase AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
+  CAST(ROUND(GREATEST(CAST(LEAST(increase, value) AS DECIMAL(38, 10)), 0), 2) AS DECIMAL(16, 2)) AS amount_at_risk,
   value AS "ev__month_amount",
   previous_value AS "ev__previous_amount",
   increase AS "ev__increase",

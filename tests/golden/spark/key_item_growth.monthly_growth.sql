@@ -49,7 +49,7 @@ SELECT
   CAST(`period_start` AS DATE) AS `period_start`,
   CAST(`period_end` AS DATE) AS `period_end`,
   COALESCE(CAST(ARRAY() AS ARRAY<STRING>), CAST(ARRAY() AS ARRAY<STRING>)) AS related_settlement_ids,
-  CAST(CASE WHEN TYPEOF(GREATEST(CAST(increase AS DECIMAL(38, 10)), 0)) IN ('double', 'float') THEN ROUND(GREATEST(CAST(increase AS DECIMAL(38, 10)), 0) * 100, 0) / 100 ELSE ROUND(GREATEST(CAST(increase AS DECIMAL(38, 10)), 0), 2) END AS DECIMAL(16, 2)) AS amount_at_risk,
+  CAST(CASE WHEN TYPEOF(GREATEST(CAST(LEAST(increase, value) AS DECIMAL(38, 10)), 0)) IN ('double', 'float') THEN ROUND(GREATEST(CAST(LEAST(increase, value) AS DECIMAL(38, 10)), 0) * 100, 0) / 100 ELSE ROUND(GREATEST(CAST(LEAST(increase, value) AS DECIMAL(38, 10)), 0), 2) END AS DECIMAL(16, 2)) AS amount_at_risk,
   value AS `ev__month_amount`,
   previous_value AS `ev__previous_amount`,
   increase AS `ev__increase`,
