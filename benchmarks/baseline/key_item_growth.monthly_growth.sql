@@ -1,5 +1,6 @@
 -- Watch-listed items per institution and month: flag month m when m-1 is not before the
--- first month of the data, m >= 1.5 x (m-1) and the increase is >= 10,000 yuan.
+-- first month of the data, m >= 1.5 x (m-1) and the increase is >= 10,000 yuan; the
+-- amount is the increase, at most the month's own billing (after a month of refunds).
 -- An entry matches by code, by code prefix ('*'), or by generic name (catalog generic_name
 -- equal, or the billed item_name containing it).
 WITH settlements AS (  -- effective settlements: reversal rows and what they reverse removed
@@ -39,7 +40,7 @@ first_month AS (
     SELECT CAST(date_trunc('month', min(charge_time)) AS DATE) AS month FROM fee_lines
 )
 SELECT m.institution_id, m.item_code, m.month AS period_start,
-       m.amount - coalesce(p.amount, 0) AS amount_at_risk
+       least(m.amount - coalesce(p.amount, 0), m.amount) AS amount_at_risk
 FROM monthly AS m
 LEFT JOIN monthly AS p
   ON p.institution_id = m.institution_id AND p.item_code = m.item_code
