@@ -3,6 +3,8 @@ analyst names."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -348,3 +350,19 @@ def test_a_correlate_with_nothing_to_tie_on_is_a_lint_warning():
     assert [f.message.split(": ", 1)[1] for f in lint(loose) if f.code == "FS012"] == [
         "with.on is empty: tie each row to its matches, with.on: [person_id]"]
     assert not [f for f in lint(rule) if f.code == "FS012"]
+
+
+@pytest.mark.parametrize(("bound", "flagged"), [(None, True), (0, True), (1, False)])
+def test_a_span_parameter_without_a_minimum_of_one_is_a_lint_warning(bound, flagged):
+    """Found in review: offsite_burst's window_minutes took 0, which the compiler then
+    refused, so a site's --param failed the rule at run time, not where it was given."""
+    from fraudscreen.lint import lint
+
+    rule = RuleSet.load().get("pharmacy_card_skimming.offsite_burst")
+    params = {**rule.params, "window_minutes": rule.params["window_minutes"].model_copy(
+        update={"min": bound})}
+    found = [f for f in lint(rule.model_copy(update={"params": params})) if f.code == "FS013"]
+    assert [f.message.split(": ")[-1] for f in found] == (
+        ["window_minutes (span minutes)"] if flagged else [])
+    if flagged:
+        assert re.search(r"offsite_burst\.yaml:\d+:\d+$", found[0].where)

@@ -58,6 +58,9 @@ CHECKS = {
                        "one"),
     "FS012": ("warning", "a join ties its sides by no equality of a column of each, so every "
                          "row meets every row and each pair is a hit"),
+    "FS013": ("warning", "a window's span parameter allows a value below 1 (declare min: 1): "
+                         "a site that sets it so fails the rule at run time, not where the "
+                         "value is given"),
 }
 
 # Columns that keep one hit's rows within one person (institution): the entity's own id,
@@ -119,11 +122,23 @@ def lint(rule: Rule) -> list[Finding]:
         found.append(_finding("FS007", rule, scope, "scope"))
     for path in _hidden_person_ids(rule):
         found.append(_finding("FS009", rule, ".".join(path), *path))
+    for unit, name in _unbounded_spans(rule):
+        found.append(_finding("FS013", rule, f"{name} (span {unit})", "params", name))
     for detail, offset in _untied_joins(rule):
         path = ("detect", "with", "on") if offset is None else ("detect", "sql")
         found.append(replace(_finding("FS012", rule, detail, *path), where=location(
             rule.path, *rule.position(*path, within=(getattr(rule.detect, "sql", ""), offset)))))
     return found
+
+
+def _unbounded_spans(rule: Rule) -> list[tuple[str, str]]:
+    """(unit, parameter) of a window span bound to a parameter whose ``min`` is not ≥ 1."""
+    span = getattr(rule.detect, "span", None)
+    given = span.model_dump(exclude_none=True).items() if span else ()
+    named = [(unit, value[1:]) for unit, value in given
+             if isinstance(value, str) and value.startswith(":")]
+    return [(unit, name) for unit, name in named if name in rule.params
+            and (rule.params[name].min is None or rule.params[name].min < 1)]
 
 
 def _untied_joins(rule: Rule) -> list[tuple[str, int | None]]:
