@@ -491,6 +491,68 @@ def test_arg_min_and_arg_max_settle_ties_and_skip_null_orderings(tmp_path):
         assert result.passed, (case.name, result.diff)
 
 
+NAMED_ITEMS = """
+id: t.named_items
+version: "1"
+family: t
+title: t
+description: d
+severity: low
+detect:
+  kind: filter
+  source: fee_lines
+  where: amount > 0
+emit:
+  amount_at_risk: amount
+  evidence: {item_zh: "with_name(item_code, item_name)"}
+  message: "{settlement_id}:{item_zh}"
+tests:
+  - name: a named item reads code（name）, one without a name (NULL or blank) its code alone
+    given:
+      settlements:
+        - {settlement_id: S1, person_id: P1, institution_id: H1}
+        - {settlement_id: S2, person_id: P1, institution_id: H1}
+        - {settlement_id: S3, person_id: P1, institution_id: H1}
+        - {settlement_id: S4, person_id: P1, institution_id: H1}
+      fee_lines:
+        - {settlement_id: S1, item_code: X1, item_name: 彩色多普勒超声检查, amount: 1,
+           charge_time: 2024-03-01 10:00:00}
+        - {settlement_id: S2, item_code: X2, item_name: null, amount: 1,
+           charge_time: 2024-03-01 10:00:00}
+        - {settlement_id: S3, item_code: X3, item_name: "", amount: 1,
+           charge_time: 2024-03-01 10:00:00}
+        - {settlement_id: S4, item_code: null, item_name: 头孢曲松钠, amount: 1,
+           charge_time: 2024-03-01 10:00:00}
+    expect:
+      - {settlement_id: S1, message: "S1:X1（彩色多普勒超声检查）"}
+      - {settlement_id: S2, message: "S2:X2"}
+      - {settlement_id: S3, message: "S3:X3"}
+      - {settlement_id: S4, message: "S4:"}
+  - name: no amount, no hit
+    given:
+      settlements:
+        - {settlement_id: S1, person_id: P1, institution_id: H1}
+      fee_lines:
+        - {settlement_id: S1, item_code: X1, charge_time: 2024-03-01 10:00:00}
+    expect: []
+"""
+
+
+def test_with_name_names_an_item_by_its_code_and_a_name_it_has(tmp_path):
+    """with_name(code, name): code（name）, the code alone for a NULL or blank name (never
+    code（）), and nothing without a code, as the CASE seven rules wrote out did (a NULL
+    code made it NULL too). test_spark_conformance runs the same cases on Spark."""
+    from fraudscreen.rule import load_rule
+    from fraudscreen.testing import run_test
+
+    path = tmp_path / "rule.yaml"
+    path.write_text(NAMED_ITEMS, encoding="utf-8")
+    rule = load_rule(path)
+    for case in rule.tests:
+        result = run_test(rule, case)
+        assert result.passed, (case.name, result.diff)
+
+
 def test_a_query_may_name_its_steps_rank_and_unite(tmp_path):
     """WITH steps, a subquery in FROM, rank() and avg() OVER a partition, UNION ALL: the
     escape hatch refused them all, so a rule comparing a person with the others at the

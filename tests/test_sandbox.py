@@ -64,6 +64,7 @@ def compile_where(tmp_path: Path, where: str):
         ("\"regexp_matches(item_name, 'x')\"", "function regexp_matches() is not allowed"),
         ("\"random() > 0.5\"", "date_diff, date_trunc, day, extract"),
         ("\"random() > 0.5\"", "strpos, substr"),
+        ("\"random() > 0.5\"", "upper, with_name, year"),
         # sqlglot writes a type's parameter and a unit back unquoted: SQL hidden in a quoted
         # name or a string there ran (found in review: the settings and a file were read)
         ("'CAST(1 AS DECIMAL(\"1, 0)) = 1 OR amount > (SELECT count(*) FROM read_text(''/etc/"
@@ -1093,3 +1094,36 @@ def test_a_value_of_the_rules_own_named_like_a_code_is_no_code(tmp_path, detect)
     path = tmp_path / "rule.yaml"
     path.write_text(NAMED_LIKE_A_CODE.format(detect=detect), encoding="utf-8")
     assert "visits" in compile_rule(load_rule(path)).sql
+
+
+@pytest.mark.parametrize(("where", "at", "says"), [
+    ("with_name(item_code) = 'X'", ":12:10:",
+     "with_name() takes two arguments, an item's code and its name "
+     "(with_name(item_code, item_name)), not 1"),
+    ("amount > 0 AND 'X' = with_name(item_code, item_name, line_id)", ":12:31:", "not 3"),
+    ("amount > 0 AND 'X' = with_name(item_code, amount)", ":12:52:",
+     "with_name() takes text, an item's code and its name, and amount is DECIMAL"),
+    ("with_name(1, item_name) = 'X'", ":12:20:", "and 1 is INT: cast it to VARCHAR"),
+    ("|\n    amount > 0\n    AND with_name(item_code, CAST(item_name AS DATE)) = 'X'",
+     ":14:35:", "and CAST(item_name AS DATE) is DATE"),
+])
+def test_a_wrong_call_of_with_name_is_refused_where_it_is(tmp_path, where, at, says):
+    """with_name counts its arguments and refuses one known not to be text (as the code,
+    DuckDB's CASE would fail on the night's data; as the name, each engine would write the
+    number its own way), naming the file, line and column, as a refused function is."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and says in \
+        str(err.value), str(err.value)
+
+
+def test_with_name_takes_text_it_cannot_type_and_the_rules_own_names():
+    """A value only the engine can type (an aggregate, a parameter) and a measure named
+    like a number column are no refusal: the check refuses only what is known."""
+    from fraudscreen import expressions as ex
+
+    scope = ex.Scope(columns={"": {"item_code", "item_name", "amount"}}, params={"label"},
+                     aggregates=True, named={"amount"})
+    for text in ("with_name(item_code, min(item_name))", "with_name(item_code, :label)",
+                 "with_name(item_code, amount)", "with_name(item_code, NULL)"):
+        assert isinstance(ex.check(ex.parse(text), scope), ex.WithName), text

@@ -133,12 +133,12 @@ def test_inline_case_on_spark_as_on_duckdb(spark, recorded, rule, case):
 
 
 @pytest.mark.parametrize("text", ["GROUPED_QUERY", "STEPPED_QUERY", "TIED_PICKS",
-                                  "WINDOW_OVER_LINES"])
+                                  "WINDOW_OVER_LINES", "NAMED_ITEMS"])
 def test_analyst_shaped_rules_on_spark_as_on_duckdb(spark, recorded, tmp_path, text):
     """A query that groups, a query with WITH steps, rank() and UNION ALL, arg_min and
-    arg_max over ties and NULL orderings, and a window over fee lines (several lines of a
-    settlement among the members): test_compiler's rules, each inline case on both
-    engines."""
+    arg_max over ties and NULL orderings, a window over fee lines (several lines of a
+    settlement among the members), and with_name over a NULL, a blank and a present name
+    and a NULL code: test_compiler's rules, each inline case on both engines."""
     import test_compiler
     from fraudscreen.rule import load_rule
 

@@ -25,6 +25,7 @@ from functools import cache
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.tokens import TokenType
 
 from fraudscreen import sources
@@ -86,13 +87,34 @@ _ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
     exp.Alias, exp.Star, exp.DPipe, exp.Group, exp.Having,
 )
 
-# Functions a rule may call: pure, deterministic, and available on every engine we target.
+
+class WithName(exp.Expression, exp.Func):
+    """``with_name(code, name)``: an item as a message names it, ``code（name）``, or the
+    code alone when it has no name, never ``code（）``; one spelling for every rule that
+    names an item. No name is NULL, or blank: ingestion quarantines a line with a blank
+    name, but a test case or a table Spark reads itself (``--spark-table``) may hold one.
+    No engine has the function: ``bind`` spells it out as a CASE, which every dialect
+    transpiles as any CASE."""
+
+    arg_types = {"this": True, "expression": True}
+    _sql_names = ["WITH_NAME"]
+    _SPELLED = "CASE WHEN coalesce(name, '') = '' THEN code ELSE code || '（' || name || '）' END"
+
+    def spelled_out(self) -> exp.Expression:
+        """The CASE, holding copies of the code and the name."""
+        args = {"code": self.this, "name": self.expression}
+        return sqlglot.parse_one(self._SPELLED, read=DIALECT).transform(
+            lambda node: args[node.name].copy() if isinstance(node, exp.Column) else node)
+
+
+# Functions a rule may call: pure, deterministic, and available on every engine we target
+# (with_name as the CASE it stands for).
 _ALLOWED_FUNCTIONS: tuple[type[exp.Expression], ...] = (
     exp.Sum, exp.Count, exp.Min, exp.Max, exp.Avg, exp.ArgMin, exp.ArgMax, exp.CountIf,
     exp.Abs, exp.Round, exp.Floor, exp.Ceil, exp.Coalesce, exp.Greatest, exp.Least,
     exp.Nullif, exp.Substring, exp.Upper, exp.Lower, exp.Length, exp.Trim, exp.Concat,
     exp.StartsWith, exp.DateDiff, exp.DateTrunc, exp.Extract, exp.Year, exp.Month, exp.Day,
-    exp.Left, exp.Right, exp.StrPosition, exp.ArraySize, exp.TimestampTrunc,
+    exp.Left, exp.Right, exp.StrPosition, exp.ArraySize, exp.TimestampTrunc, WithName,
 )
 
 # Types a CAST may name: the engines' own. A type from an extension (INET, GEOMETRY) would
@@ -190,6 +212,7 @@ def parse(text: str) -> exp.Expression:
     try:
         readable, parameters = _parameters(text, tokens)
         tree = _placeholders(sqlglot.parse_one(readable, read=DIALECT), parameters)
+        tree = _with_names(tree)
     except ParseError as err:
         first = err.errors[0] if err.errors else {}
         near = first.get("highlight") or ""
@@ -236,6 +259,24 @@ def _placeholders(tree: exp.Expression, parameters: dict[int, str]) -> exp.Expre
     return tree.transform(back) if parameters else tree
 
 
+def _with_names(tree: exp.Expression) -> exp.Expression:
+    """Each ``with_name(…)`` call, which sqlglot reads as a function it does not know, as
+    ours, its arguments counted here, where the call's place is known."""
+    def ours(node: exp.Expression) -> exp.Expression:
+        if not (isinstance(node, exp.Anonymous) and node.name.upper() == WithName.sql_name()):
+            return node
+        args = node.expressions
+        if len(args) != 2:
+            raise ExpressionError(
+                f"with_name() takes two arguments, an item's code and its name "
+                f"(with_name(item_code, item_name)), not {len(args)}", start(node))
+        call = WithName(this=_with_names(args[0]), expression=_with_names(args[1]))
+        call.meta["start"] = start(node)
+        return call
+
+    return tree.transform(ours)
+
+
 def _open_quote(text: str) -> int | None:
     """Where the quote that is never closed opens (a doubled quote is one character)."""
     opened, i = None, 0
@@ -275,28 +316,40 @@ def check(tree: exp.Expression, scope: Scope, statement: bool = False) -> exp.Ex
             _check_node(node, scope, statement)
     _check_columns(tree, scope)
     _check_codes(tree, scope)
+    _check_with_names(tree, scope)
     return tree
+
+
+@cache
+def _column_kinds() -> dict[str, frozenset[str]]:
+    """Each column name with its types across the sources that have it."""
+    kinds: dict[str, set[str]] = {}
+    for columns in sources.types().values():
+        for name, kind in columns.items():
+            kinds.setdefault(name, set()).add(kind)
+    return {name: frozenset(k) for name, k in kinds.items()}
 
 
 @cache
 def _text_columns() -> frozenset[str]:
     """Names that are text in every source that has them: ids and codes."""
-    kinds: dict[str, set[str]] = {}
-    for columns in sources.types().values():
-        for name, kind in columns.items():
-            kinds.setdefault(name, set()).add(kind)
-    return frozenset(name for name, k in kinds.items() if k == {"VARCHAR"})
+    return frozenset(name for name, k in _column_kinds().items() if k == {"VARCHAR"})
+
+
+def _own_names(tree: exp.Expression, scope: Scope) -> set[str]:
+    """Names the rule or the statement gives a value of its own (a lookup, a measure,
+    ``CAST(level AS INTEGER) AS level``, a WITH step's column): not the source's column
+    of that name, so of no type known here."""
+    return scope.named | {a.alias for a in tree.find_all(exp.Alias)} | {
+        c.name for t in tree.find_all(exp.TableAlias) for c in t.columns}
 
 
 def _check_codes(tree: exp.Expression, scope: Scope) -> None:
     """Refuse a code compared with an unquoted number (``item_code = 250403067``): DuckDB
     then reads every code as a number, fails on the first that is not one (``Y01``) when
-    a row reaches it, and takes ``01`` for ``1``. A name the rule or the statement gives
-    a value of its own (a lookup, a measure, ``CAST(level AS INTEGER) AS level``, a
-    WITH step's column) is not judged: it need not be text."""
-    own = scope.named | {a.alias for a in tree.find_all(exp.Alias)} | {
-        c.name for t in tree.find_all(exp.TableAlias) for c in t.columns}
-    text = _text_columns() - own
+    a row reaches it, and takes ``01`` for ``1``. A name the rule gives a value of its
+    own is not judged: it need not be text."""
+    text = _text_columns() - _own_names(tree, scope)
     for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In,
                               exp.Between):
         sides = [node.this, *(node.expressions if isinstance(node, exp.In) else
@@ -311,6 +364,35 @@ def _check_codes(tree: exp.Expression, scope: Scope) -> None:
                     f"{code.name} is text and {number.this} a number: quote the code, "
                     f"'{number.this}' (unquoted, every {code.name} is read as a number, and "
                     "the rule fails on the first that is not one)")
+
+
+def _check_with_names(tree: exp.Expression, scope: Scope) -> None:
+    """Refuse a ``with_name`` argument known not to be text (``amount``, ``1``, a date):
+    as the code it fails on the night's data (the CASE mixes a number with text), as the
+    name each engine writes it out its own way (a double's digits differ)."""
+    own = _own_names(tree, scope)
+    for call in tree.find_all(WithName):
+        for arg in (call.this, call.expression):
+            kind = _non_text(arg, own)
+            if kind:
+                with _at(arg):
+                    raise ExpressionError(
+                        f"with_name() takes text, an item's code and its name, and "
+                        f"{arg.sql(DIALECT)} is {kind}: cast it to VARCHAR if its digits "
+                        "are meant")
+
+
+def _non_text(node: exp.Expression, own: set[str]) -> str | None:
+    """The type of a value known not to be text (a source's column, a literal, a CAST,
+    a count), or None: text, NULL, or not known before the statement runs."""
+    if isinstance(node, exp.Column):
+        kinds = set() if node.name in own else _column_kinds().get(node.name, set())
+        return " or ".join(sorted(kinds)) if kinds and "VARCHAR" not in kinds else None
+    kind = annotate_types(node.copy(), dialect=DIALECT).type
+    if kind is None or kind.is_type(*exp.DataType.TEXT_TYPES, exp.DataType.Type.UNKNOWN,
+                                    exp.DataType.Type.NULL):
+        return None
+    return kind.sql(DIALECT)
 
 
 def _named_steps(tree: exp.Expression, scope: Scope) -> Scope:
@@ -584,9 +666,12 @@ def literal(value: ParamValue) -> exp.Expression:
 def bind(tree: exp.Expression, values: dict[str, ParamValue]) -> exp.Expression:
     """Replace every ``:name`` with its value; a list fills an ``IN (:name)``. And settle
     ties: ``arg_min(x, y)`` picks among rows that tie on ``y`` in no fixed order, so the
-    value breaks the tie (``_settled``) — the same answer wherever there was one."""
+    value breaks the tie (``_settled``) — the same answer wherever there was one. And
+    spell out ``with_name``, which no engine has."""
 
     def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, WithName):  # its arguments are bound inside the CASE
+            return node.spelled_out().transform(replace, copy=False)
         if isinstance(node, exp.Interval) and isinstance(node.this, exp.Paren) and isinstance(
                 node.this.this, exp.Placeholder):
             # INTERVAL (:n) YEAR as INTERVAL :n YEAR: Spark reads no parenthesised count

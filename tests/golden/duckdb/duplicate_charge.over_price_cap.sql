@@ -57,7 +57,7 @@ SELECT
   quantity AS "ev__quantity",
   item_name AS "ev__item_name",
   CASE
-    WHEN item_name IS NULL
+    WHEN COALESCE(item_name, '') = ''
     THEN item_code
     ELSE item_code || '（' || item_name || '）'
   END AS "ev__item_zh"

@@ -85,7 +85,7 @@ SELECT
   total_amount AS "ev__total_amount",
   item_name AS "ev__item_name",
   CASE
-    WHEN item_name IS NULL
+    WHEN COALESCE(item_name, '') = ''
     THEN item_code
     ELSE CONCAT(
       CAST(item_code AS VARCHAR),
