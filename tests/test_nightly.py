@@ -1052,3 +1052,47 @@ def test_a_store_held_open_by_another_process_stops_the_night_saying_so(fed, tmp
     assert result.exit_code == 2, result.output
     assert "another process has it open" in result.output and "duckdb shell" in result.output
     assert not (tmp_path / "night").exists()
+
+
+def test_strict_judges_the_rows_quarantined_on_the_nights_a_run_reports(tmp_path, monkeypatch):
+    """--strict exits 1 when the report it writes lists quarantined rows: a night's own,
+    or an earlier night's whose report was not written (found in review: a night stopped
+    once stored had its report, quarantine.csv included, written by the next run, which
+    exited 0 and counted no row in run.json). A run that reports no night (the same inbox
+    again) quarantined nothing: exit 0."""
+    import fraudscreen.report
+
+    inbox = tmp_path / "inbox"
+    (inbox / "settlements").mkdir(parents=True)
+    table("settlements", [dict(settlement_id=s, person_id="P", institution_id="H",
+                               admit_time="2024-01-01 08:00:00") for s in ("A", "B")]
+          ).with_columns(admit_time=pl.when(pl.col("settlement_id") == "B")
+                         .then(pl.lit("not a time")).otherwise(pl.col("admit_time").cast(str))
+                         ).write_csv(inbox / "settlements" / "part-1.csv")
+
+    def screen_night(out: str, *more: str):
+        return CliRunner().invoke(app, [
+            "nightly", "--inbox", str(inbox), "--store", str(tmp_path / "s.duckdb"), "--out",
+            str(tmp_path / out), "--today", "2024-07-01", "--strict", "--quiet", *more])
+
+    def run_json(out: str) -> dict:
+        return json.loads((tmp_path / out / "run.json").read_text(encoding="utf-8"))
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # stopped once stored: its report not written
+        patch.setattr(fraudscreen.report, "write_reports", stopped)
+        result = screen_night("cut", "--new-store")
+    assert result.exit_code == 130, result.output
+    result, doc = screen_night("late"), run_json("late")  # writes night 1's report
+    assert result.exit_code == 1, result.output
+    assert doc["nights_reported"] == [1] and doc["quarantine"][0]["rows"] == 1
+    assert doc["status"] == {"exit_code": 1, "failed_rules": [], "strict_quarantine": True}
+    assert "--strict: 1 row(s) quarantined" in result.output
+    assert pl.read_csv(tmp_path / "late" / "quarantine.csv")["value"].to_list() == ["not a time"]
+    # nothing new: no night reported, nothing quarantined
+    result, doc = screen_night("again"), run_json("again")
+    assert doc["nights_reported"] == [] and doc["quarantine"] == []
+    assert result.exit_code == 0, result.output
+    assert doc["status"]["strict_quarantine"] is False

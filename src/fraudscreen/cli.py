@@ -622,10 +622,10 @@ def nightly(
     not reported before (suspicions.parquet/.csv, leads.csv, leads.xlsx,
     report.html), changes.csv (new, changed, retracted, superseded, reopened),
     the night's quarantine.csv and run.json. Exit 0 ok, 1 a rule failed (or
-    --strict and rows were quarantined), 2 unusable input, rules or store (or OUT
-    holds an earlier night's report: give each night its own folder), 130 stopped
-    (Ctrl-C, SIGTERM: the store is left as it was, unless the message says the night
-    was stored, when the next night writes its report).
+    --strict and the report lists quarantined rows), 2 unusable input, rules or store
+    (or OUT holds an earlier night's report: give each night its own folder), 130
+    stopped (Ctrl-C, SIGTERM: the store is left as it was, unless the message says the
+    night was stored, when the next night writes its report).
     """
     import duckdb
 
