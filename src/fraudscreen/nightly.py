@@ -850,6 +850,41 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
     }
 
 
+def record_failure(opts: NightOptions, started: dt.datetime, exit_code: int,
+                   error: str) -> None:
+    """Leave OUT/run.json saying that the night failed and why (``status`` as a report's,
+    with ``error``: the message stderr got), so that a monitoring script or the morning's
+    inspector can tell a failed night from one that never ran. Written whole, as any
+    output, and only where it replaces no report: OUT absent or empty, or holding an
+    earlier failure's record. Where OUT cannot take it (a file, a folder of other files,
+    not writable) the message on stderr is all there is."""
+    out = Path(opts.out)
+    try:
+        check_out(out, [opts.inbox, opts.store])
+        if not _holds_no_report(out):
+            return
+        with staged(out) as folder:
+            write_json({"tool": "fraudscreen", "version": __version__, "mode": "nightly",
+                        "started": started.isoformat(timespec="seconds"),
+                        "store": str(opts.store), "data": str(opts.inbox), "out": str(out),
+                        "status": {"exit_code": exit_code, "failed_rules": [],
+                                   "strict_quarantine": False, "error": error}},
+                       folder / "run.json")
+    except (OSError, ValueError):
+        pass
+
+
+def _holds_no_report(out: Path) -> bool:
+    """OUT is absent or empty, or holds only a failed night's record (``record_failure``)."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return True
+    try:
+        doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and "error" in (doc.get("status") or {})
+
+
 def _reported_in(con: duckdb.DuckDBPyConnection, out: Path) -> int | None:
     """The night whose report OUT holds, when the store marked its leads reported
     (a re-run into the same folder would replace them with an empty report)."""
