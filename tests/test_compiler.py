@@ -251,6 +251,95 @@ def test_a_period_change_measure_is_an_aggregate_under_a_name_of_its_own(measure
         compile_rule(rule)
 
 
+# A detection of each kind that takes measures, its measure named NAME.
+MEASURED = {
+    "aggregate": """
+  kind: aggregate
+  source: fee_lines
+  group_by: [settlement_id, quantity]
+  measures:
+    lines: count(*)
+    NAME: sum(amount)
+  having: lines > 1""",
+    "correlate": """
+  kind: correlate
+  source: settlements
+  with: {source: settlements, on: [person_id]}
+  match: other.settlement_id <> settlement_id
+  measures:
+    NAME: sum(other.fund_amount)""",
+    "window": """
+  kind: window
+  source: settlement_items
+  partition_by: [person_id, item_code]
+  time: admit_time
+  span: {days: 30}
+  having: count(*) >= 2
+  anchor: last
+  measures:
+    NAME: sum(amount)""",
+    "period_change": """
+  kind: period_change
+  source: fee_lines
+  group_by: [institution_id, item_code]
+  time: charge_date
+  value: sum(amount)
+  having: increase > 0
+  measures:
+    NAME: sum(quantity)""",
+}
+
+
+def _measured(tmp_path, kind: str, name: str):
+    """The rule file of ``kind`` with its measure named ``name``, and the line the
+    measure is written on."""
+    from fraudscreen.rule import load_rule
+
+    text = ('id: t.measured\nversion: "1"\nfamily: t\ntitle: t\ndescription: d\n'
+            f'severity: low\ndetect:{MEASURED[kind].replace("NAME", name)}\n'
+            'emit:\n  amount_at_risk: "0"\n  message: "{institution_id}"\n')
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(text, encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith(f"    {name}:"))
+    return load_rule(path), f"{path}:{line}:5:"
+
+
+@pytest.mark.parametrize("kind, name, says", [
+    # Found in review: DuckDB read the source's column (a window's sum of amounts was the
+    # anchor's own amount), Spark refused the name as ambiguous.
+    ("window", "amount", "is already a column of the hit (the settlement_items row"),
+    ("window", "first_time", "is already a column of the hit"),
+    ("correlate", "fund_amount", "is already a column of the hit (the settlements row"),
+    ("correlate", "related_settlement_ids", "is already a column of the hit"),
+    # A group's row holds its keys: a measure named like one made no hit on DuckDB.
+    ("aggregate", "quantity", "is already a column of the group (group_by)"),
+    ("aggregate", "QUANTITY", "('quantity': SQL names ignore letter case)"),
+    ("period_change", "item_code", "is already a column of the month"),
+    ("period_change", "Increase", "('increase': SQL names ignore letter case)"),
+    ("aggregate", "LINES", "is already another measure's name ('lines'"),
+])
+def test_a_measure_named_like_a_column_of_its_hit_is_refused_where_it_is_written(
+        tmp_path, kind, name, says):
+    """A measure sits beside the columns its hit already has: named like one, in any
+    letter case, the hit would have two columns of one name."""
+    rule, where = _measured(tmp_path, kind, name)
+    with pytest.raises(RuleError) as err:
+        compile_rule(rule)
+    assert str(err.value).startswith(where), str(err.value)
+    assert f"measure {name!r} " in str(err.value) and says in str(err.value)
+    assert "rename the measure" in str(err.value)
+
+
+@pytest.mark.parametrize("kind, name", [
+    *((kind, "measured") for kind in MEASURED),
+    # An aggregate's row holds its group keys only: the source's other columns are free.
+    ("aggregate", "amount"),
+])
+def test_a_measure_under_a_name_of_its_own_is_accepted(tmp_path, kind, name):
+    rule, _ = _measured(tmp_path, kind, name)
+    assert f'AS "{name}"' in compile_rule(rule).sql
+
+
 WINDOW_OVER_LINES = """
 id: t.window_lines
 version: "1"

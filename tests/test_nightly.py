@@ -621,7 +621,7 @@ def test_a_store_path_naming_another_kind_of_file_is_refused_and_left_alone(tmp_
                               "--owner", "y", "--until", "2030-01-01"])
     assert result.exit_code == 2 and "not a valid DuckDB database file" in result.output
     assert other.read_bytes() == b"a,b\n1,2\n"
-    assert not (tmp_path / "o").exists()
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["run.json"]  # no report
 
 
 def test_an_export_replaces_only_an_earlier_export(fed, tmp_path):
@@ -663,7 +663,8 @@ def test_a_broken_watch_list_stops_the_night_before_the_store_is_touched(fed, tm
         "nightly", "--inbox", str(fed["inbox"]), "--store", str(st), "--out",
         str(tmp_path / "night"), "--today", str(night_date(NIGHTS)), "--watchlist", str(broken)])
     assert result.exit_code == 2 and str(broken) in result.output, result.output
-    assert store.snapshot(st) == before and not (tmp_path / "night").exists()
+    assert store.snapshot(st) == before
+    assert [p.name for p in (tmp_path / "night").iterdir()] == ["run.json"]  # no report
     assert not scratch_folder(st).exists()
 
 
@@ -940,7 +941,9 @@ def test_a_night_cut_short_once_stored_says_so_and_the_next_writes_its_report(
     assert result.exit_code == code, result.output
     assert f"night {NIGHTS} was stored, its report not written" in result.output
     assert "nothing of this night was kept" not in result.output
-    assert not (tmp_path / "cut").exists()
+    assert [p.name for p in (tmp_path / "cut").iterdir()] == ["run.json"]  # no report
+    status = json.loads((tmp_path / "cut" / "run.json").read_text(encoding="utf-8"))["status"]
+    assert status["exit_code"] == code and "its report not written" in status["error"]
     left = tmp_path / ".cut.tmp-0123abcd"  # as a SIGKILL while writing would leave it
     left.mkdir()
     again = night(fed["inbox"], st, tmp_path / "next", NIGHTS)
@@ -1051,4 +1054,98 @@ def test_a_store_held_open_by_another_process_stops_the_night_saying_so(fed, tmp
         holder.wait()
     assert result.exit_code == 2, result.output
     assert "another process has it open" in result.output and "duckdb shell" in result.output
-    assert not (tmp_path / "night").exists()
+    assert [p.name for p in (tmp_path / "night").iterdir()] == ["run.json"]  # no report
+
+
+@pytest.mark.parametrize("fault, says, code", [
+    ("rules", "no such rule file or folder", 2),
+    ("inbox", "no such inbox folder", 2),
+    ("store", "no such store", 2),
+    ("mid-way", "RuntimeError: the engine went away", 1),
+])
+def test_a_failed_night_leaves_a_run_json_saying_so_and_the_store_as_it_was(
+        fed, tmp_path, monkeypatch, fault, says, code):
+    """Found in review: a failed night left no run.json, so a monitoring script (or the
+    morning's inspector) could not tell it from a night that never ran."""
+    st = copy_store(fed["stores"][NIGHTS - 1], tmp_path / "s.duckdb")
+    before = store.snapshot(st)
+    out = tmp_path / "night"
+    given = {"rules": ["--rules", str(tmp_path / "site_rules")],
+             "inbox": ["--inbox", str(tmp_path / "inbox")],
+             "store": ["--store", str(tmp_path / "typo.duckdb")], "mid-way": []}[fault]
+    if fault == "mid-way":
+        def went_away(*args, **kwargs):
+            raise RuntimeError("the engine went away")
+        monkeypatch.setattr(rescreen, "screen_night", went_away)
+    result = CliRunner().invoke(app, [
+        "nightly", "--inbox", str(fed["inbox"]), "--store", str(st), "--out", str(out),
+        "--today", str(night_date(NIGHTS)), "--quiet", *given])
+    monkeypatch.undo()
+    assert result.exit_code == code, result.output
+    assert [p.name for p in out.iterdir()] == ["run.json"]
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["mode"] == "nightly" and doc["status"]["exit_code"] == code
+    assert says in doc["status"]["error"]
+    assert store.snapshot(st) == before and not (tmp_path / "typo.duckdb").exists()
+    # Run again once fixed, into the same folder: the record gives way to the report.
+    night(fed["inbox"], st, out, NIGHTS)
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert doc["status"] == {"exit_code": 0, "failed_rules": [], "strict_quarantine": False}
+    assert (out / "suspicions.parquet").exists()
+
+
+def test_a_failed_night_whose_out_cannot_take_a_record_says_it_on_stderr_only(tmp_path):
+    """--out a file, or a folder of other files: nothing is written there."""
+    for out in (tmp_path / "a-file", tmp_path / "papers"):
+        (out / "notes.txt" if out.name == "papers" else out).parent.mkdir(exist_ok=True)
+        (out / "notes.txt" if out.name == "papers" else out).write_text("mine", encoding="utf-8")
+        result = CliRunner().invoke(app, [
+            "nightly", "--inbox", str(tmp_path / "inbox"), "--store", str(tmp_path / "s.duckdb"),
+            "--out", str(out), "--new-store"])
+        assert result.exit_code == 2 and f"--out {out}" in result.output
+    assert (tmp_path / "a-file").read_text(encoding="utf-8") == "mine"
+    assert [p.name for p in (tmp_path / "papers").iterdir()] == ["notes.txt"]
+
+
+def test_strict_judges_the_rows_quarantined_on_the_nights_a_run_reports(tmp_path, monkeypatch):
+    """--strict exits 1 when the report it writes lists quarantined rows: a night's own,
+    or an earlier night's whose report was not written (found in review: a night stopped
+    once stored had its report, quarantine.csv included, written by the next run, which
+    exited 0 and counted no row in run.json). A run that reports no night (the same inbox
+    again) quarantined nothing: exit 0."""
+    import fraudscreen.report
+
+    inbox = tmp_path / "inbox"
+    (inbox / "settlements").mkdir(parents=True)
+    table("settlements", [dict(settlement_id=s, person_id="P", institution_id="H",
+                               admit_time="2024-01-01 08:00:00") for s in ("A", "B")]
+          ).with_columns(admit_time=pl.when(pl.col("settlement_id") == "B")
+                         .then(pl.lit("not a time")).otherwise(pl.col("admit_time").cast(str))
+                         ).write_csv(inbox / "settlements" / "part-1.csv")
+
+    def screen_night(out: str, *more: str):
+        return CliRunner().invoke(app, [
+            "nightly", "--inbox", str(inbox), "--store", str(tmp_path / "s.duckdb"), "--out",
+            str(tmp_path / out), "--today", "2024-07-01", "--strict", "--quiet", *more])
+
+    def run_json(out: str) -> dict:
+        return json.loads((tmp_path / out / "run.json").read_text(encoding="utf-8"))
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # stopped once stored: its report not written
+        patch.setattr(fraudscreen.report, "write_reports", stopped)
+        result = screen_night("cut", "--new-store")
+    assert result.exit_code == 130, result.output
+    result, doc = screen_night("late"), run_json("late")  # writes night 1's report
+    assert result.exit_code == 1, result.output
+    assert doc["nights_reported"] == [1] and doc["quarantine"][0]["rows"] == 1
+    assert doc["status"] == {"exit_code": 1, "failed_rules": [], "strict_quarantine": True}
+    assert "--strict: 1 row(s) quarantined" in result.output
+    assert pl.read_csv(tmp_path / "late" / "quarantine.csv")["value"].to_list() == ["not a time"]
+    # nothing new: no night reported, nothing quarantined
+    result, doc = screen_night("again"), run_json("again")
+    assert doc["nights_reported"] == [] and doc["quarantine"] == []
+    assert result.exit_code == 0, result.output
+    assert doc["status"]["strict_quarantine"] is False

@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -203,7 +203,7 @@ RulesOpt = Annotated[
 ]
 
 
-def _fail(err: Exception, code: int = 2) -> typer.Exit:
+def _fail(err: Exception | str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {err}", err=True)
     return typer.Exit(code)
 
@@ -212,9 +212,9 @@ STOPPED = 130  # the shell's code for a process ended by Ctrl-C
 
 
 @contextlib.contextmanager
-def _stoppable(what: str) -> Iterator[None]:
-    """Ctrl-C or SIGTERM ends ``what`` with a one-line message and exit 130, never a
-    traceback; the code it wraps has already left its outputs as they were."""
+def _stoppable(what: str, fail: Callable[[str, int], typer.Exit] = _fail) -> Iterator[None]:
+    """Ctrl-C or SIGTERM ends ``what`` with a one-line message (said by ``fail``) and exit
+    130, never a traceback; the code it wraps has already left its outputs as they were."""
     from fraudscreen import stop
 
     stop.install()
@@ -224,9 +224,9 @@ def _stoppable(what: str) -> Iterator[None]:
         raise
     except BaseException as err:
         if isinstance(err, stop.StoppedAfter):
-            raise _fail(f"stopped: {err}", STOPPED) from None
+            raise fail(f"stopped: {err}", STOPPED) from None
         if isinstance(err, KeyboardInterrupt) or stop.requested():
-            raise _fail(f"stopped: {what}", STOPPED) from None
+            raise fail(f"stopped: {what}", STOPPED) from None
         raise
 
 
@@ -622,16 +622,18 @@ def nightly(
     not reported before (suspicions.parquet/.csv, leads.csv, leads.xlsx,
     report.html), changes.csv (new, changed, retracted, superseded, reopened),
     the night's quarantine.csv and run.json. Exit 0 ok, 1 a rule failed (or
-    --strict and rows were quarantined), 2 unusable input, rules or store (or OUT
-    holds an earlier night's report: give each night its own folder), 130 stopped
-    (Ctrl-C, SIGTERM: the store is left as it was, unless the message says the night
-    was stored, when the next night writes its report).
+    --strict and the report lists quarantined rows), 2 unusable input, rules or store
+    (or OUT holds an earlier night's report: give each night its own folder), 130
+    stopped (Ctrl-C, SIGTERM: the store is left as it was, unless the message says the
+    night was stored, when the next night writes its report). A night that fails
+    leaves OUT/run.json with its status and error, unless OUT holds a report or cannot
+    be written.
     """
     import duckdb
 
     from fraudscreen import integrity
     from fraudscreen.ingest import IngestError
-    from fraudscreen.nightly import NightOptions, run_night
+    from fraudscreen.nightly import NightOptions, record_failure, run_night
     from fraudscreen.rule import RuleError
     from fraudscreen.runner import load_rules
     from fraudscreen.screen import OutOfMemory
@@ -643,19 +645,32 @@ def nightly(
         column_map=column_map, strict=strict, engine=engine, memory_limit=memory_limit,
         spill_limit=spill_limit, threads=threads, rule_timeout=rule_timeout, profile=profile,
         today=_date(today, "--today"), new_store=new_store)
+    started = dt.datetime.now().replace(microsecond=0)
+
+    def failed(err: Exception | str, code: int = 2) -> typer.Exit:
+        """The error on stderr, and in OUT/run.json: a failed night is not one that never
+        ran (docs/nightly.md, "A night that fails")."""
+        record_failure(opts, started, code, str(err))
+        return _fail(err, code)
+
     try:
-        with _stoppable("nothing of this night was kept; the store is as it was"):
+        with _stoppable("nothing of this night was kept; the store is as it was", failed):
             result = run_night(opts, load_rules(opts))
+    except typer.Exit:  # stopped: said and recorded
+        raise
     except (IngestError, RuleError, StoreError, ValueError) as err:
-        raise _fail(err) from None
+        raise failed(err) from None
     except OutOfMemory as err:
-        raise _fail(f"{err}; the store is as it was", 1) from None
+        raise failed(f"{err}; the store is as it was", 1) from None
     except duckdb.OutOfMemoryException as err:  # the store's own work, outside screening
-        raise _fail(f"out of memory ({err}); raise --memory-limit or --threads 1", 1) from None
+        raise failed(f"out of memory ({err}); raise --memory-limit or --threads 1", 1) from None
     except duckdb.Error as err:  # the store file itself (disk full, corrupt file)
-        raise _fail(f"store {store}: {err}") from None
+        raise failed(f"store {store}: {err}") from None
     except OSError as err:
-        raise _fail(f"nightly run failed: {err}", 1) from None
+        raise failed(f"nightly run failed: {err}", 1) from None
+    except Exception as err:  # a fault of fraudscreen's own: recorded, and its traceback
+        record_failure(opts, started, 1, f"{type(err).__name__}: {err}")
+        raise
     doc = result.manifest
     if not quiet:
         typer.echo(

@@ -42,6 +42,11 @@ from fraudscreen.rule import (
 OUTPUT_FIELDS = ("settlement_id", "person_id", "institution_id", "item_code",
                  "period_start", "period_end")
 SKIPPED = "__skipped"  # column of the hits: groups a ``skip`` left unjudged
+# Columns the window and period_change kinds give a hit beside its source's and measures.
+WINDOW_COLUMNS = frozenset({"member_seq", "member_count", "related_settlement_ids",
+                            "first_time", "last_time"})
+MONTH_COLUMNS = frozenset({"period_start", "period_end", "value", "previous_value",
+                           "increase", "previous_start"})
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -236,6 +241,24 @@ class _Compiler:
         self.ctes.append(("hits", hits))
         return cols
 
+    def measures_apart(self, det: Aggregate | Correlate | Window | PeriodChange,
+                       row: set[str], what: str) -> None:
+        """Refuse a measure named like a column of the ``row`` it is set beside (``what``
+        says which row), or like another measure: the hit would have two columns of one
+        name, which DuckDB reads as the first (the column, silently: the measure is lost)
+        and Spark refuses as ambiguous. SQL names ignore letter case, so neither may
+        ``Amount`` beside ``amount``."""
+        taken = {c.casefold(): (c, f"a column of {what}") for c in row}
+        for n in det.measures:
+            if n.casefold() in taken:
+                name, of = taken[n.casefold()]
+                spelt = "" if name == n else f" ({name!r}: SQL names ignore letter case)"
+                raise self.rule.error(f"measure {n!r} is already {of}{spelt}: rename the "
+                                      "measure (two columns of one name: DuckDB would read "
+                                      "the wrong one, Spark refuse the name as ambiguous)",
+                                      "detect", "measures", n)
+            taken[n.casefold()] = (n, "another measure's name")
+
     def grouped_measures(self, det: Aggregate | PeriodChange, cols: set[str]) -> list[str]:
         """``det.measures`` as select items of its grouping by ``det.group_by``."""
         p = ("detect",)
@@ -254,6 +277,7 @@ class _Compiler:
     def aggregate(self, det: Aggregate, cols: set[str]) -> set[str]:
         p = ("detect",)
         self.names(det.group_by, cols, p + ("group_by",))
+        self.measures_apart(det, set(det.group_by), "the group (group_by)")
         measures = self.grouped_measures(det, cols)
         keys = [k for k in det.group_by if not (self.late and k in self.late.columns)]
         rows = _min_group_rows(det)
@@ -348,6 +372,9 @@ class _Compiler:
                    if other.where else "")
         # the other side may be outside the window
         self.ctes.append(("oth", f"SELECT * FROM {_q(self._around(other.source))}{o_where}"))
+        self.measures_apart(det, cols | {"related_settlement_ids"},
+                            f"the hit (the {det.source} row, its lookups, "
+                            "related_settlement_ids)")
         scope = {"": cols, "this": cols, "other": o_cols}
         rw = _requalify({"this": "t.", "other": "o.", "": "t."})
         match = self.expr(det.match, p + ("match",), scope, rewrite=rw, rows=True)
@@ -371,6 +398,9 @@ class _Compiler:
         p = ("detect",)
         self.names(det.partition_by, cols, p + ("partition_by",))
         self.names([det.time], cols, p + ("time",))
+        self.measures_apart(det, cols | WINDOW_COLUMNS,
+                            f"the hit (the {det.source} row, its lookups, first_time, "
+                            "member_seq …)")
         key = list(sources.BY_NAME[det.source].key)
         t, width, length = self._span(det)
         part = det.partition_by
@@ -447,8 +477,7 @@ class _Compiler:
             f" FROM seqd JOIN agg ON {_join_on('seqd', 'agg', part)}"
             f" AND seqd.__run = agg.__run WHERE seqd.member_seq = {anchor}"
             f"{self._judged(det, 'seqd')}"))
-        return cols | set(det.measures) | {"member_seq", "member_count",
-                                           "related_settlement_ids", "first_time", "last_time"}
+        return cols | set(det.measures) | WINDOW_COLUMNS
 
     def _span(self, det: Window) -> tuple[str, int, int]:
         """The numeric time axis, the inclusive width of the span on it (a span of N
@@ -482,13 +511,8 @@ class _Compiler:
         self.names(det.group_by, cols, p + ("group_by",))
         self.names([det.time], cols, p + ("time",))
         value = self.expr(det.value, p + ("value",), {"": cols}, aggregates=True, rows=True)
-        own = {"period_start", "period_end", "value", "previous_value", "increase",
-               "previous_start"}
-        for n in det.measures:
-            if n in own | set(det.group_by):
-                raise self.rule.error(f"measure {n!r} is already a column of the month "
-                                      "(group_by, period_start, value …): name it otherwise",
-                                      *p, "measures", n)
+        self.measures_apart(det, MONTH_COLUMNS | set(det.group_by),
+                            "the month (group_by, period_start, value …)")
         measures = "".join(f", {m}" for m in self.grouped_measures(det, cols))
         month = f"CAST(date_trunc('month', {_q(det.time)}) AS DATE)"
         self.ctes.append(("per", f"SELECT {_cols(det.group_by)}, {month} AS period_start,"
@@ -502,7 +526,7 @@ class _Compiler:
             " CAST(c.period_start + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE) AS period_end"
             f" FROM per AS c LEFT JOIN per AS p ON {_join_on('c', 'p', det.group_by)}"
             " AND p.period_start = CAST(c.period_start - INTERVAL 1 MONTH AS DATE)"))
-        out = set(det.group_by) | own | set(det.measures)
+        out = set(det.group_by) | MONTH_COLUMNS | set(det.measures)
         having = self.expr(det.having, p + ("having",), {"": out})
         first = ex.literal(self._first_month(det)).sql("duckdb")
         judged = ""

@@ -603,8 +603,7 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
             if isinstance(err, OSError):  # --out not writable, disk full
                 raise OSError(f"{err}; {kept}") from None
             raise
-        strict_fail = opts.strict and intake is not None and intake.quarantine.height > 0
-        return NightResult(night, committed, doc, 1 if failed or strict_fail else 0)
+        return NightResult(night, committed, doc, doc["status"]["exit_code"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
         con.close()
@@ -697,7 +696,7 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, opts: NightOptions, secret: s
 
     shown = store.contract_shape(leads).pipe(_order)
     doc = _manifest(opts, night, today, started, intake, screening, scope, skipped, notes,
-                    committed, pending, timings, titles)
+                    committed, pending, quarantine, timings, titles)
     doc.update({
         "new_suspicions": new.height,
         "new_suspicion_ids": public(new["suspicion_id"].sort().to_list()),
@@ -797,10 +796,17 @@ def _changes_frame(rows: pl.DataFrame, pending: list[int]) -> pl.DataFrame:
 def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt.datetime,
               intake: Intake | None, screening: Screening | None, scope: rescreen.Scope | None,
               skipped: int, notes: list[str], committed: bool, pending: list[int],
-              timings: dict[str, float], titles: dict[str, str]) -> dict:
+              quarantine: pl.DataFrame, timings: dict[str, float], titles: dict[str, str]
+              ) -> dict:
+    """run.json. ``quarantine``: the rows quarantined on the nights reported (``pending``),
+    as quarantine.csv lists them; ``--strict`` judges those. A night delivered by a later
+    run (killed once stored) is judged when its report is written, and a run that
+    reports no night (an idle or repeated one) has quarantined nothing."""
     from fraudscreen.runner import options_doc, outcome_doc, quarantine_counts
 
     ing = intake.ingestion if intake else None
+    failed = [o.rule.id for o in screening.outcomes if o.status == "failed"] if screening else []
+    strict_fail = opts.strict and quarantine.height > 0
     return {
         "tool": "fraudscreen",
         "version": __version__,
@@ -829,7 +835,7 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
         "rows_kept": {n: t.rows for n, t in intake.tables.items()} if intake else {},
         "missing_optional_tables": [n for n, o in (screening.origins if screening else {}
                                                    ).items() if o == "absent"],
-        "quarantine": quarantine_counts(intake.quarantine) if intake else [],
+        "quarantine": quarantine_counts(quarantine),
         "notes": notes + (ing.notes if ing else []),
         "reference_data": screening.origins if screening else {},
         **options_doc(opts, screening.origins if screening else {}),
@@ -838,7 +844,45 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
         # from the rule set, so a night that screens nothing still names its families
         "family_titles": titles,
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+        # as run's: what the exit code says, and why a night is not a complete screening
+        "status": {"exit_code": 1 if failed or strict_fail else 0, "failed_rules": failed,
+                   "strict_quarantine": strict_fail},
     }
+
+
+def record_failure(opts: NightOptions, started: dt.datetime, exit_code: int,
+                   error: str) -> None:
+    """Leave OUT/run.json saying that the night failed and why (``status`` as a report's,
+    with ``error``: the message stderr got), so that a monitoring script or the morning's
+    inspector can tell a failed night from one that never ran. Written whole, as any
+    output, and only where it replaces no report: OUT absent or empty, or holding an
+    earlier failure's record. Where OUT cannot take it (a file, a folder of other files,
+    not writable) the message on stderr is all there is."""
+    out = Path(opts.out)
+    try:
+        check_out(out, [opts.inbox, opts.store])
+        if not _holds_no_report(out):
+            return
+        with staged(out) as folder:
+            write_json({"tool": "fraudscreen", "version": __version__, "mode": "nightly",
+                        "started": started.isoformat(timespec="seconds"),
+                        "store": str(opts.store), "data": str(opts.inbox), "out": str(out),
+                        "status": {"exit_code": exit_code, "failed_rules": [],
+                                   "strict_quarantine": False, "error": error}},
+                       folder / "run.json")
+    except (OSError, ValueError):
+        pass
+
+
+def _holds_no_report(out: Path) -> bool:
+    """OUT is absent or empty, or holds only a failed night's record (``record_failure``)."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return True
+    try:
+        doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and "error" in (doc.get("status") or {})
 
 
 def _reported_in(con: duckdb.DuckDBPyConnection, out: Path) -> int | None:
