@@ -1370,3 +1370,11 @@ def test_a_period_change_over_a_source_without_context_compares_only_months_it_h
     found = pl.read_parquet(out / "suspicions.parquet")
     assert found.select(pl.col("period_start").cast(pl.String), "amount_at_risk").rows() == [
         ("2024-03-01", Decimal("200.00"))]
+
+
+def test_python_dash_m_runs_the_command():
+    """``python -m fraudscreen`` is the command (a venv whose scripts are not on PATH):
+    it had no ``__main__`` and failed with "is a package and cannot be directly executed"."""
+    done = subprocess.run([sys.executable, "-m", "fraudscreen", "--version"],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.split()[0]) == (0, "fraudscreen"), done.stderr
