@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from fraudscreen.compiler import _decimal_quotients, _late_join, _min_group_rows, compile_rule
 from fraudscreen.rule import Aggregate, Filter, Lookup, Rule, RuleError, load_rule
 from fraudscreen.ruleset import RuleSet
+from fuzz import examples
 
 
 def aggregate(measures: dict[str, str], having: str) -> Aggregate:
@@ -147,7 +148,7 @@ def claims(draw):
     return setts, lines
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(data=claims(), group_by=st.sampled_from([["item_code"], ["item_code", "charge_date"]]),
        window=st.booleans())
 def test_late_join_finds_what_the_plain_join_finds(data, group_by, window):

@@ -35,6 +35,7 @@ from fraudscreen.quarantine import (
     quarantined_reversals,
     reason_zh,
 )
+from fuzz import examples
 
 T0 = dt.datetime(2024, 3, 1, 8, 30, 0)
 
@@ -182,7 +183,8 @@ def table_file(draw):
 
 
 @given(table_file())
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 def test_good_rows_kept_and_bad_rows_quarantined_by_line_and_reason(case):
     table, rows, kept, quarantined = case
     with tempfile.TemporaryDirectory() as tmp:

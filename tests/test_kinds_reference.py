@@ -98,7 +98,6 @@ import csv
 import datetime as dt
 import functools
 import json
-import os
 from collections import Counter, defaultdict
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
@@ -114,6 +113,7 @@ from fraudscreen import reference as shipped_reference
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.screen import make_engine, screen
 from fraudscreen.testing import table
+from fuzz import examples
 
 RULES = {r.id: r for r in RuleSet.load().rules}
 
@@ -155,12 +155,9 @@ D0 = dt.datetime(2024, 3, 1)  # day 0 of every generated table
 
 
 # Examples per rule: about 45 per kind, the whole file well under a minute on 2 cores.
-# KINDS_REFERENCE_SCALE=10 multiplies them for a deeper search.
-SCALE = float(os.environ.get("KINDS_REFERENCE_SCALE", "1"))
-
-
+# FRAUDSCREEN_FUZZ_SCALE=10 multiplies them for a deeper search (tests/fuzz.py).
 def fuzz(n: int):
-    return settings(max_examples=max(1, round(n * SCALE)), deadline=None,
+    return settings(max_examples=examples(n), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

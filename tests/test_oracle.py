@@ -25,6 +25,7 @@ import oracle
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.screen import make_engine, screen
 from fraudscreen.testing import table
+from fuzz import examples
 
 D = Decimal
 CENT = D("0.01")
@@ -33,8 +34,12 @@ HOUR = dt.timedelta(hours=1)
 MINUTE = dt.timedelta(minutes=1)
 BASE = dt.datetime(2024, 3, 1)
 
-SETTINGS = settings(max_examples=60, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck))
+# The same 30 worlds each run (derandomized): they catch every one of 36 seeded
+# boundary faults in the 14 rules (>= for >, a threshold one off, an amount uncapped)
+# that 60 caught, the last of them at the 19th world; FRAUDSCREEN_FUZZ_SCALE searches
+# further (tests/fuzz.py).
+SETTINGS = settings(max_examples=examples(30), derandomize=True, deadline=None,
+                    database=None, suppress_health_check=list(HealthCheck))
 
 # The output columns each sub-rule's spec entry defines (compared field by field).
 FIELDS = {
