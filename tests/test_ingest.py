@@ -364,10 +364,12 @@ def test_unknown_columns_dropped_and_absent_nullable_columns_filled(tmp_path):
     assert any("doctor_id" in note for note in ingestion.notes)
 
 
-@pytest.mark.parametrize("token", ["NULL", "null", "\\N", " NULL "])
+@pytest.mark.parametrize("token", ["NULL", "null", "\\N", " NULL ",
+                                   "nan", "NaN", "None", "NaT", "<NA>"])
 def test_database_dump_null_tokens_are_empty_values(tmp_path, token):
     """Found in review: a dump's `NULL` in reversed_settlement_id made every settlement a
-    reversal (no lead at all), and in discharge_time a bad timestamp."""
+    reversal (no lead at all), and in discharge_time a bad timestamp. Likewise pandas'
+    `nan`/`None`/`NaT`/`<NA>`, which a frame saved after `astype(str)` writes."""
     outpatient = settlement("S1", medical_type="11", discharge_time=token,
                             reversed_settlement_id=token, department_code=token)
     folder(tmp_path, [outpatient], [fee_line("L1", doctor_id=token)])

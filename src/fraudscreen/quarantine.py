@@ -425,9 +425,10 @@ def _lost_zeros(text: pl.Expr, digits: int) -> pl.Expr:
     return text.str.contains(r"^\d+$") & (text.str.len_bytes() < digits)
 
 
-# What database dumps write for an empty cell (SQL Server and Oracle `NULL`, MySQL `\N`):
-# read as text, `NULL` in reversed_settlement_id made every settlement a reversal.
-NULL_TEXTS = ("", "NULL", "null", "\\N")
+# What database dumps write for an empty cell (SQL Server and Oracle `NULL`, MySQL `\N`),
+# and what pandas writes for one after `astype(str)` (`nan`, `None`, `NaT`, `<NA>`): read
+# as text, `NULL` or `nan` in reversed_settlement_id made every settlement a reversal.
+NULL_TEXTS = ("", "NULL", "null", "\\N", "nan", "NaN", "None", "NaT", "<NA>")
 
 
 def _blank_to_null(text: pl.Expr) -> pl.Expr:
