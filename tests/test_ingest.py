@@ -381,6 +381,18 @@ def test_database_dump_null_tokens_are_empty_values(tmp_path, token):
     assert ingestion.table("fee_lines")["doctor_id"].to_list() == [None]
 
 
+@pytest.mark.parametrize("zero", ["0000-00-00 00:00:00", "0000-00-00"])
+def test_mysql_zero_date_is_no_date(tmp_path, zero):
+    """Found building messy exports: a MySQL dump's outpatient visits carry the zero date
+    as discharge_time, and every one was quarantined as a bad timestamp."""
+    folder(tmp_path, [settlement("S1", medical_type="11", discharge_time=zero),
+                      settlement("S2", admit_time=zero)], [fee_line("L1")])
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("settlements")["discharge_time"].to_list() == [None]
+    assert ingestion.quarantine.select("line", "column", "value", "reason").rows() == [
+        (3, "admit_time", zero, "missing value")]
+
+
 def test_a_required_value_given_as_null_token_is_a_missing_value(tmp_path):
     folder(tmp_path, [settlement("S1", person_id="NULL")], [])
     quarantine = load_folder(tmp_path).quarantine

@@ -428,7 +428,10 @@ def _lost_zeros(text: pl.Expr, digits: int) -> pl.Expr:
 # What database dumps write for an empty cell (SQL Server and Oracle `NULL`, MySQL `\N`),
 # and what pandas writes for one after `astype(str)` (`nan`, `None`, `NaT`, `<NA>`): read
 # as text, `NULL` or `nan` in reversed_settlement_id made every settlement a reversal.
-NULL_TEXTS = ("", "NULL", "null", "\\N", "nan", "NaN", "None", "NaT", "<NA>")
+# MySQL's zero date is its "no date" in a column that may not be NULL: as a bad timestamp
+# it quarantined every outpatient visit of a dump whose discharge_time held it.
+NULL_TEXTS = ("", "NULL", "null", "\\N", "nan", "NaN", "None", "NaT", "<NA>",
+              "0000-00-00 00:00:00", "0000-00-00")
 
 
 def _blank_to_null(text: pl.Expr) -> pl.Expr:
