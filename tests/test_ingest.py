@@ -173,7 +173,8 @@ def table_file(draw):
             quarantined.add((table.name, line, key,
                              "duplicate key" if same else CONFLICTING_KEY))
         elif kind == "discharge before admission":
-            text["discharge_time"] = (pairs["admit_time"][1] - dt.timedelta(minutes=1)).isoformat()
+            day_before = pairs["admit_time"][1] - dt.timedelta(days=1)
+            text["discharge_time"] = day_before.isoformat()
             quarantined.add((table.name, line, "discharge_time", kind))
         else:
             kept.append({name: pair[1] for name, pair in pairs.items()})
@@ -810,6 +811,22 @@ def test_duplicate_keys_and_discharge_before_admission(tmp_path):
     }
     assert ingestion.table("settlements").select("settlement_id", "person_id").rows() == [
         ("S1", "P001"), ("S3", "P001")]
+
+
+def test_discharge_before_admission_is_judged_by_calendar_date(tmp_path):
+    """Found building messy exports: a discharge_time given as a date (midnight) for a
+    visit or stay admitted at 08:00 that day was quarantined as discharge before
+    admission; the rules judge stays by date, so only an earlier day contradicts."""
+    settlements = [
+        settlement("S1", medical_type="11", admit_time="2024-03-05 08:00:00",
+                   discharge_time="2024-03-05"),
+        settlement("S2", admit_time="2024-03-05 08:00:00", discharge_time="2024-03-05 07:00"),
+        settlement("S3", admit_time="2024-03-05 08:00:00", discharge_time="2024-03-04 23:59"),
+    ]
+    folder(tmp_path, settlements, [fee_line("L1")])
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("settlements")["settlement_id"].to_list() == ["S1", "S2"]
+    assert found(ingestion) == {("settlements", 4, "discharge_time", "discharge before admission")}
 
 
 # --- a reversal row that is quarantined still reverses -------------------------------

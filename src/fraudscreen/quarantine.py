@@ -69,10 +69,13 @@ BAD_VALUE = {
 
 DISCHARGE_BEFORE_ADMISSION = "discharge before admission"
 # Contract rules one row can break: table -> (column reported, reason, condition).
+# Discharge before admission is judged by calendar date, as the rules judge stays: an
+# export giving discharge_time as a date (2024-01-05, midnight) for a stay or visit
+# admitted that day at 08:00 is no contradiction, and was quarantined as one.
 ROW_RULES: dict[str, tuple[tuple[str, str, pl.Expr], ...]] = {
     "settlements": (
         ("discharge_time", DISCHARGE_BEFORE_ADMISSION,
-         pl.col("discharge_time") < pl.col("admit_time")),
+         pl.col("discharge_time").dt.date() < pl.col("admit_time").dt.date()),
     ),
 }
 # Each reason in Chinese, for report.html and quarantine.csv's reason_zh; ``reason``
