@@ -953,6 +953,26 @@ def test_parquet_typed_and_text_columns(tmp_path):
         ("fee_lines.parquet", 2, "unit_price", "oops", "bad decimal")]
 
 
+def test_a_nan_in_a_parquet_float_amount_is_a_gap(tmp_path):
+    """Found building messy exports: a catalog written from a frame with gaps held NaN in
+    price_cap and max_daily_quantity, and every row was quarantined as a bad decimal
+    ("NaN"). A float goes to a decimal through its text, and "NaN" is an empty-cell
+    spelling like pandas' "nan"; a required amount with NaN is a missing value."""
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    pl.DataFrame({"item_code": ["X1", "X2"], "item_name": ["a", "b"],
+                  "fee_category": ["09", "09"], "price_cap": [float("nan"), 2.5],
+                  "max_daily_quantity": [float("nan"), float("nan")]},
+                 ).write_parquet(tmp_path / "catalog.parquet")
+    pl.DataFrame({"item_code": ["X1"], "institution_id": ["H1"],
+                  "purchase_date": [dt.date(2024, 3, 1)], "quantity": [float("nan")]},
+                 ).write_parquet(tmp_path / "purchases.parquet")
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("catalog").select("price_cap", "max_daily_quantity").rows() == [
+        (None, None), (Decimal("2.5000"), None)]
+    assert ingestion.quarantine.select("line", "column", "value", "reason").rows() == [
+        (1, "quantity", "NaN", "missing value")]
+
+
 def test_parquet_instants_are_read_as_china_standard_time(tmp_path):
     write_csv(tmp_path / "settlements.csv", SETTLEMENTS, [settlement("S1")])
     beijing = pl.Series([T0]).dt.replace_time_zone("Asia/Shanghai")  # 08:30 in Beijing
