@@ -173,7 +173,8 @@ def table_file(draw):
             quarantined.add((table.name, line, key,
                              "duplicate key" if same else CONFLICTING_KEY))
         elif kind == "discharge before admission":
-            text["discharge_time"] = (pairs["admit_time"][1] - dt.timedelta(minutes=1)).isoformat()
+            day_before = pairs["admit_time"][1] - dt.timedelta(days=1)
+            text["discharge_time"] = day_before.isoformat()
             quarantined.add((table.name, line, "discharge_time", kind))
         else:
             kept.append({name: pair[1] for name, pair in pairs.items()})
@@ -364,10 +365,12 @@ def test_unknown_columns_dropped_and_absent_nullable_columns_filled(tmp_path):
     assert any("doctor_id" in note for note in ingestion.notes)
 
 
-@pytest.mark.parametrize("token", ["NULL", "null", "\\N", " NULL "])
+@pytest.mark.parametrize("token", ["NULL", "null", "\\N", " NULL ",
+                                   "nan", "NaN", "None", "NaT", "<NA>"])
 def test_database_dump_null_tokens_are_empty_values(tmp_path, token):
     """Found in review: a dump's `NULL` in reversed_settlement_id made every settlement a
-    reversal (no lead at all), and in discharge_time a bad timestamp."""
+    reversal (no lead at all), and in discharge_time a bad timestamp. Likewise pandas'
+    `nan`/`None`/`NaT`/`<NA>`, which a frame saved after `astype(str)` writes."""
     outpatient = settlement("S1", medical_type="11", discharge_time=token,
                             reversed_settlement_id=token, department_code=token)
     folder(tmp_path, [outpatient], [fee_line("L1", doctor_id=token)])
@@ -377,6 +380,18 @@ def test_database_dump_null_tokens_are_empty_values(tmp_path, token):
     assert kept.select("discharge_time", "reversed_settlement_id", "department_code").row(0) \
         == (None, None, None)
     assert ingestion.table("fee_lines")["doctor_id"].to_list() == [None]
+
+
+@pytest.mark.parametrize("zero", ["0000-00-00 00:00:00", "0000-00-00"])
+def test_mysql_zero_date_is_no_date(tmp_path, zero):
+    """Found building messy exports: a MySQL dump's outpatient visits carry the zero date
+    as discharge_time, and every one was quarantined as a bad timestamp."""
+    folder(tmp_path, [settlement("S1", medical_type="11", discharge_time=zero),
+                      settlement("S2", admit_time=zero)], [fee_line("L1")])
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("settlements")["discharge_time"].to_list() == [None]
+    assert ingestion.quarantine.select("line", "column", "value", "reason").rows() == [
+        (3, "admit_time", zero, "missing value")]
 
 
 def test_a_required_value_given_as_null_token_is_a_missing_value(tmp_path):
@@ -798,6 +813,22 @@ def test_duplicate_keys_and_discharge_before_admission(tmp_path):
         ("S1", "P001"), ("S3", "P001")]
 
 
+def test_discharge_before_admission_is_judged_by_calendar_date(tmp_path):
+    """Found building messy exports: a discharge_time given as a date (midnight) for a
+    visit or stay admitted at 08:00 that day was quarantined as discharge before
+    admission; the rules judge stays by date, so only an earlier day contradicts."""
+    settlements = [
+        settlement("S1", medical_type="11", admit_time="2024-03-05 08:00:00",
+                   discharge_time="2024-03-05"),
+        settlement("S2", admit_time="2024-03-05 08:00:00", discharge_time="2024-03-05 07:00"),
+        settlement("S3", admit_time="2024-03-05 08:00:00", discharge_time="2024-03-04 23:59"),
+    ]
+    folder(tmp_path, settlements, [fee_line("L1")])
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("settlements")["settlement_id"].to_list() == ["S1", "S2"]
+    assert found(ingestion) == {("settlements", 4, "discharge_time", "discharge before admission")}
+
+
 # --- a reversal row that is quarantined still reverses -------------------------------
 
 def reversal(key: str, of: str, **values: str) -> dict[str, str]:
@@ -920,6 +951,26 @@ def test_parquet_typed_and_text_columns(tmp_path):
     ]
     assert ingestion.quarantine.select("file", "line", "column", "value", "reason").rows() == [
         ("fee_lines.parquet", 2, "unit_price", "oops", "bad decimal")]
+
+
+def test_a_nan_in_a_parquet_float_amount_is_a_gap(tmp_path):
+    """Found building messy exports: a catalog written from a frame with gaps held NaN in
+    price_cap and max_daily_quantity, and every row was quarantined as a bad decimal
+    ("NaN"). A float goes to a decimal through its text, and "NaN" is an empty-cell
+    spelling like pandas' "nan"; a required amount with NaN is a missing value."""
+    folder(tmp_path, [settlement("S1")], [fee_line("L1")])
+    pl.DataFrame({"item_code": ["X1", "X2"], "item_name": ["a", "b"],
+                  "fee_category": ["09", "09"], "price_cap": [float("nan"), 2.5],
+                  "max_daily_quantity": [float("nan"), float("nan")]},
+                 ).write_parquet(tmp_path / "catalog.parquet")
+    pl.DataFrame({"item_code": ["X1"], "institution_id": ["H1"],
+                  "purchase_date": [dt.date(2024, 3, 1)], "quantity": [float("nan")]},
+                 ).write_parquet(tmp_path / "purchases.parquet")
+    ingestion = load_folder(tmp_path)
+    assert ingestion.table("catalog").select("price_cap", "max_daily_quantity").rows() == [
+        (None, None), (Decimal("2.5000"), None)]
+    assert ingestion.quarantine.select("line", "column", "value", "reason").rows() == [
+        (1, "quantity", "NaN", "missing value")]
 
 
 def test_parquet_instants_are_read_as_china_standard_time(tmp_path):

@@ -69,10 +69,13 @@ BAD_VALUE = {
 
 DISCHARGE_BEFORE_ADMISSION = "discharge before admission"
 # Contract rules one row can break: table -> (column reported, reason, condition).
+# Discharge before admission is judged by calendar date, as the rules judge stays: an
+# export giving discharge_time as a date (2024-01-05, midnight) for a stay or visit
+# admitted that day at 08:00 is no contradiction, and was quarantined as one.
 ROW_RULES: dict[str, tuple[tuple[str, str, pl.Expr], ...]] = {
     "settlements": (
         ("discharge_time", DISCHARGE_BEFORE_ADMISSION,
-         pl.col("discharge_time") < pl.col("admit_time")),
+         pl.col("discharge_time").dt.date() < pl.col("admit_time").dt.date()),
     ),
 }
 # Each reason in Chinese, for report.html and quarantine.csv's reason_zh; ``reason``
@@ -425,9 +428,13 @@ def _lost_zeros(text: pl.Expr, digits: int) -> pl.Expr:
     return text.str.contains(r"^\d+$") & (text.str.len_bytes() < digits)
 
 
-# What database dumps write for an empty cell (SQL Server and Oracle `NULL`, MySQL `\N`):
-# read as text, `NULL` in reversed_settlement_id made every settlement a reversal.
-NULL_TEXTS = ("", "NULL", "null", "\\N")
+# What database dumps write for an empty cell (SQL Server and Oracle `NULL`, MySQL `\N`),
+# and what pandas writes for one after `astype(str)` (`nan`, `None`, `NaT`, `<NA>`): read
+# as text, `NULL` or `nan` in reversed_settlement_id made every settlement a reversal.
+# MySQL's zero date is its "no date" in a column that may not be NULL: as a bad timestamp
+# it quarantined every outpatient visit of a dump whose discharge_time held it.
+NULL_TEXTS = ("", "NULL", "null", "\\N", "nan", "NaN", "None", "NaT", "<NA>",
+              "0000-00-00 00:00:00", "0000-00-00")
 
 
 def _blank_to_null(text: pl.Expr) -> pl.Expr:
