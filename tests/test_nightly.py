@@ -39,6 +39,7 @@ from fraudscreen.nightly import (
     scan_inbox,
     scratch_folder,
 )
+from fraudscreen.privacy import WITHHELD
 from fraudscreen.quarantine import CONFLICTING_KEY
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.sample import generate
@@ -46,6 +47,7 @@ from fraudscreen.sample.drops import REFERENCE
 from fraudscreen.sample.drops import monthly_drops as sample_drops
 from fraudscreen.screen import make_engine, screen
 from fraudscreen.testing import table
+from outputs import naming
 
 NIGHTS = 6
 
@@ -1092,6 +1094,31 @@ def test_a_failed_night_leaves_a_run_json_saying_so_and_the_store_as_it_was(
     doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert doc["status"] == {"exit_code": 0, "failed_rules": [], "strict_quarantine": False}
     assert (out / "suspicions.parquet").exists()
+
+
+@pytest.mark.parametrize("profile", ["full", "public"])
+def test_a_failed_public_night_records_the_errors_kind_not_its_message(tmp_path, monkeypatch,
+                                                                      profile):
+    """Found in review: a persons file sent without its header row stopped the night with
+    "The header read was: PZ900017, 1, …", and a public night's run.json said so, the
+    person id raw. Its record keeps the error's kind; stderr has the message."""
+    inbox = tmp_path / "inbox"
+    (inbox / "persons").mkdir(parents=True)
+    (inbox / "persons" / "part-1.csv").write_text("PZ900017,1,1980-01-01,350902\n",
+                                                   encoding="utf-8")
+    monkeypatch.setenv("FRAUDSCREEN_SITE_SECRET", "s")
+    out = tmp_path / "night"
+    result = CliRunner().invoke(app, [
+        "nightly", "--inbox", str(inbox), "--store", str(tmp_path / "s.duckdb"), "--out",
+        str(out), "--new-store", "--quiet", "--profile", profile])
+    assert result.exit_code == 2, result.output
+    assert "The header read was: PZ900017" in result.output
+    error = json.loads((out / "run.json").read_text(encoding="utf-8"))["status"]["error"]
+    if profile == "public":
+        assert error == f"IngestError: {WITHHELD}"
+        assert naming(out, "PZ900017") == []
+    else:
+        assert "The header read was: PZ900017" in error
 
 
 def test_a_failed_night_whose_out_cannot_take_a_record_says_it_on_stderr_only(tmp_path):
