@@ -698,6 +698,52 @@ def test_a_public_night_names_no_person_and_no_plain_id(fed, tmp_path, monkeypat
     assert not shown["person_id"].is_in(list(persons)).any()
 
 
+def test_a_late_report_lists_no_failure_the_reporting_run_retried(tmp_path, monkeypatch):
+    """A night stopped once stored, with a rule failed, has its report written by the next
+    run. That run re-screens every rule over all the data (the last night had a failed
+    rule), so the late report holds the failed rule's leads: its ``failed_rules`` are
+    the reporting run's own, and a rule that failed on the stopped night and ran now is
+    not listed (the report is complete). A rule failing again is listed, by that run."""
+    import fraudscreen.report
+    import fraudscreen.screen
+
+    inbox = tmp_path / "inbox"
+    (inbox / "settlements").mkdir(parents=True)
+    table("settlements", [
+        dict(settlement_id=s, person_id="P1", institution_id="H1", medical_type="21",
+             admit_time=f"2024-01-{admit} 08:00:00", discharge_time=f"2024-01-{out} 10:00:00",
+             diagnosis_code="J18.900", fund_amount=1000)
+        for s, admit, out in (("A", "01", "05"), ("B", "10", "12"))
+    ]).write_parquet(inbox / "settlements" / "part-1.parquet")
+    readmission = "split_hospitalisation.readmission"
+    run_rule = fraudscreen.screen._run_rule
+
+    def failing(rule, *args, **kwargs):
+        if rule.id == readmission:
+            return fraudscreen.screen.RuleOutcome(rule, "failed", "boom", kind="X"), None
+        return run_rule(rule, *args, **kwargs)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def screen_night(out: str, *more: str):
+        return CliRunner().invoke(app, [
+            "nightly", "--inbox", str(inbox), "--store", str(tmp_path / "s.duckdb"), "--out",
+            str(tmp_path / out), "--today", "2024-07-01", "--quiet", *more])
+
+    with monkeypatch.context() as patch:  # the rule fails; stopped once stored
+        patch.setattr(fraudscreen.screen, "_run_rule", failing)
+        patch.setattr(fraudscreen.report, "write_reports", stopped)
+        assert screen_night("cut", "--new-store").exit_code == 130
+    result = screen_night("late")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "late" / "run.json").read_text(encoding="utf-8"))
+    assert doc["nights_reported"] == [1, 2]
+    assert doc["status"] == {"exit_code": 0, "failed_rules": [], "strict_quarantine": False}
+    leads = pl.read_parquet(tmp_path / "late" / "suspicions.parquet")
+    assert leads.filter(pl.col("rule_id") == readmission)["settlement_id"].to_list() == ["B"]
+
+
 def test_a_keyless_table_re_sent_with_other_content_stops_the_night(fed, tmp_path):
     """Found in review: purchases re-exported under the same names were stored twice, and
     billed_more_than_bought leads were superseded as no longer supported."""

@@ -810,7 +810,10 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
     """run.json. ``quarantine``: the rows quarantined on the nights reported (``pending``),
     as quarantine.csv lists them; ``--strict`` judges those. A night delivered by a later
     run (killed once stored) is judged when its report is written, and a run that
-    reports no night (an idle or repeated one) has quarantined nothing."""
+    reports no night (an idle or repeated one) has quarantined nothing. ``failed_rules``
+    are this run's own, also in a late report: after a night with a failed rule every
+    rule is re-screened over all the data (``run_night``), so a rule that failed on the
+    stopped night and ran now has its leads in this report."""
     from fraudscreen.runner import options_doc, outcome_doc, quarantine_counts
 
     ing = intake.ingestion if intake else None
