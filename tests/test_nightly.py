@@ -39,6 +39,7 @@ from fraudscreen.nightly import (
     scan_inbox,
     scratch_folder,
 )
+from fraudscreen.privacy import WITHHELD
 from fraudscreen.quarantine import CONFLICTING_KEY
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.sample import generate
@@ -46,6 +47,7 @@ from fraudscreen.sample.drops import REFERENCE
 from fraudscreen.sample.drops import monthly_drops as sample_drops
 from fraudscreen.screen import make_engine, screen
 from fraudscreen.testing import table
+from outputs import naming, output_bytes
 
 NIGHTS = 6
 
@@ -686,14 +688,59 @@ def test_a_public_night_names_no_person_and_no_plain_id(fed, tmp_path, monkeypat
     stored = open_rows(st)
     persons = set(stored["person_id"].drop_nulls())
     ids = set(stored["suspicion_id"])
-    for path in out.iterdir():
-        text = path.read_bytes().decode("utf-8", errors="ignore") if path.suffix != ".xlsx" \
-            else ""
+    for name, content in output_bytes(out).items():  # the workbook's parts too
+        text = content.decode("utf-8", errors="ignore")
         leaked = {p for p in persons if p in text} | {i for i in ids if i in text}
-        assert not leaked, f"{path.name}: {sorted(leaked)[:3]}"
+        assert not leaked, f"{name}: {sorted(leaked)[:3]}"
     shown = pl.read_parquet(out / "suspicions.parquet")
     assert shown.height and not shown["suspicion_id"].is_in(list(ids)).any()
     assert not shown["person_id"].is_in(list(persons)).any()
+
+
+def test_a_late_report_lists_no_failure_the_reporting_run_retried(tmp_path, monkeypatch):
+    """A night stopped once stored, with a rule failed, has its report written by the next
+    run. That run re-screens every rule over all the data (the last night had a failed
+    rule), so the late report holds the failed rule's leads: its ``failed_rules`` are
+    the reporting run's own, and a rule that failed on the stopped night and ran now is
+    not listed (the report is complete). A rule failing again is listed, by that run."""
+    import fraudscreen.report
+    import fraudscreen.screen
+
+    inbox = tmp_path / "inbox"
+    (inbox / "settlements").mkdir(parents=True)
+    table("settlements", [
+        dict(settlement_id=s, person_id="P1", institution_id="H1", medical_type="21",
+             admit_time=f"2024-01-{admit} 08:00:00", discharge_time=f"2024-01-{out} 10:00:00",
+             diagnosis_code="J18.900", fund_amount=1000)
+        for s, admit, out in (("A", "01", "05"), ("B", "10", "12"))
+    ]).write_parquet(inbox / "settlements" / "part-1.parquet")
+    readmission = "split_hospitalisation.readmission"
+    run_rule = fraudscreen.screen._run_rule
+
+    def failing(rule, *args, **kwargs):
+        if rule.id == readmission:
+            return fraudscreen.screen.RuleOutcome(rule, "failed", "boom", kind="X"), None
+        return run_rule(rule, *args, **kwargs)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def screen_night(out: str, *more: str):
+        return CliRunner().invoke(app, [
+            "nightly", "--inbox", str(inbox), "--store", str(tmp_path / "s.duckdb"), "--out",
+            str(tmp_path / out), "--today", "2024-07-01", "--quiet", *more])
+
+    with monkeypatch.context() as patch:  # the rule fails; stopped once stored
+        patch.setattr(fraudscreen.screen, "_run_rule", failing)
+        patch.setattr(fraudscreen.report, "write_reports", stopped)
+        assert screen_night("cut", "--new-store").exit_code == 130
+    result = screen_night("late")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "late" / "run.json").read_text(encoding="utf-8"))
+    assert doc["nights_reported"] == [1, 2]
+    assert doc["status"] == {"exit_code": 0, "failed_rules": [], "strict_quarantine": False}
+    leads = pl.read_parquet(tmp_path / "late" / "suspicions.parquet")
+    assert leads.filter(pl.col("rule_id") == readmission)["settlement_id"].to_list() == ["B"]
 
 
 def test_a_keyless_table_re_sent_with_other_content_stops_the_night(fed, tmp_path):
@@ -1092,6 +1139,31 @@ def test_a_failed_night_leaves_a_run_json_saying_so_and_the_store_as_it_was(
     doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert doc["status"] == {"exit_code": 0, "failed_rules": [], "strict_quarantine": False}
     assert (out / "suspicions.parquet").exists()
+
+
+@pytest.mark.parametrize("profile", ["full", "public"])
+def test_a_failed_public_night_records_the_errors_kind_not_its_message(tmp_path, monkeypatch,
+                                                                      profile):
+    """Found in review: a persons file sent without its header row stopped the night with
+    "The header read was: PZ900017, 1, …", and a public night's run.json said so, the
+    person id raw. Its record keeps the error's kind; stderr has the message."""
+    inbox = tmp_path / "inbox"
+    (inbox / "persons").mkdir(parents=True)
+    (inbox / "persons" / "part-1.csv").write_text("PZ900017,1,1980-01-01,350902\n",
+                                                   encoding="utf-8")
+    monkeypatch.setenv("FRAUDSCREEN_SITE_SECRET", "s")
+    out = tmp_path / "night"
+    result = CliRunner().invoke(app, [
+        "nightly", "--inbox", str(inbox), "--store", str(tmp_path / "s.duckdb"), "--out",
+        str(out), "--new-store", "--quiet", "--profile", profile])
+    assert result.exit_code == 2, result.output
+    assert "The header read was: PZ900017" in result.output
+    error = json.loads((out / "run.json").read_text(encoding="utf-8"))["status"]["error"]
+    if profile == "public":
+        assert error == f"IngestError: {WITHHELD}"
+        assert naming(out, "PZ900017") == []
+    else:
+        assert "The header read was: PZ900017" in error
 
 
 def test_a_failed_night_whose_out_cannot_take_a_record_says_it_on_stderr_only(tmp_path):

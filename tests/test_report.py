@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import subprocess
-import zipfile
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +32,7 @@ from fraudscreen.leads import by_month
 from fraudscreen.privacy import apply_profile, pseudonym
 from fraudscreen.report import report_folder, write_reports
 from fraudscreen.suspicion import SCHEMA
+from outputs import output_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -468,18 +468,6 @@ def test_end_to_end_run_writes_the_reports(tmp_path):
 
 
 # ---- privacy profiles ----------------------------------------------------------------
-
-def output_bytes(folder: Path) -> dict[str, bytes]:
-    """Every file's content, the workbook's zip members decompressed."""
-    found = {}
-    for path in folder.iterdir():
-        if path.suffix == ".xlsx":
-            with zipfile.ZipFile(path) as z:
-                found.update({f"{path.name}:{n}": z.read(n) for n in z.namelist()})
-        else:
-            found[path.name] = path.read_bytes()
-    return found
-
 
 def test_public_profile_pseudonymises_everywhere_and_keeps_institutions(tmp_path, monkeypatch):
     monkeypatch.setenv("FRAUDSCREEN_SITE_SECRET", SECRET)

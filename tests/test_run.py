@@ -23,8 +23,11 @@ from typer.testing import CliRunner
 from fraudscreen import runner
 from fraudscreen.cli import app
 from fraudscreen.contract import SUSPICIONS
+from fraudscreen.privacy import WITHHELD
+from fraudscreen.report import REPORT_FILES
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.testing import table
+from outputs import naming
 
 STAYS = [
     dict(settlement_id="A", person_id="P1", institution_id="H1", medical_type="21",
@@ -445,7 +448,8 @@ def test_json_log_format_is_one_event_per_line(tmp_path):
 
 
 def test_public_profile_shares_no_raw_person_id(tmp_path, monkeypatch):
-    data = data_folder(tmp_path)
+    # ids no cell reference (P1) or pseudonym (P1f0…) can hold by chance
+    data = data_folder(tmp_path, [{**s, "person_id": f"ZHANG-{s['person_id']}"} for s in STAYS])
     out = tmp_path / "out"
     monkeypatch.delenv("FRAUDSCREEN_SITE_SECRET", raising=False)
     result = run("--data", str(data), "--out", str(out), "--profile", "public")
@@ -454,9 +458,8 @@ def test_public_profile_shares_no_raw_person_id(tmp_path, monkeypatch):
     monkeypatch.setenv("FRAUDSCREEN_SITE_SECRET", "site-secret")
     assert run("--data", str(data), "--out", str(out), "--profile", "public").exit_code == 0
     found = pl.read_parquet(out / "suspicions.parquet")
-    assert found.height > 0 and "P1" not in set(found["person_id"].drop_nulls())
-    for name in ("suspicions.parquet", "suspicions.csv", "leads.csv", "report.html"):
-        assert b"P1," not in (out / name).read_bytes() and b'"P1"' not in (out / name).read_bytes()
+    assert found.height > 0 and "ZHANG-P1" not in set(found["person_id"].drop_nulls())
+    assert naming(out, "ZHANG-") == []  # every file, the workbook's parts too
     assert json.loads((out / "run.json").read_text())["suspicions_profile"] == "public"
 
 
@@ -482,6 +485,69 @@ def test_public_profile_hides_person_ids_in_quarantine(tmp_path, monkeypatch):
         ("settlements", "person_id", "（已隐藏）", "missing value", "D")]
     shared = (public / "quarantine.csv").read_text(encoding="utf-8-sig")
     assert "P1" not in shared and "P7" not in shared
+
+
+# A site rule that fails on its data, DuckDB's message quoting the person id it could not
+# convert: "Could not convert string 'ZHANG-4711' to INT32".
+CASTS_A_PERSON_ID = """\
+id: custom.cast
+version: "1"
+family: custom
+title: t
+description: d
+severity: low
+detect:
+  kind: filter
+  source: settlements
+  where: CAST(person_id AS INTEGER) > 0
+emit:
+  amount_at_risk: fund_amount
+  message: "{settlement_id}"
+  key: [settlement_id]
+"""
+
+
+def run_failing_on_a_person_id(tmp_path: Path, profile: str):
+    """A run whose site rule fails quoting person ZHANG-4711, every stay's person."""
+    data = data_folder(tmp_path, [{**s, "person_id": "ZHANG-4711"} for s in STAYS])
+    rule = tmp_path / "cast.yaml"
+    rule.write_text(CASTS_A_PERSON_ID, encoding="utf-8")
+    return run("--data", str(data), "--out", str(tmp_path / "out"), "--rules", str(rule),
+               "--profile", profile)
+
+
+@pytest.mark.parametrize("profile", ["full", "public"])
+def test_a_rule_failing_on_a_person_id_names_it_only_outside_public(tmp_path, monkeypatch,
+                                                                    profile):
+    """Found in review: a site rule failing on a value put the person id, raw, in a public
+    run's run.json and report.html. Public shows the failure's kind; stderr keeps the
+    message."""
+    monkeypatch.setenv("FRAUDSCREEN_SITE_SECRET", "s")
+    result = run_failing_on_a_person_id(tmp_path, profile)
+    assert result.exit_code == 1, result.output
+    assert "'ZHANG-4711'" in result.output  # the operator's log: the whole message
+    out = tmp_path / "out"
+    (failed,) = [r for r in json.loads((out / "run.json").read_text(encoding="utf-8"))["rules"]
+                 if r["status"] == "failed"]
+    assert failed["error_kind"] == "ConversionException"
+    if profile == "public":
+        assert failed["reason"] == f"ConversionException: {WITHHELD}"
+        assert naming(out, "ZHANG-4711") == []
+    else:
+        assert "'ZHANG-4711'" in failed["reason"]
+
+
+def test_a_public_report_of_a_full_run_shows_no_failed_rules_message(tmp_path, monkeypatch):
+    """`fraudscreen report OUT --profile public` over a full run: report.html read the
+    failed rule's reason from run.json, person id and all."""
+    monkeypatch.setenv("FRAUDSCREEN_SITE_SECRET", "s")
+    assert run_failing_on_a_person_id(tmp_path, "full").exit_code == 1
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["report", str(out), "--profile", "public"])
+    assert result.exit_code == 0, result.output
+    assert [n for n in naming(out, "ZHANG-4711") if n.startswith(REPORT_FILES)] == []
+    assert "ConversionException: message withheld" in (out / "report.html").read_text(
+        encoding="utf-8")
 
 
 def test_a_stopped_run_writes_nothing_and_says_so(tmp_path, monkeypatch):

@@ -647,10 +647,13 @@ def nightly(
         today=_date(today, "--today"), new_store=new_store)
     started = dt.datetime.now().replace(microsecond=0)
 
-    def failed(err: Exception | str, code: int = 2) -> typer.Exit:
+    def failed(err: Exception | str, code: int = 2, cause: Exception | None = None
+               ) -> typer.Exit:
         """The error on stderr, and in OUT/run.json: a failed night is not one that never
-        ran (docs/nightly.md, "A night that fails")."""
-        record_failure(opts, started, code, str(err))
+        ran (docs/nightly.md, "A night that fails"). ``cause``: the exception a message
+        given as text words; its class is the kind a public record shows."""
+        kind = "stopped" if code == STOPPED else type(cause or err).__name__
+        record_failure(opts, started, code, str(err), kind)
         return _fail(err, code)
 
     try:
@@ -661,15 +664,16 @@ def nightly(
     except (IngestError, RuleError, StoreError, ValueError) as err:
         raise failed(err) from None
     except OutOfMemory as err:
-        raise failed(f"{err}; the store is as it was", 1) from None
+        raise failed(f"{err}; the store is as it was", 1, err) from None
     except duckdb.OutOfMemoryException as err:  # the store's own work, outside screening
-        raise failed(f"out of memory ({err}); raise --memory-limit or --threads 1", 1) from None
+        raise failed(f"out of memory ({err}); raise --memory-limit or --threads 1", 1,
+                     err) from None
     except duckdb.Error as err:  # the store file itself (disk full, corrupt file)
-        raise failed(f"store {store}: {err}") from None
+        raise failed(f"store {store}: {err}", 2, err) from None
     except OSError as err:
-        raise failed(f"nightly run failed: {err}", 1) from None
+        raise failed(f"nightly run failed: {err}", 1, err) from None
     except Exception as err:  # a fault of fraudscreen's own: recorded, and its traceback
-        record_failure(opts, started, 1, f"{type(err).__name__}: {err}")
+        record_failure(opts, started, 1, f"{type(err).__name__}: {err}", type(err).__name__)
         raise
     doc = result.manifest
     if not quiet:
@@ -690,9 +694,9 @@ def nightly(
     if bad := sum(q["rows"] for q in doc["quarantine"]):
         typer.echo(f"{'--strict: ' if strict else ''}{bad:,} row(s) quarantined: see "
                    f"{out / 'quarantine.csv'}", err=True)
-    for rule in doc["rules"]:
-        if rule["status"] == "failed":
-            typer.echo(f"rule {rule['id']} failed: {rule['reason']}", err=True)
+    for outcome in result.screening.outcomes if result.screening else []:
+        if outcome.status == "failed":  # in full: run.json may show only its kind
+            typer.echo(f"rule {outcome.rule.id} failed: {outcome.reason}", err=True)
     raise typer.Exit(result.exit_code)
 
 

@@ -31,6 +31,7 @@ from fraudscreen.leads import (
     ordered,
     rule_titles,
 )
+from fraudscreen.privacy import shown_rule
 from fraudscreen.quarantine import reason_zh
 from fraudscreen.xlsx import display_width
 
@@ -161,7 +162,7 @@ def vbar_svg(bars: Sequence[Bar], title: str, unit: str) -> Markup:
 
 
 def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
-    rules = manifest.get("rules") or []
+    rules = [shown_rule(r, profile) for r in manifest.get("rules") or []]
     titles = family_titles(manifest)
     counts = {s: sum(1 for r in rules if r.get("status") == s) for s in STATUS_ZH}
     window = manifest.get("window") or {}

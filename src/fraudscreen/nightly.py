@@ -76,7 +76,13 @@ from fraudscreen.ingest import (
 )
 from fraudscreen.leads import institution_names
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
-from fraudscreen.privacy import apply_profile, pseudonymise, public_suspicion_id, site_secret
+from fraudscreen.privacy import (
+    apply_profile,
+    pseudonymise,
+    public_suspicion_id,
+    shown_error,
+    site_secret,
+)
 from fraudscreen.quarantine import (
     CONFLICTING_KEY,
     DUPLICATE_KEY,
@@ -125,6 +131,9 @@ class NightResult:
     committed: bool  # this run committed a new night
     manifest: dict
     exit_code: int
+    # None on a night that screened nothing; its failed rules' reasons are for stderr
+    # (under --profile public run.json shows only their kinds)
+    screening: Screening | None = None
 
 
 @dataclass
@@ -603,7 +612,7 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
             if isinstance(err, OSError):  # --out not writable, disk full
                 raise OSError(f"{err}; {kept}") from None
             raise
-        return NightResult(night, committed, doc, doc["status"]["exit_code"])
+        return NightResult(night, committed, doc, doc["status"]["exit_code"], screening)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         con.close()
@@ -801,7 +810,10 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
     """run.json. ``quarantine``: the rows quarantined on the nights reported (``pending``),
     as quarantine.csv lists them; ``--strict`` judges those. A night delivered by a later
     run (killed once stored) is judged when its report is written, and a run that
-    reports no night (an idle or repeated one) has quarantined nothing."""
+    reports no night (an idle or repeated one) has quarantined nothing. ``failed_rules``
+    are this run's own, also in a late report: after a night with a failed rule every
+    rule is re-screened over all the data (``run_night``), so a rule that failed on the
+    stopped night and ran now has its leads in this report."""
     from fraudscreen.runner import options_doc, outcome_doc, quarantine_counts
 
     ing = intake.ingestion if intake else None
@@ -840,7 +852,8 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
         "reference_data": screening.origins if screening else {},
         **options_doc(opts, screening.origins if screening else {}),
         "integrity": screening.integrity if screening else {},
-        "rules": [outcome_doc(o) for o in screening.outcomes] if screening else [],
+        "rules": [outcome_doc(o, opts.profile) for o in screening.outcomes]
+        if screening else [],
         # from the rule set, so a night that screens nothing still names its families
         "family_titles": titles,
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
@@ -851,9 +864,10 @@ def _manifest(opts: NightOptions, night: int | None, today: dt.date, started: dt
 
 
 def record_failure(opts: NightOptions, started: dt.datetime, exit_code: int,
-                   error: str) -> None:
+                   error: str, kind: str) -> None:
     """Leave OUT/run.json saying that the night failed and why (``status`` as a report's,
-    with ``error``: the message stderr got), so that a monitoring script or the morning's
+    with ``error``: the message stderr got, or under --profile public only its ``kind``,
+    as ``privacy.shown_error`` says), so that a monitoring script or the morning's
     inspector can tell a failed night from one that never ran. Written whole, as any
     output, and only where it replaces no report: OUT absent or empty, or holding an
     earlier failure's record. Where OUT cannot take it (a file, a folder of other files,
@@ -868,7 +882,8 @@ def record_failure(opts: NightOptions, started: dt.datetime, exit_code: int,
                         "started": started.isoformat(timespec="seconds"),
                         "store": str(opts.store), "data": str(opts.inbox), "out": str(out),
                         "status": {"exit_code": exit_code, "failed_rules": [],
-                                   "strict_quarantine": False, "error": error}},
+                                   "strict_quarantine": False,
+                                   "error": shown_error(error, kind, opts.profile)}},
                        folder / "run.json")
     except (OSError, ValueError):
         pass

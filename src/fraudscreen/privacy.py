@@ -19,6 +19,9 @@ A dropped evidence field's value is also masked (``＊＊``) wherever it appears
 a whole word in that suspicion's message. The pseudonym is keyed: the same id and
 the same site secret always give the same pseudonym, so leads stay linkable across
 runs of one site, while nobody without the secret can test a guessed id.
+
+Under ``public`` an error's message (a failed rule's reason, a failed night's
+``error``) is not shown, only its kind: ``shown_error``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import polars as pl
 PROFILES = ("full", "investigator", "public")
 SECRET_ENV = "FRAUDSCREEN_SITE_SECRET"
 MASK = "＊＊"
+WITHHELD = ("message withheld under --profile public (it can quote the data); "
+            "stderr, the run's log, has it")
 
 # A "word" for id replacement: ids are matched only as whole runs of these
 # characters, so P1 is never replaced inside P10 or inside an institution id.
@@ -79,6 +84,26 @@ def public_suspicion_id(suspicion_id: str, secret: str) -> str:
     id against it. Keyed, it stays stable per site and tells nothing."""
     digest = hmac.new(secret.encode("utf-8"), suspicion_id.encode("utf-8"), hashlib.sha256)
     return "S" + digest.hexdigest()[:20]
+
+
+def shown_error(message: str, kind: str, profile: str) -> str:
+    """An error's message as an output of ``profile`` shows it. A message is written for
+    the operator and quotes what the error met: a header that was a person's record, a
+    value a rule could not convert, a file's name. No pattern tells those apart from
+    the rest of the text, so a public output shows only the error's ``kind`` (an
+    exception's class name, ``stopped``); stderr, the site's own log, has the message."""
+    return f"{kind}: {WITHHELD}" if profile == "public" else message
+
+
+def shown_rule(rule: dict, profile: str) -> dict:
+    """A rule's entry in run.json (``runner.outcome_doc``) as ``profile`` shows it: a
+    failed rule's reason is an error's message (an engine's, quoting the value it could
+    not convert). report.html reads the entries from run.json, which ``fraudscreen
+    report --profile public`` may take from a full run, so both apply this."""
+    if rule.get("status") != "failed":
+        return rule
+    return {**rule, "reason": shown_error(rule.get("reason") or "",
+                                          rule.get("error_kind") or "error", profile)}
 
 
 def apply_profile(suspicions: pl.DataFrame, profile: str,

@@ -19,7 +19,7 @@ import polars as pl
 from fraudscreen import __version__
 from fraudscreen.ingest import IngestError, Ingestion, load_folder
 from fraudscreen.output import check_out, staged, write_csv, write_json, write_suspicions
-from fraudscreen.privacy import apply_profile, check_profile, site_secret
+from fraudscreen.privacy import apply_profile, check_profile, shown_rule, site_secret
 from fraudscreen.quarantine import csv_frame, quarantined_reversals
 from fraudscreen.reference import shipped_watchlist
 from fraudscreen.report import write_reports
@@ -107,16 +107,17 @@ def quarantine_counts(quarantine: pl.DataFrame) -> list[dict]:
     return rows.to_dicts()
 
 
-def outcome_doc(o: RuleOutcome) -> dict:
+def outcome_doc(o: RuleOutcome, profile: str) -> dict:
     r = o.rule
-    return {"id": r.id, "version": r.version, "title": r.title, "family": r.family,
-            "amount_basis": r.amount_basis,
-            "family_title": r.family_title, "severity": r.severity,
-            "status": o.status, "reason": o.reason, "hits": o.hits,
-            "amount_at_risk": o.amount, "seconds": round(o.seconds, 3),
-            "skipped": o.skipped, "skipped_unit": o.rule.detect.skip.unit()
-            if getattr(o.rule.detect, "skip", None) else None, "params": o.params,
-            "path": r.path, "content_hash": r.content_hash}
+    doc = {"id": r.id, "version": r.version, "title": r.title, "family": r.family,
+           "amount_basis": r.amount_basis,
+           "family_title": r.family_title, "severity": r.severity,
+           "status": o.status, "reason": o.reason, "error_kind": o.kind or None,
+           "hits": o.hits, "amount_at_risk": o.amount, "seconds": round(o.seconds, 3),
+           "skipped": o.skipped, "skipped_unit": o.rule.detect.skip.unit()
+           if getattr(o.rule.detect, "skip", None) else None, "params": o.params,
+           "path": r.path, "content_hash": r.content_hash}
+    return shown_rule(doc, profile)
 
 
 def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
@@ -144,7 +145,7 @@ def manifest(opts: RunOptions, ingestion: Ingestion, screening: Screening,
         **options_doc(opts, screening.origins),
         "quarantine": quarantine_counts(ingestion.quarantine),
         "integrity": screening.integrity,
-        "rules": [outcome_doc(o) for o in screening.outcomes],
+        "rules": [outcome_doc(o, opts.profile) for o in screening.outcomes],
         "family_titles": titles,
         "institution_names": screening.institution_names,
         "suspicions": screening.suspicions.height,

@@ -28,6 +28,9 @@ class RuleOutcome:
     rule: Rule
     status: str  # ran | skipped | failed
     reason: str = ""
+    # A failure's kind (its exception's class name): all a public output shows of reason,
+    # which can quote the data (privacy.shown_error).
+    kind: str = ""
     hits: int = 0
     amount: str = "0.00"
     seconds: float = 0.0
@@ -143,7 +146,7 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
     try:
         compiled = compile_rule(rule, overrides, run_params)
     except RuleError as err:
-        return RuleOutcome(rule, "failed", str(err)), None
+        return RuleOutcome(rule, "failed", str(err), kind=type(err).__name__), None
     params = {k: v for k, v in compiled.params.items() if k in rule.params}
     missing = sorted(compiled.needs - present)
     if missing:
@@ -155,9 +158,8 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
         raw = engine.query(f"SELECT * FROM ({compiled.sql_for(engine.dialect, pretty=False)})"
                            f" AS hits LIMIT {MAX_HITS + 1}", timeout=rule_timeout)
         if raw.height > MAX_HITS:
-            return RuleOutcome(rule, "failed", f"{rule.path or rule.id}: more than "
-                               f"{MAX_HITS:,} hits: no lead list; tighten the rule",
-                               params=params, seconds=time.perf_counter() - began), None
+            raise RuleError(f"{rule.path or rule.id}: more than {MAX_HITS:,} hits: no lead "
+                            "list; tighten the rule")
         skipped = None
         if compiled.skip_sql:
             skipped = int(raw[SKIPPED][0] if raw.height else engine.query(
@@ -165,14 +167,14 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
             raw = raw.drop(SKIPPED)
         frame = suspicion.finalize(rule, compiled.evidence, raw)
     except RuleError as err:  # already names the rule's file and line
-        return RuleOutcome(rule, "failed", str(err), params=params,
+        return RuleOutcome(rule, "failed", str(err), kind=type(err).__name__, params=params,
                            seconds=time.perf_counter() - began), None
     except Exception as err:  # a rule's failure is recorded; the run goes on
         if stop.requested():  # DuckDB's error for an interrupted query: stop, not fail
             raise KeyboardInterrupt from err
         where = f"{rule.path}: " if rule.path else ""
-        kind = "" if isinstance(err, (OutOfMemory, QueryTimeout)) else f"{type(err).__name__}: "
-        return RuleOutcome(rule, "failed", f"{where}{kind}{err}",
+        named = "" if isinstance(err, (OutOfMemory, QueryTimeout)) else f"{type(err).__name__}: "
+        return RuleOutcome(rule, "failed", f"{where}{named}{err}", kind=type(err).__name__,
                            params=params, seconds=time.perf_counter() - began), None
     amount = sum(frame["amount_at_risk"].to_list(), start=0)
     outcome = RuleOutcome(rule, "ran", hits=frame.height, amount=f"{amount:.2f}",
