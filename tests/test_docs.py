@@ -98,3 +98,97 @@ def test_the_rule_format_examples_load_and_compile(tmp_path, example):
 
 def test_the_rule_format_has_rule_examples():
     assert len(_rule_examples()) >= 2
+
+
+# --- the commands the documentation shows ---------------------------------------------
+
+ROOT = DOCS.parent
+_PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md")), ROOT / "drug_watchlists" / "README.md",
+          ROOT / "sample_claims" / "README.md", ROOT / "rules" / "reference" / "README.md"]
+
+
+def _top_level(text: str, sep: str) -> list[str]:
+    """``text`` split at ``sep`` outside brackets: `test [RULE | FILE …] | docs` is two."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch == "["
+        depth -= ch == "]"
+        if depth == 0 and text.startswith(sep, i):
+            parts.append(text[start:i])
+            start = i + len(sep)
+    return [*parts, text[start:]]
+
+
+def _doc_commands() -> list[tuple[str, list[str]]]:
+    """Every `fraudscreen …` command in the pages' code blocks, as (page:line, words after
+    `fraudscreen`); a synopsis's alternatives (`rules list | show RULE`) each whole."""
+    found = []
+    for page in _PAGES:
+        text = page.read_text(encoding="utf-8")
+        for block in re.finditer(r"```[a-z]*\n(.*?)```", text, re.S):
+            first = text.count("\n", 0, block.start(1)) + 1
+            logical: list[tuple[int, str]] = []  # (first line, text), continuations joined
+            for n, line in enumerate(block.group(1).split("\n")):
+                line = re.sub(r"\s#\s.*$", "", line)  # a comment
+                if logical and logical[-1][1].endswith("\\"):
+                    logical[-1] = (logical[-1][0], logical[-1][1][:-1] + " " + line)
+                else:
+                    logical.append((n, line))
+            for n, line in logical:
+                for m in re.finditer(r"(?:^|[\s;{(])(?:\S*/)?fraudscreen\s+([^;&}>]*)", line):
+                    group: list[str] = []
+                    for alt in _top_level(m.group(1).strip(), " | "):
+                        words = [w for w in alt.split() if w]
+                        if group and words and words[0] not in _command([])[0].commands:
+                            words = [*group, *words]  # `rules list | show RULE`
+                        group = words[:1]
+                        found.append((f"{page.relative_to(ROOT)}:{first + n}", words))
+    return found
+
+
+def _command(words: list[str]):
+    """The click command the words name, and the words after its name."""
+    import typer.main
+
+    from fraudscreen.cli import app
+
+    command = typer.main.get_command(app)
+    while words and hasattr(command, "commands") and words[0] in command.commands:
+        command, words = command.commands[words[0]], words[1:]
+    return command, words
+
+
+def test_the_documentation_shows_commands():
+    places = {place.split(":")[0] for place, _ in _doc_commands()}
+    assert {"README.md", "docs/nightly.md", "docs/rule-format.md"} <= places
+
+
+@pytest.mark.parametrize("place, words", _doc_commands(), ids=lambda v: v if isinstance(v, str)
+                         else None)
+def test_every_option_a_documented_command_shows_is_one_it_takes(place, words):
+    command, rest = _command(words)
+    if hasattr(command, "commands"):  # `fraudscreen COMMAND --help`: a placeholder
+        assert rest and rest[0].isupper(), f"{place}: no command {rest[:1]}"
+        return
+    taken = {o for p in command.params for o in [*p.opts, *p.secondary_opts]} | {"--help"}
+    given = [w.split("=")[0] for w in rest if w.startswith("--")]
+    assert [o for o in given if o not in taken] == [], f"{place}: fraudscreen {' '.join(words)}"
+
+
+@pytest.mark.parametrize("place, words", [(p, w) for p, w in _doc_commands() if "--param" in w])
+def test_every_documented_parameter_is_one_the_command_runs(place, words):
+    """Found following the README: `--only bed_holding --param
+    split_hospitalisation.readmission.max_gap_days=10` set a rule --only left out."""
+    rules = RuleSet.load()
+    only = [n for i, w in enumerate(words[:-1]) if w == "--only"
+            for n in words[i + 1].split(",")]
+    for i, w in enumerate(words[:-1]):
+        if w != "--param" or words[i + 1][:1].isupper():  # RULE_ID.NAME=VALUE
+            continue
+        target, _, value = words[i + 1].partition("=")
+        rule_id, _, name = target.rpartition(".")
+        rule = rules.get(rule_id)
+        assert name in rule.params, f"{place}: {rule_id} has no parameter {name}"
+        rule.params[name].coerce(value)
+        assert not only or rule.id in only or rule.family in only, (
+            f"{place}: --param {target} names a rule --only {','.join(only)} leaves out")

@@ -159,6 +159,28 @@ def test_only_and_param_select_and_override(tmp_path):
                                                "split_hospitalisation.readmission"]
 
 
+def test_a_parameter_of_a_rule_only_leaves_out_is_checked_and_unused(tmp_path):
+    """Found following the README: `--only bed_holding --param
+    split_hospitalisation.readmission.max_gap_days=10` said "no rule
+    'split_hospitalisation.readmission'", and a site's params file naming every rule failed
+    any run with --only."""
+    data, out = data_folder(tmp_path), tmp_path / "out"
+    site = tmp_path / "site.yaml"
+    site.write_text("split_hospitalisation.readmission: {max_gap_days: 10}\n"
+                    "duplicate_charge.daily_cap: {}\n", encoding="utf-8")
+    result = run("--data", str(data), "--out", str(out), "--only", "bed_holding",
+                 "--param", "split_hospitalisation.readmission.max_gap_days=10",
+                 "--params", str(site))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert {r["id"] for r in doc["rules"]} == {"bed_holding.idle_stay",
+                                               "bed_holding.elsewhere_during_stay"}
+    # still checked against every rule: a misspelt name is refused, --only or not
+    result = run("--data", str(data), "--out", str(out), "--only", "bed_holding",
+                 "--param", "split_hospitalisation.readmission.max_gap=10")
+    assert result.exit_code == 2 and "did you mean 'max_gap_days'" in result.output
+
+
 @pytest.mark.parametrize("args, says", [
     (["--only", "split_hospitalization"], "--only names no rule or family"),
     (["--only", " , "], "--only names nothing"),

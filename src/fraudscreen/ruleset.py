@@ -157,8 +157,10 @@ class RuleSet:
         if unknown:
             raise RuleError(f"--only names no rule or family: {', '.join(unknown)}"
                             f" (families: {', '.join(sorted({r.family for r in self.rules}))})")
-        return RuleSet([r for r in self.rules if r.id in only or r.family in only],
-                       self.overrides, self.titles)
+        kept = [r for r in self.rules if r.id in only or r.family in only]
+        ids = {r.id for r in kept}  # the others' overrides are checked and unused
+        return RuleSet(kept, {k: v for k, v in self.overrides.items() if k in ids},
+                       self.titles)
 
     def get(self, rule_id: str) -> Rule:
         for r in self.rules:

@@ -69,8 +69,11 @@ class RunResult:
 
 
 def load_rules(opts: ScreenOptions) -> RuleSet:
-    return (RuleSet.load(opts.rules).select(opts.only)
-            .with_params(opts.params, opts.params_file))
+    """The rules to run, with their parameters. Parameters are checked against every rule
+    loaded, then ``--only`` selects: a site's params file (or a ``--param``) that sets a
+    rule ``--only`` leaves out is valid and unused, never "no rule"."""
+    return (RuleSet.load(opts.rules).with_params(opts.params, opts.params_file)
+            .select(opts.only))
 
 
 def options_doc(opts: ScreenOptions, origins: dict[str, str]) -> dict:
