@@ -3,6 +3,7 @@ analyst names."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -366,3 +367,17 @@ def test_a_span_parameter_without_a_minimum_of_one_is_a_lint_warning(bound, flag
         ["window_minutes (span minutes)"] if flagged else [])
     if flagged:
         assert re.search(r"offsite_burst\.yaml:\d+:\d+$", found[0].where)
+
+
+def test_the_schema_goes_where_its_help_says_even_to_a_new_folder(tmp_path):
+    """Found following `rules schema --help`: `--out my_rules/rule.schema.json` before
+    my_rules/ existed ended in a FileNotFoundError traceback."""
+    out = tmp_path / "my_rules" / "rule.schema.json"
+    result = CliRunner().invoke(app, ["rules", "schema", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text(encoding="utf-8"))["title"] == "Rule"
+    (tmp_path / "taken").write_text("a file", encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "schema", "--out",
+                                      str(tmp_path / "taken" / "rule.schema.json")])
+    assert result.exit_code == 2 and "could not write" in result.output
+    assert "Traceback" not in result.output

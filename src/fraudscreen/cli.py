@@ -554,7 +554,12 @@ def rules_schema(
     from fraudscreen.rule import Rule
 
     schema = Rule.model_json_schema(by_alias=True)
-    out.write_text(json.dumps(schema, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    try:  # `--out my_rules/rule.schema.json`, as the help says, before my_rules/ exists
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(schema, ensure_ascii=False, indent=2) + "\n",
+                       encoding="utf-8")
+    except OSError as err:
+        raise _fail(f"could not write {out}: {err}") from None
     typer.echo(f"wrote {out}")
 
 
