@@ -192,3 +192,32 @@ def test_every_documented_parameter_is_one_the_command_runs(place, words):
         rule.params[name].coerce(value)
         assert not only or rule.id in only or rule.family in only, (
             f"{place}: --param {target} names a rule --only {','.join(only)} leaves out")
+
+
+def _leaf_commands(command=None, path=()):
+    if command is None:
+        command = _command([])[0]
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from _leaf_commands(sub, (*path, name))
+    else:
+        yield path, command
+
+
+@pytest.mark.parametrize("path, command", list(_leaf_commands()), ids=lambda v: " ".join(v)
+                         if isinstance(v, tuple) else None)
+def test_every_option_says_what_it_takes_in_a_user_s_words(path, command):
+    """Found reading every --help: `--param <list[str]>`, `--threads <int range>`,
+    `--institution <str>` with no help at all. An option names what to write (PATH,
+    RULE_ID.NAME=VALUE, YYYY-MM-DD), never a Python type, and says what it is for."""
+    from typer.testing import CliRunner
+
+    from fraudscreen.cli import app
+
+    result = CliRunner().invoke(app, [*path, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    options = result.output.split("Options:")[1]
+    assert re.findall(r"^\s+--\S+(?: / --\S+)? (<[^>]*>)", options, re.M) == [], path
+    silent = [p.opts[0] for p in command.params
+              if p.param_type_name == "option" and not p.help]
+    assert silent == [], f"fraudscreen {' '.join(path)}: options without help {silent}"

@@ -53,15 +53,18 @@ def main(
 
 DataOpt = Annotated[
     Path,
-    typer.Option("--data", help="Data folder: NAME.parquet, NAME.csv or NAME/ parts per table."),
+    typer.Option("--data", metavar="DIR",
+                 help="Data folder: NAME.parquet, NAME.csv or NAME/ parts per table."),
 ]
 EncodingOpt = Annotated[
     str | None,
-    typer.Option("--encoding", help="CSV encoding (utf-8, gb18030, gbk). Detected when omitted."),
+    typer.Option("--encoding", metavar="NAME",
+                 help="CSV encoding (utf-8, gb18030, gbk). Detected when omitted."),
 ]
 ColumnMapOpt = Annotated[
     Path | None,
-    typer.Option("--column-map", help="YAML file: column_map: {源列名: contract_name}."),
+    typer.Option("--column-map", metavar="FILE",
+                 help="YAML file: column_map: {源列名: contract_name}."),
 ]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Fail (exit 1) when any row is quarantined.")
@@ -71,7 +74,8 @@ StrictOpt = Annotated[
 @app.command()
 def validate(
     data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", help="Folder for quarantine.csv.")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR",
+                                      help="Folder for quarantine.csv.")],
     encoding: EncodingOpt = None,
     column_map: ColumnMapOpt = None,
     strict: StrictOpt = False,
@@ -120,16 +124,18 @@ def validate(
 
 @app.command()
 def sample(
-    out: Annotated[Path, typer.Option("--out", help="A new or empty folder for the tables "
+    out: Annotated[Path, typer.Option("--out", metavar="DIR",
+                                      help="A new or empty folder for the tables "
                                       "(a sample never writes over other files).")],
     scale: Annotated[
-        float, typer.Option("--scale", min=0.001, max=1000,
+        float, typer.Option("--scale", min=0.001, max=1000, metavar="N",
                             help="1 ≈ one million fee lines; 0.01 for a quick look.")
     ] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 7,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Same seed, same bytes.")] = 7,
     truth: Annotated[
         Path | None,
-        typer.Option("--truth", help="Where to write the injected cases (default OUT/../truth)."),
+        typer.Option("--truth", metavar="DIR",
+                     help="Where to write the injected cases (default OUT/../truth)."),
     ] = None,
 ) -> None:
     """Generate a synthetic prefecture with injected fraud cases and decoys."""
@@ -147,21 +153,27 @@ def sample(
 
 
 OnlyOpt = Annotated[
-    list[str], typer.Option("--only", help="Run only these families or rule ids (repeat "
-                                         "it, or separate them with commas).")
+    list[str], typer.Option("--only", metavar="NAME",
+                            help="Run only these families or rule ids (repeat it, or "
+                            "separate them with commas). Default: every rule.")
 ]
 ParamOpt = Annotated[
-    list[str], typer.Option("--param", help="Override a parameter: RULE_ID.NAME=VALUE.")
+    list[str], typer.Option("--param", metavar="RULE_ID.NAME=VALUE",
+                            help="Override a rule's parameter for this run (repeat it for "
+                            "more); `fraudscreen rules show RULE_ID` lists them.")
 ]
 ParamsFileOpt = Annotated[
-    Path | None, typer.Option("--params", help="Site params YAML: {RULE_ID: {NAME: VALUE}}.")
+    Path | None, typer.Option("--params", metavar="FILE",
+                              help="Site params YAML: {RULE_ID: {NAME: VALUE}}; --param "
+                              "wins.")
 ]
 WatchlistOpt = Annotated[
-    list[Path], typer.Option("--watchlist", exists=True,
+    list[Path], typer.Option("--watchlist", exists=True, metavar="PATH",
                              help="Extra watch-list .yaml/.yml files or folders of them "
                              "(format: drug_watchlists/README.md).")
 ]
-EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (default) or spark.")]
+EngineOpt = Annotated[str, typer.Option("--engine", metavar="duckdb|spark",
+                                        help="The engine that runs the rules' SQL.")]
 def _memory_limit(value: str) -> str:
     """A size DuckDB takes (1.5GB, 800MB, 4GiB, 50%): checked before any work is done."""
     if not re.fullmatch(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B|%)\s*", value, re.IGNORECASE):
@@ -178,28 +190,34 @@ def _spill_limit(value: str | None) -> str | None:
 
 
 MemoryLimitOpt = Annotated[
-    str, typer.Option("--memory-limit", callback=_memory_limit,
+    str, typer.Option("--memory-limit", callback=_memory_limit, metavar="SIZE",
                       help="DuckDB memory limit; beyond it, spill to disk. "
                       "The whole process peaks about 0.4 GB above it.")
 ]
 SpillLimitOpt = Annotated[
-    str | None, typer.Option("--spill-limit", callback=_spill_limit,
+    str | None, typer.Option("--spill-limit", callback=_spill_limit, metavar="SIZE",
                              help="Most DuckDB's spill files may take on disk (20GB, 500MiB); a "
                              "rule that needs more fails, named, and the others run. "
                              "Default: 90% of the free disk.")
 ]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="DuckDB threads.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", min=1, metavar="N", help="DuckDB threads. Default: one per CPU core.")]
 RuleTimeoutOpt = Annotated[float, typer.Option(
-    "--rule-timeout", min=0, help="Seconds one rule may run before it is stopped and recorded "
-    "as failed (the others still run); 0: no limit.")]
+    "--rule-timeout", min=0, metavar="SECONDS",
+    help="Seconds one rule may run before it is stopped and recorded as failed (the others "
+    "still run); 0: no limit.")]
 ProfileOpt = Annotated[
-    str, typer.Option("--profile", help="full | investigator | public (pseudonymised).")
+    str, typer.Option("--profile", metavar="full|investigator|public",
+                      help="What the outputs may show: full; investigator (no birth dates "
+                      "or ages); public (person ids pseudonymised, needs "
+                      "FRAUDSCREEN_SITE_SECRET). See docs/report.md.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print only warnings and errors.")]
 RulesOpt = Annotated[
     list[Path],
-    typer.Option("--rules", help="Extra rule files, or folders of .yaml/.yml rule files at any "
-                 "depth (added to the built-in rules; a folder with none is an error)."),
+    typer.Option("--rules", metavar="PATH",
+                 help="Extra rule files, or folders of .yaml/.yml rule files at any depth "
+                 "(added to the built-in rules; a folder with none is an error)."),
 ]
 
 
@@ -252,7 +270,7 @@ def _date(value: str | None, flag: str) -> dt.date | None:
 @app.command()
 def run(
     data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", help=(
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help=(
         "Output folder, replaced whole once the screening has run (also when a rule "
         "failed or --strict found quarantined rows: run.json's status says so): a new "
         "or empty folder, or an earlier output (never the data folder or one above "
@@ -262,10 +280,14 @@ def run(
     param: ParamOpt = [],
     params_file: ParamsFileOpt = None,
     date_from: Annotated[
-        str | None, typer.Option("--from", help="Analysis window start (YYYY-MM-DD).")
+        str | None, typer.Option("--from", metavar="YYYY-MM-DD",
+                                 help="Analysis window start. Default: the data's first "
+                                 "charge date.")
     ] = None,
     date_to: Annotated[
-        str | None, typer.Option("--to", help="Analysis window end (YYYY-MM-DD).")
+        str | None, typer.Option("--to", metavar="YYYY-MM-DD",
+                                 help="Analysis window end. Default: the data's last charge "
+                                 "date.")
     ] = None,
     watchlist: WatchlistOpt = [],
     engine: EngineOpt = "duckdb",
@@ -279,14 +301,18 @@ def run(
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
     log_format: Annotated[
-        str, typer.Option("--log-format", help="text, or json: one event per line for schedulers.")
+        str, typer.Option("--log-format", metavar="text|json",
+                          help="Progress on stderr as text, or as json: one event per line "
+                          "for schedulers.")
     ] = "text",
     spark_master: Annotated[
-        str, typer.Option("--spark-master", help="With --engine spark: local[*], spark://…, yarn.")
+        str, typer.Option("--spark-master", metavar="URL",
+                          help="With --engine spark: local[*], spark://…, yarn.")
     ] = "local[*]",
     spark_table: Annotated[
-        list[str], typer.Option("--spark-table", help="NAME=TABLE: read a contract table from "
-                                "the Spark catalog (or a Parquet path) instead of --data.")
+        list[str], typer.Option("--spark-table", metavar="NAME=TABLE",
+                                help="Read contract table NAME from the Spark catalog's TABLE "
+                                "(or a Parquet path) instead of --data.")
     ] = [],
 ) -> None:
     """Screen a data folder with every built-in rule (plus --rules) and write the leads.
@@ -334,10 +360,11 @@ def run(
 def compile_(
     rule_id: Annotated[str, typer.Argument(help="Rule id, e.g. split_hospitalisation.readmission")],
     dialect: Annotated[
-        str, typer.Option("--dialect", help="duckdb, spark, trino, postgres, …")
+        str, typer.Option("--dialect", metavar="NAME",
+                          help="SQL dialect: duckdb, spark, trino, postgres, … (sqlglot's).")
     ] = "duckdb",
     rules: RulesOpt = [],
-    param: Annotated[list[str], typer.Option("--param", help="RULE_ID.NAME=VALUE")] = [],
+    param: ParamOpt = [],
 ) -> None:
     """Print the SQL a rule compiles to (parameters bound; window left open)."""
     from fraudscreen.compiler import compile_rule
@@ -358,7 +385,8 @@ def compile_(
 def report(
     out_dir: Annotated[Path, typer.Argument(help="An existing `run` output folder.")],
     profile: Annotated[
-        str, typer.Option("--profile", help="full | investigator | public")
+        str, typer.Option("--profile", metavar="full|investigator|public",
+                          help="What the outputs may name (docs/report.md).")
     ] = "full",
 ) -> None:
     """Regenerate leads.csv, leads.xlsx and report.html from a run's output folder."""
@@ -392,7 +420,11 @@ def rules_list(rules: RulesOpt = []) -> None:
 
 
 @rules_app.command("show")
-def rules_show(rule_id: str, rules: RulesOpt = []) -> None:
+def rules_show(
+    rule_id: Annotated[str, typer.Argument(
+        help="Rule id, e.g. bed_holding.idle_stay (see `fraudscreen rules list`).")],
+    rules: RulesOpt = [],
+) -> None:
     """A rule's documentation page (what, why, legal basis, params, example)."""
     from fraudscreen.rule import RuleError
     from fraudscreen.rule_docs import page
@@ -433,7 +465,8 @@ def rules_test(
         help="Rule ids, or rule files or folders (default: every rule loaded).",
         show_default=False)] = None,
     rules: RulesOpt = [],
-    engine: Annotated[str, typer.Option("--engine", help="duckdb or spark")] = "duckdb",
+    engine: Annotated[str, typer.Option("--engine", metavar="duckdb|spark",
+                                        help="The engine that runs the tests.")] = "duckdb",
 ) -> None:
     """Run every rule's inline tests; show expected vs actual for failures.
 
@@ -477,8 +510,11 @@ def rules_new(
     rule_id: Annotated[str, typer.Argument(
         help="The new rule's id, FAMILY.NAME in lower case: site_a.night_visits.")],
     like: Annotated[str, typer.Option(
-        "--like", help="The rule to start from, by id (see `fraudscreen rules list`).")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the new file.")] = Path("."),
+        "--like", metavar="RULE_ID",
+        help="The rule to start from, by id (see `fraudscreen rules list`).")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR",
+                                      help="Folder for the new file (made if need be).")
+                   ] = Path("."),
     rules: RulesOpt = [],
 ) -> None:
     """Start a rule from one that works: a copy under a new id, to edit.
@@ -528,7 +564,9 @@ def rules_new(
 
 @rules_app.command("docs")
 def rules_docs(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the pages.")] = Path("docs/rules"),
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help=(
+        "Folder for the pages, relative to the current folder; with --rules, write your "
+        "site's pages elsewhere than the project's own."))] = Path("docs/rules"),
     rules: RulesOpt = [],
 ) -> None:
     """Regenerate docs/rules/ (one page per rule and an index) from the rule files."""
@@ -541,8 +579,9 @@ def rules_docs(
 @rules_app.command("schema")
 def rules_schema(
     out: Annotated[Path, typer.Option(
-        "--out", help="Where to write it; the default is the project's own copy, relative "
-                      "to the current folder.")] = Path("docs/rule.schema.json"),
+        "--out", metavar="FILE", help="Where to write it; the default is the project's own "
+                                      "copy, relative to the current folder.")
+                   ] = Path("docs/rule.schema.json"),
 ) -> None:
     """Write the JSON Schema of rule files (for editor completion).
 
@@ -565,10 +604,12 @@ def rules_schema(
 
 # --- nightly mode: one store across nights (docs/nightly.md) --------------------------
 
-StoreOpt = Annotated[Path, typer.Option("--store", help="The nightly store (a DuckDB file).")]
+StoreOpt = Annotated[Path, typer.Option("--store", metavar="FILE",
+                                        help="The nightly store (a DuckDB file).")]
 TodayOpt = Annotated[
     str | None,
-    typer.Option("--today", help="Date suppressions are judged on (YYYY-MM-DD; default today)."),
+    typer.Option("--today", metavar="YYYY-MM-DD",
+                 help="Date suppressions are judged on. Default: today."),
 ]
 
 
@@ -595,9 +636,11 @@ def _today(value: str | None) -> dt.date:
 
 @app.command()
 def nightly(
-    inbox: Annotated[Path, typer.Option("--inbox", help="Inbox: NAME/ folders of parts.")],
+    inbox: Annotated[Path, typer.Option("--inbox", metavar="DIR",
+                                        help="Inbox: NAME/ folders of parts (docs/nightly.md).")],
     store: StoreOpt,
-    out: Annotated[Path, typer.Option("--out", help="The night's output folder.")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR",
+                                      help="The night's output folder: one per night.")],
     rules: RulesOpt = [],
     only: OnlyOpt = [],
     param: ParamOpt = [],
@@ -712,7 +755,8 @@ app.add_typer(suspicions_app, name="suspicions")
 @suspicions_app.command("export")
 def suspicions_export(
     store: StoreOpt,
-    out: Annotated[Path, typer.Option("--out", help="FILE.parquet (or .csv).")],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE",
+                                      help="FILE.parquet (or .csv).")],
     all_: Annotated[
         bool, typer.Option("--all", help="Include retracted, superseded and suppressed ones "
                                          "(with status, reason, suppressed_by).")
@@ -777,7 +821,8 @@ def leads_feedback(
 @rules_app.command("stats")
 def rules_stats(
     store: StoreOpt,
-    format_: Annotated[str, typer.Option("--format", help="text or csv")] = "text",
+    format_: Annotated[str, typer.Option("--format", metavar="text|csv",
+                                         help="A table to read, or CSV to stdout.")] = "text",
 ) -> None:
     """Per rule: hits, reviewed, confirmed, precision, amount recovered (from feedback)."""
     import sys
@@ -807,13 +852,19 @@ app.add_typer(suppress_app, name="suppress")
 @suppress_app.command("add")
 def suppress_add(
     store: StoreOpt,
-    rule: Annotated[str, typer.Option("--rule", help="Rule id, e.g. duplicate_charge.daily_cap.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (shown in `suppress list`).")],
-    owner: Annotated[str, typer.Option("--owner", help="Who answers for it.")],
-    until: Annotated[str, typer.Option("--until", help="Last day it holds (YYYY-MM-DD).")],
-    institution: Annotated[str | None, typer.Option("--institution")] = None,
-    person: Annotated[str | None, typer.Option("--person")] = None,
-    item: Annotated[str | None, typer.Option("--item", help="医保目录编码.")] = None,
+    rule: Annotated[str, typer.Option("--rule", metavar="RULE_ID",
+                                      help="Rule id, e.g. duplicate_charge.daily_cap.")],
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT",
+                                        help="Why (shown in `suppress list`).")],
+    owner: Annotated[str, typer.Option("--owner", metavar="NAME", help="Who answers for it.")],
+    until: Annotated[str, typer.Option("--until", metavar="YYYY-MM-DD",
+                                       help="Last day it holds.")],
+    institution: Annotated[str | None, typer.Option(
+        "--institution", metavar="ID", help="定点医药机构编号, e.g. H35090200001.")] = None,
+    person: Annotated[str | None, typer.Option("--person", metavar="ID", help="人员编号.")
+                      ] = None,
+    item: Annotated[str | None, typer.Option("--item", metavar="CODE", help="医保目录编码.")
+                    ] = None,
     rules: RulesOpt = [],
     today: TodayOpt = None,
 ) -> None:
@@ -840,8 +891,8 @@ def suppress_add(
 def suppress_lift(
     store: StoreOpt,
     suppression_id: Annotated[int, typer.Argument(help="Its id, from `suppress list`.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why it ends early.")],
-    owner: Annotated[str, typer.Option("--owner", help="Who lifts it.")],
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why it ends early.")],
+    owner: Annotated[str, typer.Option("--owner", metavar="NAME", help="Who lifts it.")],
     today: TodayOpt = None,
 ) -> None:
     """End a suppression before its expiry; what it held back shows on the next night."""
