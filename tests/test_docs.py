@@ -221,3 +221,23 @@ def test_every_option_says_what_it_takes_in_a_user_s_words(path, command):
     silent = [p.opts[0] for p in command.params
               if p.param_type_name == "option" and not p.help]
     assert silent == [], f"fraudscreen {' '.join(path)}: options without help {silent}"
+
+
+def test_the_nightly_page_lists_every_option_a_night_shares_with_run():
+    """It left out --rule-timeout: a reader could not tell a night takes it."""
+    text = (DOCS / "nightly.md").read_text(encoding="utf-8")
+    listed = text.split("Every option of `run` that shapes the screening is accepted")[1]
+    listed = set(re.findall(r"`(--[a-z-]+)`", listed.split(";")[0]))
+
+    def opts(name):
+        return {o for p in _command([name])[0].params for o in p.opts}
+
+    assert listed == (opts("run") & opts("nightly")) - {"--out", "--quiet"}
+
+
+def test_a_documented_crontab_line_names_fraudscreen_by_its_full_path():
+    """cron's PATH is /usr/bin:/bin: a bare `fraudscreen` is `command not found`."""
+    for page in _PAGES:
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if re.match(r"^([\d*/,-]+\s+){5}.*\bfraudscreen\s", line):  # a schedule, then
+                assert re.search(r"\s/\S*/fraudscreen\s", line), f"{page.name}: {line}"
