@@ -241,3 +241,30 @@ def test_a_documented_crontab_line_names_fraudscreen_by_its_full_path():
         for line in page.read_text(encoding="utf-8").splitlines():
             if re.match(r"^([\d*/,-]+\s+){5}.*\bfraudscreen\s", line):  # a schedule, then
                 assert re.search(r"\s/\S*/fraudscreen\s", line), f"{page.name}: {line}"
+
+
+def test_a_rule_page_reads_as_its_author_wrote_it(tmp_path):
+    """Found writing a site rule: its page showed `（41） 至少4次` where the folded
+    `description: >` met a line break, and a list default as Python's `['11', '14']`,
+    which is not how --param takes it."""
+    from fraudscreen.rule_docs import page
+
+    text = page(RuleSet.load().get("pharmacy_card_skimming.hoarding"))
+    assert "在定点药店（41）至少4次结算中购买同一项目" in text
+    text = page(RuleSet.load().get("split_hospitalisation.readmission"))
+    assert "`Z51,Z49,O80,O81,O82,O83,O84`" in text and "['Z51'" not in text
+    assert "同一 ICD-10 类目" in text  # the spaces the author wrote stay
+
+
+@pytest.mark.parametrize("rule", [r for r in RuleSet.load().rules if r.params],
+                         ids=lambda r: r.id)
+def test_a_rule_page_s_parameter_example_is_its_default_as_param_takes_it(rule):
+    from fraudscreen.rule_docs import page
+
+    example = re.search(r"e\.g\. `--param ([^`]+)`", page(rule)).group(1)
+    target, _, value = example.partition("=")
+    rule_id, _, name = target.rpartition(".")
+    assert rule_id == rule.id
+    RuleSet.load().with_params([example], None)  # refused unless the parameter takes it
+    param = rule.params[name]
+    assert param.coerce(value) == param.coerce(param.default)

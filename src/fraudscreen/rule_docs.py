@@ -13,6 +13,7 @@ from pathlib import Path
 from fraudscreen.compiler import compile_rule
 from fraudscreen.contract import FAMILIES
 from fraudscreen.rule import Param, Rule, RuleTest
+from fraudscreen.suspicion import unfold
 
 SCOPES = {
     "person": "a hit rests on one person's settlements and fee lines; a nightly run "
@@ -43,6 +44,14 @@ def _example(test: RuleTest) -> list[str]:
     return lines
 
 
+def _default(param: Param) -> str:
+    """A default as it is given with --param: `Z51,Z49`, `true`, not Python's `['Z51']`."""
+    value = param.default
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _allowed(param: Param) -> str:
     """A parameter's bounds as a reader writes them: 0–1, ≥ 0, ≤ 10."""
     low, high = param.min, param.max
@@ -60,7 +69,7 @@ def page(rule: Rule) -> str:
         "",
         "## What it catches and why",
         "",
-        rule.description.strip(),
+        unfold(rule.description),
         "",
         "## Legal basis and sources",
         "",
@@ -68,7 +77,7 @@ def page(rule: Rule) -> str:
         "",
         "## Amount at risk",
         "",
-        rule.amount_basis or "—",
+        unfold(rule.amount_basis) or "—",
         "",
         f"Scope: **{rule.scope}** — {SCOPES[rule.scope]}",
         "",
@@ -77,9 +86,11 @@ def page(rule: Rule) -> str:
     ]
     if rule.params:
         out += ["| name | type | default | allowed | meaning |", "|---|---|---|---|---|"]
-        out += [f"| `{n}` | {p.type} | `{_cell(p.default)}` | {_allowed(p)} | "
-                f"{_cell(p.description)} |" for n, p in rule.params.items()]
-        out += ["", f"Override per run: `--param {rule.id}.NAME=VALUE`."]
+        out += [f"| `{n}` | {p.type} | `{_cell(_default(p))}` | {_allowed(p)} | "
+                f"{_cell(unfold(p.description))} |" for n, p in rule.params.items()]
+        name, first = next(iter(rule.params.items()))
+        out += ["", f"Override per run: `--param {rule.id}.NAME=VALUE`, e.g. "
+                    f"`--param {rule.id}.{name}={_default(first)}`."]
     else:
         out.append("None.")
     out += ["", f"## Detection (`{rule.detect.kind}`)", "", "```yaml",

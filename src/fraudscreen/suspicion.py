@@ -26,6 +26,16 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FOLD = re.compile(r"\s+(?=[\u3000-\u9fff\uff00-\uffef])|(?<=[\u3000-\u9fff\uff00-\uffef])\s+")
 
 
+_CJK = "[\u3000-\u9fff\uff00-\uffef]"
+_FOLD_BETWEEN = re.compile(rf"(?<={_CJK})\s+(?={_CJK})")
+
+
+def unfold(text: str) -> str:
+    """A rule's Chinese text as written across lines (``description: >``), without the
+    spaces YAML put where two lines of Chinese met (`同一 ICD-10 类目` keeps its own)."""
+    return _FOLD_BETWEEN.sub("", text.strip())
+
+
 def text(value: Any) -> str:
     """How a figure reads in a message, a key and the evidence."""
     if value is None:
