@@ -644,3 +644,20 @@ def test_a_family_title_never_makes_a_workbook_that_cannot_be_written(tmp_path, 
     names = openpyxl.load_workbook(path).sheetnames
     assert len({n.lower() for n in names}) == len(names)
     assert all(len(n) <= 31 and not n.startswith("'") and n != "History" for n in names)
+
+
+def test_a_rule_s_note_reads_in_chinese_with_run_json_s_english_beside(tmp_path):
+    """Found screening the sample: the Chinese page's 说明 read '1 not judged (distinct
+    institution_id): 机构在进货记录中没有任何记录…' and 'needs table purchases'."""
+    stocked = {"id": "item_substitution.billed_more_than_bought", "version": "1.1",
+               "family": "item_substitution", "status": "ran", "hits": 0, "skipped": 1,
+               "skipped_unit": "distinct institution_id", "amount_at_risk": "0.00",
+               "reason": "1 not judged (distinct institution_id): 机构在进货记录中没有任何记录",
+               "seconds": 0.1}
+    write_reports(tmp_path, frame(), {**MANIFEST, "rules": [*MANIFEST["rules"], stocked]},
+                  "full")
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert ('<td>1 家机构未判断：机构在进货记录中没有任何记录 <span class="en" lang="en">'
+            '1 not judged (distinct institution_id)</span></td>') in html
+    assert ('<td>缺少 purchases 表，未运行 <span class="en" lang="en">needs table purchases'
+            '</span></td>') in html

@@ -9,6 +9,7 @@ monthly trend, and a table per family with every suspicion's message.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -44,6 +45,26 @@ FONT = '"Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif'
 PALETTE = ("#2f6db5", "#d9822b", "#3a9a5b", "#c0392b", "#8e5fb5", "#16a5a5",
            "#7f8c8d", "#b8860b")
 STATUS_ZH = {"ran": "已运行", "skipped": "已跳过", "failed": "失败"}
+# What a skip counts (rules[].skipped_unit), as the page says it.
+_UNIT_ZH = {"groups": "组", "distinct institution_id": "家机构", "distinct person_id": "名参保人",
+            "distinct settlement_id": "笔结算", "distinct item_code": "个项目"}
+
+
+def rule_note(rule: dict) -> tuple[str, str]:
+    """A rule's reason in the report's words, and run.json's English (for scripts) when
+    that differs: `1 家机构未判断：机构在进货记录中没有任何记录…` beside `1 not judged
+    (distinct institution_id)`, `缺少 catalog 表，未运行` beside `needs table catalog
+    (absent)`. A failure's message stays as the error said it."""
+    reason = rule.get("reason") or ""
+    if rule.get("status") == "ran" and rule.get("skipped"):
+        unit = _UNIT_ZH.get(rule.get("skipped_unit") or "", f"（{rule.get('skipped_unit')}）")
+        english, _, why = reason.partition("): ")
+        return (f"{rule['skipped']} {unit}未判断" + (f"：{why}" if why else ""),
+                f"{english})" if why else reason)
+    if rule.get("status") == "skipped" and (tables := re.fullmatch(
+            r"needs table (.+?)(?: \(absent\))?", reason)):
+        return f"缺少 {tables.group(1)} 表，未运行", reason
+    return reason, ""
 PROFILE_ZH = {"full": "完整（full）", "investigator": "调查（investigator）",
               "public": "公开脱敏（public）"}
 # The total is known only once the report is written: shown in run.json, not here, so
@@ -210,6 +231,7 @@ def _summary(manifest: dict, suspicions: pl.DataFrame, profile: str) -> dict:
                         if q.get("table") in INPUT_TABLES else ""} for q in quarantine],
         "rules": [{**r, "family_zh": family_name(r.get("family"), titles),
                    "status_zh": STATUS_ZH.get(r.get("status"), r.get("status")),
+                   "note": rule_note(r),
                    "amount_shown": yuan(r.get("amount_at_risk") or 0)} for r in rules],
         "suspicions": suspicions.height,
         "amount": yuan(suspicions.get_column("amount_at_risk").sum()
