@@ -43,7 +43,7 @@ CHECKS = {
     "FS003": ("warning", "parameter declared but never used"),
     "FS004": ("error", "rule does not compile"),
     "FS005": ("info", "a new family without family_title: the leads and the report show "
-                      "its id; give its Chinese name (family_title: 超量开药)"),
+                      "its id; give its Chinese name (e.g. family_title: 超量开药)"),
     "FS006": ("warning", "amount_basis missing: say how amount_at_risk is computed"),
     "FS007": ("warning", "scope not kept together by the detection: a nightly store could "
                          "drift from one run"),
