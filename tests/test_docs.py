@@ -232,7 +232,7 @@ def test_the_nightly_page_lists_every_option_a_night_shares_with_run():
     def opts(name):
         return {o for p in _command([name])[0].params for o in p.opts}
 
-    assert listed == (opts("run") & opts("nightly")) - {"--out", "--quiet"}
+    assert listed == (opts("run") & opts("nightly")) - {"--out"}
 
 
 def test_a_documented_crontab_line_names_fraudscreen_by_its_full_path():

@@ -1221,3 +1221,40 @@ def test_strict_judges_the_rows_quarantined_on_the_nights_a_run_reports(tmp_path
     assert doc["nights_reported"] == [] and doc["quarantine"] == []
     assert result.exit_code == 0, result.output
     assert doc["status"]["strict_quarantine"] is False
+
+
+def test_a_night_tells_its_progress_as_a_run_does(tmp_path):
+    """A first night can read months of exports: it says what it read and each rule as it
+    is done, as text or as one JSON event a line (--log-format json, for the scheduler
+    that runs it), with the inbox's own file names; a note is told once."""
+    data = tmp_path / "data"
+    generate(data, scale=0.005, seed=3)
+    inbox = tmp_path / "inbox"
+    for name in ("settlements", "fee_lines"):
+        (inbox / name).mkdir(parents=True)
+        shutil.copy(data / f"{name}.parquet", inbox / name / "part-01.parquet")
+    cli = CliRunner()
+    result = cli.invoke(app, ["nightly", "--inbox", str(inbox), "--store",
+                              str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "n1"),
+                              "--new-store", "--log-format", "json"])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.output.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "ingest_start" and kinds[-1] == "done" and kinds.count("rule") == 14
+    assert sorted(e["file"] for e in events if e["event"] == "file") == [
+        "fee_lines/part-01.parquet", "settlements/part-01.parquet"]
+    night1 = next(e for e in events if e["event"] == "night")
+    assert night1["night"] == 1 and night1["new"] > 0 and events[-1]["exit_code"] == 0
+    notes = [e["note"] for e in events if e["event"] == "note"]
+    assert len(notes) == len(set(notes)) and any("no store there" in n for n in notes)
+
+    pl.read_parquet(data / "fee_lines.parquet").head(1).with_columns(line_id=pl.lit("NEW-1")
+                                                                     ).write_parquet(
+        inbox / "fee_lines" / "part-02.parquet")
+    result = cli.invoke(app, ["nightly", "--inbox", str(inbox), "--store",
+                              str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "n2")])
+    lines = result.output.splitlines()
+    assert result.exit_code == 0, result.output
+    assert lines[0] == f"reading {inbox} …" and "  fee_lines/part-02.parquet: " in lines[1]
+    assert sum(line.startswith("  [") and "/14] " in line for line in lines) == 14
+    assert any(line.startswith("night 2: 1 new file(s), 2 already ingested;") for line in lines)

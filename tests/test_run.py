@@ -7,6 +7,7 @@ import hashlib
 import html
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1466,3 +1467,16 @@ def test_python_dash_m_runs_the_command():
     done = subprocess.run([sys.executable, "-m", "fraudscreen", "--version"],
                           capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout.split()[0]) == (0, "fraudscreen"), done.stderr
+
+
+def test_a_folder_named_with_brackets_is_read_and_shown_as_it_is(tmp_path):
+    """'[' is a glob to Polars and '[/…]' a closing tag to rich: a folder called
+    导出[/2024] stopped the run (an 'invalid glob pattern', then a MarkupError traceback
+    from the progress line naming it)."""
+    data = tmp_path / "导出[" / "2024]"
+    shutil.copytree(data_folder(tmp_path), data)
+    out = tmp_path / "out[1]"
+    result = CliRunner().invoke(app, ["run", "--data", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"reading {data} …" in result.output and "Traceback" not in result.output
+    assert pl.read_parquet(out / "suspicions.parquet", glob=False).height > 0

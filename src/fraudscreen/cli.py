@@ -220,6 +220,12 @@ RulesOpt = Annotated[
                  "(added to the built-in rules; a folder with none is an error)."),
 ]
 
+LogFormatOpt = Annotated[
+    str, typer.Option("--log-format", metavar="text|json",
+                      help="Progress on stderr as text, or as json: one event per line "
+                      "for schedulers.")
+]
+
 
 def _fail(err: Exception | str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {err}", err=True)
@@ -300,11 +306,7 @@ def run(
     column_map: ColumnMapOpt = None,
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
-    log_format: Annotated[
-        str, typer.Option("--log-format", metavar="text|json",
-                          help="Progress on stderr as text, or as json: one event per line "
-                          "for schedulers.")
-    ] = "text",
+    log_format: LogFormatOpt = "text",
     spark_master: Annotated[
         str, typer.Option("--spark-master", metavar="URL",
                           help="With --engine spark: local[*], spark://…, yarn.")
@@ -663,6 +665,7 @@ def nightly(
                                                "lead again.")
     ] = False,
     quiet: QuietOpt = False,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Ingest the inbox's new files into the store, re-screen, report the night's news.
 
@@ -679,9 +682,9 @@ def nightly(
     """
     import duckdb
 
-    from fraudscreen import integrity
     from fraudscreen.ingest import IngestError
     from fraudscreen.nightly import NightOptions, record_failure, run_night
+    from fraudscreen.progress import Progress
     from fraudscreen.rule import RuleError
     from fraudscreen.runner import load_rules
     from fraudscreen.screen import OutOfMemory
@@ -705,8 +708,10 @@ def nightly(
         return _fail(err, code)
 
     try:
-        with _stoppable("nothing of this night was kept; the store is as it was", failed):
-            result = run_night(opts, load_rules(opts))
+        ruleset = load_rules(opts)
+        with (_stoppable("nothing of this night was kept; the store is as it was", failed),
+              Progress(quiet, len(ruleset.rules), log_format) as progress):
+            result = run_night(opts, ruleset, progress)
     except typer.Exit:  # stopped: said and recorded
         raise
     except (IngestError, RuleError, StoreError, ValueError) as err:
@@ -723,28 +728,7 @@ def nightly(
     except Exception as err:  # a fault of fraudscreen's own: recorded, and its traceback
         record_failure(opts, started, 1, f"{type(err).__name__}: {err}", type(err).__name__)
         raise
-    doc = result.manifest
-    if not quiet:
-        typer.echo(
-            f"night {doc['night'] if doc['night'] is not None else '-'}"
-            f"{'' if result.committed else ' (nothing new)'}: "
-            f"{len(doc['inputs'])} new file(s), {doc['files_skipped']} already ingested; "
-            f"{doc['new_suspicions']} new suspicion(s), {doc['reopened_suspicions']} reopened, "
-            f"{doc['changed_suspicions']} changed, {doc['retracted_suspicions']} retracted, "
-            f"{doc['superseded_suspicions']} superseded; {doc['open_suspicions']} open "
-            f"({doc['suppressed_open_suspicions']} suppressed); wrote {out}", err=True)
-    # As run shows them, even under --quiet: each can change what the rules find (a
-    # reversal column under an unknown header reverses nothing).
-    for note in doc["notes"]:
-        typer.echo(f"note: {note}", err=True)
-    for warning in integrity.warnings(doc["integrity"]):
-        typer.echo(f"warning: {warning}", err=True)
-    if bad := sum(q["rows"] for q in doc["quarantine"]):
-        typer.echo(f"{'--strict: ' if strict else ''}{bad:,} row(s) quarantined: see "
-                   f"{out / 'quarantine.csv'}", err=True)
-    for outcome in result.screening.outcomes if result.screening else []:
-        if outcome.status == "failed":  # in full: run.json may show only its kind
-            typer.echo(f"rule {outcome.rule.id} failed: {outcome.reason}", err=True)
+    progress.night_done(result, out, strict)
     raise typer.Exit(result.exit_code)
 
 
@@ -792,8 +776,8 @@ def _columns(path: Path) -> list[str]:
 
     try:
         if path.suffix.lower() == ".csv":
-            return pl.read_csv(path, n_rows=0, infer_schema=False).columns
-        return list(pl.read_parquet_schema(path))
+            return pl.read_csv(path, n_rows=0, infer_schema=False, glob=False).columns
+        return pl.scan_parquet(path, glob=False).collect_schema().names()
     except (pl.exceptions.PolarsError, OSError):
         return []
 

@@ -114,7 +114,7 @@ class StagedTable:
         if not self.files:
             return pl.DataFrame(schema={c.name: c.type.polars
                                         for c in INPUT_TABLES[self.name].columns})
-        return pl.concat([pl.read_parquet(f.path, columns=columns) for f in self.files])
+        return pl.concat([pl.read_parquet(f.path, columns=columns, glob=False) for f in self.files])
 
 
 @dataclass
@@ -376,7 +376,7 @@ def drop_rows(staged: list[StagedFile], rows: pl.DataFrame) -> None:
     for f in staged:
         if f.part in parts:
             assert not f.in_place, "an input file is never rewritten"
-            frame = pl.read_parquet(f.path)
+            frame = pl.read_parquet(f.path, glob=False)
             kept = frame.join(rows.select(PART, LINE), on=[PART, LINE], how="anti",
                               maintain_order="left")
             if kept.height != frame.height:
@@ -650,7 +650,7 @@ def _read_csv(
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # EOFError: cut short
         scratch.unlink(missing_ok=True)
         raise IngestError(f"{path}: cannot be decompressed as gzip ({err})") from None
-    scan = pl.scan_csv(source, infer_schema=False)
+    scan = pl.scan_csv(source, infer_schema=False, glob=False)
     try:
         headers = _csv_headers(scan, path, table, renames, shown, notes)
     except IngestError:
@@ -761,7 +761,7 @@ def _read_parquet(
     headers = _match_headers(arrow.names, table, renames, path, shown, notes)
     _check_types(path, arrow, headers)
     try:
-        schema = pl.read_parquet_schema(path)
+        schema = pl.scan_parquet(path, glob=False).collect_schema()
     except (pl.exceptions.PolarsError, OSError) as err:
         raise _unreadable(path, "Parquet", err) from None
     targets = {name: table.column(name).type.polars for name in headers}
@@ -769,7 +769,7 @@ def _read_parquet(
     if int96:
         notes.append(f"{shown}: {', '.join(int96)}: INT96 timestamps (as Spark writes them) "
                      "read as UTC instants, in China Standard Time")
-    scan = pl.scan_parquet(path).select(_renamed(headers)).with_columns(
+    scan = pl.scan_parquet(path, glob=False).select(_renamed(headers)).with_columns(
         _parquet_cast(name, schema[header], targets[name], utc=name in int96)
         for name, header in headers.items()
         if schema[header] not in (pl.String, targets[name]) or name in int96)

@@ -51,7 +51,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ from fraudscreen.expressions import sql_string
 from fraudscreen.ingest import (
     IngestError,
     Ingestion,
+    InputFile,
     StagedTable,
     check_link,
     drop_rows,
@@ -83,6 +84,7 @@ from fraudscreen.privacy import (
     shown_error,
     site_secret,
 )
+from fraudscreen.progress import Progress
 from fraudscreen.quarantine import (
     CONFLICTING_KEY,
     DUPLICATE_KEY,
@@ -269,11 +271,13 @@ class Intake:
 
 
 def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str | None,
-           column_map: Path | None, work: Path) -> Intake:
+           column_map: Path | None, work: Path,
+           on_file: Callable[[InputFile, float], None] | None = None) -> Intake:
     """Read the new files as ``load_folder`` reads a data folder; drop stored keys.
 
     ``work``: the night's scratch folder (``scratch_folder``); the staged rows stay
-    there until the caller removes it when the night is done.
+    there until the caller removes it when the night is done. ``on_file``: told as each
+    inbox file has been read (progress), with its path in the inbox.
     """
     stage = work / "inbox"
     stage.mkdir(parents=True)
@@ -300,10 +304,15 @@ def ingest(con: duckdb.DuckDBPyConnection, files: list[InboxFile], encoding: str
                 text = text.replace(str(stage / linked), f.rel).replace(linked, f.rel)
             return text
 
+        def told(info: InputFile, seconds: float) -> None:
+            if info.path in names:  # not a placeholder
+                on_file(replace(info, path=names[info.path].rel), seconds)
+
         # Every row staged (none scanned in place): rows whose key is stored are dropped.
         try:
             ing = load_folder(stage, encoding=encoding, column_map=column_map,
-                              in_place=False, work_dir=work / "staged")
+                              in_place=False, work_dir=work / "staged",
+                              on_file=told if on_file else None)
         except IngestError as err:
             raise IngestError(in_inbox(str(err))) from None
         ing.notes[:] = [in_inbox(note) for note in ing.notes]
@@ -517,8 +526,10 @@ def quarantined_reversal_entries(con: duckdb.DuckDBPyConnection, intake: Intake 
 
 # --- one night ------------------------------------------------------------------------
 
-def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
-    """One night, start to finish; raises IngestError, RuleError or StoreError."""
+def run_night(opts: NightOptions, ruleset: RuleSet, progress: Progress | None = None
+              ) -> NightResult:
+    """One night, start to finish; raises IngestError, RuleError or StoreError.
+    ``progress``: told what is read and each rule as it is done, as a run's is."""
     began = time.perf_counter()
     check_out(opts.out, [opts.inbox, opts.store])
     # A public night needs its secret before it commits anything (run checks it first too).
@@ -543,7 +554,12 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
                 "night its own --out folder; nothing was done")
         files = scan_inbox(opts.inbox, notes)
         fresh, skipped = unseen(con, files, notes)
-        intake = ingest(con, fresh, opts.encoding, opts.column_map, work) if fresh else None
+        if progress and fresh:
+            progress.reading(opts.inbox)
+        intake = (ingest(con, fresh, opts.encoding, opts.column_map, work,
+                         progress.file_read if progress else None) if fresh else None)
+        if progress and intake:
+            progress.read(intake.ingestion, time.perf_counter() - began)
         _hook("after_ingest")
         # From here on the connection reads no file but the night's staged rows, as a
         # run's does (its settings stay open: each screening pass sets its limits).
@@ -577,7 +593,8 @@ def run_night(opts: NightOptions, ruleset: RuleSet) -> NightResult:
                      else rescreen.Scope(full=True))
             plan = scope.plan(ruleset)
             screening = rescreen.screen_night(con, tables, ruleset, opts, plan,
-                                              quarantined_reversals(quarantined))
+                                              quarantined_reversals(quarantined),
+                                              progress.rule_done if progress else None)
             ran = {o.rule.id for o in screening.outcomes if o.status == "ran"}
             night = (last["night"] + 1) if last else 1
             merged = merge(store.suspicions(con), screening.suspicions, ran,

@@ -2,7 +2,8 @@
 
 Everything goes to stderr, so stdout stays clean for pipes. ``--quiet`` keeps only
 warnings and failures; ``--log-format json`` writes one JSON object per event for
-schedulers (cron, Airflow, DolphinScheduler) instead of text.
+schedulers (cron, Airflow, DolphinScheduler) instead of text. ``run`` and ``nightly``
+tell the same events as they read and screen; each ends with its own summary.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+
+def _t(value: object) -> str:
+    """A value in a line of text: paths, notes and reasons may hold brackets, which rich
+    would read as its markup ('[/2024]' in a folder name stopped the run)."""
+    return escape(str(value))
 
 
 class Progress:
@@ -22,7 +30,8 @@ class Progress:
         self.json = log_format == "json"
         self.total = total
         self.done = 0
-        self.console = Console(stderr=True, highlight=False)
+        self.noted: set[str] = set()  # shown once, though a night's summary repeats them
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def __enter__(self) -> Progress:
         return self
@@ -38,10 +47,10 @@ class Progress:
             self.console.print(text)
 
     def reading(self, data) -> None:
-        self._event("ingest_start", f"reading [bold]{data}[/] …", data=str(data))
+        self._event("ingest_start", f"reading [bold]{_t(data)}[/] …", data=str(data))
 
     def file_read(self, file, seconds: float) -> None:
-        self._event("file", f"  {file.path}: {file.rows:,} row(s) in {seconds:.1f}s",
+        self._event("file", f"  {_t(file.path)}: {file.rows:,} row(s) in {seconds:.1f}s",
                     file=file.path, table=file.table, rows=file.rows,
                     seconds=round(seconds, 3))
 
@@ -56,13 +65,18 @@ class Progress:
         # Ignored columns and files, columns left empty, codes repaired: each can change
         # what the rules find, so they are shown even under --quiet.
         for note in ingestion.notes:
-            self._event("note", f"[yellow]note[/]: {note}", important=True, note=note)
+            self.note(note)
+
+    def note(self, note: str) -> None:
+        if note not in self.noted:
+            self.noted.add(note)
+            self._event("note", f"[yellow]note[/]: {_t(note)}", important=True, note=note)
 
     def rule_done(self, outcome) -> None:
         self.done += 1
         style = {"ran": "green", "skipped": "yellow", "failed": "red"}[outcome.status]
         detail = (f"{outcome.hits} hit(s), ¥{outcome.amount}" if outcome.status == "ran"
-                  else outcome.reason)
+                  else _t(outcome.reason))
         self._event("rule", f"  [{self.done}/{self.total}] [{style}]{outcome.status:7}[/] "
                             f"{outcome.rule.id}  {detail}  ({outcome.seconds:.2f}s)",
                     important=outcome.status == "failed", rule=outcome.rule.id,
@@ -73,7 +87,7 @@ class Progress:
         from fraudscreen import integrity
 
         for warning in integrity.warnings(result.screening.integrity):
-            self._event("warning", f"[yellow]warning[/]: {warning}", important=True,
+            self._event("warning", f"[yellow]warning[/]: {_t(warning)}", important=True,
                         warning=warning, **result.screening.integrity)
         if result.strict_failed:
             self._event("warning", "[red]--strict[/]: rows were quarantined (see "
@@ -94,3 +108,37 @@ class Progress:
         self.console.print(
             f"{result.screening.suspicions.height} suspicion(s); window "
             f"{result.manifest['window']['start']} – {result.manifest['window']['end']}")
+
+    def night_done(self, result, out, strict: bool) -> None:
+        """A night's summary (``nightly.NightResult``): what it found and changed, then its
+        notes, warnings and quarantined rows, shown even under --quiet."""
+        from fraudscreen import integrity
+
+        doc = result.manifest
+        counts = {k: doc[f"{k}_suspicions"] for k in (
+            "new", "reopened", "changed", "retracted", "superseded", "open",
+            "suppressed_open")}
+        self._event(
+            "night",
+            f"night {doc['night'] if doc['night'] is not None else '-'}"
+            f"{'' if result.committed else ' (nothing new)'}: "
+            f"{len(doc['inputs'])} new file(s), {doc['files_skipped']} already ingested; "
+            f"{counts['new']} new suspicion(s), {counts['reopened']} reopened, "
+            f"{counts['changed']} changed, {counts['retracted']} retracted, "
+            f"{counts['superseded']} superseded; {counts['open']} open "
+            f"({counts['suppressed_open']} suppressed); wrote {_t(out)}",
+            night=doc["night"], committed=result.committed, new_files=len(doc["inputs"]),
+            files_skipped=doc["files_skipped"], **counts)
+        # As a run shows them: each can change what the rules find (a reversal column
+        # under an unknown header reverses nothing).
+        for note in doc["notes"]:
+            self.note(note)
+        for warning in integrity.warnings(doc["integrity"]):
+            self._event("warning", f"[yellow]warning[/]: {_t(warning)}", important=True,
+                        warning=warning)
+        if bad := sum(q["rows"] for q in doc["quarantine"]):
+            self._event("quarantine", f"{'--strict: ' if strict else ''}{bad:,} row(s) "
+                        f"quarantined: see {_t(out / 'quarantine.csv')}", important=True,
+                        rows=bad, strict=strict)
+        if self.json:
+            self._event("done", "", exit_code=result.exit_code, out=str(out))

@@ -236,9 +236,9 @@ def duplicate_keys(staged: list[StagedFile], table: Table, hashes: pl.Series) ->
     suspects = hashes.filter(hashes.is_duplicated()).unique()
     columns = table.column_names
     located = [
-        pl.scan_parquet(f.path).select(columns).with_row_index(LINE, offset=1).select(
+        pl.scan_parquet(f.path, glob=False).select(columns).with_row_index(LINE, offset=1).select(
             *columns, pl.lit(f.part, pl.UInt32).alias(PART), pl.col(LINE).cast(pl.Int64))
-        if f.in_place else pl.scan_parquet(f.path).select(*columns, PART, LINE)
+        if f.in_place else pl.scan_parquet(f.path, glob=False).select(*columns, PART, LINE)
         for f in staged
     ]
     rows = (pl.concat(located).filter(_key(table).hash().is_in(suspects.implode()))

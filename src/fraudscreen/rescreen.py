@@ -13,6 +13,7 @@ stored suspicions the night judged afresh.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import duckdb
@@ -25,7 +26,7 @@ from fraudscreen.ingest import StagedTable
 from fraudscreen.rule import Rule
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.runner import ScreenOptions
-from fraudscreen.screen import Screening, make_engine, screen
+from fraudscreen.screen import RuleOutcome, Screening, make_engine, screen
 
 
 def all_tables(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
@@ -39,7 +40,8 @@ def all_tables(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyConnection,
 
 def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: ScreenOptions,
             view: duckdb.DuckDBPyConnection, reversed_ids: list[str],
-            data_window: tuple[dt.date, dt.date] | None = None) -> Screening:
+            data_window: tuple[dt.date, dt.date] | None = None,
+            on_rule: Callable[[RuleOutcome], None] | None = None) -> Screening:
     """Screen on ``view`` (DuckDB: it spills where the night set its connection to) or on
     Spark, which gets the tables as frames."""
     options = ({"memory_limit": opts.memory_limit, "threads": opts.threads,
@@ -47,7 +49,7 @@ def _screen(tables: dict[str, store.StoredTable], ruleset: RuleSet, opts: Screen
                if opts.engine == "duckdb" else {})
     engine = make_engine(opts.engine, **options)
     try:
-        return screen(tables, ruleset, engine, None, None, opts.watchlists,
+        return screen(tables, ruleset, engine, None, None, opts.watchlists, on_rule,
                       data_window=data_window, quarantined_reversals=reversed_ids,
                       rule_timeout=opts.rule_timeout or None)
     finally:
@@ -193,21 +195,23 @@ def restricted(view: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTa
 
 def screen_night(con: duckdb.DuckDBPyConnection, tables: dict[str, store.StoredTable],
                  ruleset: RuleSet, opts: ScreenOptions, plan: dict[str, str],
-                 reversed_ids: list[str]) -> Screening:
+                 reversed_ids: list[str],
+                 on_rule: Callable[[RuleOutcome], None] | None = None) -> Screening:
     """The night's screening (``plan``: ``Scope.plan``): the rules that run over all the
     data first, then person and institution rules over what the night touched, with the
     same window. ``reversed_ids``: the settlements quarantined reversal rows name, on
-    any night so far."""
+    any night so far. ``on_rule``: told as each rule is done (progress)."""
     by_kind = {kind: [r for r in ruleset.rules if plan[r.id] == kind]
                for kind in ("all", "person", "institution")}
     whole = _screen(tables, RuleSet(by_kind["all"], ruleset.overrides, ruleset.titles), opts,
-                    con.cursor(), reversed_ids)
+                    con.cursor(), reversed_ids, on_rule=on_rule)
     parts = [whole]
     for kind in ("person", "institution"):
         if by_kind[kind]:
             parts.append(_screen(restricted(con.cursor(), tables, kind),
                                  RuleSet(by_kind[kind], ruleset.overrides, ruleset.titles), opts,
-                                 con.cursor(), reversed_ids, data_window=whole.window))
+                                 con.cursor(), reversed_ids, data_window=whole.window,
+                                 on_rule=on_rule))
     outcomes = {o.rule.id: o for part in parts for o in part.outcomes}
     return Screening(suspicion.order(pl.concat([p.suspicions for p in parts])),
                      [outcomes[r.id] for r in ruleset.rules], whole.window, whole.origins,
