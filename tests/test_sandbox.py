@@ -1098,8 +1098,7 @@ def test_a_value_of_the_rules_own_named_like_a_code_is_no_code(tmp_path, detect)
 
 @pytest.mark.parametrize(("where", "at", "says"), [
     ("with_name(item_code) = 'X'", ":12:10:",
-     "with_name() takes two arguments, an item's code and its name "
-     "(with_name(item_code, item_name)), not 1"),
+     "with_name() takes 2 arguments, not 1: write it as with_name(item_code, item_name)"),
     ("amount > 0 AND 'X' = with_name(item_code, item_name, line_id)", ":12:31:", "not 3"),
     ("amount > 0 AND 'X' = with_name(item_code, amount)", ":12:52:",
      "with_name() takes text, an item's code and its name, and amount is DECIMAL"),
@@ -1115,6 +1114,64 @@ def test_a_wrong_call_of_with_name_is_refused_where_it_is(tmp_path, where, at, s
         compile_where(tmp_path, where)
     assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and says in \
         str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(("where", "at", "says"), [
+    ("nullif(amount) > 0", ":12:10:", "nullif() takes 2 arguments, not 1: write it as "
+                                      "nullif(quantity, 0)"),
+    ("amount > 0 AND coalesce() > 0", ":12:25:", "coalesce() takes at least 1 argument, "
+                                                 "not 0: write it as coalesce(price_cap, 0)"),
+    ("date_diff('day', charge_date) > 0", ":12:10:",
+     "date_diff() takes 3 arguments, not 2: write it as date_diff('day', admit_date, "
+     "discharge_date)"),
+    ("round() > 0", ":12:10:", "round() takes 1 or 2 arguments, not 0"),
+    ("least(amount) > 0", ":12:10:", "least() takes at least 2 arguments, not 1"),
+    ("extract(year) > 2023", ":12:10:", "write it as extract(year FROM charge_date)"),
+    # sqlglot read these as floor(amount, 1) and substring(item_code): no error, another rule
+    ("floor(amount, 1, 2) > 0", ":12:10:", "floor() takes 1 argument, not 3"),
+    ("substr(item_code) = 'x'", ":12:10:", "substr() takes 2 or 3 arguments, not 1"),
+    # named as written, inside a block, an alias, a call nested in another
+    ("|\n    amount > 0\n    AND NULLIF(quantity) > 0", ":14:9:", "NULLIF() takes 2 arguments"),
+    ("ifnull() IS NULL", ":12:10:", "ifnull() takes at least 1 argument, not 0: write it as "
+                                    "coalesce("),
+    ("abs(round(amount, 2, 3)) > 0", ":12:14:", "round() takes 1 or 2 arguments, not 3"),
+])
+def test_an_allowed_function_with_too_few_or_too_many_arguments_is_refused_where_it_is(
+        tmp_path, where, at, says):
+    """Found in review: `nullif(a)` said "Required keyword: 'expression' missing for <class
+    'sqlglot.expressions.Nullif'>", and `floor(amount, 1, 2)` compiled without its third."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and says in \
+        str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("where", [
+    "extract(year FROM charge_date) > 2023", "substring(item_code FROM 1 FOR 2) = '25'",
+    "trim(BOTH ' ' FROM item_name) <> ''", "count_if(item_code IN ('a', 'b')) > 0",
+    "coalesce((SELECT max(c.price_cap) FROM catalog AS c WHERE c.item_code = '1'), 0) > 0",
+])
+def test_arguments_are_counted_as_sql_separates_them(where):
+    """FROM and FOR separate arguments in SQL's spellings; a subquery's and an IN list's
+    commas are theirs."""
+    from fraudscreen import expressions as ex
+
+    scope = ex.Scope(columns={"": {"charge_date", "item_code", "item_name"}},
+                     tables={"catalog": {"item_code", "price_cap"}}, aggregates=True)
+    ex.check(ex.parse(where), scope)
+
+
+def test_the_call_a_refusal_shows_is_one_a_rule_may_write():
+    """Each allowed function's example, which a call with too few or too many arguments
+    is told to copy, passes the checks and is read as a function that takes as many."""
+    from fraudscreen import expressions as ex
+
+    scope = ex.Scope(columns={"": {"amount", "quantity", "item_code", "item_name",
+                                   "charge_date", "charge_time", "price_cap", "person_id",
+                                   "admit_date", "discharge_date", "related_settlement_ids"}},
+                     aggregates=True)
+    for takes in ex._FUNCTIONS.values():  # date_trunc is read as TimestampTrunc
+        assert ex._FUNCTIONS[type(ex.check(ex.parse(takes.call), scope))] == takes, takes.call
 
 
 def test_with_name_takes_text_it_cannot_type_and_the_rules_own_names():
