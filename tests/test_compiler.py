@@ -318,6 +318,11 @@ def _measured(tmp_path, kind: str, name: str):
     ("period_change", "item_code", "is already a column of the month"),
     ("period_change", "Increase", "('increase': SQL names ignore letter case)"),
     ("aggregate", "LINES", "is already another measure's name ('lines'"),
+    # Found in review: a window's measure __run or __t was silently the window's own
+    # column (a sum of amounts read 0.00, or a day count).
+    ("window", "__run", "holds '__', as the compiler's own columns do"),
+    ("window", "__t", "holds '__'"),
+    ("aggregate", "lines__2", "holds '__'"),
 ])
 def test_a_measure_named_like_a_column_of_its_hit_is_refused_where_it_is_written(
         tmp_path, kind, name, says):

@@ -977,6 +977,22 @@ def test_a_lookup_named_as_a_source_column_in_any_letter_case_is_an_error(tmp_pa
         compile_rule(load_rule(path))
 
 
+@pytest.mark.parametrize("name", ["__t", "prev__amount"])
+def test_a_lookup_named_like_the_compilers_own_columns_is_an_error(tmp_path, name):
+    """The compiler's columns hold '__' (a window's __t, a sequence's prev__amount):
+    a lookup of that name beside one would be read as the other."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(BASE.format(where='"amount > 0"').replace(
+        "  source: fee_lines\n",
+        f"  source: fee_lines\n  lookups:\n    {name}:\n      source: catalog\n"
+        "      on: [item_code]\n      value: max(price_cap)\n"), encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(path))
+    assert str(err.value).startswith(f"{path}:13:5: ") and f"lookup {name!r} holds '__', as " \
+        "the compiler's own columns do (__run, prev__amount …): rename the lookup" in \
+        str(err.value), str(err.value)
+
+
 def test_query_columns_that_differ_only_in_case_are_an_error(tmp_path):
     """Found in review: `quantity AS "A", amount AS a` compiled, and emit's `a` read the
     quantity."""

@@ -212,6 +212,7 @@ class _Compiler:
         joins, picked = [], []
         for name, lk in det.lookups.items():
             path = base + ("lookups", name)
+            self.not_ours(name, "lookup", path)
             if name.casefold() in {c.casefold() for c in cols}:  # SQL ignores letter case
                 raise self.rule.error(f"lookup {name!r} hides a source column", *path)
             lk_cols = self.source(lk.source, path + ("source",))
@@ -241,6 +242,14 @@ class _Compiler:
         self.ctes.append(("hits", hits))
         return cols
 
+    def not_ours(self, name: str, what: str, path: tuple) -> None:
+        """Refuse a name the rule gives a column of its own (a lookup, a measure) that
+        holds ``__``, as the compiler's own columns do (a window's ``__run``, a sequence's
+        ``prev__amount``): beside one of them, either could be read as the other."""
+        if "__" in name:
+            raise self.rule.error(f"{what} {name!r} holds '__', as the compiler's own columns "
+                                  f"do (__run, prev__amount …): rename the {what}", *path)
+
     def measures_apart(self, det: Aggregate | Correlate | Window | PeriodChange,
                        row: set[str], what: str) -> None:
         """Refuse a measure named like a column of the ``row`` it is set beside (``what``
@@ -250,6 +259,7 @@ class _Compiler:
         ``Amount`` beside ``amount``."""
         taken = {c.casefold(): (c, f"a column of {what}") for c in row}
         for n in det.measures:
+            self.not_ours(n, "measure", ("detect", "measures", n))
             if n.casefold() in taken:
                 name, of = taken[n.casefold()]
                 spelt = "" if name == n else f" ({name!r}: SQL names ignore letter case)"
