@@ -461,6 +461,20 @@ YamlLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+def _date(loader: YamlLoader, node: yaml.ScalarNode) -> dt.date | dt.datetime:
+    """A value YAML reads as a date (``2024-02-30``) that is none: an error at its place,
+    not a ValueError from the depths of PyYAML."""
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except ValueError as err:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value} is not a date ({err}): dates are YYYY-MM-DD",
+            node.start_mark) from None
+
+
+YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _date)
+
+
 class ParamLoader(YamlLoader):
     """``YamlLoader`` reading a decimal number as written (``Decimal``), for parameter
     values: a float keeps 17 digits, and ``123456789012345678.5`` would be bound as
@@ -646,14 +660,38 @@ def _unknown_key(loc: tuple) -> str:
     return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
+def _plainly(error: dict) -> str:
+    """A pydantic error in a rule file's words, saying what to write."""
+    kind, given, loc = error["type"], error.get("input"), _alias_path(error["loc"])
+    if kind == "string_pattern_mismatch":
+        return bad_id(given) if loc == ("id",) else "is empty: write an expression"
+    if kind == "extra_forbidden" and loc:
+        return _unknown_key(error["loc"])
+    if kind == "missing":
+        return f"missing: add it ({loc[-1]}: …)" if isinstance(loc[-1], str) else "missing"
+    if kind == "union_tag_invalid":
+        tags = re.findall(r"'(\w+)'", error["ctx"]["expected_tags"])
+        close = difflib.get_close_matches(str(error["ctx"]["tag"]), tags, n=1)
+        return (f"unknown kind {error['ctx']['tag']!r}"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" (kinds: {', '.join(tags)})")
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    if kind == "list_type":
+        return (f"write a list, [{given}], not {given!r}" if isinstance(given, str | int)
+                else "write a list: [a, b], or a line '- …' for each item")
+    wanted = error["msg"].removeprefix("Input should be ")
+    if wanted != error["msg"] and isinstance(given, str | int | float):
+        return f"write {wanted}, not {given!r}"
+    return error["msg"]
+
+
 def read_yaml_file(text: str, file: str, loader: type[YamlLoader] = YamlLoader
                    ) -> tuple[yaml.Node | None, Any]:
     """``text``'s node tree and data (as ``read_plain_yaml``); what is not valid YAML
     is a RuleError naming ``file``, line and column, with a hint where one helps."""
     try:
         return _compose(text, loader)
-    except ValueError as err:  # a scalar YAML types but cannot build: 2024-13-01
-        raise RuleError(f"not a valid value: {err} (dates are YYYY-MM-DD)", file) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = str(getattr(err, "problem", err))
@@ -680,20 +718,14 @@ def load_rule(path: Path) -> Rule:
     try:
         rule = Rule.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
+        # A misspelt key is also a missing one: name the key written, not the one missed.
+        first = min(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
         loc = _alias_path(first["loc"])
-        line, col = None, None
-        for n in range(len(loc), -1, -1):
-            if tuple(loc[:n]) in positions:
-                line, col = positions[tuple(loc[:n])]
-                break
+        if first["type"] == "union_tag_invalid":  # at the key that names the kind
+            loc += (first["ctx"]["discriminator"].strip("'"),)
+        line, col = place(positions, *loc)
         field = ".".join(str(p) for p in loc) or "(top level)"
-        msg = (bad_id(first["input"]) if first["type"] == "string_pattern_mismatch"
-               and loc == ("id",)
-               else "is empty: write an expression" if first["type"] == "string_pattern_mismatch"
-               else _unknown_key(first["loc"]) if first["type"] == "extra_forbidden" and loc
-               else first["msg"])
-        raise RuleError(f"{field}: {msg}", str(path), line, col) from None
+        raise RuleError(f"{field}: {_plainly(first)}", str(path), line, col) from None
     rule.path = str(path)
     rule.positions = positions
     rule.scalars = _scalars(node, text)
