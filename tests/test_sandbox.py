@@ -128,6 +128,28 @@ def test_unknown_parameter_suggests_the_declared_one(tmp_path):
     assert "did you mean 'limit'" in str(err.value)
 
 
+@pytest.mark.parametrize(("where", "at", "says"), [
+    ('"amount > 0 AND"', ":12:22:", "cannot parse 'amount > 0 AND' near 'AND': a value is "
+                                    "missing: write it as a AND b"),
+    ("|\n    amount > 0\n    AND quantity BETWEEN 1", ":14:26:",
+     "a value is missing: write it as a BETWEEN b AND c"),
+    ('"CASE item_code END = \'x\'"', ":12:30:", "near '=': CASE is incomplete"),
+    ("regexp_matches(item_code) = 1", ":12:34:", "near ')': function regexp_matches() is not "
+                                                 "allowed in rule expressions (allowed: abs,"),
+    # found in review: compared as the text ':limit', the rule ran and matched nothing
+    ("quantity > :limit OR item_name = ':limit'", ":12:43:",
+     "':limit' is text, not the parameter :limit: write :limit without quotes"),
+])
+def test_an_incomplete_expression_or_a_quoted_parameter_says_what_to_write(tmp_path, where,
+                                                                          at, says):
+    """An operator missing a side said "Required keyword: 'expression' missing for <class
+    'sqlglot.expressions.core.And'>"."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and says in \
+        str(err.value), str(err.value)
+
+
 def test_parameters_are_bound_as_literals_not_pasted(tmp_path):
     path = rule_file(tmp_path, "item_code = :code")
     path.write_text(path.read_text().replace(
@@ -855,10 +877,19 @@ def test_a_query_s_steps_windows_and_unions_stay_in_the_sandbox(tmp_path, sql, s
     assert str(err.value).startswith(f"{path}:12:"), str(err.value)  # its line in the block
 
 
-def test_window_functions_stay_in_the_query_kind(tmp_path):
+@pytest.mark.parametrize(("where", "at"), [
+    ("amount > avg(amount) OVER (PARTITION BY item_code)", ":12:19:"),
+    ("|\n    amount > 0\n    AND rank() OVER (ORDER BY amount) = 1", ":14:9:"),
+])
+def test_window_functions_stay_in_the_query_kind(tmp_path, where, at):
+    """It said "Window ('RANK() OVER (ORDER BY amount)') is not allowed", sqlglot's class
+    name and no way out."""
     with pytest.raises(RuleError) as err:
-        compile_where(tmp_path, "amount > avg(amount) OVER (PARTITION BY item_code)")
-    assert "Window" in str(err.value) and "not allowed" in str(err.value)
+        compile_where(tmp_path, where)
+    assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and "a window " \
+        "function (… OVER …) is allowed only in the query kind's sql: compare a row with " \
+        "its neighbours with the sequence or window kind, or write the rule as a query" in \
+        str(err.value), str(err.value)
 
 
 AMBIGUOUS = ("SELECT settlement_id, count(*) AS lines FROM settlements AS s JOIN fee_lines AS f "
@@ -913,7 +944,8 @@ def test_a_parameter_may_open_a_select_list_or_sit_in_parentheses(tmp_path):
     ("quantity IN (:limit,:limit)", "quantity IN (3, 3)"),
     ("quantity > :limit-:limit", "quantity > 3 - 3"),
     ("quantity BETWEEN :limit AND:limit", "quantity BETWEEN 3 AND 3"),
-    ("item_code = ':limit' AND quantity>:limit", "item_code = ':limit' AND quantity > 3"),
+    # text holding no declared parameter stays text (':limit' is refused: above)
+    ("item_code = ':lim' AND quantity>:limit", "item_code = ':lim' AND quantity > 3"),
 ])
 def test_parameters_next_to_punctuation_are_read_as_before(tmp_path, where, compiled):
     """Found in review: reading `:a` as `$a` made `least(:a,:b)` a $-quoted string."""

@@ -267,7 +267,7 @@ def parse(text: str) -> exp.Expression:
         near = first.get("highlight") or ""
         raise ExpressionError(
             f"cannot parse{shown}{f' near {near!r}' if near else ''}: "
-            f"{first.get('description', err)}", _offset(text, first)) from None
+            f"{_described(first.get('description', str(err)))}", _offset(text, first)) from None
     except TokenError:  # an unterminated string or quoted name
         opened = _open_quote(text)
         raise ExpressionError(
@@ -361,6 +361,25 @@ def _function_of(word: str) -> type[exp.Expression] | None:
     except SqlglotError:
         return None
     return type(_with_names(tree)) if tree is not None else None
+
+
+def _described(description: str) -> str:
+    """A parse error in sqlglot's words, but an operator missing a side ("Required
+    keyword: 'expression' missing for <class '…And'>") as the form it takes, a AND b."""
+    found = re.fullmatch(r"Required keyword: '\w+' missing for <class '[\w.]+\.(\w+)'>",
+                         description)
+    if not found:
+        return description
+    operator = getattr(exp, found[1], None)
+    if not (isinstance(operator, type)
+            and issubclass(operator, (exp.Binary, exp.Unary, exp.Between))):
+        return f"{found[1].upper()} is incomplete"  # CASE without WHEN
+    names = iter("abc")
+    form = operator(**{arg: exp.column(next(names))
+                       for arg, required in operator.arg_types.items() if required})
+    called = re.match(r"(\w+)\(", form.sql(DIALECT))  # regexp_matches(x): a function
+    return _not_allowed(called[1]) if called else \
+        f"a value is missing: write it as {form.sql(DIALECT)}"
 
 
 def _open_quote(text: str) -> int | None:
@@ -567,6 +586,11 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
         return
     if isinstance(node, _WINDOW_ONLY) and statement and isinstance(node.parent, exp.Window):
         return
+    if isinstance(node, exp.Window):
+        raise ExpressionError(
+            f"{node.sql(DIALECT)!r}: a window function (… OVER …) is allowed only in the "
+            "query kind's sql: compare a row with its neighbours with the sequence or window "
+            "kind, or write the rule as a query")
     if type(node) in _BY_PLACE:
         raise ExpressionError(
             f"function {_BY_PLACE[type(node)]}() is not allowed: it picks a row by its place, "
@@ -578,10 +602,7 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
         spelled = re.match(r"[A-Za-z_][A-Za-z0-9_]*(?=\()", node.sql(DIALECT))
         name = node.name if isinstance(node, exp.Anonymous) else \
             spelled.group(0) if spelled else node.sql_name()
-        raise ExpressionError(
-            f"function {name.lower()}() is not allowed in rule expressions "
-            f"(allowed: {', '.join(sorted(_function_names()))})"
-        )
+        raise ExpressionError(_not_allowed(name))
     if not isinstance(node, _ALLOWED_NODES):
         if isinstance(node, (exp.IgnoreNulls, exp.RespectNulls)):  # any_value(x) is one
             _check_node(node.this, scope, statement)  # a refused function, by its name
@@ -602,6 +623,13 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
         raise ExpressionError(
             f"unknown parameter :{node.name}{suggest(node.name, scope.params)}"
         )
+    if isinstance(node, exp.Literal) and node.is_string:
+        # ':categories' is compared as that text: the rule runs and matches nothing.
+        quoted = next((name for name in re.findall(r"(?<!\w):([A-Za-z_]\w*)", node.this)
+                       if name in scope.params), None)
+        if quoted:
+            raise ExpressionError(f"{node.sql(DIALECT)} is text, not the parameter "
+                                  f":{quoted}: write :{quoted} without quotes")
     if isinstance(node, exp.Table):
         _check_table(node, scope)
     if not statement and (isinstance(node, (exp.Alias, exp.Select)) or (
@@ -634,6 +662,11 @@ def outside_aggregates(tree: exp.Expression) -> set[str]:
 
 def _inside_subquery(node: exp.Expression) -> bool:
     return node.find_ancestor(exp.Select) is not None
+
+
+def _not_allowed(function: str) -> str:
+    return (f"function {function.lower()}() is not allowed in rule expressions "
+            f"(allowed: {', '.join(sorted(_function_names()))})")
 
 
 def _function_names() -> set[str]:
