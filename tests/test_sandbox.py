@@ -272,6 +272,9 @@ def test_a_key_out_of_place_is_named_with_the_nearest_one(tmp_path, edit, says):
      ":18:13: tests.0.given.fee_lines: write a list: [a, b], or a line '- …' for each item"),
     (lambda t: t + "tests:\n  - {{name: n, given: {{}}}}\n",
      ":17:5: tests.0.expect: missing: add it (expect: …)"),
+    # found in review: read as no where at all, every fee line a hit
+    (lambda t: t.replace("  where: {where}", "  where:"),
+     ":12:3: detect.where: is empty: write its value, or leave the key out"),
 ])
 def test_a_rule_file_slip_says_what_to_write_where_it_is(tmp_path, edit, says):
     """Found in review: pydantic's own words ("Input tag 'magic' found using 'kind' does
@@ -512,6 +515,22 @@ def test_a_test_whose_data_is_wrong_fails_saying_why(tmp_path, given, says):
     result = run_test(rule, rule.tests[0])
     assert not result.passed and says in result.diff[0]
     assert result.diff[0].startswith(f"{path}:18:")  # the test's `given:` line
+
+
+@pytest.mark.parametrize(("params", "says"), [
+    ("{limt: 5}", ":18:14: rule test.sandbox: unknown parameter 'limt'; did you mean 'limit'?"),
+    ("{limit: five}", ":18:14: rule test.sandbox: parameter limit: expected int, got 'five'"),
+])
+def test_a_test_s_wrong_params_are_named_where_the_test_gives_them(tmp_path, params, says):
+    """Found in review: placed at the rule's own `params:`, which has no `limt`."""
+    from fraudscreen.testing import run_test
+
+    path = rule_file(tmp_path, "amount > :limit")
+    path.write_text(path.read_text() + f"tests:\n  - name: t\n    params: {params}\n"
+                    "    given: {}\n    expect: []\n", encoding="utf-8")
+    rule = load_rule(path)
+    result = run_test(rule, rule.tests[0])
+    assert not result.passed and result.diff == [f"{path}{says}"], result.diff
 
 
 AGGREGATE = """\

@@ -105,19 +105,23 @@ def _join_on(left: str, right: str, names: list[str] | tuple[str, ...]) -> str:
     return " AND ".join(f"{left}.{_q(n)} = {right}.{_q(n)}" for n in names) or "TRUE"
 
 
-def resolve_params(rule: Rule, overrides: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    """Declared defaults, then overrides, each coerced to its declared type."""
+def resolve_params(rule: Rule, overrides: dict[str, Any], run: dict[str, Any],
+                   written: tuple = ("params",)) -> dict[str, Any]:
+    """Declared defaults, then overrides, each coerced to its declared type. ``written``:
+    where the rule file holds the overrides (a test's params), for an error to point at."""
     values: dict[str, Any] = {}
     for name in overrides:
         if name not in rule.params:
             known = set(rule.params)
-            raise rule.error(f"unknown parameter {name!r}{ex.suggest(name, known)}", "params")
+            raise rule.error(f"unknown parameter {name!r}{ex.suggest(name, known)}",
+                             *written, name)
     for name, param in rule.params.items():
         raw = overrides.get(name, param.default)
         try:
             values[name] = param.coerce(raw)
         except ValueError as err:
-            raise rule.error(f"parameter {name}: {err}", "params", name) from None
+            raise rule.error(f"parameter {name}: {err}",
+                             *(written if name in overrides else ("params",)), name) from None
     values.update(run)
     return values
 

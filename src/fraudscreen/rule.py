@@ -708,6 +708,21 @@ def read_yaml_file(text: str, file: str, loader: type[YamlLoader] = YamlLoader
         ) from None
 
 
+def _empty_key(node: yaml.Node, path: tuple = ()) -> tuple | None:
+    """The first key written with nothing after it (``where:`` left empty), outside the
+    tests: YAML reads it as null, which would be the key left out (no ``where``: every
+    row a hit). A test's rows and expectations may hold a null."""
+    if not isinstance(node, yaml.MappingNode) or path[:1] == ("tests",):
+        return None
+    for key, value in node.value:
+        if value.tag == "tag:yaml.org,2002:null":
+            return (*path, key.value)
+        found = _empty_key(value, (*path, key.value))
+        if found:
+            return found
+    return None
+
+
 def load_rule(path: Path) -> Rule:
     """Read one rule file; any problem is a RuleError naming file, line and column."""
     text = read_text(path)
@@ -715,6 +730,10 @@ def load_rule(path: Path) -> Rule:
     if not isinstance(data, dict):
         raise RuleError("a rule file must be a YAML mapping", str(path), 1, 1)
     positions = yaml_positions(node)
+    empty = _empty_key(node)
+    if empty:
+        raise RuleError(f"{'.'.join(map(str, empty))}: is empty: write its value, or leave the "
+                        "key out", str(path), *positions[empty])
     try:
         rule = Rule.model_validate(data)
     except ValidationError as err:
