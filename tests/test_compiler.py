@@ -336,6 +336,30 @@ def test_a_measure_named_like_a_column_of_its_hit_is_refused_where_it_is_written
     assert "rename the measure" in str(err.value)
 
 
+@pytest.mark.parametrize("kind, written, says", [
+    ("window", "total: amount", "measure 'total' uses amount outside an aggregate: a group "
+     "has many rows; write e.g. min(amount) or sum(amount), or add amount to partition_by"),
+    ("correlate", "total: other.fund_amount", "measure 'total' uses fund_amount outside an "
+     "aggregate: a group has many rows; write e.g. min(fund_amount) or sum(fund_amount)"),
+    ("period_change", "value: amount", "value uses amount outside an aggregate: a group has "
+     "many rows; write e.g. min(amount) or sum(amount), or add amount to group_by"),
+])
+def test_an_aggregate_of_a_window_correlate_or_month_that_is_none_is_refused_where_it_is(
+        tmp_path, kind, written, says):
+    """Found in review: DuckDB's 'Binder Error: column "amount" must appear in the GROUP
+    BY clause', with no line (`rules test` named the file alone)."""
+    rule, _ = _measured(tmp_path, kind, "measured")
+    key = written.split(":")[0]
+    text = re.sub(rf"(?m)^(\s+){'measured' if key == 'total' else key}: .*$",
+                  lambda m: m[1] + written, Path(rule.path).read_text(encoding="utf-8"))
+    Path(rule.path).write_text(text, encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.strip() == written)
+    col = len(text.splitlines()[line - 1]) - len(written) + 1
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(Path(rule.path)))
+    assert str(err.value) == f"{rule.path}:{line}:{col}: rule t.measured: {says}"
+
+
 @pytest.mark.parametrize("kind, name", [
     *((kind, "measured") for kind in MEASURED),
     # An aggregate's row holds its group keys only: the source's other columns are free.

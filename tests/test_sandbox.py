@@ -272,6 +272,10 @@ def test_a_key_out_of_place_is_named_with_the_nearest_one(tmp_path, edit, says):
      ":18:13: tests.0.given.fee_lines: write a list: [a, b], or a line '- …' for each item"),
     (lambda t: t + "tests:\n  - {{name: n, given: {{}}}}\n",
      ":17:5: tests.0.expect: missing: add it (expect: …)"),
+    (lambda t: t.replace("limit: {{type: int, default: 3}}",
+                         "limit: {{type: int, default: 3, range: 5}}"),
+     ":8:34: params.limit.range: unknown key 'range'; write one of default, description, "
+     "max, min, type"),
     # found in review: read as no where at all, every fee line a hit
     (lambda t: t.replace("  where: {where}", "  where:"),
      ":12:3: detect.where: is empty: write its value, or leave the key out"),

@@ -279,14 +279,23 @@ class _Compiler:
         measures = [self.expr(m, p + ("measures", n), {"": cols}, aggregates=True, rows=True)
                     + f" AS {_q(n)}" for n, m in det.measures.items()]
         for n, m in det.measures.items():
-            loose = ex.outside_aggregates(ex.parse(m)) - set(det.group_by)
-            if loose:
-                name = sorted(loose)[0]
-                raise self.rule.error(
-                    f"measure {n!r} uses {name} outside an aggregate: a group has many rows; "
-                    f"write e.g. min({name}) or sum({name}), or add {name} to group_by",
-                    *p, "measures", n)
+            self.aggregated(m, f"measure {n!r}", ("detect", "measures", n), "group_by",
+                            det.group_by)
         return measures
+
+    def aggregated(self, text: str, what: str, path: tuple, field: str | None,
+                   keys: list[str]) -> None:
+        """Refuse an aggregate expression (a measure, a month's value) reading a column
+        outside any aggregate, save the ``keys`` its rows are grouped by (the rule's
+        ``field``, if it names them): DuckDB's binder would refuse the statement, at no
+        line of the rule file."""
+        loose = ex.outside_aggregates(ex.parse(text)) - set(keys)
+        if loose:
+            name = sorted(loose)[0]
+            raise self.rule.error(
+                f"{what} uses {name} outside an aggregate: a group has many rows; write "
+                f"e.g. min({name}) or sum({name})"
+                + (f", or add {name} to {field}" if field else ""), *path)
 
     def aggregate(self, det: Aggregate, cols: set[str]) -> set[str]:
         p = ("detect",)
@@ -395,6 +404,8 @@ class _Compiler:
         measures = "".join(
             ", " + self.expr(m, p + ("measures", n), scope, aggregates=True, rewrite=rw,
                              rows=True) + f" AS {_q(n)}" for n, m in det.measures.items())
+        for n, m in det.measures.items():  # over a row's matches
+            self.aggregated(m, f"measure {n!r}", p + ("measures", n), None, key)
         self.ctes.append((
             "m",
             f"SELECT {_cols(key, 't')}, list_sort(list(DISTINCT o.settlement_id))"
@@ -473,6 +484,8 @@ class _Compiler:
             f" __run ORDER BY {anchor_order}) AS __anchor_settlement FROM runs"))
         anchor = "1" if det.anchor == "first" else "member_count"  # seqd's own column
         scope = {"": cols | {"member_seq", "member_count"}}
+        for n, m in det.measures.items():  # over a run's members, by partition
+            self.aggregated(m, f"measure {n!r}", p + ("measures", n), "partition_by", part)
         measures = "".join(
             ", " + self.expr(m, p + ("measures", n), scope, aggregates=True, rows=True)
             + f" AS {_q(n)}"
@@ -525,6 +538,7 @@ class _Compiler:
         self.names(det.group_by, cols, p + ("group_by",))
         self.names([det.time], cols, p + ("time",))
         value = self.expr(det.value, p + ("value",), {"": cols}, aggregates=True, rows=True)
+        self.aggregated(det.value, "value", p + ("value",), "group_by", det.group_by)
         self.measures_apart(det, MONTH_COLUMNS | set(det.group_by),
                             "the month (group_by, period_start, value …)")
         measures = "".join(f", {m}" for m in self.grouped_measures(det, cols))

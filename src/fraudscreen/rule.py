@@ -657,7 +657,8 @@ def _unknown_key(loc: tuple) -> str:
     if key in every - here:
         return f"{key!r} does not belong here (another detection kind or section takes it)"
     close = difflib.get_close_matches(key, sorted(here), n=1)
-    return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close
+                                     else f"; write one of {', '.join(sorted(here))}")
 
 
 def _plainly(error: dict) -> str:
