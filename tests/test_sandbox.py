@@ -537,6 +537,20 @@ def test_a_test_s_wrong_params_are_named_where_the_test_gives_them(tmp_path, par
     assert not result.passed and result.diff == [f"{path}{says}"], result.diff
 
 
+def test_a_rule_that_fails_when_it_runs_names_its_detection(tmp_path):
+    """`rules test` and `run` named the file alone ("rule.yaml: BinderException: …"),
+    where lint names the line."""
+    from fraudscreen.testing import run_test
+
+    path = rule_file(tmp_path, "amount > item_code")
+    path.write_text(path.read_text() + "tests:\n  - name: t\n    given: {}\n    expect: []\n",
+                    encoding="utf-8")
+    rule = load_rule(path)
+    result = run_test(rule, rule.tests[0])
+    assert result.diff[0].startswith(f"rule failed: {path}:9:1: ") and "Cannot compare " \
+        "values of type DECIMAL(16,2) and type VARCHAR" in result.diff[0], result.diff
+
+
 AGGREGATE = """\
 id: test.per_doctor
 version: "1"

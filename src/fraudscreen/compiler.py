@@ -660,6 +660,13 @@ class _Compiler:
                 f"full-width {e.message[at]!r} in the message: type the placeholder's braces "
                 f"half-width, {{{wide[1] or wide[2] or 'person_id'}}} (switch the input "
                 "method to half-width, 半角)", "emit", "message", within=(e.message, at))
+        # A brace with no partner is printed as it stands: {amt元 shows no amount.
+        lone = re.search(r"[{}]", re.sub(r"\{[^{}]*\}", lambda m: " " * len(m[0]), e.message))
+        if lone:
+            raise self.rule.error(
+                f"a {lone[0]!r} without its {'}' if lone[0] == '{' else '{'!r} in the message: "
+                "a placeholder is a name in braces, {amount}", "emit", "message",
+                within=(e.message, lone.start()))
         for odd in re.findall(r"\{([^{}]*)\}", e.message):
             if not _PLACEHOLDER.fullmatch(f"{{{odd}}}"):
                 raise self.rule.error(
