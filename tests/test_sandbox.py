@@ -198,6 +198,13 @@ def test_yaml_errors_name_file_line_and_column(tmp_path):
      "holding ': ' must be quoted, and a nested key indented under its parent)"),
     (lambda t: t.replace("emit:\n  amount_at_risk", "emit:\n  amount_at_risk: x\n amount"),
      "check the indentation"),
+    # found in review: "could not find expected ':'", on the line after the key
+    (lambda t: t.replace("  where:", "  where："),
+     ":12:8: not valid YAML: full-width '：' after a key: write ASCII ':' (switch the input "
+     "method to half-width, 半角)"),
+    # a full-width colon in a description's text is text: the tab is the slip
+    (lambda t: t.replace("description: d", "description: |\n  注意：d").replace(
+        "  source: fee_lines", "\tsource: fee_lines"), ":12:1: not valid YAML: found a tab"),
 ])
 def test_yaml_slips_say_what_to_look_at(tmp_path, edit, says):
     """Found in review: a tab or a misindented key gave PyYAML's words alone."""

@@ -687,6 +687,22 @@ def _plainly(error: dict) -> str:
     return error["msg"]
 
 
+def _wide_colon(text: str, failed_on: int) -> int | None:
+    """Where a key typed with a Chinese input method (``where：``) made YAML fail on line
+    ``failed_on`` (0-based): the first full-width colon after a word at a line's start
+    whose ASCII ': ' lets YAML read past that line (one in a description does not)."""
+    for found in re.finditer(r"(?m)^[ \t-]*[^\s:：#'\"{}\[\]]+[ \t]*(：)", text):
+        at = found.start(1)
+        try:
+            _compose(f"{text[:at]}: {text[at + 1:]}")
+        except yaml.YAMLError as again:
+            mark = getattr(again, "problem_mark", None)
+            if mark is None or mark.line <= failed_on:
+                continue
+        return at
+    return None
+
+
 def read_yaml_file(text: str, file: str, loader: type[YamlLoader] = YamlLoader
                    ) -> tuple[yaml.Node | None, Any]:
     """``text``'s node tree and data (as ``read_plain_yaml``); what is not valid YAML
@@ -695,6 +711,13 @@ def read_yaml_file(text: str, file: str, loader: type[YamlLoader] = YamlLoader
         return _compose(text, loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
+        wide = _wide_colon(text, mark.line if mark else text.count("\n"))
+        if wide is not None:
+            line = text.count("\n", 0, wide) + 1
+            column = wide - (text.rfind("\n", 0, wide) + 1) + 1
+            raise RuleError("not valid YAML: full-width '：' after a key: write ASCII ':' "
+                            "(switch the input method to half-width, 半角)", file, line,
+                            column) from None
         problem = str(getattr(err, "problem", err))
         hints = [hint for words, hint in _YAML_HINTS if words in problem]
         if mark and text[mark.index:mark.index + 1] == "\t":
