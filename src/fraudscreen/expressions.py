@@ -375,11 +375,10 @@ def _described(description: str) -> str:
             and issubclass(operator, (exp.Binary, exp.Unary, exp.Between))):
         return f"{found[1].upper()} is incomplete"  # CASE without WHEN
     names = iter("abc")
-    form = operator(**{arg: exp.column(next(names))
-                       for arg, required in operator.arg_types.items() if required})
-    called = re.match(r"(\w+)\(", form.sql(DIALECT))  # regexp_matches(x): a function
-    return _not_allowed(called[1]) if called else \
-        f"a value is missing: write it as {form.sql(DIALECT)}"
+    form = operator(**{arg: exp.column(next(names)) for arg, required
+                       in operator.arg_types.items() if required}).sql(DIALECT)
+    called = re.match(r"(\w+)\(", form)  # regexp_matches(x): a function, not an operator
+    return _not_allowed(called[1]) if called else f"a value is missing: write it as {form}"
 
 
 def _open_quote(text: str) -> int | None:
