@@ -189,6 +189,11 @@ LOOKUP = """  lookups:
     # found in review: the same text twice is placed at the one after its column
     ("item_code = '0x' AND amount > '0x'", ":14:67: FS011"),
     ("item_name = 'it''s' AND quantity > 'it''s'", ":14:72: FS011"),
+    # found in review: a typed literal passed lint and failed on the night's first row
+    ("charge_date >= DATE '2024-02-30'", ":14:57: FS011 [error] test.sandbox: a text value "
+     "compared with a number, date or time cannot be read as one: '2024-02-30' cannot be "
+     "read as DATE, so the rule"),
+    ("amount > CAST('1,000' AS DECIMAL(16, 2))", ":14:51: FS011"),
 ])
 def test_text_that_cannot_be_read_as_its_column_s_type_is_a_lint_error(tmp_path, where, says):
     """Found in review: `price_cap > '0x'` passed lint (DuckDB converts it only when a row
@@ -268,6 +273,23 @@ def test_a_double_in_a_message_reads_as_money_or_a_ratio(value, reads):
 ])
 def test_full_width_braces_in_a_message_are_refused_where_they_are(tmp_path, message, says):
     """Found in review: ｛total_amount｝ was printed as written, braces and name."""
+    path = rule_file(tmp_path, "amount > 1")
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        'message: "{settlement_id}"', f"message: {message}"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["rules", "lint", str(path)])
+    assert result.exit_code == 1 and f"{path}{says}" in result.output, result.output
+
+
+@pytest.mark.parametrize(("message", "says"), [
+    ('"结算{settlement_id}金额{amount元"', ":15:32: FS004 [error] test.sandbox: rule does not "
+     "compile: a '{' without its '}' in the message: a placeholder is a name in braces, "
+     "{amount}"),
+    ('"结算{settlement_id}金额amount}元"', ":15:38: FS004 [error] test.sandbox: rule does not "
+     "compile: a '}' without its '{'"),
+])
+def test_a_brace_without_its_partner_in_a_message_is_refused_where_it_is(tmp_path, message,
+                                                                         says):
+    """Found in review: `{amount元` was printed as written, no amount in it."""
     path = rule_file(tmp_path, "amount > 1")
     path.write_text(path.read_text(encoding="utf-8").replace(
         'message: "{settlement_id}"', f"message: {message}"), encoding="utf-8")

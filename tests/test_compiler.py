@@ -318,6 +318,11 @@ def _measured(tmp_path, kind: str, name: str):
     ("period_change", "item_code", "is already a column of the month"),
     ("period_change", "Increase", "('increase': SQL names ignore letter case)"),
     ("aggregate", "LINES", "is already another measure's name ('lines'"),
+    # Found in review: a window's measure __run or __t was silently the window's own
+    # column (a sum of amounts read 0.00, or a day count).
+    ("window", "__run", "holds '__', as the compiler's own columns do"),
+    ("window", "__t", "holds '__'"),
+    ("aggregate", "lines__2", "holds '__'"),
 ])
 def test_a_measure_named_like_a_column_of_its_hit_is_refused_where_it_is_written(
         tmp_path, kind, name, says):
@@ -329,6 +334,30 @@ def test_a_measure_named_like_a_column_of_its_hit_is_refused_where_it_is_written
     assert str(err.value).startswith(where), str(err.value)
     assert f"measure {name!r} " in str(err.value) and says in str(err.value)
     assert "rename the measure" in str(err.value)
+
+
+@pytest.mark.parametrize("kind, written, says", [
+    ("window", "total: amount", "measure 'total' uses amount outside an aggregate: a group "
+     "has many rows; write e.g. min(amount) or sum(amount), or add amount to partition_by"),
+    ("correlate", "total: other.fund_amount", "measure 'total' uses fund_amount outside an "
+     "aggregate: a group has many rows; write e.g. min(fund_amount) or sum(fund_amount)"),
+    ("period_change", "value: amount", "value uses amount outside an aggregate: a group has "
+     "many rows; write e.g. min(amount) or sum(amount), or add amount to group_by"),
+])
+def test_an_aggregate_of_a_window_correlate_or_month_that_is_none_is_refused_where_it_is(
+        tmp_path, kind, written, says):
+    """Found in review: DuckDB's 'Binder Error: column "amount" must appear in the GROUP
+    BY clause', with no line (`rules test` named the file alone)."""
+    rule, _ = _measured(tmp_path, kind, "measured")
+    key = written.split(":")[0]
+    text = re.sub(rf"(?m)^(\s+){'measured' if key == 'total' else key}: .*$",
+                  lambda m: m[1] + written, Path(rule.path).read_text(encoding="utf-8"))
+    Path(rule.path).write_text(text, encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.strip() == written)
+    col = len(text.splitlines()[line - 1]) - len(written) + 1
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(Path(rule.path)))
+    assert str(err.value) == f"{rule.path}:{line}:{col}: rule t.measured: {says}"
 
 
 @pytest.mark.parametrize("kind, name", [

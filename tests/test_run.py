@@ -415,7 +415,7 @@ emit:
     assert statuses["custom.overflow"] == "failed"
     assert statuses["split_hospitalisation.readmission"] == "ran"
     reasons = {r["id"]: r["reason"] for r in doc["rules"]}
-    assert reasons["custom.overflow"].startswith(f"{bad}: ConversionException")
+    assert reasons["custom.overflow"].startswith(f"{bad}:9:1: ConversionException")  # detect:
     # the folder is written, and says it is not a complete screening
     assert doc["status"] == {"exit_code": 1, "failed_rules": ["custom.overflow"],
                              "strict_quarantine": False}

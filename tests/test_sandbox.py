@@ -128,6 +128,28 @@ def test_unknown_parameter_suggests_the_declared_one(tmp_path):
     assert "did you mean 'limit'" in str(err.value)
 
 
+@pytest.mark.parametrize(("where", "at", "says"), [
+    ('"amount > 0 AND"', ":12:22:", "cannot parse 'amount > 0 AND' near 'AND': a value is "
+                                    "missing: write it as a AND b"),
+    ("|\n    amount > 0\n    AND quantity BETWEEN 1", ":14:26:",
+     "a value is missing: write it as a BETWEEN b AND c"),
+    ('"CASE item_code END = \'x\'"', ":12:30:", "near '=': CASE is incomplete"),
+    ("regexp_matches(item_code) = 1", ":12:34:", "near ')': function regexp_matches() is not "
+                                                 "allowed in rule expressions (allowed: abs,"),
+    # found in review: compared as the text ':limit', the rule ran and matched nothing
+    ("quantity > :limit OR item_name = ':limit'", ":12:43:",
+     "':limit' is text, not the parameter :limit: write :limit without quotes"),
+])
+def test_an_incomplete_expression_or_a_quoted_parameter_says_what_to_write(tmp_path, where,
+                                                                          at, says):
+    """An operator missing a side said "Required keyword: 'expression' missing for <class
+    'sqlglot.expressions.core.And'>"."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and says in \
+        str(err.value), str(err.value)
+
+
 def test_parameters_are_bound_as_literals_not_pasted(tmp_path):
     path = rule_file(tmp_path, "item_code = :code")
     path.write_text(path.read_text().replace(
@@ -176,6 +198,13 @@ def test_yaml_errors_name_file_line_and_column(tmp_path):
      "holding ': ' must be quoted, and a nested key indented under its parent)"),
     (lambda t: t.replace("emit:\n  amount_at_risk", "emit:\n  amount_at_risk: x\n amount"),
      "check the indentation"),
+    # found in review: "could not find expected ':'", on the line after the key
+    (lambda t: t.replace("  where:", "  where："),
+     ":12:8: not valid YAML: full-width '：' after a key: write ASCII ':' (switch the input "
+     "method to half-width, 半角)"),
+    # a full-width colon in a description's text is text: the tab is the slip
+    (lambda t: t.replace("description: d", "description: |\n  注意：d").replace(
+        "  source: fee_lines", "\tsource: fee_lines"), ":12:1: not valid YAML: found a tab"),
 ])
 def test_yaml_slips_say_what_to_look_at(tmp_path, edit, says):
     """Found in review: a tab or a misindented key gave PyYAML's words alone."""
@@ -227,12 +256,47 @@ def test_a_key_out_of_place_is_named_with_the_nearest_one(tmp_path, edit, says):
     assert says in str(err.value)
 
 
-def test_unknown_kind_is_refused(tmp_path):
-    path = rule_file(tmp_path, "amount > 1")
-    path.write_text(path.read_text().replace("kind: filter", "kind: magic"))
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda t: t.replace("kind: filter", "kind: filtr"),
+     ":10:3: detect.kind: unknown kind 'filtr'; did you mean 'filter'? (kinds: filter, "
+     "aggregate, sequence, correlate, window, period_change, query)"),
+    # a misspelt key was named as the key it misses: "severity: Field required" at 1:1
+    (lambda t: t.replace("severity: low", "severty: low"),
+     ":6:1: severty: unknown key 'severty'; did you mean 'severity'?"),
+    (lambda t: t.replace("title: t\n", ""), ":1:1: title: missing: add it (title: …)"),
+    (lambda t: t.replace("severity: low", "severity: critical"),
+     ":6:1: severity: write 'low', 'medium' or 'high', not 'critical'"),
+    (lambda t: t.replace("limit: {{type: int,", "limit: {{type: integer,"),
+     ":8:11: params.limit.type: write 'int', 'decimal', 'string', 'date', 'bool' or "
+     "'list', not 'integer'"),
+    (lambda t: t + "  key: settlement_id\n",
+     ":16:3: emit.key: write a list, [settlement_id], not 'settlement_id'"),
+    (lambda t: t.replace("limit: {{type: int, default: 3}}",
+                         "limit: {{type: int, default: 3, min: 5, max: 1}}"),
+     ":8:3: params.limit: min 5 is above max 1"),  # not "Value error, min 5 …"
+    (lambda t: t + "tests:\n  - name: n\n    given: {{fee_lines: {{amount: 1}}}}\n"
+                   "    expect: []\n",
+     ":18:13: tests.0.given.fee_lines: write a list: [a, b], or a line '- …' for each item"),
+    (lambda t: t + "tests:\n  - {{name: n, given: {{}}}}\n",
+     ":17:5: tests.0.expect: missing: add it (expect: …)"),
+    (lambda t: t.replace("limit: {{type: int, default: 3}}",
+                         "limit: {{type: int, default: 3, range: 5}}"),
+     ":8:34: params.limit.range: unknown key 'range'; write one of default, description, "
+     "max, min, type"),
+    # found in review: read as no where at all, every fee line a hit
+    (lambda t: t.replace("  where: {where}", "  where:"),
+     ":12:3: detect.where: is empty: write its value, or leave the key out"),
+])
+def test_a_rule_file_slip_says_what_to_write_where_it_is(tmp_path, edit, says):
+    """Found in review: pydantic's own words ("Input tag 'magic' found using 'kind' does
+    not match any of the expected tags", "Field required", "Input should be a valid
+    list"), an unknown kind placed at `detect:`, and a misspelt key named as the one
+    it misses."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(edit(BASE).format(where="amount > 1"), encoding="utf-8")
     with pytest.raises(RuleError) as err:
         load_rule(path)
-    assert "detect" in str(err.value)
+    assert str(err.value) == f"{path}{says}", str(err.value)
 
 
 def test_cli_reports_rule_errors_without_traceback(tmp_path):
@@ -440,9 +504,10 @@ def test_an_impossible_date_in_a_rule_names_the_file(tmp_path):
     path = rule_file(tmp_path, "amount > 1")
     path.write_text(path.read_text().replace("limit: {type: int, default: 3}",
                                              "since: {type: date, default: 2024-13-01}"))
-    with pytest.raises(RuleError, match="month must be in 1..12") as err:
+    with pytest.raises(RuleError) as err:
         load_rule(path)
-    assert str(path) in str(err.value)
+    assert str(err.value) == f"{path}:8:32: not valid YAML: 2024-13-01 is not a date (month " \
+        "must be in 1..12): dates are YYYY-MM-DD", str(err.value)  # was: no line, no column
 
 
 @pytest.mark.parametrize(("given", "says"), [
@@ -461,6 +526,36 @@ def test_a_test_whose_data_is_wrong_fails_saying_why(tmp_path, given, says):
     result = run_test(rule, rule.tests[0])
     assert not result.passed and says in result.diff[0]
     assert result.diff[0].startswith(f"{path}:18:")  # the test's `given:` line
+
+
+@pytest.mark.parametrize(("params", "says"), [
+    ("{limt: 5}", ":18:14: rule test.sandbox: unknown parameter 'limt'; did you mean 'limit'?"),
+    ("{limit: five}", ":18:14: rule test.sandbox: parameter limit: expected int, got 'five'"),
+])
+def test_a_test_s_wrong_params_are_named_where_the_test_gives_them(tmp_path, params, says):
+    """Found in review: placed at the rule's own `params:`, which has no `limt`."""
+    from fraudscreen.testing import run_test
+
+    path = rule_file(tmp_path, "amount > :limit")
+    path.write_text(path.read_text() + f"tests:\n  - name: t\n    params: {params}\n"
+                    "    given: {}\n    expect: []\n", encoding="utf-8")
+    rule = load_rule(path)
+    result = run_test(rule, rule.tests[0])
+    assert not result.passed and result.diff == [f"{path}{says}"], result.diff
+
+
+def test_a_rule_that_fails_when_it_runs_names_its_detection(tmp_path):
+    """`rules test` and `run` named the file alone ("rule.yaml: BinderException: …"),
+    where lint names the line."""
+    from fraudscreen.testing import run_test
+
+    path = rule_file(tmp_path, "amount > item_code")
+    path.write_text(path.read_text() + "tests:\n  - name: t\n    given: {}\n    expect: []\n",
+                    encoding="utf-8")
+    rule = load_rule(path)
+    result = run_test(rule, rule.tests[0])
+    assert result.diff[0].startswith(f"rule failed: {path}:9:1: ") and "Cannot compare " \
+        "values of type DECIMAL(16,2) and type VARCHAR" in result.diff[0], result.diff
 
 
 AGGREGATE = """\
@@ -826,10 +921,19 @@ def test_a_query_s_steps_windows_and_unions_stay_in_the_sandbox(tmp_path, sql, s
     assert str(err.value).startswith(f"{path}:12:"), str(err.value)  # its line in the block
 
 
-def test_window_functions_stay_in_the_query_kind(tmp_path):
+@pytest.mark.parametrize(("where", "at"), [
+    ("amount > avg(amount) OVER (PARTITION BY item_code)", ":12:19:"),
+    ("|\n    amount > 0\n    AND rank() OVER (ORDER BY amount) = 1", ":14:9:"),
+])
+def test_window_functions_stay_in_the_query_kind(tmp_path, where, at):
+    """It said "Window ('RANK() OVER (ORDER BY amount)') is not allowed", sqlglot's class
+    name and no way out."""
     with pytest.raises(RuleError) as err:
-        compile_where(tmp_path, "amount > avg(amount) OVER (PARTITION BY item_code)")
-    assert "Window" in str(err.value) and "not allowed" in str(err.value)
+        compile_where(tmp_path, where)
+    assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and "a window " \
+        "function (… OVER …) is allowed only in the query kind's sql: compare a row with " \
+        "its neighbours with the sequence or window kind, or write the rule as a query" in \
+        str(err.value), str(err.value)
 
 
 AMBIGUOUS = ("SELECT settlement_id, count(*) AS lines FROM settlements AS s JOIN fee_lines AS f "
@@ -884,7 +988,8 @@ def test_a_parameter_may_open_a_select_list_or_sit_in_parentheses(tmp_path):
     ("quantity IN (:limit,:limit)", "quantity IN (3, 3)"),
     ("quantity > :limit-:limit", "quantity > 3 - 3"),
     ("quantity BETWEEN :limit AND:limit", "quantity BETWEEN 3 AND 3"),
-    ("item_code = ':limit' AND quantity>:limit", "item_code = ':limit' AND quantity > 3"),
+    # text holding no declared parameter stays text (':limit' is refused: above)
+    ("item_code = ':lim' AND quantity>:limit", "item_code = ':lim' AND quantity > 3"),
 ])
 def test_parameters_next_to_punctuation_are_read_as_before(tmp_path, where, compiled):
     """Found in review: reading `:a` as `$a` made `least(:a,:b)` a $-quoted string."""
@@ -975,6 +1080,22 @@ def test_a_lookup_named_as_a_source_column_in_any_letter_case_is_an_error(tmp_pa
         "      on: [item_code]\n      value: max(price_cap)\n"), encoding="utf-8")
     with pytest.raises(RuleError, match=f"lookup '{name}' hides a source column"):
         compile_rule(load_rule(path))
+
+
+@pytest.mark.parametrize("name", ["__t", "prev__amount"])
+def test_a_lookup_named_like_the_compilers_own_columns_is_an_error(tmp_path, name):
+    """The compiler's columns hold '__' (a window's __t, a sequence's prev__amount):
+    a lookup of that name beside one would be read as the other."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(BASE.format(where='"amount > 0"').replace(
+        "  source: fee_lines\n",
+        f"  source: fee_lines\n  lookups:\n    {name}:\n      source: catalog\n"
+        "      on: [item_code]\n      value: max(price_cap)\n"), encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        compile_rule(load_rule(path))
+    assert str(err.value).startswith(f"{path}:13:5: ") and f"lookup {name!r} holds '__', as " \
+        "the compiler's own columns do (__run, prev__amount …): rename the lookup" in \
+        str(err.value), str(err.value)
 
 
 def test_query_columns_that_differ_only_in_case_are_an_error(tmp_path):
@@ -1098,8 +1219,7 @@ def test_a_value_of_the_rules_own_named_like_a_code_is_no_code(tmp_path, detect)
 
 @pytest.mark.parametrize(("where", "at", "says"), [
     ("with_name(item_code) = 'X'", ":12:10:",
-     "with_name() takes two arguments, an item's code and its name "
-     "(with_name(item_code, item_name)), not 1"),
+     "with_name() takes 2 arguments, not 1: write it as with_name(item_code, item_name)"),
     ("amount > 0 AND 'X' = with_name(item_code, item_name, line_id)", ":12:31:", "not 3"),
     ("amount > 0 AND 'X' = with_name(item_code, amount)", ":12:52:",
      "with_name() takes text, an item's code and its name, and amount is DECIMAL"),
@@ -1115,6 +1235,64 @@ def test_a_wrong_call_of_with_name_is_refused_where_it_is(tmp_path, where, at, s
         compile_where(tmp_path, where)
     assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and says in \
         str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(("where", "at", "says"), [
+    ("nullif(amount) > 0", ":12:10:", "nullif() takes 2 arguments, not 1: write it as "
+                                      "nullif(quantity, 0)"),
+    ("amount > 0 AND coalesce() > 0", ":12:25:", "coalesce() takes at least 1 argument, "
+                                                 "not 0: write it as coalesce(price_cap, 0)"),
+    ("date_diff('day', charge_date) > 0", ":12:10:",
+     "date_diff() takes 3 arguments, not 2: write it as date_diff('day', admit_date, "
+     "discharge_date)"),
+    ("round() > 0", ":12:10:", "round() takes 1 or 2 arguments, not 0"),
+    ("least(amount) > 0", ":12:10:", "least() takes at least 2 arguments, not 1"),
+    ("extract(year) > 2023", ":12:10:", "write it as extract(year FROM charge_date)"),
+    # sqlglot read these as floor(amount, 1) and substring(item_code): no error, another rule
+    ("floor(amount, 1, 2) > 0", ":12:10:", "floor() takes 1 argument, not 3"),
+    ("substr(item_code) = 'x'", ":12:10:", "substr() takes 2 or 3 arguments, not 1"),
+    # named as written, inside a block, an alias, a call nested in another
+    ("|\n    amount > 0\n    AND NULLIF(quantity) > 0", ":14:9:", "NULLIF() takes 2 arguments"),
+    ("ifnull() IS NULL", ":12:10:", "ifnull() takes at least 1 argument, not 0: write it as "
+                                    "coalesce("),
+    ("abs(round(amount, 2, 3)) > 0", ":12:14:", "round() takes 1 or 2 arguments, not 3"),
+])
+def test_an_allowed_function_with_too_few_or_too_many_arguments_is_refused_where_it_is(
+        tmp_path, where, at, says):
+    """Found in review: `nullif(a)` said "Required keyword: 'expression' missing for <class
+    'sqlglot.expressions.Nullif'>", and `floor(amount, 1, 2)` compiled without its third."""
+    with pytest.raises(RuleError) as err:
+        compile_where(tmp_path, where)
+    assert str(err.value).startswith(f"{tmp_path / 'rule.yaml'}{at}") and says in \
+        str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("where", [
+    "extract(year FROM charge_date) > 2023", "substring(item_code FROM 1 FOR 2) = '25'",
+    "trim(BOTH ' ' FROM item_name) <> ''", "count_if(item_code IN ('a', 'b')) > 0",
+    "coalesce((SELECT max(c.price_cap) FROM catalog AS c WHERE c.item_code = '1'), 0) > 0",
+])
+def test_arguments_are_counted_as_sql_separates_them(where):
+    """FROM and FOR separate arguments in SQL's spellings; a subquery's and an IN list's
+    commas are theirs."""
+    from fraudscreen import expressions as ex
+
+    scope = ex.Scope(columns={"": {"charge_date", "item_code", "item_name"}},
+                     tables={"catalog": {"item_code", "price_cap"}}, aggregates=True)
+    ex.check(ex.parse(where), scope)
+
+
+def test_the_call_a_refusal_shows_is_one_a_rule_may_write():
+    """Each allowed function's example, which a call with too few or too many arguments
+    is told to copy, passes the checks and is read as a function that takes as many."""
+    from fraudscreen import expressions as ex
+
+    scope = ex.Scope(columns={"": {"amount", "quantity", "item_code", "item_name",
+                                   "charge_date", "charge_time", "price_cap", "person_id",
+                                   "admit_date", "discharge_date", "related_settlement_ids"}},
+                     aggregates=True)
+    for takes in ex._FUNCTIONS.values():  # date_trunc is read as TimestampTrunc
+        assert ex._FUNCTIONS[type(ex.check(ex.parse(takes.call), scope))] == takes, takes.call
 
 
 def test_with_name_takes_text_it_cannot_type_and_the_rules_own_names():

@@ -105,19 +105,23 @@ def _join_on(left: str, right: str, names: list[str] | tuple[str, ...]) -> str:
     return " AND ".join(f"{left}.{_q(n)} = {right}.{_q(n)}" for n in names) or "TRUE"
 
 
-def resolve_params(rule: Rule, overrides: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    """Declared defaults, then overrides, each coerced to its declared type."""
+def resolve_params(rule: Rule, overrides: dict[str, Any], run: dict[str, Any],
+                   written: tuple = ("params",)) -> dict[str, Any]:
+    """Declared defaults, then overrides, each coerced to its declared type. ``written``:
+    where the rule file holds the overrides (a test's params), for an error to point at."""
     values: dict[str, Any] = {}
     for name in overrides:
         if name not in rule.params:
             known = set(rule.params)
-            raise rule.error(f"unknown parameter {name!r}{ex.suggest(name, known)}", "params")
+            raise rule.error(f"unknown parameter {name!r}{ex.suggest(name, known)}",
+                             *written, name)
     for name, param in rule.params.items():
         raw = overrides.get(name, param.default)
         try:
             values[name] = param.coerce(raw)
         except ValueError as err:
-            raise rule.error(f"parameter {name}: {err}", "params", name) from None
+            raise rule.error(f"parameter {name}: {err}",
+                             *(written if name in overrides else ("params",)), name) from None
     values.update(run)
     return values
 
@@ -212,6 +216,7 @@ class _Compiler:
         joins, picked = [], []
         for name, lk in det.lookups.items():
             path = base + ("lookups", name)
+            self.not_ours(name, "lookup", path)
             if name.casefold() in {c.casefold() for c in cols}:  # SQL ignores letter case
                 raise self.rule.error(f"lookup {name!r} hides a source column", *path)
             lk_cols = self.source(lk.source, path + ("source",))
@@ -241,6 +246,14 @@ class _Compiler:
         self.ctes.append(("hits", hits))
         return cols
 
+    def not_ours(self, name: str, what: str, path: tuple) -> None:
+        """Refuse a name the rule gives a column of its own (a lookup, a measure) that
+        holds ``__``, as the compiler's own columns do (a window's ``__run``, a sequence's
+        ``prev__amount``): beside one of them, either could be read as the other."""
+        if "__" in name:
+            raise self.rule.error(f"{what} {name!r} holds '__', as the compiler's own columns "
+                                  f"do (__run, prev__amount …): rename the {what}", *path)
+
     def measures_apart(self, det: Aggregate | Correlate | Window | PeriodChange,
                        row: set[str], what: str) -> None:
         """Refuse a measure named like a column of the ``row`` it is set beside (``what``
@@ -250,6 +263,7 @@ class _Compiler:
         ``Amount`` beside ``amount``."""
         taken = {c.casefold(): (c, f"a column of {what}") for c in row}
         for n in det.measures:
+            self.not_ours(n, "measure", ("detect", "measures", n))
             if n.casefold() in taken:
                 name, of = taken[n.casefold()]
                 spelt = "" if name == n else f" ({name!r}: SQL names ignore letter case)"
@@ -265,14 +279,23 @@ class _Compiler:
         measures = [self.expr(m, p + ("measures", n), {"": cols}, aggregates=True, rows=True)
                     + f" AS {_q(n)}" for n, m in det.measures.items()]
         for n, m in det.measures.items():
-            loose = ex.outside_aggregates(ex.parse(m)) - set(det.group_by)
-            if loose:
-                name = sorted(loose)[0]
-                raise self.rule.error(
-                    f"measure {n!r} uses {name} outside an aggregate: a group has many rows; "
-                    f"write e.g. min({name}) or sum({name}), or add {name} to group_by",
-                    *p, "measures", n)
+            self.aggregated(m, f"measure {n!r}", ("detect", "measures", n), "group_by",
+                            det.group_by)
         return measures
+
+    def aggregated(self, text: str, what: str, path: tuple, field: str | None,
+                   keys: list[str]) -> None:
+        """Refuse an aggregate expression (a measure, a month's value) reading a column
+        outside any aggregate, save the ``keys`` its rows are grouped by (the rule's
+        ``field``, if it names them): DuckDB's binder would refuse the statement, at no
+        line of the rule file."""
+        loose = ex.outside_aggregates(ex.parse(text)) - set(keys)
+        if loose:
+            name = sorted(loose)[0]
+            raise self.rule.error(
+                f"{what} uses {name} outside an aggregate: a group has many rows; write "
+                f"e.g. min({name}) or sum({name})"
+                + (f", or add {name} to {field}" if field else ""), *path)
 
     def aggregate(self, det: Aggregate, cols: set[str]) -> set[str]:
         p = ("detect",)
@@ -381,6 +404,8 @@ class _Compiler:
         measures = "".join(
             ", " + self.expr(m, p + ("measures", n), scope, aggregates=True, rewrite=rw,
                              rows=True) + f" AS {_q(n)}" for n, m in det.measures.items())
+        for n, m in det.measures.items():  # over a row's matches
+            self.aggregated(m, f"measure {n!r}", p + ("measures", n), None, key)
         self.ctes.append((
             "m",
             f"SELECT {_cols(key, 't')}, list_sort(list(DISTINCT o.settlement_id))"
@@ -459,6 +484,8 @@ class _Compiler:
             f" __run ORDER BY {anchor_order}) AS __anchor_settlement FROM runs"))
         anchor = "1" if det.anchor == "first" else "member_count"  # seqd's own column
         scope = {"": cols | {"member_seq", "member_count"}}
+        for n, m in det.measures.items():  # over a run's members, by partition
+            self.aggregated(m, f"measure {n!r}", p + ("measures", n), "partition_by", part)
         measures = "".join(
             ", " + self.expr(m, p + ("measures", n), scope, aggregates=True, rows=True)
             + f" AS {_q(n)}"
@@ -511,6 +538,7 @@ class _Compiler:
         self.names(det.group_by, cols, p + ("group_by",))
         self.names([det.time], cols, p + ("time",))
         value = self.expr(det.value, p + ("value",), {"": cols}, aggregates=True, rows=True)
+        self.aggregated(det.value, "value", p + ("value",), "group_by", det.group_by)
         self.measures_apart(det, MONTH_COLUMNS | set(det.group_by),
                             "the month (group_by, period_start, value …)")
         measures = "".join(f", {m}" for m in self.grouped_measures(det, cols))
@@ -632,6 +660,13 @@ class _Compiler:
                 f"full-width {e.message[at]!r} in the message: type the placeholder's braces "
                 f"half-width, {{{wide[1] or wide[2] or 'person_id'}}} (switch the input "
                 "method to half-width, 半角)", "emit", "message", within=(e.message, at))
+        # A brace with no partner is printed as it stands: {amt元 shows no amount.
+        lone = re.search(r"[{}]", re.sub(r"\{[^{}]*\}", lambda m: " " * len(m[0]), e.message))
+        if lone:
+            raise self.rule.error(
+                f"a {lone[0]!r} without its {'}' if lone[0] == '{' else '{'!r} in the message: "
+                "a placeholder is a name in braces, {amount}", "emit", "message",
+                within=(e.message, lone.start()))
         for odd in re.findall(r"\{([^{}]*)\}", e.message):
             if not _PLACEHOLDER.fullmatch(f"{{{odd}}}"):
                 raise self.rule.error(

@@ -24,9 +24,9 @@ from functools import cache
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
+from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, TokenError
 from sqlglot.optimizer.annotate_types import annotate_types
-from sqlglot.tokens import TokenType
+from sqlglot.tokens import Token, TokenType
 
 from fraudscreen import sources
 from fraudscreen.contract import INPUT_TABLES
@@ -107,15 +107,63 @@ class WithName(exp.Expression, exp.Func):
             lambda node: args[node.name].copy() if isinstance(node, exp.Column) else node)
 
 
+@dataclass(frozen=True)
+class Takes:
+    """How many arguments a function takes on every engine a rule runs on, and a call
+    that shows them as a rule writes it. Not sqlglot's ``arg_types``: those are its own
+    fields (a ROUND's truncate flag, DATE_DIFF's unit as optional), and its parser drops
+    what it has no field for (``floor(amount, 1, 2)`` read as ``floor(amount, 1)``)."""
+
+    fewest: int
+    most: int | None  # None: any number from ``fewest``
+    call: str
+
+    def refuse(self, written: str, given: int) -> str | None:
+        """What is wrong with a call given ``given`` arguments, if anything."""
+        if self.fewest <= given <= (given if self.most is None else self.most):
+            return None
+        if self.most == self.fewest:
+            takes = f"{self.fewest} argument{'s' * (self.fewest != 1)}"
+        elif self.most is None:
+            takes = f"at least {self.fewest} argument{'s' * (self.fewest != 1)}"
+        else:
+            takes = f"{self.fewest} or {self.most} arguments"
+        return f"{written}() takes {takes}, not {given}: write it as {self.call}"
+
+
 # Functions a rule may call: pure, deterministic, and available on every engine we target
-# (with_name as the CASE it stands for).
-_ALLOWED_FUNCTIONS: tuple[type[exp.Expression], ...] = (
-    exp.Sum, exp.Count, exp.Min, exp.Max, exp.Avg, exp.ArgMin, exp.ArgMax, exp.CountIf,
-    exp.Abs, exp.Round, exp.Floor, exp.Ceil, exp.Coalesce, exp.Greatest, exp.Least,
-    exp.Nullif, exp.Substring, exp.Upper, exp.Lower, exp.Length, exp.Trim, exp.Concat,
-    exp.StartsWith, exp.DateDiff, exp.DateTrunc, exp.Extract, exp.Year, exp.Month, exp.Day,
-    exp.Left, exp.Right, exp.StrPosition, exp.ArraySize, exp.TimestampTrunc, WithName,
-)
+# (with_name as the CASE it stands for), with the arguments both DuckDB and Spark take
+# (DuckDB's least(x), min(x, n) and count() are not Spark's).
+_FUNCTIONS: dict[type[exp.Expression], Takes] = {
+    exp.Sum: Takes(1, 1, "sum(amount)"), exp.Count: Takes(1, 1, "count(*)"),
+    exp.Min: Takes(1, 1, "min(charge_date)"), exp.Max: Takes(1, 1, "max(charge_date)"),
+    exp.Avg: Takes(1, 1, "avg(amount)"),
+    exp.ArgMin: Takes(2, 2, "arg_min(item_code, charge_time)"),
+    exp.ArgMax: Takes(2, 2, "arg_max(item_code, amount)"),
+    exp.CountIf: Takes(1, 1, "count_if(amount > 0)"), exp.Abs: Takes(1, 1, "abs(amount)"),
+    exp.Round: Takes(1, 2, "round(amount, 2)"), exp.Floor: Takes(1, 1, "floor(quantity)"),
+    exp.Ceil: Takes(1, 1, "ceil(quantity)"),
+    exp.Coalesce: Takes(1, None, "coalesce(price_cap, 0)"),
+    exp.Greatest: Takes(2, None, "greatest(amount, 0)"),
+    exp.Least: Takes(2, None, "least(amount, price_cap)"),
+    exp.Nullif: Takes(2, 2, "nullif(quantity, 0)"),
+    exp.Substring: Takes(2, 3, "substr(person_id, 1, 9)"),
+    exp.Upper: Takes(1, 1, "upper(item_code)"), exp.Lower: Takes(1, 1, "lower(item_code)"),
+    exp.Length: Takes(1, 1, "length(item_code)"), exp.Trim: Takes(1, 2, "trim(item_name)"),
+    exp.Concat: Takes(1, None, "concat(item_code, item_name)"),
+    exp.StartsWith: Takes(2, 2, "starts_with(item_code, '25')"),
+    exp.DateDiff: Takes(3, 3, "date_diff('day', admit_date, discharge_date)"),
+    exp.DateTrunc: Takes(2, 2, "date_trunc('month', charge_date)"),
+    exp.TimestampTrunc: Takes(2, 2, "date_trunc('month', charge_date)"),
+    exp.Extract: Takes(2, 2, "extract(year FROM charge_date)"),
+    exp.Year: Takes(1, 1, "year(charge_date)"), exp.Month: Takes(1, 1, "month(charge_date)"),
+    exp.Day: Takes(1, 1, "day(charge_date)"), exp.Left: Takes(2, 2, "left(item_code, 2)"),
+    exp.Right: Takes(2, 2, "right(item_code, 4)"),
+    exp.StrPosition: Takes(2, 2, "strpos(item_name, '注射')"),
+    exp.ArraySize: Takes(1, 1, "array_length(related_settlement_ids)"),
+    WithName: Takes(2, 2, "with_name(item_code, item_name)"),
+}
+_ALLOWED_FUNCTIONS = tuple(_FUNCTIONS)
 
 # Types a CAST may name: the engines' own. A type from an extension (INET, GEOMETRY) would
 # make DuckDB fetch and load code.
@@ -207,6 +255,7 @@ def parse(text: str) -> exp.Expression:
     except TokenError:
         tokens = []  # parse_one refuses it below, with its own message
     _full_width(text, tokens)
+    _count_arguments(tokens)
     # A one-line expression is shown in the error; a block's line and column say where.
     shown = "" if "\n" in text.strip() else f" {text!r}"
     try:
@@ -218,7 +267,7 @@ def parse(text: str) -> exp.Expression:
         near = first.get("highlight") or ""
         raise ExpressionError(
             f"cannot parse{shown}{f' near {near!r}' if near else ''}: "
-            f"{first.get('description', err)}", _offset(text, first)) from None
+            f"{_described(first.get('description', str(err)))}", _offset(text, first)) from None
     except TokenError:  # an unterminated string or quoted name
         opened = _open_quote(text)
         raise ExpressionError(
@@ -261,20 +310,75 @@ def _placeholders(tree: exp.Expression, parameters: dict[int, str]) -> exp.Expre
 
 def _with_names(tree: exp.Expression) -> exp.Expression:
     """Each ``with_name(…)`` call, which sqlglot reads as a function it does not know, as
-    ours, its arguments counted here, where the call's place is known."""
+    ours (``_count_arguments`` has counted its arguments)."""
     def ours(node: exp.Expression) -> exp.Expression:
         if not (isinstance(node, exp.Anonymous) and node.name.upper() == WithName.sql_name()):
             return node
-        args = node.expressions
-        if len(args) != 2:
-            raise ExpressionError(
-                f"with_name() takes two arguments, an item's code and its name "
-                f"(with_name(item_code, item_name)), not {len(args)}", start(node))
-        call = WithName(this=_with_names(args[0]), expression=_with_names(args[1]))
+        code, name = node.expressions
+        call = WithName(this=_with_names(code), expression=_with_names(name))
         call.meta["start"] = start(node)
         return call
 
     return tree.transform(ours)
+
+
+def _count_arguments(tokens: list) -> None:
+    """Refuse a call of an allowed function with too few or too many arguments, naming it
+    as written, where it is written. Counted in the text, before sqlglot reads it: sqlglot
+    refuses such a call in words of its own classes, or drops what it has no field for."""
+    for name, given in _calls(tokens):
+        takes = _FUNCTIONS.get(_function_of(name.text.upper()))
+        refused = takes and takes.refuse(name.text, given)
+        if refused:
+            raise ExpressionError(refused, name.start)
+
+
+def _calls(tokens: list) -> Iterator[tuple[Token, int]]:
+    """Each ``word(…)`` with the number of arguments written in it: commas at its own
+    depth separate them, as do FROM and FOR in SQL's spellings (``EXTRACT(year FROM d)``,
+    ``SUBSTRING(s FROM 1 FOR 2)``, ``TRIM(BOTH 'x' FROM s)``)."""
+    opened: list[list] = []  # per open bracket: the word before it, or None; separators
+    for before, token in itertools.pairwise([None, *tokens]):
+        kind = token.token_type
+        if kind in (TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE):
+            word = (kind is TokenType.L_PAREN and before is not None
+                    and before.token_type not in (TokenType.STRING, TokenType.IDENTIFIER)
+                    and re.fullmatch(r"[A-Za-z_]\w*", before.text))
+            opened.append([before if word else None, 0])
+        elif kind in (TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE) and opened:
+            word, separators = opened.pop()
+            if word is not None:
+                yield word, 0 if before.token_type is TokenType.L_PAREN else separators + 1
+        elif kind in (TokenType.COMMA, TokenType.FROM, TokenType.FOR) and opened:
+            opened[-1][1] += 1
+
+
+@cache
+def _function_of(word: str) -> type[exp.Expression] | None:
+    """What sqlglot reads a call of ``word`` as (``ifnull`` is coalesce, ``len`` length)."""
+    try:
+        tree = sqlglot.parse_one(f"{word}(x, y)", read=DIALECT, error_level=ErrorLevel.IGNORE)
+    except SqlglotError:
+        return None
+    return type(_with_names(tree)) if tree is not None else None
+
+
+def _described(description: str) -> str:
+    """A parse error in sqlglot's words, but an operator missing a side ("Required
+    keyword: 'expression' missing for <class '…And'>") as the form it takes, a AND b."""
+    found = re.fullmatch(r"Required keyword: '\w+' missing for <class '[\w.]+\.(\w+)'>",
+                         description)
+    if not found:
+        return description
+    operator = getattr(exp, found[1], None)
+    if not (isinstance(operator, type)
+            and issubclass(operator, (exp.Binary, exp.Unary, exp.Between))):
+        return f"{found[1].upper()} is incomplete"  # CASE without WHEN
+    names = iter("abc")
+    form = operator(**{arg: exp.column(next(names)) for arg, required
+                       in operator.arg_types.items() if required}).sql(DIALECT)
+    called = re.match(r"(\w+)\(", form)  # regexp_matches(x): a function, not an operator
+    return _not_allowed(called[1]) if called else f"a value is missing: write it as {form}"
 
 
 def _open_quote(text: str) -> int | None:
@@ -481,6 +585,11 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
         return
     if isinstance(node, _WINDOW_ONLY) and statement and isinstance(node.parent, exp.Window):
         return
+    if isinstance(node, exp.Window):
+        raise ExpressionError(
+            f"{node.sql(DIALECT)!r}: a window function (… OVER …) is allowed only in the "
+            "query kind's sql: compare a row with its neighbours with the sequence or window "
+            "kind, or write the rule as a query")
     if type(node) in _BY_PLACE:
         raise ExpressionError(
             f"function {_BY_PLACE[type(node)]}() is not allowed: it picks a row by its place, "
@@ -492,10 +601,7 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
         spelled = re.match(r"[A-Za-z_][A-Za-z0-9_]*(?=\()", node.sql(DIALECT))
         name = node.name if isinstance(node, exp.Anonymous) else \
             spelled.group(0) if spelled else node.sql_name()
-        raise ExpressionError(
-            f"function {name.lower()}() is not allowed in rule expressions "
-            f"(allowed: {', '.join(sorted(_function_names()))})"
-        )
+        raise ExpressionError(_not_allowed(name))
     if not isinstance(node, _ALLOWED_NODES):
         if isinstance(node, (exp.IgnoreNulls, exp.RespectNulls)):  # any_value(x) is one
             _check_node(node.this, scope, statement)  # a refused function, by its name
@@ -516,6 +622,13 @@ def _check_node(node: exp.Expression, scope: Scope, statement: bool) -> None:
         raise ExpressionError(
             f"unknown parameter :{node.name}{suggest(node.name, scope.params)}"
         )
+    if isinstance(node, exp.Literal) and node.is_string:
+        # ':categories' is compared as that text: the rule runs and matches nothing.
+        quoted = next((name for name in re.findall(r"(?<!\w):([A-Za-z_]\w*)", node.this)
+                       if name in scope.params), None)
+        if quoted:
+            raise ExpressionError(f"{node.sql(DIALECT)} is text, not the parameter "
+                                  f":{quoted}: write :{quoted} without quotes")
     if isinstance(node, exp.Table):
         _check_table(node, scope)
     if not statement and (isinstance(node, (exp.Alias, exp.Select)) or (
@@ -550,15 +663,14 @@ def _inside_subquery(node: exp.Expression) -> bool:
     return node.find_ancestor(exp.Select) is not None
 
 
-# The DuckDB names of allowed functions whose sqlglot name differs.
-_DUCKDB_NAMES = {exp.DateDiff: "date_diff", exp.StrPosition: "strpos", exp.Substring: "substr",
-                 exp.TimestampTrunc: "date_trunc", exp.ArraySize: "array_length"}
+def _not_allowed(function: str) -> str:
+    return (f"function {function.lower()}() is not allowed in rule expressions "
+            f"(allowed: {', '.join(sorted(_function_names()))})")
 
 
 def _function_names() -> set[str]:
     """The allowed functions as a rule writes them."""
-    return {_DUCKDB_NAMES.get(f) or (f.sql_names()[0].lower() if f.sql_names()
-                                     else f.__name__.lower()) for f in _ALLOWED_FUNCTIONS}
+    return {takes.call.split("(")[0] for takes in _FUNCTIONS.values()}
 
 
 def _check_table(node: exp.Table, scope: Scope) -> None:

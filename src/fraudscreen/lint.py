@@ -233,6 +233,17 @@ def _unreadable_literals(rule: Rule, sql: str) -> list[Finding]:
     except sqlglot.errors.SqlglotError:
         return []  # the bind check above speaks for a statement sqlglot cannot type
     found: dict[str, Finding] = {}  # by place: the compiled SQL may read a literal twice
+
+    def unreadable(text: exp.Literal, kind: str, column: str = "") -> None:
+        if sources.converts(text.this, kind):
+            return
+        where = _place(rule, text, column)
+        found.setdefault(where, replace(_finding(
+            "FS011", rule, f"{text.sql('duckdb')} cannot be read as {kind}"
+            f"{f' (compared with {column})' if column else ''}, so the rule would fail on "
+            "the first row that reaches it: write dates YYYY-MM-DD, times YYYY-MM-DD "
+            "HH:MM:SS, numbers without separators"), where=where))
+
     for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE,
                               exp.Between, exp.In):
         sides = [node.this, *(node.expressions if isinstance(node, exp.In) else
@@ -243,15 +254,11 @@ def _unreadable_literals(rule: Rule, sql: str) -> list[Finding]:
                  and s.type.is_type(*_TYPED)]
         for text in (s for s in sides if isinstance(s, exp.Literal) and s.is_string):
             for column in typed:
-                kind = column.type.sql("duckdb")
-                if sources.converts(text.this, kind):
-                    continue
-                where = _place(rule, text, column.name)
-                found.setdefault(where, replace(_finding(
-                    "FS011", rule, f"{text.sql('duckdb')} cannot be read as {kind} (compared "
-                    f"with {column.name}), so the rule would fail on the first row that "
-                    "reaches it: write dates YYYY-MM-DD, times YYYY-MM-DD HH:MM:SS, numbers "
-                    "without separators"), where=where))
+                unreadable(text, column.type.sql("duckdb"), column.name)
+    for cast in tree.find_all(exp.Cast):  # DATE '2024-02-30', CAST('1,000' AS DECIMAL)
+        if isinstance(cast.this, exp.Literal) and cast.this.is_string and \
+                cast.to.is_type(*_TYPED):
+            unreadable(cast.this, cast.to.sql("duckdb"))
     return list(found.values())
 
 

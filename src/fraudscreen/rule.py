@@ -461,6 +461,20 @@ YamlLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+def _date(loader: YamlLoader, node: yaml.ScalarNode) -> dt.date | dt.datetime:
+    """A value YAML reads as a date (``2024-02-30``) that is none: an error at its place,
+    not a ValueError from the depths of PyYAML."""
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except ValueError as err:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value} is not a date ({err}): dates are YYYY-MM-DD",
+            node.start_mark) from None
+
+
+YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _date)
+
+
 class ParamLoader(YamlLoader):
     """``YamlLoader`` reading a decimal number as written (``Decimal``), for parameter
     values: a float keeps 17 digits, and ``123456789012345678.5`` would be bound as
@@ -643,7 +657,50 @@ def _unknown_key(loc: tuple) -> str:
     if key in every - here:
         return f"{key!r} does not belong here (another detection kind or section takes it)"
     close = difflib.get_close_matches(key, sorted(here), n=1)
-    return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close
+                                     else f"; write one of {', '.join(sorted(here))}")
+
+
+def _plainly(error: dict) -> str:
+    """A pydantic error in a rule file's words, saying what to write."""
+    kind, given, loc = error["type"], error.get("input"), _alias_path(error["loc"])
+    if kind == "string_pattern_mismatch":
+        return bad_id(given) if loc == ("id",) else "is empty: write an expression"
+    if kind == "extra_forbidden" and loc:
+        return _unknown_key(error["loc"])
+    if kind == "missing":
+        return f"missing: add it ({loc[-1]}: …)" if isinstance(loc[-1], str) else "missing"
+    if kind == "union_tag_invalid":
+        tags = re.findall(r"'(\w+)'", error["ctx"]["expected_tags"])
+        close = difflib.get_close_matches(str(error["ctx"]["tag"]), tags, n=1)
+        return (f"unknown kind {error['ctx']['tag']!r}"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" (kinds: {', '.join(tags)})")
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    if kind == "list_type":
+        return (f"write a list, [{given}], not {given!r}" if isinstance(given, str | int)
+                else "write a list: [a, b], or a line '- …' for each item")
+    wanted = error["msg"].removeprefix("Input should be ")
+    if wanted != error["msg"] and isinstance(given, str | int | float):
+        return f"write {wanted}, not {given!r}"
+    return error["msg"]
+
+
+def _wide_colon(text: str, failed_on: int) -> int | None:
+    """Where a key typed with a Chinese input method (``where：``) made YAML fail on line
+    ``failed_on`` (0-based): the first full-width colon after a word at a line's start
+    whose ASCII ': ' lets YAML read past that line (one in a description does not)."""
+    for found in re.finditer(r"(?m)^[ \t-]*[^\s:：#'\"{}\[\]]+[ \t]*(：)", text):
+        at = found.start(1)
+        try:
+            _compose(f"{text[:at]}: {text[at + 1:]}")
+        except yaml.YAMLError as again:
+            mark = getattr(again, "problem_mark", None)
+            if mark is None or mark.line <= failed_on:
+                continue
+        return at
+    return None
 
 
 def read_yaml_file(text: str, file: str, loader: type[YamlLoader] = YamlLoader
@@ -652,10 +709,15 @@ def read_yaml_file(text: str, file: str, loader: type[YamlLoader] = YamlLoader
     is a RuleError naming ``file``, line and column, with a hint where one helps."""
     try:
         return _compose(text, loader)
-    except ValueError as err:  # a scalar YAML types but cannot build: 2024-13-01
-        raise RuleError(f"not a valid value: {err} (dates are YYYY-MM-DD)", file) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
+        wide = _wide_colon(text, mark.line if mark else text.count("\n"))
+        if wide is not None:
+            line = text.count("\n", 0, wide) + 1
+            column = wide - (text.rfind("\n", 0, wide) + 1) + 1
+            raise RuleError("not valid YAML: full-width '：' after a key: write ASCII ':' "
+                            "(switch the input method to half-width, 半角)", file, line,
+                            column) from None
         problem = str(getattr(err, "problem", err))
         hints = [hint for words, hint in _YAML_HINTS if words in problem]
         if mark and text[mark.index:mark.index + 1] == "\t":
@@ -670,6 +732,21 @@ def read_yaml_file(text: str, file: str, loader: type[YamlLoader] = YamlLoader
         ) from None
 
 
+def _empty_key(node: yaml.Node, path: tuple = ()) -> tuple | None:
+    """The first key written with nothing after it (``where:`` left empty), outside the
+    tests: YAML reads it as null, which would be the key left out (no ``where``: every
+    row a hit). A test's rows and expectations may hold a null."""
+    if not isinstance(node, yaml.MappingNode) or path[:1] == ("tests",):
+        return None
+    for key, value in node.value:
+        if value.tag == "tag:yaml.org,2002:null":
+            return (*path, key.value)
+        found = _empty_key(value, (*path, key.value))
+        if found:
+            return found
+    return None
+
+
 def load_rule(path: Path) -> Rule:
     """Read one rule file; any problem is a RuleError naming file, line and column."""
     text = read_text(path)
@@ -677,23 +754,21 @@ def load_rule(path: Path) -> Rule:
     if not isinstance(data, dict):
         raise RuleError("a rule file must be a YAML mapping", str(path), 1, 1)
     positions = yaml_positions(node)
+    empty = _empty_key(node)
+    if empty:
+        raise RuleError(f"{'.'.join(map(str, empty))}: is empty: write its value, or leave the "
+                        "key out", str(path), *positions[empty])
     try:
         rule = Rule.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
+        # A misspelt key is also a missing one: name the key written, not the one missed.
+        first = min(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
         loc = _alias_path(first["loc"])
-        line, col = None, None
-        for n in range(len(loc), -1, -1):
-            if tuple(loc[:n]) in positions:
-                line, col = positions[tuple(loc[:n])]
-                break
+        if first["type"] == "union_tag_invalid":  # at the key that names the kind
+            loc += (first["ctx"]["discriminator"].strip("'"),)
+        line, col = place(positions, *loc)
         field = ".".join(str(p) for p in loc) or "(top level)"
-        msg = (bad_id(first["input"]) if first["type"] == "string_pattern_mismatch"
-               and loc == ("id",)
-               else "is empty: write an expression" if first["type"] == "string_pattern_mismatch"
-               else _unknown_key(first["loc"]) if first["type"] == "extra_forbidden" and loc
-               else first["msg"])
-        raise RuleError(f"{field}: {msg}", str(path), line, col) from None
+        raise RuleError(f"{field}: {_plainly(first)}", str(path), line, col) from None
     rule.path = str(path)
     rule.positions = positions
     rule.scalars = _scalars(node, text)

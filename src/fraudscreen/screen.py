@@ -172,7 +172,7 @@ def _run_rule(rule: Rule, overrides: dict, run_params: dict, present: set[str],
     except Exception as err:  # a rule's failure is recorded; the run goes on
         if stop.requested():  # DuckDB's error for an interrupted query: stop, not fail
             raise KeyboardInterrupt from err
-        where = f"{rule.path}: " if rule.path else ""
+        where = f"{rule.where('detect')}: " if rule.path else ""  # the statement's rule
         named = "" if isinstance(err, (OutOfMemory, QueryTimeout)) else f"{type(err).__name__}: "
         return RuleOutcome(rule, "failed", f"{where}{named}{err}", kind=type(err).__name__,
                            params=params, seconds=time.perf_counter() - began), None

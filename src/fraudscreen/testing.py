@@ -15,8 +15,9 @@ from typing import Any
 
 import polars as pl
 
+from fraudscreen.compiler import default_run_params, resolve_params
 from fraudscreen.contract import INPUT_TABLES, ColumnType
-from fraudscreen.rule import Rule, RuleTest
+from fraudscreen.rule import Rule, RuleError, RuleTest
 from fraudscreen.ruleset import RuleSet
 from fraudscreen.screen import make_engine, screen
 
@@ -110,12 +111,16 @@ class TestResult:
 
 
 def run_test(rule: Rule, test: RuleTest, engine: str = "duckdb") -> TestResult:
+    index = next((i for i, t in enumerate(rule.tests) if t is test), None)
     try:
         tables = {name: _given(name, rows) for name, rows in test.given.items()}
     except (ValueError, ArithmeticError, TypeError) as err:  # the test's data, not the rule
-        index = next((i for i, t in enumerate(rule.tests) if t is test), None)
         where = rule.where("tests", index, "given")
         return TestResult(rule, test, False, [f"{where + ': ' if where else ''}given: {err}"])
+    try:  # the test's params, refused where the test gives them
+        resolve_params(rule, test.params, default_run_params(), ("tests", index, "params"))
+    except RuleError as err:
+        return TestResult(rule, test, False, [str(err)])
     for required in ("settlements", "fee_lines"):
         tables.setdefault(required, table(required, []))
     ruleset = RuleSet([rule], {rule.id: test.params} if test.params else {})
