@@ -283,6 +283,10 @@ def test_a_key_out_of_place_is_named_with_the_nearest_one(tmp_path, edit, says):
                          "limit: {{type: int, default: 3, range: 5}}"),
      ":8:34: params.limit.range: unknown key 'range'; write one of default, description, "
      "max, min, type"),
+    # found in review: pydantic's "Unable to extract tag using discriminator 'kind'"
+    (lambda t: t.replace("  kind: filter\n", ""),
+     ":9:1: detect.kind: missing: add it (kind: one of filter, aggregate, sequence, "
+     "correlate, window, period_change, query)"),
     # found in review: read as no where at all, every fee line a hit
     (lambda t: t.replace("  where: {where}", "  where:"),
      ":12:3: detect.where: is empty: write its value, or leave the key out"),
