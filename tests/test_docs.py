@@ -256,6 +256,16 @@ def test_a_rule_page_reads_as_its_author_wrote_it(tmp_path):
     assert "同一 ICD-10 类目" in text  # the spaces the author wrote stay
 
 
+def test_a_rule_page_keeps_the_paragraphs_of_a_description():
+    """Found in review: unfolding the lines YAML folds also ran a site rule's two
+    paragraphs (`description: |`, a blank line between them) into one."""
+    from fraudscreen.rule_docs import page
+
+    rule = RuleSet.load().get("pharmacy_card_skimming.hoarding")
+    rule = rule.model_copy(update={"description": "第一段，写在\n两行。\n\n第二段。\n"})
+    assert "第一段，写在两行。\n\n第二段。" in page(rule)
+
+
 @pytest.mark.parametrize("rule", [r for r in RuleSet.load().rules if r.params],
                          ids=lambda r: r.id)
 def test_a_rule_page_s_parameter_example_is_its_default_as_param_takes_it(rule):

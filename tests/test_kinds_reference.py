@@ -1477,3 +1477,16 @@ def test_billed_more_than_bought_exact_half_fen_rounds_half_up():
     # billed 2 > 1 × 1.1: (2 − 1) × 0.29 ÷ 2 = 0.145
     check(BOUGHT, data, ref_bought,
           expected=[hit(None, [], "X", "P1", None, D0.date(), "0.15")])
+
+
+def test_the_shipped_pairs_are_read_from_a_folder_named_with_brackets(tmp_path, monkeypatch):
+    """'[' is a glob to Polars: installed under fraudscreen[1.2]/, every run that screens
+    exclusive items failed reading the shipped item_pairs.csv."""
+    import shutil
+
+    home = tmp_path / "fraudscreen[1.2]"
+    shutil.copytree(PROJECT / "rules" / "reference", home / "rules" / "reference")
+    monkeypatch.setattr(shipped_reference, "shipped", lambda name: home / name)
+    pairs = shipped_reference.default_item_pairs()
+    assert pairs.height == len(list(csv.DictReader(
+        (home / "rules" / "reference" / "item_pairs.csv").open(encoding="utf-8"))))

@@ -391,6 +391,17 @@ def test_report_folder_regenerates_from_an_output_folder(tmp_path, written):
         report_folder(tmp_path / "full")
 
 
+def test_report_folder_regenerates_a_folder_named_with_brackets(tmp_path, written):
+    """'[' is a glob to Polars: `fraudscreen report 'out[1]'`, a folder `run --out` writes
+    (tests/test_run.py), said it "cannot be read as the run's suspicions"."""
+    out = tmp_path / "导出[" / "2024]"
+    out.mkdir(parents=True)
+    frame().write_parquet(out / "suspicions.parquet")
+    (out / "run.json").write_text(json.dumps(MANIFEST, ensure_ascii=False), encoding="utf-8")
+    report_folder(out)
+    assert (out / "leads.csv").read_bytes() == (written / "leads.csv").read_bytes()
+
+
 def test_quarantine_reasons_show_in_chinese_with_the_english_beside(tmp_path):
     """Found in an inspector's review: the Chinese page showed 'bad timestamp'. A reason
     with no Chinese text (one a newer version wrote) still shows, in English."""

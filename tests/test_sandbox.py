@@ -283,6 +283,10 @@ def test_a_key_out_of_place_is_named_with_the_nearest_one(tmp_path, edit, says):
                          "limit: {{type: int, default: 3, range: 5}}"),
      ":8:34: params.limit.range: unknown key 'range'; write one of default, description, "
      "max, min, type"),
+    # found in review: pydantic's "Unable to extract tag using discriminator 'kind'"
+    (lambda t: t.replace("  kind: filter\n", ""),
+     ":9:1: detect.kind: missing: add it (kind: one of filter, aggregate, sequence, "
+     "correlate, window, period_change, query)"),
     # found in review: read as no where at all, every fee line a hit
     (lambda t: t.replace("  where: {where}", "  where:"),
      ":12:3: detect.where: is empty: write its value, or leave the key out"),
@@ -1271,10 +1275,14 @@ def test_an_allowed_function_with_too_few_or_too_many_arguments_is_refused_where
     "extract(year FROM charge_date) > 2023", "substring(item_code FROM 1 FOR 2) = '25'",
     "trim(BOTH ' ' FROM item_name) <> ''", "count_if(item_code IN ('a', 'b')) > 0",
     "coalesce((SELECT max(c.price_cap) FROM catalog AS c WHERE c.item_code = '1'), 0) > 0",
+    "position('注射' IN item_name) > 0", "strpos(item_name, '注射') > 0",
+    "position('注' IN trim(BOTH ' ' FROM item_name)) > count_if(item_code IN ('a', 'b'))",
 ])
 def test_arguments_are_counted_as_sql_separates_them(where):
-    """FROM and FOR separate arguments in SQL's spellings; a subquery's and an IN list's
-    commas are theirs."""
+    """FROM and FOR separate arguments in SQL's spellings, as IN does POSITION's (found in
+    review: `position('注射' IN item_name)`, strpos as SQL spells it, was refused as
+    "position() takes 2 arguments, not 1"); a subquery's and an IN list's commas are
+    theirs."""
     from fraudscreen import expressions as ex
 
     scope = ex.Scope(columns={"": {"charge_date", "item_code", "item_name"}},

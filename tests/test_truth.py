@@ -59,3 +59,17 @@ def test_fresh_sample_with_another_seed(tmp_path):
 def test_large_samples(tmp_path, scale):
     generate(tmp_path / "data", scale=scale, seed=11)
     assert_perfect(tmp_path / "data", tmp_path / "truth" / "truth.csv")
+
+
+def test_a_truth_file_in_a_folder_named_with_brackets_is_read(tmp_path):
+    """'[' is a glob to Polars: a truth file under sample[2024]/ was 'expanded paths were
+    empty'."""
+    import shutil
+
+    from fraudscreen.suspicion import SCHEMA
+
+    truth = tmp_path / "sample[2024]" / "truth.csv"
+    truth.parent.mkdir()
+    shutil.copy(ROOT / "sample_claims" / "truth" / "truth.csv", truth)
+    scores = score(pl.DataFrame(schema=SCHEMA), truth)
+    assert scores and all(s.found == 0 and s.positives > 0 for s in scores)

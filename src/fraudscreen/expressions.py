@@ -336,7 +336,9 @@ def _count_arguments(tokens: list) -> None:
 def _calls(tokens: list) -> Iterator[tuple[Token, int]]:
     """Each ``word(…)`` with the number of arguments written in it: commas at its own
     depth separate them, as do FROM and FOR in SQL's spellings (``EXTRACT(year FROM d)``,
-    ``SUBSTRING(s FROM 1 FOR 2)``, ``TRIM(BOTH 'x' FROM s)``)."""
+    ``SUBSTRING(s FROM 1 FOR 2)``, ``TRIM(BOTH 'x' FROM s)``), and IN in POSITION's
+    (``POSITION('x' IN s)``: elsewhere an IN at a call's depth is the operator,
+    ``count_if(x IN ('a', 'b'))``)."""
     opened: list[list] = []  # per open bracket: the word before it, or None; separators
     for before, token in itertools.pairwise([None, *tokens]):
         kind = token.token_type
@@ -349,7 +351,9 @@ def _calls(tokens: list) -> Iterator[tuple[Token, int]]:
             word, separators = opened.pop()
             if word is not None:
                 yield word, 0 if before.token_type is TokenType.L_PAREN else separators + 1
-        elif kind in (TokenType.COMMA, TokenType.FROM, TokenType.FOR) and opened:
+        elif opened and (kind in (TokenType.COMMA, TokenType.FROM, TokenType.FOR) or (
+                kind is TokenType.IN and opened[-1][0] is not None
+                and opened[-1][0].text.upper() == "POSITION")):
             opened[-1][1] += 1
 
 

@@ -133,9 +133,6 @@ class NightResult:
     committed: bool  # this run committed a new night
     manifest: dict
     exit_code: int
-    # None on a night that screened nothing; its failed rules' reasons are for stderr
-    # (under --profile public run.json shows only their kinds)
-    screening: Screening | None = None
 
 
 @dataclass
@@ -629,7 +626,7 @@ def run_night(opts: NightOptions, ruleset: RuleSet, progress: Progress | None = 
             if isinstance(err, OSError):  # --out not writable, disk full
                 raise OSError(f"{err}; {kept}") from None
             raise
-        return NightResult(night, committed, doc, doc["status"]["exit_code"], screening)
+        return NightResult(night, committed, doc, doc["status"]["exit_code"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
         con.close()

@@ -39,7 +39,7 @@ def _typed(rows: list[dict], table: str) -> pl.DataFrame:
 
 def default_item_pairs() -> pl.DataFrame:
     path = shipped("rules") / "reference" / "item_pairs.csv"
-    frame = pl.read_csv(path, infer_schema=False, encoding="utf8")
+    frame = pl.read_csv(path, infer_schema=False, encoding="utf8", glob=False)
     return frame.select(INPUT_TABLES["item_pairs"].column_names)
 
 

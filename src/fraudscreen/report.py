@@ -56,7 +56,7 @@ def report_folder(out_dir: Path, profile: str = "full", secret: str | None = Non
     if not isinstance(manifest, dict):
         raise ValueError(f"{manifest_path}: not a run's manifest (a JSON object)")
     try:
-        suspicions = pl.read_parquet(parquet).select(
+        suspicions = pl.read_parquet(parquet, glob=False).select(
             pl.col(name).cast(dtype) for name, dtype in SCHEMA.items())
     except pl.exceptions.PolarsError as err:
         raise ValueError(f"{parquet}: cannot be read as the run's suspicions "

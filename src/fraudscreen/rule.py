@@ -670,6 +670,10 @@ def _plainly(error: dict) -> str:
         return _unknown_key(error["loc"])
     if kind == "missing":
         return f"missing: add it ({loc[-1]}: …)" if isinstance(loc[-1], str) else "missing"
+    if kind == "union_tag_not_found":  # `detect:` without its kind
+        kinds = [get_args(m.model_fields["kind"].annotation)[0]
+                 for m in get_args(get_args(Detection)[0])]
+        return f"missing: add it (kind: one of {', '.join(kinds)})"
     if kind == "union_tag_invalid":
         tags = re.findall(r"'(\w+)'", error["ctx"]["expected_tags"])
         close = difflib.get_close_matches(str(error["ctx"]["tag"]), tags, n=1)
@@ -764,7 +768,7 @@ def load_rule(path: Path) -> Rule:
         # A misspelt key is also a missing one: name the key written, not the one missed.
         first = min(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
         loc = _alias_path(first["loc"])
-        if first["type"] == "union_tag_invalid":  # at the key that names the kind
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):  # the kind's key
             loc += (first["ctx"]["discriminator"].strip("'"),)
         line, col = place(positions, *loc)
         field = ".".join(str(p) for p in loc) or "(top level)"

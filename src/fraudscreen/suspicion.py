@@ -27,12 +27,14 @@ _FOLD = re.compile(r"\s+(?=[\u3000-\u9fff\uff00-\uffef])|(?<=[\u3000-\u9fff\uff0
 
 
 _CJK = "[\u3000-\u9fff\uff00-\uffef]"
-_FOLD_BETWEEN = re.compile(rf"(?<={_CJK})\s+(?={_CJK})")
+# Spaces and one line break: a blank line (``description: |``) is a paragraph's end.
+_FOLD_BETWEEN = re.compile(rf"(?<={_CJK})[ \t]*(?:\n[ \t]*)?(?={_CJK})")
 
 
 def unfold(text: str) -> str:
     """A rule's Chinese text as written across lines (``description: >``), without the
-    spaces YAML put where two lines of Chinese met (`同一 ICD-10 类目` keeps its own)."""
+    spaces YAML put where two lines of Chinese met (`同一 ICD-10 类目` keeps its own),
+    its paragraphs kept."""
     return _FOLD_BETWEEN.sub("", text.strip())
 
 

@@ -42,7 +42,8 @@ def _matches(truth_row: dict, suspicions: list[dict]) -> list[int]:
 
 
 def score(suspicions: pl.DataFrame, truth_csv: Path) -> list[RuleScore]:
-    truth = pl.read_csv(truth_csv, infer_schema=False, encoding="utf8").fill_null("")
+    truth = pl.read_csv(truth_csv, infer_schema=False, encoding="utf8",
+                        glob=False).fill_null("")
     found = suspicions.with_columns(pl.col("period_start").cast(pl.String))
     scores = []
     for rule_id in sorted(set(truth["rule_id"]) | set(found["rule_id"])):
