@@ -708,10 +708,10 @@ def nightly(
         return _fail(err, code)
 
     try:
-        ruleset = load_rules(opts)
-        with (_stoppable("nothing of this night was kept; the store is as it was", failed),
-              Progress(quiet, len(ruleset.rules), log_format) as progress):
-            result = run_night(opts, ruleset, progress)
+        with _stoppable("nothing of this night was kept; the store is as it was", failed):
+            ruleset = load_rules(opts)
+            with Progress(quiet, len(ruleset.rules), log_format) as progress:
+                result = run_night(opts, ruleset, progress)
     except typer.Exit:  # stopped: said and recorded
         raise
     except (IngestError, RuleError, StoreError, ValueError) as err:
