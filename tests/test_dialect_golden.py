@@ -209,3 +209,31 @@ def test_an_interval_of_a_parameter_in_parentheses_is_valid_spark(tmp_path):
                   "charge_date < CAST('2024-01-01' AS DATE) + INTERVAL :limit YEAR"):
         sql = compile_where(tmp_path, where).sql_for(for_engine("spark"))
         assert "INTERVAL '3' YEAR" in sql and "INTERVAL (" not in sql, sql
+
+
+def test_functions_read_with_duckdbs_meaning_on_spark():
+    """Found by test_spark_conformance's call-by-call comparison (dialects.py says why)."""
+    validate_all("SELECT avg(x) FILTER (WHERE y > 1), floor(x), trim(s), trim(s, 'a')", {
+        "spark": "SELECT CAST(SUM(x) FILTER(WHERE y > 1) AS DOUBLE) / COUNT(x) FILTER(WHERE "
+                 "y > 1), (FLOOR(x) / 1), TRIM(' \u00a0\u1680\u2000\u2001\u2002\u2003\u2004"
+                 "\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000' FROM s), "
+                 "TRIM('a' FROM s)",
+    })
+    validate_all("SELECT extract(dow FROM d), extract(second FROM t), extract(year FROM d)", {
+        "spark": "SELECT (DAYOFWEEK(d) - 1), SECOND(t), EXTRACT(YEAR FROM d)",
+    })
+    validate_all("SELECT left(s, 2), left(s, -1), substr(s, 2, 3), substr(s, 0, 2)", {
+        "spark": "SELECT LEFT(s, 2), LEFT(s, IF(-1 < 0, LENGTH(s) + -1, -1)), "
+                 "SUBSTRING(s, 2, 3), CASE WHEN 0 IS NULL OR 2 IS NULL THEN NULL ELSE "
+                 "SUBSTRING(s, GREATEST(CASE WHEN (2 - CASE WHEN 0 = 0 THEN 1 ELSE 0 END) >= 0 "
+                 "THEN CASE WHEN 0 > 0 THEN 0 - 1 WHEN 0 < 0 THEN CHAR_LENGTH(s) + 0 ELSE 0 END "
+                 "ELSE CASE WHEN 0 > 0 THEN 0 - 1 WHEN 0 < 0 THEN CHAR_LENGTH(s) + 0 ELSE 0 END "
+                 "+ (2 - CASE WHEN 0 = 0 THEN 1 ELSE 0 END) END, 0) + 1, CASE WHEN (2 - CASE "
+                 "WHEN 0 = 0 THEN 1 ELSE 0 END) >= 0 THEN CASE WHEN 0 > 0 THEN 0 - 1 WHEN 0 < 0 "
+                 "THEN CHAR_LENGTH(s) + 0 ELSE 0 END + (2 - CASE WHEN 0 = 0 THEN 1 ELSE 0 END) "
+                 "ELSE CASE WHEN 0 > 0 THEN 0 - 1 WHEN 0 < 0 THEN CHAR_LENGTH(s) + 0 ELSE 0 END "
+                 "END - GREATEST(CASE WHEN (2 - CASE WHEN 0 = 0 THEN 1 ELSE 0 END) >= 0 THEN CASE "
+                 "WHEN 0 > 0 THEN 0 - 1 WHEN 0 < 0 THEN CHAR_LENGTH(s) + 0 ELSE 0 END ELSE CASE "
+                 "WHEN 0 > 0 THEN 0 - 1 WHEN 0 < 0 THEN CHAR_LENGTH(s) + 0 ELSE 0 END + (2 - CASE "
+                 "WHEN 0 = 0 THEN 1 ELSE 0 END) END, 0)) END",
+    })

@@ -10,6 +10,7 @@ SQL renderings shows up here, not in a report.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 from pathlib import Path
@@ -506,3 +507,170 @@ def test_a_spark_table_that_is_not_there_is_named_in_the_error(spark, started_in
     assert str(err.value).startswith(f"--spark-table settlements={ref}: ")
     assert says in str(err.value)
     assert not (started_in / "spark-warehouse").exists()
+
+
+# Every allowed function (expressions._FUNCTIONS) at each argument count it accepts, over
+# edge inputs: NULLs, '', negative numbers, half-way rounding, Chinese text, full-width
+# spaces, times across midnight and a month's end. Each call is one evidence entry of a
+# rule, so one statement per engine runs them all; a call's evidence (its JSON, where 2 and
+# 2.0 differ) and its text in the message must read the same on both engines.
+ROW_CALLS = {
+    "abs": ["abs(amount)", "abs(CAST(amount AS DOUBLE))"],
+    "round": ["round(quantity)", "round(2.5)", "round(-2.5)", "round(1.005, 2)",
+              "round(unit_price, 2)", "round(CAST(quantity AS DOUBLE))",
+              "round(CAST(1.005 AS DOUBLE), 2)", "round(unit_price, -2)"],
+    "floor": ["floor(quantity)", "floor(CAST(quantity AS DOUBLE))",
+              "floor(CAST(quantity * 2 AS INTEGER))"],
+    "ceil": ["ceil(quantity)", "ceil(CAST(amount AS DOUBLE))"],
+    "coalesce": ["coalesce(doctor_id)", "coalesce(doctor_id, item_name, 'none')"],
+    "greatest": ["greatest(amount, NULL)", "greatest(doctor_id, item_name)",
+                 "greatest(amount, quantity, unit_price, NULL)"],
+    "least": ["least(amount, NULL)", "least(doctor_id, item_name)",
+              "least(amount, quantity, unit_price, NULL)"],
+    "nullif": ["nullif(amount, 0)", "nullif(item_name, '')"],
+    "substr": ["substr(item_name, 2)", "substr(item_name, -2)", "substr(item_name, 0)",
+               "substr(item_name, 2, 3)", "substr(item_name, 0, 2)", "substr(item_name, 2, -1)",
+               "substr(item_name, -3, 2)", "substr(item_name, -20, 3)",
+               "substring(item_name, 1, length(item_name) - 2)"],
+    "upper": ["upper(item_code)", "upper(item_name)"], "lower": ["lower(item_code)"],
+    "length": ["length(item_name)", "length(doctor_id)"],
+    "trim": ["trim(item_name)", "trim(doctor_id)", "trim(item_name, '注钠')"],
+    "concat": ["concat(item_code)", "concat(item_code, doctor_id, item_name)"],
+    "starts_with": ["starts_with(item_name, '注射')", "starts_with(doctor_id, '')"],
+    "date_diff": [f"date_diff('{unit}', admit_time, charge_time)" for unit in (
+        "day", "month", "quarter", "year", "hour", "minute", "second", "millisecond")]
+    + ["date_diff('day', discharge_time, charge_time)"],
+    "date_trunc": ["date_trunc('month', charge_time)", "date_trunc('month', charge_date)",
+                   "date_trunc('day', charge_time)", "date_trunc('quarter', charge_date)",
+                   "date_trunc('hour', discharge_time)"],
+    "extract": [f"extract({unit} FROM charge_time)" for unit in (
+        "year", "quarter", "month", "week", "day", "hour", "minute", "second", "millisecond",
+        "microsecond", "dow", "isodow", "doy", "isoyear", "yearweek", "epoch", "decade",
+        "century", "millennium", "dayofweek", "weekday", "dayofyear", "dayofmonth",
+        "weekofyear", "quarters", "seconds")] + ["extract(year FROM discharge_time)"],
+    "year": ["year(charge_time)", "year(charge_date)"], "month": ["month(charge_date)"],
+    "day": ["day(discharge_time)"],
+    "left": ["left(item_name, 2)", "left(item_name, 0)", "left(item_name, -1)"],
+    "right": ["right(item_name, 2)", "right(item_name, -1)", "right(item_name, -20)"],
+    "strpos": ["strpos(item_name, '头孢')", "strpos(item_name, '')", "strpos(doctor_id, 'b')"],
+    "array_length": ["array_length([1, 2, 3])", "array_length(CAST(NULL AS INTEGER[]))"],
+    "with_name": ["with_name(item_code, item_name)"],
+}
+GROUP_CALLS = {
+    "sum": ["sum(quantity)", "sum(CAST(quantity AS DOUBLE))",
+            "sum(quantity) FILTER (WHERE quantity > 99)"],
+    "count": ["count(*)", "count(doctor_id)"],
+    "min": ["min(item_name)", "min(charge_time)"], "max": ["max(charge_date)"],
+    "avg": ["avg(quantity)", "avg(unit_price)", "avg(CAST(quantity * 2 AS INTEGER))",
+            "avg(quantity) FILTER (WHERE quantity > 99)"],
+    "arg_min": ["arg_min(line_id, charge_time)"],
+    "arg_max": ["arg_max(line_id, unit_price)"],
+    "count_if": ["count_if(quantity > 0)"],
+}
+# Differences found and not fixed, each with why (docs/spark.md).
+KNOWN = {
+    "upper(item_code)": "Java's full case mapping: upper('ß') is 'SS' on Spark, 'ẞ' on DuckDB",
+    "upper(item_name)": "the same: 'straße' is 'STRASSE' on Spark, 'STRAẞE' on DuckDB",
+    "count_if(quantity > 0)": "DuckDB's count_if is a HUGEINT, read back as a DECIMAL: '1.00'",
+}
+
+
+def _calls_rule(path: Path, kind: str, calls: list[str]) -> Path:
+    entries = "".join(f"    e{i}: {json.dumps(c, ensure_ascii=False)}\n"
+                      for i, c in enumerate(calls))
+    if kind == "filter":
+        detect, key = "{kind: filter, source: fee_lines}", "line_id"
+    else:
+        measures = "".join(f"    m{i}: {json.dumps(c, ensure_ascii=False)}\n"
+                           for i, c in enumerate(calls))
+        detect = ("\n  kind: aggregate\n  source: fee_lines\n  group_by: [settlement_id]\n"
+                  f"  having: 'true'\n  measures:\n{measures}")
+        entries = "".join(f"    e{i}: m{i}\n" for i in range(len(calls)))
+        key = "settlement_id"
+    path.write_text(f"""\
+id: custom.{kind}_calls
+version: "1"
+family: duplicate_charge
+title: t
+description: d
+severity: low
+detect: {detect}
+emit:
+  amount_at_risk: "0"
+  evidence:
+    key: {key}
+{entries}  message: "{'¦'.join(f'{{e{i}}}' for i in range(len(calls)))}"
+  key: [key]
+""", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def calls_read(spark, tmp_path_factory):
+    """Each call's evidence and text per hit key, by engine: {engine: {call: {key: …}}}."""
+    from fraudscreen.testing import table
+
+    folder = tmp_path_factory.mktemp("calls")
+    t = dt.datetime
+    lines = [  # (settlement, item, name, doctor, quantity, unit price, amount, charged)
+        ("S1", "25AB", "注射用头孢曲松钠", None, "2.5", "1.005", "-2.50", t(2024, 1, 31, 23, 30)),
+        ("S1", "x", "", "", "-2.5", "-1.005", "0", t(2024, 2, 29, 0, 0, 1, 500000)),
+        ("S2", "Ab", "\u3000 药品 \u3000", "Ab", "0.5", "2.675", "1.50", t(2023, 12, 31, 23, 59)),
+        ("S2", "Z9", None, "d", "-0.5", "1234.5678", "-1.50", t(2024, 3, 1)),
+        ("S3", "ß", "straße ΣΑΣ Ａｂ", None, "3", "0", "10.05", t(2024, 12, 31, 12)),
+    ]
+    tables = {
+        "settlements": table("settlements", [
+            dict(settlement_id=s, person_id="P1", institution_id="H1", admit_time=a,
+                 discharge_time=d) for s, a, d in (
+                ("S1", t(2024, 1, 31, 23), t(2024, 2, 1, 1)), ("S2", t(2023, 12, 31, 22), None),
+                ("S3", t(2024, 12, 30, 8), t(2025, 1, 2, 8)))]),
+        "fee_lines": table("fee_lines", [
+            dict(zip(("settlement_id", "item_code", "item_name", "doctor_id", "quantity",
+                      "unit_price", "amount", "charge_time"), line, strict=True))
+            for line in lines])}
+    calls = {"filter": [c for cs in ROW_CALLS.values() for c in cs],
+             "aggregate": [c for cs in GROUP_CALLS.values() for c in cs]}
+    ruleset = RuleSet.load([_calls_rule(folder / f"{kind}.yaml", kind, kind_calls)
+                            for kind, kind_calls in calls.items()]).select(
+        [f"custom.{kind}_calls" for kind in calls])
+    read = {}
+    for name in ("duckdb", "spark"):
+        engine = make_engine(name)
+        try:
+            result = screen(tables, ruleset, engine)
+        finally:
+            engine.close()
+        assert all(o.status == "ran" for o in result.outcomes), \
+            [(name, o.rule.id, o.reason) for o in result.outcomes]
+        read[name] = {}
+        for hit in result.suspicions.iter_rows(named=True):
+            evidence = json.loads(hit["evidence"])
+            kind_calls = calls[hit["rule_id"].split(".")[1].removesuffix("_calls")]
+            texts = hit["message"].split("¦")
+            for i, call in enumerate(kind_calls):
+                read[name].setdefault(call, {})[evidence["key"]] = (
+                    json.dumps(evidence[f"e{i}"], ensure_ascii=False), texts[i])
+    return read
+
+
+@pytest.mark.parametrize("function", [*ROW_CALLS, *GROUP_CALLS])
+def test_each_allowed_function_reads_the_same_on_spark(calls_read, function):
+    """Found this way: avg of a DECIMAL, floor and ceil, trim of a full-width space,
+    extract (Sunday, a second's fraction, units Spark lacks), and left/right/substr with a
+    negative count or a start of 0 read differently on Spark; dialects.py now says why."""
+    differ = {}
+    for call in {**ROW_CALLS, **GROUP_CALLS}[function]:
+        duck, on_spark = calls_read["duckdb"][call], calls_read["spark"][call]
+        if call in KNOWN:  # still differs: once it does not, take it out of KNOWN
+            assert duck != on_spark, call
+        elif duck != on_spark:
+            differ[call] = {k: (duck[k], on_spark[k]) for k in duck if duck[k] != on_spark[k]}
+    assert not differ, differ
+
+
+def test_every_allowed_function_is_compared():
+    from fraudscreen.expressions import _FUNCTIONS
+
+    named = {takes.call.split("(")[0] for takes in _FUNCTIONS.values()}
+    assert named <= {*ROW_CALLS, *GROUP_CALLS}, named - {*ROW_CALLS, *GROUP_CALLS}

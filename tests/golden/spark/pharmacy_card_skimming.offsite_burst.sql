@@ -11,7 +11,7 @@ WITH src AS (
 ), ev AS (
   SELECT
     e.*,
-    CAST(FLOOR(CAST(e.__t AS DOUBLE) / 601) AS BIGINT) AS __b
+    CAST((FLOOR(CAST(e.__t AS DOUBLE) / 601) / 1) AS BIGINT) AS __b
   FROM (
     SELECT
       src.*,
