@@ -818,21 +818,15 @@ def bind(tree: exp.Expression, values: dict[str, ParamValue]) -> exp.Expression:
 
 
 def _settled(node: exp.ArgMin | exp.ArgMax) -> exp.Expression:
-    """``arg_min(x, y)``'s ordering with the value itself as the last tie-break. A row
-    whose ``y`` is NULL still takes no part, and between tied rows a value beats a NULL
-    (engines order NULLs inside a tuple differently)."""
+    """``arg_min(x, y)``'s ordering with the value itself as the last tie-break, and NULL
+    (the row takes no part) where ``x`` or ``y`` is NULL: DuckDB's arg_min skips a row
+    whose ``x`` is NULL, Spark's min_by answered that NULL."""
     order, value = node.expression, node.this
     keys = order.expressions if isinstance(order, exp.Tuple) else [order]
-    if keys[-1] == value:  # (y, x) already
-        return order
-    is_null = exp.Is(this=value.copy(), expression=exp.Null())
-    settled = exp.Tuple(expressions=[*keys, exp.Not(this=is_null) if isinstance(
-        node, exp.ArgMax) else is_null, value.copy()])
-    if isinstance(order, exp.Tuple):  # never NULL, as before
-        return settled
-    return exp.Case(ifs=[exp.If(this=exp.Not(this=exp.Is(this=order.copy(),
-                                                         expression=exp.Null())),
-                                true=settled)])
+    settled = order if keys[-1] == value else exp.Tuple(expressions=[*keys, value.copy()])
+    known = [value] if isinstance(order, exp.Tuple) else [value, order]  # a tuple is never NULL
+    return exp.Case(ifs=[exp.If(this=exp.and_(*(exp.Not(this=exp.Is(
+        this=k.copy(), expression=exp.Null())) for k in known)), true=settled)])
 
 
 def columns_used(tree: exp.Expression, qualifier: str = "") -> set[str]:

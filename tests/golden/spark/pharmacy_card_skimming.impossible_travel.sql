@@ -17,12 +17,10 @@ WITH src AS (
     MAX(`o`.`admit_time`) AS `earlier_time`,
     MAX_BY(
       `o`.`visit_area`,
-      (
-        `o`.`admit_time`,
-        `o`.`settlement_id`,
-        NOT `o`.`visit_area` IS NULL,
-        `o`.`visit_area`
-      )
+      CASE
+        WHEN NOT `o`.`visit_area` IS NULL
+        THEN (`o`.`admit_time`, `o`.`settlement_id`, `o`.`visit_area`)
+      END
     ) AS `earlier_area`
   FROM src AS t
   JOIN oth AS o

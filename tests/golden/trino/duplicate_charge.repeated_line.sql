@@ -41,7 +41,10 @@ WITH src AS (
     "unit_price",
     COUNT(*) AS "copies",
     SUM(amount) AS "total_amount",
-    MIN_BY(amount, CASE WHEN NOT line_id IS NULL THEN (line_id, amount IS NULL, amount) END) AS "first_amount",
+    MIN_BY(
+      amount,
+      CASE WHEN NOT amount IS NULL AND NOT line_id IS NULL THEN (line_id, amount) END
+    ) AS "first_amount",
     MIN(line_id) AS "first_line_id",
     MIN(item_name) AS "item_name"
   FROM src_c
