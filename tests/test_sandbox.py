@@ -41,6 +41,17 @@ def compile_where(tmp_path: Path, where: str):
     return compile_rule(load_rule(rule_file(tmp_path, where)))
 
 
+def one_test_of(tmp_path: Path, where: str, test: str):
+    """The rule file (``where``) with one test (``test``: its lines after the name, each
+    indented four spaces), and what ``rules test`` makes of that test."""
+    from fraudscreen.testing import run_test
+
+    path = rule_file(tmp_path, where)
+    path.write_text(path.read_text() + f"tests:\n  - name: t\n{test}", encoding="utf-8")
+    rule = load_rule(path)
+    return path, run_test(rule, rule.tests[0])
+
+
 @pytest.mark.parametrize(
     "where, says",
     [
@@ -521,13 +532,8 @@ def test_an_impossible_date_in_a_rule_names_the_file(tmp_path):
     ("fee_lines: [{settlement_id: S1, amount: 5y}]", "cannot be read as its column's type"),
 ])
 def test_a_test_whose_data_is_wrong_fails_saying_why(tmp_path, given, says):
-    from fraudscreen.testing import run_test
-
-    path = rule_file(tmp_path, "amount > 1")
-    path.write_text(path.read_text() + f"tests:\n  - name: t\n    given: {{{given}}}\n"
-                    "    expect: []\n", encoding="utf-8")
-    rule = load_rule(path)
-    result = run_test(rule, rule.tests[0])
+    path, result = one_test_of(tmp_path, "amount > 1",
+                          f"    given: {{{given}}}\n    expect: []\n")
     assert not result.passed and says in result.diff[0]
     assert result.diff[0].startswith(f"{path}:18:")  # the test's `given:` line
 
@@ -538,26 +544,15 @@ def test_a_test_whose_data_is_wrong_fails_saying_why(tmp_path, given, says):
 ])
 def test_a_test_s_wrong_params_are_named_where_the_test_gives_them(tmp_path, params, says):
     """Found in review: placed at the rule's own `params:`, which has no `limt`."""
-    from fraudscreen.testing import run_test
-
-    path = rule_file(tmp_path, "amount > :limit")
-    path.write_text(path.read_text() + f"tests:\n  - name: t\n    params: {params}\n"
-                    "    given: {}\n    expect: []\n", encoding="utf-8")
-    rule = load_rule(path)
-    result = run_test(rule, rule.tests[0])
+    path, result = one_test_of(tmp_path, "amount > :limit",
+                          f"    params: {params}\n    given: {{}}\n    expect: []\n")
     assert not result.passed and result.diff == [f"{path}{says}"], result.diff
 
 
 def test_a_rule_that_fails_when_it_runs_names_its_detection(tmp_path):
     """`rules test` and `run` named the file alone ("rule.yaml: BinderException: …"),
     where lint names the line."""
-    from fraudscreen.testing import run_test
-
-    path = rule_file(tmp_path, "amount > item_code")
-    path.write_text(path.read_text() + "tests:\n  - name: t\n    given: {}\n    expect: []\n",
-                    encoding="utf-8")
-    rule = load_rule(path)
-    result = run_test(rule, rule.tests[0])
+    path, result = one_test_of(tmp_path, "amount > item_code", "    given: {}\n    expect: []\n")
     assert result.diff[0].startswith(f"rule failed: {path}:9:1: ") and "Cannot compare " \
         "values of type DECIMAL(16,2) and type VARCHAR" in result.diff[0], result.diff
 
